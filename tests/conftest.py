@@ -1,0 +1,34 @@
+"""Shared fixtures: offline hub settings, a per-test WORKBENCH_HOME, tiny models built once per session."""
+
+import os
+
+# Nothing in the suite may reach for a hub: set before transformers/datasets are imported anywhere.
+for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
+    os.environ[_name] = "1"
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def workbench_home(tmp_path, monkeypatch):
+    home = tmp_path / "workbench-home"
+    monkeypatch.setenv("WORKBENCH_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_falcon(tmp_path_factory):
+    from workbench.tiny import TinySpec, build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "falcon", TinySpec(arch="falcon"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    from workbench.tiny import TinySpec, build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "llama", TinySpec(arch="llama"))

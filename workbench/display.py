@@ -1,0 +1,37 @@
+"""Rich renderings of library results, shared by the CLI commands (no CLI framework here)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from workbench.stats import Stats
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def stats_tables(stats: Stats, title: str) -> list[Table]:
+    categories = Table(title=f"{title}: {stats.records:,} records")
+    for column in ("category", "records", "share", "Dolly-15k share"):
+        categories.add_column(column, justify="left" if column == "category" else "right")
+    for name, count, share, dolly in stats.category_rows():
+        categories.add_row(name, f"{count:,}", f"{share:.1f}%", f"{dolly:.1f}%" if dolly else "-")
+    tables = [categories]
+    for unit, lengths in (("words", stats.words), ("tokens", stats.tokens)):
+        if not lengths:
+            continue
+        table = Table(title=f"Length in {unit}")
+        for column in ("field", "p50", "p90", "p99", "max", "mean"):
+            table.add_column(column, justify="left" if column == "field" else "right")
+        for field, summary in lengths.items():
+            table.add_row(field, *(f"{summary[k]:.0f}" for k in ("p50", "p90", "p99", "max")),
+                          f"{summary['mean']:.1f}")
+        tables.append(table)
+    sources = Table(title="Sources")
+    sources.add_column("source")
+    sources.add_column("records", justify="right")
+    for name, count in stats.sources.items():
+        sources.add_row(name, f"{count:,}")
+    tables.append(sources)
+    return tables

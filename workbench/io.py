@@ -1,0 +1,247 @@
+"""Reading and writing records: JSONL with line-numbered problems, Parquet through `datasets`, atomic writes.
+
+Every reader takes a `problems` list and appends one Problem per bad line instead of raising, so the good
+lines are always kept and the bad ones can be written to a quarantine file with their reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import InputError
+from workbench.records import DEFAULT_MAX_FIELD_BYTES, Record, check_record_dict
+
+BOM = b"\xef\xbb\xbf"
+JSON_COLUMNS = ("lineage", "scores", "meta")  # stored as JSON strings in Parquet/Arrow
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad line: where it is, which field, why, and the line itself."""
+
+    file: str
+    line: int
+    field: str  # "-" for whole-line problems (invalid JSON or UTF-8, ...)
+    reason: str
+    raw: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.field}: {self.reason}"
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w"):
+    """Open a temp file beside `path`; on success fsync it and rename it over `path`, else remove it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_open(path) as f:
+        f.write(text)
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_json_lines(path: str | Path, problems: list[Problem]) -> Iterator[tuple[int, dict[str, Any], str]]:
+    """Yield (line number, object, raw line) for each line that is a JSON object; the rest go to `problems`.
+
+    Blank lines are skipped. A UTF-8 byte-order mark at the start of the file is accepted.
+    """
+    name = str(path)
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise InputError(f"{name}: cannot read: {e.strerror}") from e
+    with f:
+        previous: bytes | None = None
+        number = 0
+        # Look one line ahead so the last line can be recognised (a truncated write lacks its newline).
+        for current in f:
+            if previous is not None:
+                yield from _parse_line(name, number, previous, False, problems)
+            number += 1
+            previous = current[len(BOM):] if number == 1 and current.startswith(BOM) else current
+        if previous is not None:
+            yield from _parse_line(name, number, previous, True, problems)
+
+
+def _parse_line(name: str, number: int, raw: bytes, last: bool, problems: list[Problem]):
+    complete = raw.endswith(b"\n")
+    raw = raw.rstrip(b"\r\n")
+    shown = raw.decode("utf-8", "backslashreplace")
+    if not raw.strip():
+        return
+    if b"\x00" in raw:
+        column = raw.index(b"\x00") + 1
+        problems.append(Problem(name, number, "-", f"NUL byte at column {column}", shown))
+        return
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        problems.append(Problem(name, number, "-", f"invalid UTF-8 at byte {e.start + 1}", shown))
+        return
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        if last and not complete:
+            reason = f"truncated last line: no newline at end of file and the JSON is incomplete ({e.msg})"
+        else:
+            reason = f"invalid JSON: {e.msg} at column {e.colno}"
+        problems.append(Problem(name, number, "-", reason, shown))
+        return
+    if not isinstance(obj, dict):
+        kind = {list: "an array", str: "a string", type(None): "null", bool: "a boolean"}.get(type(obj), "a number")
+        problems.append(Problem(name, number, "-", f"expected a JSON object, got {kind}", shown))
+        return
+    yield number, obj, text
+
+
+def records_from_objects(name: str, rows: Iterable[tuple[int, dict[str, Any], str]], problems: list[Problem],
+                         *, seen_ids: dict[str, str] | None = None, allow_unknown_categories: bool = False,
+                         max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES) -> Iterator[Record]:
+    """Check each (line, object, raw) as a Record; bad ones and repeated ids go to `problems`."""
+    seen_ids = {} if seen_ids is None else seen_ids
+    for number, obj, raw in rows:
+        found = check_record_dict(obj, allow_unknown_categories=allow_unknown_categories,
+                                  max_field_bytes=max_field_bytes)
+        if found:
+            problems.extend(Problem(name, number, f, reason, raw) for f, reason in found)
+            continue
+        record = Record.from_dict(obj, allow_unknown_categories=True)
+        where = f"{name}:{number}"
+        if record.id in seen_ids:
+            first = seen_ids[record.id]
+            reason = (f"duplicate id {record.id!r} (first at {first})" if obj.get("id")
+                      else f"exact duplicate of {first} (same instruction, context and response)")
+            problems.append(Problem(name, number, "id" if obj.get("id") else "-", reason, raw))
+            continue
+        seen_ids[record.id] = where
+        yield record
+
+
+def read_records(path: str | Path, problems: list[Problem], **options: Any) -> Iterator[Record]:
+    """Valid records of a JSONL or Parquet file, streamed; problems are appended to `problems`.
+
+    Options: seen_ids (a dict shared across files to catch repeated ids), allow_unknown_categories,
+    max_field_bytes.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    rows = _parquet_rows(path, problems) if path.suffix == ".parquet" else read_json_lines(path, problems)
+    return records_from_objects(str(path), rows, problems, **options)
+
+
+def load_records(path: str | Path, problems: list[Problem], **options: Any) -> list[Record]:
+    return list(read_records(path, problems, **options))
+
+
+def record_to_row(record: Record) -> dict[str, Any]:
+    row = record.to_dict()
+    for column in JSON_COLUMNS:
+        row[column] = json.dumps(row[column], ensure_ascii=False)
+    return row
+
+
+def _parquet_rows(path: Path, problems: list[Problem]) -> Iterator[tuple[int, dict[str, Any], str]]:
+    import datasets
+
+    try:
+        dataset = datasets.Dataset.from_parquet(str(path), keep_in_memory=True)
+    except Exception as e:  # pyarrow raises many types for a damaged file; all mean the same to the user
+        raise InputError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from e
+    yield from _dataset_rows(str(path), dataset, problems)
+
+
+def _dataset_rows(name: str, dataset, problems: list[Problem]) -> Iterator[tuple[int, dict[str, Any], str]]:
+    for number, row in enumerate(dataset, start=1):
+        row = dict(row)
+        bad = False
+        for column in JSON_COLUMNS:
+            if isinstance(row.get(column), str):
+                try:
+                    row[column] = json.loads(row[column])
+                except json.JSONDecodeError as e:
+                    problems.append(Problem(name, number, column, f"invalid JSON string: {e.msg}", str(row)))
+                    bad = True
+        if not bad:
+            yield number, row, json.dumps(row, ensure_ascii=False, default=str)
+
+
+def write_records(path: str | Path, records: Iterable[Record]) -> int:
+    """Write records atomically as JSONL (or Parquet when the name ends in .parquet); returns the count."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        dataset = to_dataset(records)
+        with atomic_open(path, "wb") as f:
+            dataset.to_parquet(f)
+        return len(dataset)
+    count = 0
+    with atomic_open(path) as f:
+        for record in records:
+            f.write(record.to_json() + "\n")
+            count += 1
+    return count
+
+
+def write_problems(path: str | Path, problems: Iterable[Problem]) -> int:
+    """Write the quarantine file: one JSON object per bad line with file, line, field, reason and raw."""
+    count = 0
+    with atomic_open(path) as f:
+        for problem in problems:
+            f.write(json.dumps(asdict(problem), ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def to_dataset(records: Iterable[Record]):
+    """A `datasets.Dataset` with one row per record; lineage, scores and meta as JSON strings."""
+    import datasets
+
+    rows = [record_to_row(r) for r in records]
+    features = datasets.Features({
+        "id": datasets.Value("string"), "instruction": datasets.Value("string"),
+        "context": datasets.Value("string"), "response": datasets.Value("string"),
+        "category": datasets.Value("string"), "source": datasets.Value("string"),
+        "lineage": datasets.Value("string"), "scores": datasets.Value("string"), "meta": datasets.Value("string"),
+    })
+    return datasets.Dataset.from_list(rows, features=features)
+
+
+def from_dataset(dataset, problems: list[Problem], name: str = "<dataset>", **options: Any) -> Iterator[Record]:
+    """Records from a `datasets.Dataset` in the to_dataset layout (row numbers stand in for lines)."""
+    return records_from_objects(name, _dataset_rows(name, dataset, problems), problems, **options)
+
+
+def validate_files(paths: Iterable[str | Path], **options: Any) -> tuple[list[Problem], int]:
+    """Check every line of every file; ids must be unique across all of them. Returns (problems, valid)."""
+    problems: list[Problem] = []
+    seen: dict[str, str] = {}
+    valid = sum(1 for path in paths for _ in read_records(path, problems, seen_ids=seen, **options))
+    return problems, valid

@@ -1,0 +1,221 @@
+"""Load causal LMs by hub id or local folder, with quantization that is verified, and batched generation.
+
+`get_model(name, ...)` returns a Model whose `generate(prompts, params)` keeps the prompts' order; the CLI,
+the pipelines and the tests all go through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workbench.errors import HubUnavailableError, ModelLoadError, QuantizationError
+
+Quant = Literal["none", "8bit", "4bit"]
+
+# Linear layers that subclass nn.Linear. transformers 5.x replaces only modules whose type *is* nn.Linear
+# (integrations/bitsandbytes.py: `type(module) is nn.Linear`), so these stay full precision under
+# load_in_8bit while the model still reports is_loaded_in_8bit. Measured on 5.24 (CPU) and 5.17 (H200).
+# FalconLinear computes `x @ W.T (+ b)`, the same function as nn.Linear, so building the model with
+# nn.Linear in its place changes nothing but lets bitsandbytes replace it.
+LINEAR_SUBCLASSES = {"falcon": ("transformers.models.falcon.modeling_falcon", "FalconLinear")}
+
+
+class GenerationParams(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_new_tokens: int = Field(128, ge=1)  # tokens generated per prompt at most
+    temperature: float = Field(0.0, ge=0.0)  # 0 = greedy decoding
+    top_p: float = Field(1.0, gt=0.0, le=1.0)  # nucleus sampling mass, used when temperature > 0
+    stop: tuple[str, ...] = ()  # the completion is cut before the first of these strings
+    seed: int = 0  # sampling seed, so sampled output is reproducible
+    batch_size: int = Field(8, ge=1)  # prompts per forward pass; does not change greedy results
+
+
+def resolve_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device!r} asked for, but CUDA is not available", hint="use --device cpu")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        # bf16 halves memory on GPUs; CPUs run fp32 much faster than bf16 for small models.
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[dtype]
+    except KeyError:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; choose auto, float32, bfloat16 or float16") from None
+
+
+@contextlib.contextmanager
+def linear_subclasses_as_linear(model_type: str | None):
+    """While loading `model_type`, build its nn.Linear subclasses as plain nn.Linear (see LINEAR_SUBCLASSES)."""
+    import torch
+
+    target = LINEAR_SUBCLASSES.get(model_type or "")
+    if target is None:
+        yield
+        return
+    module = importlib.import_module(target[0])
+    original = getattr(module, target[1])
+    setattr(module, target[1], torch.nn.Linear)
+    try:
+        yield
+    finally:
+        setattr(module, target[1], original)
+
+
+def count_quantized_layers(model) -> dict[str, int]:
+    """How many linear layers bitsandbytes really holds in 8-bit and 4-bit."""
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        return {"8bit": 0, "4bit": 0}
+    counts = {"8bit": 0, "4bit": 0}
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear8bitLt):
+            counts["8bit"] += 1
+        elif isinstance(module, bnb.nn.Linear4bit):
+            counts["4bit"] += 1
+    return counts
+
+
+def verify_quantization(model, quant: Quant, name: str) -> int:
+    """Return the number of quantized layers; raise when quantization was asked for and none happened."""
+    import torch
+
+    if quant == "none":
+        return 0
+    counts = count_quantized_layers(model)
+    if counts[quant] == 0:
+        linear = sum(1 for m in model.modules() if isinstance(m, torch.nn.Linear))
+        raise QuantizationError(
+            f"{name}: {quant} was asked for but 0 of {linear} linear layers were quantized",
+            hint="the architecture's linear layers are not plain nn.Linear; load with --quant none, "
+                 "or add the class to workbench.models.LINEAR_SUBCLASSES")
+    return counts[quant]
+
+
+def _quantization_config(quant: Quant, compute_dtype):
+    from transformers import BitsAndBytesConfig
+
+    if quant == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype)
+
+
+def _load_error(name: str, error: Exception) -> ModelLoadError:
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    if not Path(name).exists() and (os.environ.get("HF_HUB_OFFLINE") or "offline" in first.lower()
+                                    or "connect" in first.lower() or "resolve" in first.lower()):
+        return HubUnavailableError(f"{name}: not a local folder and the hub cannot be reached ({first})",
+                                   hint="download the model where the hub is reachable and pass its folder")
+    return ModelLoadError(f"{name}: cannot load ({type(error).__name__}: {first})")
+
+
+@dataclass
+class Model:
+    """A loaded causal LM and its tokenizer; `generate` is the batch protocol every stage uses."""
+
+    name: str
+    model: Any
+    tokenizer: Any
+    device: str
+    quant: Quant
+    quantized_layers: int
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def generate(self, prompts: list[str], params: GenerationParams = GenerationParams()) -> list[str]:
+        """Completions for `prompts`, in the same order; batches are sorted by length to cut padding."""
+        import torch
+
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        results: list[str] = [""] * len(prompts)
+        for start in range(0, len(order), params.batch_size):
+            batch = order[start:start + params.batch_size]
+            enc = self.tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
+                                 add_special_tokens=False).to(self.model.device)
+            sample = params.temperature > 0
+            torch.manual_seed(params.seed + start)
+            kwargs = {"do_sample": sample, "max_new_tokens": params.max_new_tokens,
+                      "pad_token_id": self.tokenizer.pad_token_id, "eos_token_id": self.tokenizer.eos_token_id}
+            if sample:
+                kwargs.update(temperature=params.temperature, top_p=params.top_p)
+            with torch.inference_mode():
+                out = self.model.generate(**enc, **kwargs)
+            new = out[:, enc["input_ids"].shape[1]:]
+            if new.shape[1] == 0:
+                # Some generation paths (e.g. continuous batching on Falcon) fail quietly with no tokens.
+                raise ModelLoadError(f"{self.name}: generate returned no new tokens")
+            for row, i in enumerate(batch):
+                results[i] = cut_at_stop(self.tokenizer.decode(new[row], skip_special_tokens=True), params.stop)
+        return results
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """Text before the earliest stop string."""
+    cut = min((i for s in stop if (i := text.find(s)) >= 0), default=len(text))
+    return text[:cut]
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    """The tokenizer of a hub id or local folder."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise _load_error(name, e) from e
+
+
+def get_model(name: str, *, quant: Quant = "none", dtype: str = "auto", device: str = "auto",
+              trust_remote_code: bool = False) -> Model:
+    """Load a causal LM + tokenizer from a hub id or local folder; quantization is verified, never trusted."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    try:
+        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise _load_error(name, e) from e
+    tokenizer = load_tokenizer(name, trust_remote_code)
+    tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # falcon-7b ships no pad token
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
+    if quant != "none":
+        kwargs["quantization_config"] = _quantization_config(quant, torch_dtype)
+        kwargs["device_map"] = {"": 0} if device == "cuda" else {"": device}
+    try:
+        with linear_subclasses_as_linear(config.model_type if quant != "none" else None):
+            model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+    except ImportError as e:
+        raise ModelLoadError(f"{name}: {quant} loading needs bitsandbytes ({e})",
+                             hint="pip install bitsandbytes") from e
+    except (OSError, ValueError, RuntimeError) as e:
+        raise _load_error(name, e) from e
+    if quant == "none":
+        model.to(device)
+    layers = verify_quantization(model, quant, name)
+    model.eval()
+    return Model(name=name, model=model, tokenizer=tokenizer, device=device, quant=quant, quantized_layers=layers)
