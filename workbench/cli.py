@@ -194,7 +194,8 @@ def demo(
     """
     from workbench.demo import run_demo
 
-    result = run_demo(runs_dir, name, force)
+    with console.status("Running the demo stages..."):
+        result = run_demo(runs_dir, name, force)
     for outcome in result.outcomes:
         state = "skipped (unchanged)" if outcome.skipped else f"done in {outcome.manifest['seconds']:.1f} s"
         counts = ", ".join(f"{k} {v:,}" for k, v in outcome.manifest["counts"].items())

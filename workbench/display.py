@@ -7,8 +7,8 @@ from rich.table import Table
 
 from workbench.stats import Stats
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # long paths stay on one line, copy-pastable
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def stats_tables(stats: Stats, title: str) -> list[Table]:

@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workbench.errors import HubUnavailableError, InputError
+from workbench.errors import InputError
+from workbench.hub import hub_error, looks_like_hub_id
 from workbench.io import Problem, read_json_lines, records_from_objects
 from workbench.records import DEFAULT_MAX_FIELD_BYTES, FIELDS, LICENSES, Record, check_record_dict
 
@@ -28,6 +29,7 @@ FORMAT_FIELDS = {
     "jsonl": {name: name for name in FIELDS},
 }
 READABLE_SUFFIXES = (".jsonl", ".json", ".parquet")
+GUESS_ROWS = 100  # rows per file whose field names decide the format
 
 Row = tuple[int, dict[str, Any], str]
 
@@ -68,8 +70,8 @@ def parse_field_map(text: str | None) -> dict[str, str]:
 def import_records(source: str | Path, config: ImportConfig, problems: list[Problem]) -> ImportResult:
     """Read SOURCE (file, folder or hub id) in the configured or guessed format."""
     rows_by_file = list(_source_rows(str(source), problems))
-    fmt = config.format or guess_format(next((obj for _, rows in rows_by_file for _, obj, _ in rows), None),
-                                        config.field_map)
+    sample = [obj for _, rows in rows_by_file for _, obj, _ in rows[:GUESS_ROWS]]
+    fmt = config.format or guess_format(sample, config.field_map)
     if config.lang and fmt != "oasst1":
         raise InputError(f"--lang filters OASST1 conversations only; {source} was read as {fmt}")
     result = ImportResult(records=[], format=fmt)
@@ -86,11 +88,11 @@ def import_records(source: str | Path, config: ImportConfig, problems: list[Prob
     return result
 
 
-def guess_format(first: dict[str, Any] | None, field_map: dict[str, str]) -> str:
-    """Name the format whose fields the first row has; our own JSONL when nothing else fits."""
-    if first is None or field_map:
+def guess_format(sample: list[dict[str, Any]], field_map: dict[str, str]) -> str:
+    """Name the format whose fields the sample rows have; our own JSONL when nothing else fits."""
+    if not sample or field_map:
         return "jsonl"
-    keys = set(first)
+    keys = set().union(*sample)
     if {"message_id", "role", "text"} <= keys or {"prompt", "message_tree_id"} <= keys:
         return "oasst1"
     if {"instruction", "input", "output"} <= keys:
@@ -110,15 +112,10 @@ def _source_rows(source: str, problems: list[Problem]) -> Iterator[tuple[str, li
             yield str(file), list(_file_rows(file, problems))
     elif path.exists():
         yield str(path), list(_file_rows(path, problems))
-    elif _looks_like_hub_id(source):
+    elif looks_like_hub_id(source):
         yield from _hub_rows(source)
     else:
         raise InputError(f"{source}: no such file or folder")
-
-
-def _looks_like_hub_id(source: str) -> bool:
-    parts = source.split("/")
-    return len(parts) == 2 and all(parts) and not source.startswith((".", "~"))
 
 
 def _file_rows(path: Path, problems: list[Problem]) -> Iterator[Row]:
@@ -177,11 +174,8 @@ def _hub_rows(source: str) -> Iterator[tuple[str, list[Row]]]:
 
     try:
         loaded = datasets.load_dataset(source)
-    except Exception as e:  # connection, offline-mode and not-found errors all mean "not reachable from here"
-        raise HubUnavailableError(
-            f"{source}: cannot load from the hub ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
-            hint="download the dataset where the hub is reachable and import the local file or folder",
-        ) from e
+    except Exception as e:  # connection, offline-mode and not-found errors all mean "not to be had from here"
+        raise hub_error(source, e) from e
     for split, dataset in loaded.items():
         name = f"{source}[{split}]"
         yield name, [(i, dict(row), json.dumps(row, ensure_ascii=False, default=str))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from workbench.errors import HubUnavailableError, ModelLoadError, QuantizationError
+from workbench.hub import hub_error, looks_like_hub_id
 
 Quant = Literal["none", "8bit", "4bit"]
 
@@ -119,12 +119,12 @@ def _quantization_config(quant: Quant, compute_dtype):
                               bnb_4bit_compute_dtype=compute_dtype)
 
 
-def _load_error(name: str, error: Exception) -> ModelLoadError:
+def _load_error(name: str, error: Exception) -> ModelLoadError | HubUnavailableError:
+    if looks_like_hub_id(name):
+        return hub_error(name, error)
+    if not Path(name).exists():
+        return ModelLoadError(f"{name}: no such model folder")
     first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-    if not Path(name).exists() and (os.environ.get("HF_HUB_OFFLINE") or "offline" in first.lower()
-                                    or "connect" in first.lower() or "resolve" in first.lower()):
-        return HubUnavailableError(f"{name}: not a local folder and the hub cannot be reached ({first})",
-                                   hint="download the model where the hub is reachable and pass its folder")
     return ModelLoadError(f"{name}: cannot load ({type(error).__name__}: {first})")
 
 

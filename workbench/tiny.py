@@ -78,7 +78,9 @@ def model_config(spec: TinySpec, vocab_size: int, eos_id: int, pad_id: int):
     if spec.arch == "llama":
         from transformers import LlamaConfig
 
-        return LlamaConfig(hidden_size=spec.hidden, intermediate_size=spec.hidden * 8 // 3,
+        # Llama's MLP is ~8/3 of the width, rounded up to a multiple of 64 (bitsandbytes' CPU 4-bit
+        # kernel packs weights in blocks of 32 rows and quantizes inputs in blocks of 64).
+        return LlamaConfig(hidden_size=spec.hidden, intermediate_size=-(-spec.hidden * 8 // 3 // 64) * 64,
                            num_hidden_layers=spec.layers, num_attention_heads=spec.heads,
                            num_key_value_heads=max(1, spec.heads // 2), tie_word_embeddings=False,
                            max_position_embeddings=spec.max_positions, **ids)

@@ -1,0 +1,140 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import FIXTURES
+from workbench.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def all_commands(group=None, prefix=()):
+    import typer.main
+
+    group = group or typer.main.get_command(app)
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            yield from all_commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name)
+
+
+def test_help_lists_the_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for name in ("data", "models", "demo"):
+        assert name in result.output
+
+
+@pytest.mark.parametrize("command", list(all_commands()), ids=" ".join)
+def test_every_command_has_help_with_an_example(command):
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0
+    assert "Example:" in result.output
+
+
+def test_import_writes_records_and_quarantines_bad_rows(tmp_path):
+    out = tmp_path / "dolly.jsonl"
+    result = invoke("data", "import", FIXTURES / "dolly.jsonl", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "Imported 6 records (dolly)" in result.output
+    assert "2 bad line(s) quarantined to" in result.output
+    assert len(out.read_text().splitlines()) == 6
+    quarantine = [json.loads(line) for line in (tmp_path / "dolly.quarantine.jsonl").read_text().splitlines()]
+    assert [(q["line"], q["field"]) for q in quarantine] == [(5, "-"), (7, "instruction")]
+
+
+def test_import_strict_exits_1(tmp_path):
+    result = invoke("data", "import", FIXTURES / "dolly.jsonl", "-o", tmp_path / "o.jsonl", "--strict")
+    assert result.exit_code == 1
+    assert (tmp_path / "o.jsonl").exists()  # the good records are still written
+
+
+def test_import_oasst_with_lang_and_map_options(tmp_path):
+    result = invoke("data", "import", FIXTURES / "oasst1_messages.jsonl", "--lang", "en", "-o", tmp_path / "o.jsonl")
+    assert result.exit_code == 0 and "Imported 2 records (oasst1)" in result.output
+    assert "left out 1: oasst1: language not en" in result.output
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text('{"q": "Q?", "a": "A."}\n')
+    result = invoke("data", "import", qa, "--map", "instruction=q,response=a", "-o", tmp_path / "m.jsonl")
+    assert result.exit_code == 0 and "Imported 1 records (jsonl)" in result.output
+
+
+def test_errors_are_one_line_with_exit_1(tmp_path):
+    result = invoke("data", "import", tmp_path / "missing.jsonl", "-o", tmp_path / "o.jsonl")
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: {tmp_path / 'missing.jsonl'}: no such file or folder"
+    result = invoke("data", "import", "org/some-dataset", "-o", tmp_path / "o.jsonl")
+    assert result.exit_code == 1 and "Hint: download it where the hub is reachable" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_validate_prints_file_line_field_reason_and_exits_1(tmp_path):
+    bad = FIXTURES / "bad"
+    result = invoke("data", "validate", bad / "invalid_json.jsonl", bad / "unknown_category.jsonl",
+                    "--quarantine", tmp_path / "q.jsonl")
+    assert result.exit_code == 1
+    assert f"{bad / 'invalid_json.jsonl'}:2: -: invalid JSON" in result.output
+    assert f"{bad / 'unknown_category.jsonl'}:2: category: unknown category 'brainstroming'" in result.output
+    assert "2 valid record(s), 2 problem(s) in 2 file(s)" in result.output
+    assert len((tmp_path / "q.jsonl").read_text().splitlines()) == 2
+
+
+def test_validate_good_and_empty_files_exit_0():
+    result = invoke("data", "validate", FIXTURES / "good_records.jsonl", FIXTURES / "bad" / "empty.jsonl",
+                    FIXTURES / "bad" / "bom.jsonl")
+    assert result.exit_code == 0, result.output
+    assert "3 valid record(s), 0 problem(s)" in result.output
+
+
+def test_validate_size_limit_flag():
+    result = invoke("data", "validate", FIXTURES / "good_records.jsonl", "--max-field-bytes", "5")
+    assert result.exit_code == 1 and "over the limit of 5" in result.output
+
+
+def test_stats_json_and_tokens(tmp_path, tiny_falcon):
+    from workbench.catalog import SEED_TASKS
+
+    result = invoke("data", "stats", SEED_TASKS, "--json", "--tokenizer", tiny_falcon)
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.output)
+    assert stats["records"] >= 60 and stats["tokens"]["response"]["max"] > 0
+    assert stats["dolly_shares"]["open_qa"] == pytest.approx(3742 / 15011)
+
+
+def test_stats_table_quarantines_bad_lines(tmp_path):
+    bad = tmp_path / "mixed.jsonl"
+    bad.write_text('{"instruction": "ok", "category": "open_qa"}\n{oops\n')
+    result = invoke("data", "stats", bad)
+    assert result.exit_code == 0
+    assert "Dolly-15k share" in result.output and "1 bad line(s) quarantined to" in result.output
+    assert (tmp_path / "mixed.quarantine.jsonl").exists()
+
+
+def test_models_tiny_and_check_8bit(tmp_path):
+    result = invoke("models", "tiny", tmp_path / "m", "--arch", "llama", "--hidden", "64", "--heads", "2")
+    assert result.exit_code == 0, result.output
+    assert "Built a llama model" in result.output
+    result = invoke("models", "check", tmp_path / "m", "--quant", "8bit", "--prompt", "Fees")
+    assert result.exit_code == 0, result.output
+    assert "quantization 8bit (14 layers)" in result.output
+
+
+def test_models_tiny_rejects_bad_shapes(tmp_path):
+    result = invoke("models", "tiny", tmp_path / "m", "--hidden", "100", "--heads", "3")
+    assert result.exit_code == 1 and "divisible" in result.output
+
+
+def test_demo_runs_then_skips_unchanged_stages(tmp_path):
+    result = invoke("demo", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    for stage in ("tiny-model", "seeds", "catalog"):
+        assert (tmp_path / "runs" / "demo" / stage / "DONE").exists()
+    assert "Seed tasks: 64 records" in result.output
+    again = invoke("demo", "--runs-dir", tmp_path / "runs")
+    assert again.output.count("skipped (unchanged)") == 3
