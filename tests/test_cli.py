@@ -1,9 +1,9 @@
 import json
 
 import pytest
+from conftest import FIXTURES
 from typer.testing import CliRunner
 
-from conftest import FIXTURES
 from workbench.cli import app
 
 runner = CliRunner()

@@ -47,5 +47,7 @@ def test_hash_ignores_fields_that_do_not_change_results():
 
 
 def test_configs_are_frozen():
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="frozen"):
         DedupLike().threshold = 0.1

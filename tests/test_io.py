@@ -2,10 +2,19 @@ import json
 import os
 
 import pytest
-
 from conftest import FIXTURES
-from workbench.io import (Problem, atomic_open, from_dataset, load_records, read_records, to_dataset,
-                          validate_files, write_problems, write_records)
+
+from workbench.io import (
+    Problem,
+    atomic_open,
+    from_dataset,
+    load_records,
+    read_records,
+    to_dataset,
+    validate_files,
+    write_problems,
+    write_records,
+)
 from workbench.records import Record
 
 BAD = FIXTURES / "bad"

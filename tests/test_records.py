@@ -8,7 +8,7 @@ from workbench.records import CATEGORIES, Record, RecordError, check_record_dict
 def test_id_is_sha256_prefix_over_normalised_fields():
     import hashlib
 
-    expected = hashlib.sha256("Name a river.\x1f\x1fThe Rhine.".encode()).hexdigest()[:16]
+    expected = hashlib.sha256(b"Name a river.\x1f\x1fThe Rhine.").hexdigest()[:16]
     assert record_id("  Name a river. ", "", "The Rhine.\n") == expected
     assert Record("Name a river.", response="The Rhine.").id == expected
 

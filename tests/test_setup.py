@@ -16,7 +16,8 @@ def test_extras_are_installed():
 def test_argilla_server_environment_is_separate_and_its_cli_runs():
     assert ARGILLA_PYTHON.exists(), "run `make setup`: it builds .argilla-venv with argilla-server"
     out = subprocess.run([str(ARGILLA_PYTHON), "-c", "import argilla_server, click, typer; "
-                          "from importlib.metadata import version; print(version('argilla-server'), click.__version__)"],
+                          "from importlib.metadata import version; "
+                          "print(version('argilla-server'), click.__version__)"],
                          capture_output=True, text=True, check=True)
     server, click_version = out.stdout.split()
     assert server == "2.8.0"

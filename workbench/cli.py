@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import click
 import typer
@@ -36,7 +36,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 
 Strict = Annotated[bool, typer.Option("--strict", help="Exit 1 when any line is quarantined.")]
-Quarantine = Annotated[Optional[Path], typer.Option(help="Where bad lines go (default: beside the output).")]
+Quarantine = Annotated[Path | None, typer.Option(help="Where bad lines go (default: beside the output).")]
 
 
 def _report_problems(problems, quarantine: Path, strict: bool) -> None:
@@ -48,7 +48,7 @@ def _report_problems(problems, quarantine: Path, strict: bool) -> None:
     write_problems(quarantine, problems)
     for problem in problems[:5]:
         err_console.print(str(problem), markup=False, highlight=False)
-    more = f" (first 5 shown)" if len(problems) > 5 else ""
+    more = " (first 5 shown)" if len(problems) > 5 else ""
     err_console.print(f"{len(problems)} bad line(s) quarantined to {quarantine}{more}", markup=False)
     if strict:
         raise typer.Exit(1)
@@ -62,10 +62,10 @@ def _sibling(path: Path, suffix: str) -> Path:
 def data_import(
     source: Annotated[str, typer.Argument(help="A file, a folder, or a hub id (needs a reachable hub).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Records JSONL (or .parquet) to write.")],
-    format: Annotated[Optional[str], typer.Option(help="dolly, oasst1, alpaca or jsonl; guessed when left out.")] = None,
-    map: Annotated[Optional[str], typer.Option("--map", help="Field names: instruction=FIELD,response=FIELD,...")] = None,
-    lang: Annotated[Optional[str], typer.Option(help="OASST1 only: keep conversations in this language.")] = None,
-    source_label: Annotated[Optional[str], typer.Option("--source", help="The records' source label.")] = None,
+    format: Annotated[str | None, typer.Option(help="dolly, oasst1, alpaca or jsonl; guessed when left out.")] = None,
+    map: Annotated[str | None, typer.Option("--map", help="Field names: instruction=FIELD,response=FIELD,...")] = None,
+    lang: Annotated[str | None, typer.Option(help="OASST1 only: keep conversations in this language.")] = None,
+    source_label: Annotated[str | None, typer.Option("--source", help="The records' source label.")] = None,
     allow_unknown_categories: bool = False,
     quarantine: Quarantine = None,
     strict: Strict = False,
@@ -74,8 +74,8 @@ def data_import(
 
     Example: workbench data import databricks-dolly-15k.jsonl -o dolly.jsonl
     """
-    from workbench.importers import ImportConfig, import_records, parse_field_map
     from workbench.config import build_config
+    from workbench.importers import ImportConfig, import_records, parse_field_map
     from workbench.io import write_records
 
     config = build_config(ImportConfig, {"format": format, "field_map": parse_field_map(map), "lang": lang,
@@ -92,7 +92,7 @@ def data_import(
 @data_app.command("validate")
 def data_validate(
     files: Annotated[list[Path], typer.Argument(help="Record files (JSONL or Parquet).")],
-    quarantine: Annotated[Optional[Path], typer.Option(help="Write every bad line here as JSONL.")] = None,
+    quarantine: Annotated[Path | None, typer.Option(help="Write every bad line here as JSONL.")] = None,
     max_field_bytes: Annotated[int, typer.Option(help="Longest text field allowed, in bytes.")] = 1_000_000,
     allow_unknown_categories: bool = False,
 ):
@@ -115,7 +115,7 @@ def data_validate(
 @data_app.command("stats")
 def data_stats(
     file: Annotated[Path, typer.Argument(help="A record file (JSONL or Parquet).")],
-    tokenizer: Annotated[Optional[str], typer.Option(help="Also count tokens with this tokenizer (folder or hub id).")] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="Also count tokens with this tokenizer.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     quarantine: Quarantine = None,
     strict: Strict = False,
@@ -145,7 +145,8 @@ def models_tiny(
     layers: int = 2, hidden: int = 128, heads: int = 4,
     vocab: Annotated[int, typer.Option(help="BPE vocabulary size (smaller if the corpus runs out).")] = 2000,
     seed: int = 0,
-    corpus: Annotated[Optional[list[Path]], typer.Option(help="Text for the tokenizer (repeat the flag); default: the bundled catalog and seeds.")] = None,
+    corpus: Annotated[list[Path] | None, typer.Option(
+        help="Text for the tokenizer (repeat the flag); default: the bundled catalog and seeds.")] = None,
 ):
     """Build a tiny model of a real architecture with a BPE tokenizer trained on the corpus.
 
@@ -167,7 +168,7 @@ def models_check(
     quant: Annotated[str, typer.Option(help="none, 8bit or 4bit.")] = "none",
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    prompt: Annotated[Optional[str], typer.Option(help="Also generate from this prompt.")] = None,
+    prompt: Annotated[str | None, typer.Option(help="Also generate from this prompt.")] = None,
 ):
     """Load a model the way every stage does and report what was really loaded (8-bit verified).
 

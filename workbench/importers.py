@@ -60,7 +60,8 @@ def parse_field_map(text: str | None) -> dict[str, str]:
     for part in text.split(","):
         ours, sep, theirs = part.partition("=")
         if not sep or not ours.strip() or not theirs.strip():
-            raise InputError(f"--map: {part!r} is not OURS=THEIRS", hint="example: --map instruction=question,response=answer")
+            raise InputError(f"--map: {part!r} is not OURS=THEIRS",
+                             hint="example: --map instruction=question,response=answer")
         if ours.strip() not in FIELDS:
             raise InputError(f"--map: {ours.strip()!r} is not a record field; fields: {', '.join(FIELDS)}")
         mapping[ours.strip()] = theirs.strip()
@@ -251,7 +252,8 @@ def _oasst_rows(name: str, rows: list[Row], config: ImportConfig, problems: list
             problems.append(Problem(name, number, missing[0], "missing or not a string", raw))
             continue
         if msg["role"] not in ("prompter", "assistant"):
-            problems.append(Problem(name, number, "role", f"expected 'prompter' or 'assistant', got {msg['role']!r}", raw))
+            reason = f"expected 'prompter' or 'assistant', got {msg['role']!r}"
+            problems.append(Problem(name, number, "role", reason, raw))
             continue
         messages[msg["message_id"]] = (number, msg, raw)
         if msg.get("parent_id"):

@@ -143,10 +143,11 @@ class Model:
     def parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
-    def generate(self, prompts: list[str], params: GenerationParams = GenerationParams()) -> list[str]:
+    def generate(self, prompts: list[str], params: GenerationParams | None = None) -> list[str]:
         """Completions for `prompts`, in the same order; batches are sorted by length to cut padding."""
         import torch
 
+        params = params or GenerationParams()
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[str] = [""] * len(prompts)
         for start in range(0, len(order), params.batch_size):
@@ -189,7 +190,6 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
 def get_model(name: str, *, quant: Quant = "none", dtype: str = "auto", device: str = "auto",
               trust_remote_code: bool = False) -> Model:
     """Load a causal LM + tokenizer from a hub id or local folder; quantization is verified, never trusted."""
-    import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     device = resolve_device(device)

@@ -87,8 +87,9 @@ def model_config(spec: TinySpec, vocab_size: int, eos_id: int, pad_id: int):
     raise InputError(f"unknown architecture {spec.arch!r}; choose falcon or llama")
 
 
-def build_tiny_model(out: str | Path, spec: TinySpec = TinySpec(), corpus: Iterable[Path] | None = None) -> Path:
+def build_tiny_model(out: str | Path, spec: TinySpec | None = None, corpus: Iterable[Path] | None = None) -> Path:
     """Train the tokenizer, initialise the model from `spec.seed`, save both to OUT; returns OUT."""
+    spec = spec or TinySpec()
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 
