@@ -138,3 +138,9 @@ def test_demo_runs_then_skips_unchanged_stages(tmp_path):
     assert "Seed tasks: 64 records" in result.output
     again = invoke("demo", "--runs-dir", tmp_path / "runs")
     assert again.output.count("skipped (unchanged)") == 3
+
+
+def test_bad_option_value_is_a_one_line_error(tmp_path):
+    result = invoke("data", "import", FIXTURES / "dolly.jsonl", "--format", "dolley", "-o", tmp_path / "o.jsonl")
+    assert result.exit_code == 1
+    assert "Error: options: format: Input should be 'dolly', 'oasst1', 'alpaca' or 'jsonl'" in result.output

@@ -79,7 +79,8 @@ def data_import(
     from workbench.io import write_records
 
     config = build_config(ImportConfig, {"format": format, "field_map": parse_field_map(map), "lang": lang,
-                                         "source": source_label, "allow_unknown_categories": allow_unknown_categories})
+                                         "source": source_label, "allow_unknown_categories": allow_unknown_categories},
+                          where="options")
     problems: list = []
     result = import_records(source, config, problems)
     count = write_records(output, result.records)
