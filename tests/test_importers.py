@@ -147,3 +147,17 @@ def test_missing_path_is_a_clear_error():
 ])
 def test_guess_format(keys, expected):
     assert guess_format([dict.fromkeys(keys, "")], {}) == expected
+
+
+def test_our_own_parquet_imports_with_its_nested_fields(tmp_path):
+    from workbench.io import write_records
+    from workbench.records import Record
+
+    original = [Record("Q", response="A", category="open_qa", source="seed", meta={"license": "mine"})
+                .with_event("screen", "edit", "pii")]
+    write_records(tmp_path / "r.parquet", original)
+    result, problems = run(tmp_path / "r.parquet")
+    assert not problems and result.format == "jsonl"
+    [record] = result.records
+    assert record.meta == {"license": "mine"} and record.lineage[0]["stage"] == "screen"
+    assert record.lineage[-1]["stage"] == "import"

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from workbench.errors import InputError
 from workbench.hub import hub_error, looks_like_hub_id
-from workbench.io import Problem, read_json_lines, records_from_objects
+from workbench.io import Problem, parquet_rows, read_json_lines, records_from_objects
 from workbench.records import DEFAULT_MAX_FIELD_BYTES, FIELDS, LICENSES, Record, check_record_dict
 
 FORMATS = ("dolly", "oasst1", "alpaca", "jsonl")
@@ -121,14 +121,7 @@ def _source_rows(source: str, problems: list[Problem]) -> Iterator[tuple[str, li
 
 def _file_rows(path: Path, problems: list[Problem]) -> Iterator[Row]:
     if path.suffix == ".parquet":
-        import datasets
-
-        try:
-            dataset = datasets.Dataset.from_parquet(str(path), keep_in_memory=True)
-        except Exception as e:  # pyarrow raises many types for a damaged file; all mean the same here
-            raise InputError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from e
-        for number, row in enumerate(dataset, start=1):
-            yield number, dict(row), json.dumps(row, ensure_ascii=False, default=str)
+        yield from parquet_rows(path, problems)
     elif path.suffix == ".json" and _starts_with(path, b"["):
         yield from _json_array_rows(path, problems)
     else:

@@ -133,7 +133,7 @@ def records_from_objects(name: str, rows: Iterable[tuple[int, dict[str, Any], st
         if found:
             problems.extend(Problem(name, number, f, reason, raw) for f, reason in found)
             continue
-        record = Record.from_dict(obj, allow_unknown_categories=True)
+        record = Record.from_checked(obj)
         where = f"{name}:{number}"
         if record.id in seen_ids:
             first = seen_ids[record.id]
@@ -154,7 +154,7 @@ def read_records(path: str | Path, problems: list[Problem], **options: Any) -> I
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
-    rows = _parquet_rows(path, problems) if path.suffix == ".parquet" else read_json_lines(path, problems)
+    rows = parquet_rows(path, problems) if path.suffix == ".parquet" else read_json_lines(path, problems)
     return records_from_objects(str(path), rows, problems, **options)
 
 
@@ -169,7 +169,8 @@ def record_to_row(record: Record) -> dict[str, Any]:
     return row
 
 
-def _parquet_rows(path: Path, problems: list[Problem]) -> Iterator[tuple[int, dict[str, Any], str]]:
+def parquet_rows(path: Path, problems: list[Problem]) -> Iterator[tuple[int, dict[str, Any], str]]:
+    """(row number, row, row as JSON) of a Parquet file; our JSON-string columns are decoded."""
     import datasets
 
     try:

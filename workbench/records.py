@@ -83,6 +83,11 @@ class Record:
         problems = check_record_dict(obj, **check_options)
         if problems:
             raise RecordError(problems)
+        return cls.from_checked(obj)
+
+    @classmethod
+    def from_checked(cls, obj: dict[str, Any]) -> Record:
+        """Build from a dict that check_record_dict already passed (readers check once, not twice)."""
         return cls(**{name: obj[name] for name in FIELDS if obj.get(name) is not None})
 
 
