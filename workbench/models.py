@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -128,6 +129,14 @@ def _load_error(name: str, error: Exception) -> ModelLoadError | HubUnavailableE
     return ModelLoadError(f"{name}: cannot load ({type(error).__name__}: {first})")
 
 
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str  # "stop": the model ended or hit a stop string; "length": cut off at max_new_tokens
+    prompt_tokens: int
+    completion_tokens: int
+
+
 @dataclass
 class Model:
     """A loaded causal LM and its tokenizer; `generate` is the batch protocol every stage uses."""
@@ -143,32 +152,60 @@ class Model:
     def parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
+    backend = "transformers"
+
+    def __post_init__(self) -> None:
+        self.usage: Counter = Counter()  # prompt_tokens, completion_tokens, requests
+
     def generate(self, prompts: list[str], params: GenerationParams | None = None) -> list[str]:
+        """Completion texts for `prompts`, in the same order."""
+        return [c.text for c in self.complete(prompts, params)]
+
+    def complete(self, prompts: list[str], params: GenerationParams | None = None) -> list[Completion]:
         """Completions for `prompts`, in the same order; batches are sorted by length to cut padding."""
         import torch
 
         params = params or GenerationParams()
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        results: list[str] = [""] * len(prompts)
+        results: list[Completion | None] = [None] * len(prompts)
         for start in range(0, len(order), params.batch_size):
             batch = order[start:start + params.batch_size]
             enc = self.tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
                                  add_special_tokens=False).to(self.model.device)
-            sample = params.temperature > 0
             torch.manual_seed(params.seed + start)
-            kwargs = {"do_sample": sample, "max_new_tokens": params.max_new_tokens,
-                      "pad_token_id": self.tokenizer.pad_token_id, "eos_token_id": self.tokenizer.eos_token_id}
-            if sample:
-                kwargs.update(temperature=params.temperature, top_p=params.top_p)
             with torch.inference_mode():
-                out = self.model.generate(**enc, **kwargs)
+                out = self.model.generate(**enc, **self._generate_kwargs(params))
             new = out[:, enc["input_ids"].shape[1]:]
             if new.shape[1] == 0:
                 # Some generation paths (e.g. continuous batching on Falcon) fail quietly with no tokens.
                 raise ModelLoadError(f"{self.name}: generate returned no new tokens")
             for row, i in enumerate(batch):
-                results[i] = cut_at_stop(self.tokenizer.decode(new[row], skip_special_tokens=True), params.stop)
-        return results
+                results[i] = self._completion(new[row], int(enc["attention_mask"][row].sum()), params)
+        return results  # type: ignore[return-value]
+
+    def _generate_kwargs(self, params: GenerationParams) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"do_sample": params.temperature > 0, "max_new_tokens": params.max_new_tokens,
+                                  "pad_token_id": self.tokenizer.pad_token_id,
+                                  "eos_token_id": self.tokenizer.eos_token_id}
+        if params.temperature > 0:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p)
+        if params.stop:
+            kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)  # stop early, save compute
+        return kwargs
+
+    def _completion(self, tokens, prompt_tokens: int, params: GenerationParams) -> Completion:
+        ids = tokens.tolist()
+        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        ended = eos in ids
+        if ended:
+            ids = ids[: ids.index(eos) + 1]
+        elif pad is not None and pad != eos:
+            ids = [t for t in ids if t != pad]  # rows that stopped early are padded to the batch's length
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        cut = cut_at_stop(text, params.stop)
+        reason = "stop" if ended or len(cut) < len(text) or len(ids) < params.max_new_tokens else "length"
+        self.usage.update(prompt_tokens=prompt_tokens, completion_tokens=len(ids), requests=1)
+        return Completion(cut, reason, prompt_tokens, len(ids))
 
 
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:

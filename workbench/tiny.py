@@ -110,3 +110,68 @@ def build_tiny_model(out: str | Path, spec: TinySpec | None = None, corpus: Iter
             "parameters": sum(p.numel() for p in model.parameters())}
     atomic_write_text(out / "tiny.json", json.dumps(made, indent=2) + "\n")
     return out
+
+
+def domain_texts(listings: int = 300, seed: int = 0) -> list[str]:
+    """Text that teaches a tiny model the shapes the loop asks for: catalog pages, answers in the prompt
+    format, Self-Instruct task listings and document questions, all from the bundled data."""
+    import random
+
+    from workbench.catalog import SEED_TASKS, load_catalog
+    from workbench.io import load_records
+    from workbench.prompts import bootstrap_prompt, doc_questions_prompt, format_example
+
+    rng = random.Random(seed)
+    seeds = load_records(SEED_TASKS, [])
+    programmes = load_catalog()
+    texts = [p.text for p in programmes] + [format_example(r) for r in seeds]
+    instructions = [r.instruction for r in seeds]
+    for _ in range(listings):
+        shown = rng.sample(instructions, 12)
+        texts.append(bootstrap_prompt(shown[:8]) + " " + "\n".join(
+            f"{i}. {text}" for i, text in enumerate(shown[8:], start=9))[3:])
+    questions = [r.instruction for r in seeds if r.category == "closed_qa"]
+    for programme in programmes:
+        asked = rng.sample(questions, 4)
+        texts.append(doc_questions_prompt(programme.text, 4) + " " + "\n".join(
+            f"{i}. {q}" for i, q in enumerate(asked, start=1))[3:])
+    return texts
+
+
+def pretrain_tiny(model_dir: str | Path, texts: list[str], steps: int = 300, seq_len: int = 128,
+                  batch_size: int = 16, lr: float = 3e-3, seed: int = 0, progress=None) -> list[float]:
+    """Train a tiny model from scratch on `texts` (next-token loss) and save it in place; returns losses.
+
+    A plain loop, not Trainer: a few hundred steps on one CPU, nothing to shard or evaluate.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    ids = [t for text in texts for t in [*tokenizer(text, add_special_tokens=False)["input_ids"],
+                                         tokenizer.eos_token_id]]
+    stream = torch.tensor(ids)
+    if len(stream) <= seq_len + 1:
+        raise InputError(f"the training text has {len(stream)} tokens, fewer than one sequence of {seq_len}")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    generator = torch.Generator().manual_seed(seed)
+    losses = []
+    model.train()
+    for step in range(steps):
+        starts = torch.randint(0, len(stream) - seq_len - 1, (batch_size,), generator=generator)
+        batch = torch.stack([stream[s:s + seq_len] for s in starts.tolist()])
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if progress:
+            progress(step + 1, steps, losses[-1])
+    model.eval()
+    model.save_pretrained(model_dir)
+    return losses
