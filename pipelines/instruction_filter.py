@@ -22,6 +22,7 @@ import string
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,11 +59,16 @@ class FilterConfig(BaseModel):
     truncated: Literal["drop-all", "drop-last"] = "drop-all"  # a completion cut off by the token limit
 
 
-def filter_config(preset: str = "self-instruct", **overrides) -> FilterConfig:
-    """The preset's rules with `overrides` (from a rules YAML file or flags) on top."""
-    from workbench.config import build_config
+def filter_config(preset: str = "self-instruct", rules: str | Path | None = None, **overrides) -> FilterConfig:
+    """The preset's rules, then a rules YAML file's (any FilterConfig key), then `overrides` on top."""
+    from workbench.config import build_config, load_config
 
-    return build_config(FilterConfig, {**PRESETS.get(preset, {}), "preset": preset, **overrides}, "filter rules")
+    values = {}
+    if rules is not None:
+        values = load_config(FilterConfig, rules).model_dump(exclude_unset=True)
+        preset = values.pop("preset", preset)
+    where = str(rules) if rules else "filter rules"
+    return build_config(FilterConfig, {**PRESETS.get(preset, {}), "preset": preset, **values, **overrides}, where)
 
 
 @dataclass(frozen=True)

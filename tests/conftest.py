@@ -32,3 +32,21 @@ def tiny_llama(tmp_path_factory):
     from workbench.tiny import TinySpec, build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "llama", TinySpec(arch="llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(tmp_path_factory):
+    """A tiny Falcon trained for a few seconds on the bundled data, so it writes numbered task lists."""
+    from workbench.tiny import TinySpec, build_tiny_model, domain_texts, pretrain_tiny
+
+    path = build_tiny_model(tmp_path_factory.mktemp("models") / "generator", TinySpec(arch="falcon"))
+    pretrain_tiny(path, domain_texts(listings=150), steps=150, seq_len=128, batch_size=16)
+    return path
+
+
+@pytest.fixture(scope="session")
+def seeds():
+    from workbench.catalog import SEED_TASKS
+    from workbench.io import load_records
+
+    return load_records(SEED_TASKS, [])

@@ -11,7 +11,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from workbench.display import console, err_console, stats_tables
+from workbench.display import console, err_console, generation_summary, progress_bar, stats_tables
 from workbench.errors import WorkbenchError
 
 
@@ -32,10 +32,29 @@ app = typer.Typer(cls=_Group, no_args_is_help=True, pretty_exceptions_enable=Fal
                   help="Instruct Workbench: build instruction-tuning data and evaluate the models trained on it.")
 data_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Import, validate and describe record files.")
 models_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Build tiny models and check model loading.")
+generate_app = typer.Typer(cls=_Group, no_args_is_help=True,
+                           help="Self-Instruct generation: instructions, instances, document questions, filters.")
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.add_typer(generate_app, name="generate")
 
 Strict = Annotated[bool, typer.Option("--strict", help="Exit 1 when any line is quarantined.")]
+Output = Annotated[Path, typer.Option("-o", "--output", help="Records JSONL to write (appended to on resume).")]
+Rejected = Annotated[Path | None, typer.Option(help="Rejected candidates with their reasons (default: beside -o).")]
+ModelName = Annotated[str, typer.Option("--model", help="Hub id or folder (transformers); model name (openai).")]
+BackendName = Annotated[str, typer.Option("--backend", help="transformers or openai.")]
+ApiBase = Annotated[str | None, typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 "
+                                             "(default $OPENAI_BASE_URL).")]
+ApiKey = Annotated[str | None, typer.Option(help="API key (default $OPENAI_API_KEY); never printed.")]
+Api = Annotated[str, typer.Option(help="openai backend: completions or chat.")]
+Concurrency = Annotated[int, typer.Option(help="openai backend: requests in flight at once.")]
+Seeds = Annotated[Path | None, typer.Option(help="Seed tasks (default: the bundled course-advisor seeds).")]
+Force = Annotated[bool, typer.Option(help="Start again instead of resuming an existing output.")]
+Preset = Annotated[str, typer.Option(help="self-instruct, alpaca or none.")]
+Rules = Annotated[Path | None, typer.Option(help="YAML file of filter rules over the preset (keywords, ...).")]
+MaxNewTokens = Annotated[int | None, typer.Option(help="Tokens generated per prompt at most.")]
+Temperature = Annotated[float | None, typer.Option(help="Sampling temperature (0 = greedy).")]
+BatchSize = Annotated[int | None, typer.Option(help="Prompts per batch (transformers backend).")]
 Quarantine = Annotated[Path | None, typer.Option(help="Where bad lines go (default: beside the output).")]
 
 
@@ -56,6 +75,48 @@ def _report_problems(problems, quarantine: Path, strict: bool) -> None:
 
 def _sibling(path: Path, suffix: str) -> Path:
     return path.with_name(path.name.removesuffix(path.suffix) + suffix)
+
+
+def _backend(model: str, backend: str, api_base: str | None, api_key: str | None, api: str, concurrency: int):
+    from workbench.backends import BackendConfig, load_backend
+    from workbench.config import build_config
+
+    config = build_config(BackendConfig, {"backend": backend, "model": model, "api_base": api_base, "api": api,
+                                          "concurrency": concurrency}, "options")
+    return load_backend(config, api_key)
+
+
+def _sampling(base, temperature: float | None, max_new_tokens: int | None, batch_size: int | None):
+    overrides = {"temperature": temperature, "max_new_tokens": max_new_tokens, "batch_size": batch_size}
+    return base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+
+
+def _read_records(path: Path, strict: bool = False) -> list:
+    """Records of an input file; bad lines quarantined beside it (shared by commands that read records)."""
+    from workbench.io import load_records
+
+    problems: list = []
+    records = load_records(path, problems)
+    _report_problems(problems, _sibling(path, ".quarantine.jsonl"), strict)
+    return records
+
+
+def _parse_quota(text: str | None) -> dict[str, float]:
+    from workbench.errors import InputError
+    from workbench.records import CATEGORIES, did_you_mean
+
+    quota = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        name, _, share = part.partition("=")
+        if name.strip() not in CATEGORIES:
+            raise InputError(f"--quota: unknown category {name.strip()!r}{did_you_mean(name.strip(), CATEGORIES)}")
+        try:
+            quota[name.strip()] = float(share)
+        except ValueError:
+            raise InputError(f"--quota: {part!r} is not CATEGORY=SHARE") from None
+    return quota
 
 
 @data_app.command("import")
@@ -148,12 +209,15 @@ def models_tiny(
     seed: int = 0,
     corpus: Annotated[list[Path] | None, typer.Option(
         help="Text for the tokenizer (repeat the flag); default: the bundled catalog and seeds.")] = None,
+    train_steps: Annotated[int, typer.Option(help="Then train it from scratch for this many steps on the corpus "
+                                             "(default corpus: the bundled data in the shapes the loop asks for)."
+                                             )] = 0,
 ):
     """Build a tiny model of a real architecture with a BPE tokenizer trained on the corpus.
 
-    Example: workbench models tiny tiny-falcon --arch falcon --layers 2 --hidden 128
+    Example: workbench models tiny tiny-falcon --arch falcon --layers 2 --hidden 128 --train-steps 300
     """
-    from workbench.tiny import TinySpec, build_tiny_model
+    from workbench.tiny import TinySpec, build_tiny_model, corpus_texts, domain_texts, pretrain_tiny
 
     clock = time.perf_counter()
     spec = TinySpec(arch=arch, layers=layers, hidden=hidden, heads=heads, vocab=vocab, seed=seed)
@@ -161,6 +225,11 @@ def models_tiny(
     made = json.loads((path / "tiny.json").read_text())
     console.print(f"Built a {arch} model with {made['parameters']:,} parameters in {path} "
                   f"({time.perf_counter() - clock:.1f} s)")
+    if train_steps:
+        with progress_bar("training steps") as step:
+            losses = pretrain_tiny(path, corpus_texts(corpus) if corpus else domain_texts(), train_steps,
+                                   seed=seed, progress=lambda done, total, loss: step(done, total))
+        console.print(f"Trained {train_steps} steps: loss {losses[0]:.2f} -> {losses[-1]:.2f}")
 
 
 @models_app.command("check")
@@ -207,3 +276,117 @@ def demo(
     console.print(f"Catalog: {len(result.programmes)} programmes, "
                   f"{sum(p['programming_required'] for p in result.programmes)} require programming")
     console.print(f"Run folder: {result.run_dir}")
+
+
+@generate_app.command("instructions")
+def generate_instructions(
+    output: Output, model: ModelName, backend: BackendName = "transformers", api_base: ApiBase = None,
+    api_key: ApiKey = None, api: Api = "completions", concurrency: Concurrency = 4, seeds: Seeds = None,
+    num: Annotated[int, typer.Option(help="Stop after this many accepted instructions.")] = 100,
+    rounds: Annotated[int, typer.Option(help="... or after this many rounds.")] = 20,
+    quota: Annotated[str | None, typer.Option(help="Category shares that steer the seeds shown, "
+                                              "e.g. brainstorming=0.2,closed_qa=0.3.")] = None,
+    preset: Preset = "self-instruct", rules: Rules = None, rejected: Rejected = None,
+    max_new_tokens: MaxNewTokens = None, temperature: Temperature = None, batch_size: BatchSize = None,
+    force: Force = False,
+):
+    """Bootstrap new instructions from the seed tasks (Self-Instruct); resumes after a kill.
+
+    Example: workbench generate instructions --model tiiuae/falcon-7b-instruct --num 500 -o instructions.jsonl
+    """
+    from pipelines import bootstrap
+    from pipelines.instruction_filter import filter_config
+    from workbench.catalog import SEED_TASKS
+
+    config = bootstrap.BootstrapConfig(
+        num=num, rounds=rounds, quota=_parse_quota(quota), filter=filter_config(preset, rules),
+        sampling=_sampling(bootstrap.PAPER_SAMPLING, temperature, max_new_tokens, batch_size))
+    generator = _backend(model, backend, api_base, api_key, api, concurrency)
+    rejected = rejected or _sibling(output, ".rejected.jsonl")
+    with progress_bar("accepted instructions") as step:
+        result = bootstrap.run(generator, _read_records(seeds or SEED_TASKS), config, output, rejected, force, step)
+    generation_summary(result, output, rejected)
+
+
+@generate_app.command("instances")
+def generate_instances(
+    instructions: Annotated[Path, typer.Argument(help="Instruction records (e.g. from `generate instructions`).")],
+    output: Output, model: ModelName, backend: BackendName = "transformers", api_base: ApiBase = None,
+    api_key: ApiKey = None, api: Api = "completions", concurrency: Concurrency = 4, seeds: Seeds = None,
+    max_instances: Annotated[int, typer.Option(help="Instances kept per task at most.")] = 3,
+    rejected: Rejected = None, max_new_tokens: MaxNewTokens = None, temperature: Temperature = None,
+    batch_size: BatchSize = None, force: Force = False,
+):
+    """Generate input/output instances for each instruction (output-first for classification tasks).
+
+    Example: workbench generate instances instructions.jsonl --model tiiuae/falcon-7b-instruct -o instances.jsonl
+    """
+    from pipelines import instances
+    from workbench.catalog import SEED_TASKS
+
+    base = instances.InstancesConfig()
+    config = base.model_copy(update={"max_instances": max_instances,
+                                     "sampling": _sampling(base.sampling, temperature, max_new_tokens, batch_size)})
+    generator = _backend(model, backend, api_base, api_key, api, concurrency)
+    rejected = rejected or _sibling(output, ".rejected.jsonl")
+    with progress_bar("instructions") as step:
+        result = instances.run(generator, _read_records(instructions), _read_records(seeds or SEED_TASKS), config,
+                               output, rejected, force, step)
+    generation_summary(result, output, rejected)
+
+
+@generate_app.command("from-docs")
+def generate_from_docs(
+    output: Output, model: ModelName,
+    docs: Annotated[Path, typer.Option(help="Folder of Markdown, text or HTML documents.")],
+    backend: BackendName = "transformers", api_base: ApiBase = None, api_key: ApiKey = None,
+    api: Api = "completions", concurrency: Concurrency = 4,
+    num: Annotated[int, typer.Option(help="Questions per document.")] = 10,
+    grounding: Annotated[float, typer.Option(help="Share of an answer's content words that must occur in "
+                                             "the document.")] = 0.5,
+    rejected: Rejected = None, force: Force = False,
+):
+    """Ask questions a prospective student would ask of each document, and answer them from it (closed_qa).
+
+    Example: workbench generate from-docs --docs catalog/ --model tiiuae/falcon-7b-instruct -o catalog-qa.jsonl
+    """
+    from pipelines import from_docs
+    from workbench.config import build_config
+
+    config = build_config(from_docs.FromDocsConfig, {"num": num, "grounding": grounding}, "options")
+    generator = _backend(model, backend, api_base, api_key, api, concurrency)
+    rejected = rejected or _sibling(output, ".rejected.jsonl")
+    with progress_bar("documents") as step:
+        result = from_docs.run(generator, docs, config, output, rejected, force, step)
+    generation_summary(result, output, rejected)
+
+
+@generate_app.command("filter")
+def generate_filter(
+    records: Annotated[Path, typer.Argument(help="Records whose `instruction` is judged, in file order.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Kept records (ids unchanged).")],
+    pool: Annotated[Path | None, typer.Option(help="Records whose instructions form the starting pool.")] = None,
+    preset: Preset = "self-instruct", rules: Rules = None, rejected: Rejected = None, strict: Strict = False,
+):
+    """Apply the Self-Instruct filters (and ROUGE-L novelty against a pool) to existing records.
+
+    Example: workbench generate filter candidates.jsonl --pool seeds.jsonl -o kept.jsonl --rejected rejected.jsonl
+    """
+    from pipelines import instruction_filter
+    from workbench.io import write_records
+    from workbench.runs import Ledger
+
+    ledger, dropped = Ledger("filter"), []
+    starting_pool = [r.instruction for r in _read_records(pool, strict)] if pool else []
+    kept = instruction_filter.run(_read_records(records, strict), instruction_filter.filter_config(preset, rules),
+                                  ledger, starting_pool, dropped)
+    count = write_records(output, kept)
+    rejected = rejected or _sibling(output, ".rejected.jsonl")
+    write_records(rejected, dropped)
+    console.print(f"Kept {count:,} records in {output}; {len(dropped):,} rejected in {rejected}")
+    for reason, n in ledger.counts.most_common():
+        console.print(f"  {n:,}  {reason}")
+
+
+if __name__ == "__main__":
+    app()

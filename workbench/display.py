@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from workbench.stats import Stats
@@ -35,3 +38,27 @@ def stats_tables(stats: Stats, title: str) -> list[Table]:
         sources.add_row(name, f"{count:,}")
     tables.append(sources)
     return tables
+
+
+@contextmanager
+def progress_bar(description: str):
+    """A rich progress bar; yields a callback(done, total) for the library's long loops."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=False) as progress:
+        task = progress.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+def generation_summary(result, output, rejected) -> None:
+    resumed = " (resumed)" if result.resumed else ""
+    console.print(f"Kept {result.kept:,} records in {output}; {result.rejected:,} rejected in {rejected}{resumed}")
+    for reason, count in result.reasons.most_common():
+        console.print(f"  {count:,}  {reason}")
+    if result.usage:
+        console.print(f"Tokens: {result.usage.get('prompt_tokens', 0):,} prompt, "
+                      f"{result.usage.get('completion_tokens', 0):,} completion, "
+                      f"{result.usage.get('requests', 0):,} requests")

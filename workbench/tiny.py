@@ -119,7 +119,14 @@ def domain_texts(listings: int = 300, seed: int = 0) -> list[str]:
 
     from workbench.catalog import SEED_TASKS, load_catalog
     from workbench.io import load_records
-    from workbench.prompts import bootstrap_prompt, doc_questions_prompt, format_example
+    from workbench.prompts import (
+        bootstrap_prompt,
+        category_prompt,
+        doc_questions_prompt,
+        format_example,
+        instance_prompt,
+        is_classification_prompt,
+    )
 
     rng = random.Random(seed)
     seeds = load_records(SEED_TASKS, [])
@@ -130,6 +137,20 @@ def domain_texts(listings: int = 300, seed: int = 0) -> list[str]:
         shown = rng.sample(instructions, 12)
         texts.append(bootstrap_prompt(shown[:8]) + " " + "\n".join(
             f"{i}. {text}" for i, text in enumerate(shown[8:], start=9))[3:])
+    for seed_task in seeds:  # the follow-up prompts: category, classification or not, instances
+        shots = rng.sample([r for r in seeds if r is not seed_task], 6)
+        texts.append(f"{category_prompt(seed_task.instruction, shots)} {seed_task.category}")
+        flag = "Yes" if seed_task.meta.get("is_classification") else "No"
+        texts.append(f"{is_classification_prompt(seed_task.instruction, shots)} {flag}")
+        clf = bool(seed_task.meta.get("is_classification"))
+        same_kind = [r for r in seeds if bool(r.meta.get("is_classification")) == clf and r is not seed_task]
+        prompt = instance_prompt(seed_task.instruction, rng.sample(same_kind, 2), output_first=clf)
+        if clf:
+            answer = f" {seed_task.response}\n{'Input: ' + seed_task.context if seed_task.context else ''}"
+        else:
+            given = f"Input: {seed_task.context}\n" if seed_task.context else ""
+            answer = f"{given}Output: {seed_task.response}"
+        texts.append(prompt + answer)
     questions = [r.instruction for r in seeds if r.category == "closed_qa"]
     for programme in programmes:
         asked = rng.sample(questions, 4)

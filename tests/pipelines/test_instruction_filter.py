@@ -3,8 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.instruction_filter import (InstructionFilter, RougeIndex, decision_text, filter_config, lcs_length,
-                                          run)
+from pipelines.instruction_filter import InstructionFilter, RougeIndex, decision_text, filter_config, lcs_length, run
 from workbench.errors import ConfigError
 from workbench.records import Record
 from workbench.runs import Ledger

@@ -1,0 +1,202 @@
+"""Self-Instruct bootstrapping: new instructions from a pool of seed and accepted machine instructions.
+
+Each prompt shows k instructions (default 6 seeds + 2 machine ones, shuffled) numbered 1..k and ends
+with "k+1."; the continuation is split on the numbering, filtered (pipelines.instruction_filter) in order
+against the pool, and every accepted instruction joins the pool and gets a category. Rounds go on until
+`num` instructions are accepted or `rounds` rounds have run. The run resumes after a kill.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipelines.instruction_filter import FilterConfig, InstructionFilter, Verdict, decision_text
+from pipelines.resumable import ResumableOutput
+from workbench.backends import Backend
+from workbench.config import config_hash
+from workbench.models import GenerationParams
+from workbench.prompts import BOOTSTRAP_TEMPLATE_ID, CATEGORY_TEMPLATE_ID, bootstrap_prompt, category_prompt
+from workbench.records import CATEGORIES, Record
+
+# The paper's request (bootstrap_instructions.py): temperature 0.7, top_p 0.5, up to 1024 new tokens, and
+# stop before item 16 or at a blank line.
+PAPER_SAMPLING = GenerationParams(temperature=0.7, top_p=0.5, max_new_tokens=1024,
+                                  stop=("\n\n", "\n16", "16.", "16 ."))
+
+
+class BootstrapConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    num: int = Field(100, ge=1)  # stop once this many instructions are accepted
+    rounds: int = Field(20, ge=1)  # ... or after this many rounds
+    prompts_per_round: int = Field(8, ge=1)  # prompts sent together each round
+    seed_shown: int = Field(6, ge=1)  # seed instructions per prompt
+    machine_shown: int = Field(2, ge=0)  # accepted machine instructions per prompt (once there are some)
+    quota: dict[str, float] = Field(default_factory=dict)  # category -> share: steers which seeds are shown
+    categorize: bool = True  # ask the model for each accepted instruction's category
+    sampling: GenerationParams = PAPER_SAMPLING
+    filter: FilterConfig = FilterConfig()
+    seed: int = 0  # prompt sampling; sampling.seed + round seeds the model
+
+
+@dataclass
+class GenerationResult:
+    kept: int = 0
+    rejected: int = 0
+    rounds: int = 0
+    resumed: bool = False
+    reasons: Counter = field(default_factory=Counter)
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+def parse_instructions(completion: str, finish_reason: str, truncated: str) -> tuple[list[str], list[str]]:
+    """(instructions, lost to truncation) from a continuation of "k+1.".
+
+    The paper's code splits on newline-number-period and drops a completion cut off by the token limit
+    whole ("drop-all"); Alpaca's drops only its last, probably unfinished, item ("drop-last").
+    """
+    items = [" ".join(piece.split()) for piece in re.split(r"\n\d+\s?\. ", completion)]
+    items = [item for item in items if item]
+    if finish_reason != "length" or not items:
+        return items, []
+    if truncated == "drop-all":
+        return [], items
+    return items[:-1], items[-1:]
+
+
+def parse_category(answer: str) -> str | None:
+    """The first of the eight category names in a model's answer, spelled loosely."""
+    text = answer.strip().lower().replace("-", "_").replace(" ", "_")
+    found = [(text.find(c), c) for c in CATEGORIES if c in text]
+    return min(found)[1] if found else None
+
+
+def _seeds_to_show(rng: random.Random, seeds: list[Record], config: BootstrapConfig) -> tuple[list[Record], bool]:
+    """Seeds for one prompt; a quota picks a category and its seeds go first. Returns (seeds, classification)."""
+    count = min(config.seed_shown, len(seeds))
+    if not config.quota:
+        return rng.sample(seeds, count), False
+    names = sorted(config.quota)
+    target = rng.choices(names, weights=[config.quota[n] for n in names])[0]
+    matching = [s for s in seeds if s.category == target]
+    chosen = rng.sample(matching, min(count, len(matching)))
+    rest = [s for s in seeds if s not in chosen]
+    chosen += rng.sample(rest, count - len(chosen))
+    return chosen, target == "classification"
+
+
+def _build_prompts(rng: random.Random, seeds: list[Record], machine: list[str], config: BootstrapConfig):
+    prompts = []
+    for _ in range(config.prompts_per_round):
+        shown_seeds, classification = _seeds_to_show(rng, seeds, config)
+        shown_machine = rng.sample(machine, min(config.machine_shown, len(machine)))
+        shown = [s.instruction for s in shown_seeds] + shown_machine
+        rng.shuffle(shown)
+        prompts.append((bootstrap_prompt(shown, classification), shown_seeds))
+    return prompts
+
+
+def _categorize(backend: Backend, texts: list[str], shown: list[list[Record]], seeds: list[Record],
+                config: BootstrapConfig, rng: random.Random) -> list[tuple[str, str]]:
+    """(category, method) per instruction: asked of the model, else the majority of the seeds shown."""
+    answers: list[str | None] = [None] * len(texts)
+    if config.categorize and texts:
+        shots = [rng.sample(seeds, min(8, len(seeds))) for _ in texts]
+        params = GenerationParams(max_new_tokens=8, stop=("\n",), batch_size=config.sampling.batch_size)
+        answers = backend.generate([category_prompt(t, s) for t, s in zip(texts, shots)], params)
+    result = []
+    for answer, shown_seeds in zip(answers, shown):
+        category = parse_category(answer) if answer is not None else None
+        if category:
+            result.append((category, "model"))
+        else:
+            majority = Counter(s.category for s in shown_seeds if s.category).most_common(1)
+            result.append((majority[0][0] if majority else "open_qa", "majority-of-shown-seeds"))
+    return result
+
+
+def run(backend: Backend, seeds: list[Record], config: BootstrapConfig, output: Path, rejected_output: Path,
+        force: bool = False, progress: Callable[[int, int], None] | None = None) -> GenerationResult:
+    """Generate instructions into OUTPUT (kept) and REJECTED_OUTPUT (every dropped candidate, with why)."""
+    # num and rounds only say when to stop: a finished run can be continued with larger ones.
+    key = config_hash(config, {"num", "rounds"}) + fingerprint_of(seeds) + backend.name
+    out = ResumableOutput({"records": output, "rejected": rejected_output}, key, force)
+    result = GenerationResult(resumed=bool(out.state.get("round")))
+    kept_records = out.read("records")
+    machine = [r.instruction for r in kept_records]
+    judge = InstructionFilter.create(config.filter, [s.instruction for s in seeds])
+    if judge.pool is not None:
+        for text in machine:  # the pool as the paper's loop had it: accepted ones in their judged form
+            judge.pool.add(decision_text(text))
+    rng = random.Random(config.seed)
+    if "rng" in out.state:
+        rng.setstate(_rng_state(out.state["rng"]))
+    usage = Counter(out.state.get("usage", {}))
+    round_ = out.state.get("round", 0)
+    while round_ < config.rounds and len(machine) < config.num:
+        prompts = _build_prompts(rng, seeds, machine, config)
+        params = config.sampling.model_copy(update={"seed": config.sampling.seed + round_})
+        completions = backend.complete([p for p, _ in prompts], params)
+        kept, dropped, kept_shown = [], [], []
+        for (_, shown_seeds), completion in zip(prompts, completions):
+            items, lost = parse_instructions(completion.text, completion.finish_reason, config.filter.truncated)
+            for text in lost:
+                dropped.append(_record(text, backend, params, round_, Verdict(
+                    False, "truncated", "in a completion cut off at the token limit")))
+            for text in items:
+                if len(machine) + len(kept) >= config.num:
+                    break  # enough: the rest of this completion is not judged
+                verdict = judge.judge(text)
+                (kept if verdict.kept else dropped).append(_record(text, backend, params, round_, verdict))
+                if verdict.kept:
+                    kept_shown.append(shown_seeds)
+        for record, (category, method) in zip(kept, _categorize(
+                backend, [r.instruction for r in kept], kept_shown, seeds, config, rng)):
+            record.category = category
+            record.meta["is_classification"] = category == "classification"
+            record.lineage[0]["detail"]["category_method"] = method
+        machine += [r.instruction for r in kept]
+        round_ += 1
+        usage.update(backend.usage)
+        backend.usage.clear()
+        out.append({"records": kept, "rejected": dropped}, round=round_, rng=list(rng.getstate()[1]),
+                   usage=dict(usage))
+        if progress:
+            progress(len(machine), config.num)
+    out.finish()
+    rejected = out.read("rejected")
+    result.kept, result.rejected, result.rounds = len(machine), len(rejected), round_
+    result.reasons = Counter(r.lineage[-1]["reason"] for r in rejected)
+    result.usage = dict(usage)
+    return result
+
+
+def _record(text: str, backend: Backend, params: GenerationParams, round_: int, verdict: Verdict) -> Record:
+    detail = {"backend": backend.backend, "model": backend.name, "template": BOOTSTRAP_TEMPLATE_ID,
+              "category_template": CATEGORY_TEMPLATE_ID, "params": params.model_dump(mode="json"),
+              "round": round_}
+    record = Record(instruction=text, source="generated",
+                    meta={"model": backend.name, "backend": backend.backend, "round": round_},
+                    lineage=[{"stage": "generate", "action": "create", "reason": None, "detail": detail,
+                              "run": None}])
+    action = "keep" if verdict.kept else "drop"
+    return record.with_event("filter", action, verdict.reason, verdict.as_detail())
+
+
+def fingerprint_of(records: list[Record]) -> str:
+    import hashlib
+
+    return hashlib.sha256("".join(r.id for r in records).encode()).hexdigest()[:16]
+
+
+def _rng_state(numbers: list[int]) -> tuple:
+    # random.Random's state is (version, tuple of 625 ints, gauss_next); version 3, no cached gauss.
+    return (3, tuple(numbers), None)
+

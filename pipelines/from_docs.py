@@ -1,0 +1,157 @@
+"""Document-grounded questions: for each document (a programme page), questions a prospective student could
+ask, each answered with the document as context, as closed_qa records. An answer is kept only when enough
+of its content words occur in the document (the grounding check).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipelines.bootstrap import GenerationResult
+from pipelines.resumable import ResumableOutput
+from workbench.backends import Backend
+from workbench.config import config_hash
+from workbench.errors import InputError
+from workbench.models import GenerationParams
+from workbench.prompts import (
+    ANSWER_STOPS,
+    ANSWER_TEMPLATE_ID,
+    DOC_QUESTIONS_TEMPLATE_ID,
+    doc_questions_prompt,
+    format_prompt,
+)
+from workbench.records import Record
+from workbench.runs import fingerprint
+from workbench.text import grounding
+
+DOC_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm")
+
+
+class FromDocsConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    num: int = Field(10, ge=1)  # questions asked per document (part)
+    grounding: float = Field(0.5, ge=0, le=1)  # share of an answer's content words that must be in the document
+    max_doc_tokens: int = Field(1500, ge=64)  # longer documents are split at headings to fit the model
+    question_sampling: GenerationParams = GenerationParams(temperature=0.7, top_p=0.9, max_new_tokens=256,
+                                                           stop=("\n\n",))
+    answer_sampling: GenerationParams = GenerationParams(max_new_tokens=200, stop=ANSWER_STOPS)
+
+
+@dataclass(frozen=True)
+class Document:
+    name: str  # file name, and "#part N" when split
+    text: str
+
+
+def read_document(path: Path) -> str:
+    """Plain text of a Markdown (YAML header dropped), text or HTML file."""
+    raw = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix in (".html", ".htm"):
+        import html2text
+
+        converter = html2text.HTML2Text()
+        converter.body_width = 0  # no hard wrapping: keeps sentences whole
+        converter.ignore_images = True
+        return converter.handle(raw).strip()
+    if raw.startswith("---\n") and "\n---" in raw[4:]:
+        raw = raw[4:].split("\n---", 1)[1].lstrip("-\n")
+    return raw.strip()
+
+
+def split_by_headings(text: str, budget: int, count: Callable[[str], int]) -> list[str]:
+    """Whole text when it fits; else sections (at Markdown headings) packed greedily into parts that fit.
+    A single section over the budget is split at paragraphs."""
+    if count(text) <= budget:
+        return [text]
+    sections = [s for s in re.split(r"\n(?=#{1,6} )", text) if s.strip()]
+    pieces = []
+    for section in sections:
+        if count(section) <= budget:
+            pieces.append(section)
+        else:
+            pieces.extend(p for p in section.split("\n\n") if p.strip())
+    parts: list[str] = []
+    for piece in pieces:
+        if parts and count(parts[-1] + "\n\n" + piece) <= budget:
+            parts[-1] += "\n\n" + piece
+        else:
+            parts.append(piece)
+    return parts
+
+
+def load_documents(folder: Path, budget: int, count: Callable[[str], int]) -> list[Document]:
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in DOC_SUFFIXES and p.is_file())
+    if not files:
+        raise InputError(f"{folder}: no documents ({', '.join(DOC_SUFFIXES)})")
+    documents = []
+    for path in files:
+        parts = split_by_headings(read_document(path), budget, count)
+        name = path.relative_to(folder).as_posix()
+        documents += [Document(name if len(parts) == 1 else f"{name}#part{i}", part)
+                      for i, part in enumerate(parts, start=1)]
+    return documents
+
+
+def parse_questions(completion: str, limit: int) -> list[str]:
+    """Questions from a continuation of "Questions:\\n1.": numbered items, repeats removed."""
+    items = [" ".join(p.split()) for p in re.split(r"\n\s*\d+\s?[.)]\s*", "\n1. " + completion.strip())]
+    return list(dict.fromkeys(q for q in items if len(q.split()) >= 3))[:limit]
+
+
+def run(backend: Backend, docs: Path, config: FromDocsConfig, output: Path, rejected_output: Path,
+        force: bool = False, progress: Callable[[int, int], None] | None = None) -> GenerationResult:
+    """closed_qa records whose context is the document; ungrounded answers go to REJECTED_OUTPUT."""
+    count = _token_counter(backend)
+    documents = load_documents(docs, config.max_doc_tokens, count)
+    out = ResumableOutput({"records": output, "rejected": rejected_output},
+                          config_hash(config) + fingerprint(docs) + backend.name, force)
+    result = GenerationResult(resumed=bool(out.state.get("next")))
+    usage = Counter(out.state.get("usage", {}))
+    start = out.state.get("next", 0)
+    for index in range(start, len(documents)):
+        document = documents[index]
+        params = config.question_sampling.model_copy(update={"seed": config.question_sampling.seed + index})
+        [asked] = backend.complete([doc_questions_prompt(document.text, config.num)], params)
+        questions = parse_questions(asked.text, config.num)
+        answers = backend.complete([format_prompt(q, document.text) for q in questions], config.answer_sampling)
+        kept, dropped = [], []
+        for question, answer in zip(questions, answers):
+            score = round(grounding(answer.text, document.text), 4)
+            detail = {"backend": backend.backend, "model": backend.name, "document": document.name,
+                      "template": DOC_QUESTIONS_TEMPLATE_ID, "answer_template": ANSWER_TEMPLATE_ID,
+                      "params": params.model_dump(mode="json"), "grounding": score}
+            record = Record(question, document.text, answer.text.strip(), "closed_qa", "generated",
+                            meta={"document": document.name, "grounding": score, "model": backend.name},
+                            lineage=[{"stage": "from-docs", "action": "create", "reason": None, "detail": detail,
+                                      "run": None}])
+            if not answer.text.strip():
+                dropped.append(record.with_event("grounding", "drop", "empty answer"))
+            elif score < config.grounding:
+                dropped.append(record.with_event("grounding", "drop", f"not grounded (< {config.grounding})",
+                                                 {"grounding": score}))
+            else:
+                kept.append(record.with_event("grounding", "keep", None, {"grounding": score}))
+        usage.update(backend.usage)
+        backend.usage.clear()
+        out.append({"records": kept, "rejected": dropped}, next=index + 1, usage=dict(usage))
+        if progress:
+            progress(index + 1, len(documents))
+    out.finish()
+    result.kept, result.rejected = len(out.read("records")), len(rejected := out.read("rejected"))
+    result.reasons = Counter(r.lineage[-1]["reason"] for r in rejected)
+    result.usage = dict(usage)
+    return result
+
+
+def _token_counter(backend: Backend) -> Callable[[str], int]:
+    tokenizer = getattr(backend, "tokenizer", None)
+    if tokenizer is None:
+        return lambda text: len(text.split()) * 4 // 3  # ~1.3 tokens per English word for BPE vocabularies
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
