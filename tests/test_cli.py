@@ -133,14 +133,48 @@ def test_models_tiny_rejects_bad_shapes(tmp_path):
 def test_demo_runs_then_skips_unchanged_stages(tmp_path):
     result = invoke("demo", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
-    for stage in ("tiny-model", "seeds", "catalog"):
+    stages = ("seeds", "catalog", "tiny-model", "instructions", "instances", "from-docs")
+    for stage in stages:
         assert (tmp_path / "runs" / "demo" / stage / "DONE").exists()
     assert "Seed tasks: 64 records" in result.output
+    made = json.loads((tmp_path / "runs" / "demo" / "instructions" / "manifest.json").read_text())
+    assert made["counts"]["kept"] > 0 and made["counts"]["completion_tokens"] > 0
+    grounded = json.loads((tmp_path / "runs" / "demo" / "from-docs" / "manifest.json").read_text())
+    assert grounded["counts"]["kept"] + grounded["counts"]["rejected"] > 0
     again = invoke("demo", "--runs-dir", tmp_path / "runs")
-    assert again.output.count("skipped (unchanged)") == 3
+    assert again.output.count("skipped (unchanged)") == len(stages)
 
 
-def test_bad_option_value_is_a_one_line_error(tmp_path):
-    result = invoke("data", "import", FIXTURES / "dolly.jsonl", "--format", "dolley", "-o", tmp_path / "o.jsonl")
-    assert result.exit_code == 1
-    assert "Error: options: format: Input should be 'dolly', 'oasst1', 'alpaca' or 'jsonl'" in result.output
+def test_generate_filter_command(tmp_path):
+    candidates = tmp_path / "c.jsonl"
+    candidates.write_text("\n".join(json.dumps({"instruction": t}) for t in [
+        "Suggest three ways to meet other students in the first week",
+        "Suggest three ways to meet other students in the first month",
+        "Draw the campus", "Explain how the semester fee is used by the university"]) + "\n")
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text(json.dumps({"instruction": "Explain how the semester fee is used by the university."}) + "\n")
+    result = invoke("generate", "filter", candidates, "--pool", pool, "-o", tmp_path / "kept.jsonl")
+    assert result.exit_code == 0, result.output
+    assert "Kept 1 records" in result.output and "3 rejected" in result.output
+    assert "ROUGE-L > 0.7 against the pool" in result.output and "too short (<= 3 words)" in result.output
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("preset: none\n")
+    result = invoke("generate", "filter", candidates, "--rules", rules, "-o", tmp_path / "all.jsonl")
+    assert "Kept 4 records" in result.output
+
+
+def test_generate_instructions_and_from_docs_commands(tiny_generator, tmp_path):
+    result = invoke("generate", "instructions", "--model", tiny_generator, "--num", "5", "--rounds", "1",
+                    "--max-new-tokens", "120", "--quota", "brainstorming=1", "-o", tmp_path / "i.jsonl")
+    assert result.exit_code == 0, result.output
+    assert "rejected in" in result.output and "Tokens:" in result.output
+    assert (tmp_path / "i.rejected.jsonl").exists() and (tmp_path / "i.state.json").exists()
+    result = invoke("generate", "instructions", "--model", tiny_generator, "--quota", "brainstroming=1",
+                    "-o", tmp_path / "j.jsonl")
+    assert result.exit_code == 1 and "did you mean 'brainstorming'" in result.output
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "fees.md").write_text("# Fees\nThe semester fee is 980 EUR for home students.\n")
+    result = invoke("generate", "from-docs", "--docs", docs, "--model", tiny_generator, "--num", "2",
+                    "-o", tmp_path / "qa.jsonl")
+    assert result.exit_code == 0, result.output and "Kept" in result.output

@@ -98,7 +98,9 @@ class OpenAIModel:
                 choice, text = reply.choices[0], reply.choices[0].text or ""
         except openai.APIError as e:
             # The message never carries the key: the client does not put it in errors.
-            raise BackendError(f"{self.base_url}: {type(e).__name__}: {getattr(e, 'message', e)}") from None
+            hint = ("a model without a chat template cannot answer the chat endpoint: try --api completions"
+                    if self.api == "chat" and isinstance(e, openai.InternalServerError) else None)
+            raise BackendError(f"{self.base_url}: {type(e).__name__}: {getattr(e, 'message', e)}", hint) from None
         usage = reply.usage
         cut = cut_at_stop(text, params.stop)
         reason = "stop" if len(cut) < len(text) else (choice.finish_reason or "stop")

@@ -265,12 +265,14 @@ def demo(
     """
     from workbench.demo import run_demo
 
-    with console.status("Running the demo stages..."):
-        result = run_demo(runs_dir, name, force)
+    with console.status("Running the demo stages...") as status:
+        result = run_demo(runs_dir, name, force, lambda stage: status.update(f"Demo stage: {stage}"))
     for outcome in result.outcomes:
         state = "skipped (unchanged)" if outcome.skipped else f"done in {outcome.manifest['seconds']:.1f} s"
         counts = ", ".join(f"{k} {v:,}" for k, v in outcome.manifest["counts"].items())
         console.print(f"[bold]{outcome.stage.name}[/]: {state} — {counts}  ({outcome.stage.dir})")
+        for reason, n in sorted(outcome.manifest["ledger"].items(), key=lambda kv: -kv[1]):
+            console.print(f"    {n:,}  {reason}")
     for table in stats_tables(result.stats, "Seed tasks"):
         console.print(table)
     console.print(f"Catalog: {len(result.programmes)} programmes, "

@@ -127,6 +127,7 @@ def domain_texts(listings: int = 300, seed: int = 0) -> list[str]:
         instance_prompt,
         is_classification_prompt,
     )
+    from workbench.records import Record
 
     rng = random.Random(seed)
     seeds = load_records(SEED_TASKS, [])
@@ -151,12 +152,30 @@ def domain_texts(listings: int = 300, seed: int = 0) -> list[str]:
             given = f"Input: {seed_task.context}\n" if seed_task.context else ""
             answer = f"{given}Output: {seed_task.response}"
         texts.append(prompt + answer)
-    questions = [r.instruction for r in seeds if r.category == "closed_qa"]
     for programme in programmes:
-        asked = rng.sample(questions, 4)
-        texts.append(doc_questions_prompt(programme.text, 4) + " " + "\n".join(
-            f"{i}. {q}" for i, q in enumerate(asked, start=1))[3:])
+        pairs = programme_questions(programme)
+        for _ in range(4):
+            asked = rng.sample(pairs, 4)
+            texts.append(doc_questions_prompt(programme.text, 4) + " " + "\n".join(
+                f"{i}. {q}" for i, (q, _) in enumerate(asked, start=1))[3:])
+        texts += [format_example(Record(q, programme.text, a)) for q, a in pairs]
     return texts
+
+
+def programme_questions(programme) -> list[tuple[str, str]]:
+    """Questions about a programme with answers read off its catalog header."""
+    h, name = programme.header, f"the {programme.title} {programme.degree}"
+    programming = "is not required" if not h["programming_required"] else "is required"
+    return [
+        (f"How long does {name} take?", f"{name[0].upper()}{name[1:]} takes {h['duration']}."),
+        (f"In which language is {name} taught?", f"It is taught in {h['language']}."),
+        (f"When does {name} start?", f"It starts in {' and '.join(h['start_dates'])}."),
+        (f"Do I need programming knowledge for {name}?", f"Programming knowledge {programming} for {name}."),
+        (f"What does {name} cost per semester?",
+         f"The semester fee is {h['fees']['home_per_semester']} for home and EU students and "
+         f"{h['fees']['international_per_semester']} for international students."),
+        (f"Where is {name} taught?", f"On the {h.get('campus', 'main campus')}."),
+    ]
 
 
 def pretrain_tiny(model_dir: str | Path, texts: list[str], steps: int = 300, seq_len: int = 128,

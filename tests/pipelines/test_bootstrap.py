@@ -80,7 +80,8 @@ def test_refuses_to_overwrite_and_to_mix_settings(tiny_generator, seeds, tmp_pat
     model = get_model(str(tiny_generator))
     (tmp_path / "out.jsonl").write_text("mine\n")
     with pytest.raises(InputError, match="exists and was not written by this command"):
-        run(model, seeds, BootstrapConfig(num=2, rounds=1, sampling=SMALL), tmp_path / "out.jsonl", tmp_path / "r.jsonl")
+        run(model, seeds, BootstrapConfig(num=2, rounds=1, sampling=SMALL), tmp_path / "out.jsonl",
+            tmp_path / "r.jsonl")
     run(model, seeds, BootstrapConfig(num=2, rounds=1, sampling=SMALL), tmp_path / "out.jsonl", tmp_path / "r.jsonl",
         force=True)
     with pytest.raises(InputError, match="started with other settings"):
@@ -90,8 +91,9 @@ def test_refuses_to_overwrite_and_to_mix_settings(tiny_generator, seeds, tmp_pat
 
 def test_a_finished_run_continues_with_more_rounds(tiny_generator, seeds, tmp_path):
     model = get_model(str(tiny_generator))
-    one = run(model, seeds, BootstrapConfig(num=100, rounds=1, sampling=SMALL), tmp_path / "o.jsonl", tmp_path / "r.jsonl")
-    two = run(model, seeds, BootstrapConfig(num=100, rounds=2, sampling=SMALL), tmp_path / "o.jsonl", tmp_path / "r.jsonl")
+    out, rejected = tmp_path / "o.jsonl", tmp_path / "r.jsonl"
+    one = run(model, seeds, BootstrapConfig(num=100, rounds=1, sampling=SMALL), out, rejected)
+    two = run(model, seeds, BootstrapConfig(num=100, rounds=2, sampling=SMALL), out, rejected)
     assert (one.rounds, two.rounds) == (1, 2) and two.resumed
     straight = run(model, seeds, BootstrapConfig(num=100, rounds=2, sampling=SMALL), tmp_path / "s.jsonl",
                    tmp_path / "sr.jsonl")
