@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet "$(TORCH)"
-	$(VENV)/bin/pip install --quiet -e '.[dev,semantic,profanity]'
+	$(VENV)/bin/pip install --quiet -e '.[dev,serving,semantic,profanity]'
 	touch $@
 
 # argilla-server pins typer<0.10 and click<8.2, which clash with ours: it gets its own environment.
@@ -32,7 +32,7 @@ test: setup
 	$(OFFLINE) $(VENV)/bin/python -m pytest
 
 lint: setup
-	$(VENV)/bin/ruff check workbench pipelines annotation eval_suites tests
+	$(VENV)/bin/ruff check workbench pipelines annotation eval_suites tests bench
 
 clean:
 	rm -rf $(VENV) $(ARGILLA_VENV) runs .pytest_cache

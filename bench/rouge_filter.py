@@ -86,7 +86,9 @@ def exhaustive(candidates: list[str], pool: list[str], threshold: float = 0.7) -
         if n <= 3 or n > 150:
             decisions.append(("words",))
             continue
-        if any(re.compile(r"\b({0})\b".format(w), flags=re.IGNORECASE).search(inst) for w in SELF_INSTRUCT_KEYWORDS):
+        # As the paper writes it (find_word_in_string), unescaped.
+        if any(re.compile(r"\b({0})\b".format(w), flags=re.IGNORECASE).search(inst)  # noqa: UP030, UP032
+               for w in SELF_INSTRUCT_KEYWORDS):
             decisions.append(("keyword",))
             continue
         if inst.startswith("Write a program"):
@@ -122,6 +124,15 @@ def ours(candidates: list[str], pool: list[str]) -> tuple[list[tuple], Instructi
     return decisions, judge
 
 
+def exhaustive_pairs(decisions: list[tuple], pool_size: int) -> int:
+    pairs = 0
+    for decision in decisions:
+        if decision[0] in ("keep", "rouge"):
+            pairs += pool_size
+        pool_size += decision[0] == "keep"
+    return pairs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidates", type=int, default=50_000)
@@ -147,11 +158,9 @@ def main() -> None:
     full, judge = ours(candidates, pool)
     ours_full_s = time.perf_counter() - clock
     kept = sum(d[0] == "keep" for d in full)
-    # The exhaustive loop scores each candidate that reaches it against the whole pool at that moment.
-    pairs_exhaustive = sum(200 + sum(d[0] == "keep" for d in full[:i]) for i, d in enumerate(full)
-                           if d[0] in ("keep", "rouge")) if len(full) <= 5000 else None
-    pairs_per_s = sum(len(pool) + sum(d[0] == "keep" for d in reference[:i]) for i, d in enumerate(reference)
-                      if d[0] in ("keep", "rouge")) / exhaustive_s
+    # The exhaustive loop scores each candidate that reaches the ROUGE check against the whole pool then.
+    pairs_exhaustive_full = exhaustive_pairs(full, len(pool))
+    pairs_per_s = exhaustive_pairs(reference, len(pool)) / exhaustive_s
     figures = {
         "candidates": args.candidates, "sample": args.sample, "seed": args.seed,
         "decisions_equal_on_sample": equal, "mismatches": mismatches,
@@ -159,10 +168,10 @@ def main() -> None:
         "speedup_on_sample": round(exhaustive_s / ours_sample_s, 1),
         "exhaustive_pairs_per_s": round(pairs_per_s),
         "ours_full_s": round(ours_full_s, 2), "kept": kept, "pool_at_end": len(judge.pool),
-        "pairs_scored_full": judge.pool.pairs_scored,
+        "pairs_scored_full": judge.pool.pairs_scored, "pairs_exhaustive_full": pairs_exhaustive_full,
+        "exhaustive_full_estimated_s": round(pairs_exhaustive_full / pairs_per_s),
+        "speedup_full_estimated": round(pairs_exhaustive_full / pairs_per_s / ours_full_s, 1),
     }
-    if pairs_exhaustive:
-        figures["pairs_exhaustive_full"] = pairs_exhaustive
     print(json.dumps(figures, indent=2))
     print(f"decisions equal on {args.sample} candidates: {equal}; speed-up {figures['speedup_on_sample']}x "
           f"(exhaustive {exhaustive_s:.1f} s vs ours {ours_sample_s:.2f} s, same run); "

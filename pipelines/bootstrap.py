@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.instruction_filter import FilterConfig, InstructionFilter, Verdict, decision_text
-from pipelines.resumable import ResumableOutput
+from pipelines.resumable import ResumableOutput, records_fingerprint, run_key
 from workbench.backends import Backend
 from workbench.config import config_hash
 from workbench.models import GenerationParams
@@ -126,7 +126,7 @@ def run(backend: Backend, seeds: list[Record], config: BootstrapConfig, output: 
         force: bool = False, progress: Callable[[int, int], None] | None = None) -> GenerationResult:
     """Generate instructions into OUTPUT (kept) and REJECTED_OUTPUT (every dropped candidate, with why)."""
     # num and rounds only say when to stop: a finished run can be continued with larger ones.
-    key = config_hash(config, {"num", "rounds"}) + fingerprint_of(seeds) + backend.name
+    key = run_key(config_hash(config, {"num", "rounds"}), records_fingerprint(seeds), backend)
     out = ResumableOutput({"records": output, "rejected": rejected_output}, key, force)
     result = GenerationResult(resumed=bool(out.state.get("round")))
     kept_records = out.read("records")
@@ -188,12 +188,6 @@ def _record(text: str, backend: Backend, params: GenerationParams, round_: int, 
                               "run": None}])
     action = "keep" if verdict.kept else "drop"
     return record.with_event("filter", action, verdict.reason, verdict.as_detail())
-
-
-def fingerprint_of(records: list[Record]) -> str:
-    import hashlib
-
-    return hashlib.sha256("".join(r.id for r in records).encode()).hexdigest()[:16]
 
 
 def _rng_state(numbers: list[int]) -> tuple:

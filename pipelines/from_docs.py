@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.bootstrap import GenerationResult
-from pipelines.resumable import ResumableOutput
+from pipelines.resumable import ResumableOutput, run_key
 from workbench.backends import Backend
 from workbench.config import config_hash
 from workbench.errors import InputError
@@ -111,7 +111,7 @@ def run(backend: Backend, docs: Path, config: FromDocsConfig, output: Path, reje
     count = _token_counter(backend)
     documents = load_documents(docs, config.max_doc_tokens, count)
     out = ResumableOutput({"records": output, "rejected": rejected_output},
-                          config_hash(config) + fingerprint(docs) + backend.name, force)
+                          run_key(config_hash(config), fingerprint(docs), backend), force)
     result = GenerationResult(resumed=bool(out.state.get("next")))
     usage = Counter(out.state.get("usage", {}))
     start = out.state.get("next", 0)

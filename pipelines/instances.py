@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.bootstrap import GenerationResult
-from pipelines.resumable import ResumableOutput
+from pipelines.resumable import ResumableOutput, records_fingerprint, run_key
 from workbench.backends import Backend
 from workbench.config import config_hash
 from workbench.models import GenerationParams
@@ -121,7 +121,7 @@ def run(backend: Backend, instructions: list[Record], seeds: list[Record], confi
         output: Path, rejected_output: Path, force: bool = False,
         progress: Callable[[int, int], None] | None = None) -> GenerationResult:
     """One record per kept instance (instruction, context = input, response = output)."""
-    key = config_hash(config) + "".join(r.id for r in instructions)[:4096] + backend.name
+    key = run_key(config_hash(config), records_fingerprint([*instructions, *seeds]), backend)
     out = ResumableOutput({"records": output, "rejected": rejected_output}, key, force)
     result = GenerationResult(resumed=bool(out.state.get("next")))
     rng = random.Random(config.seed)

@@ -8,6 +8,7 @@ output is cut back to the offsets in the state, so a batch half-written before a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -17,6 +18,15 @@ from typing import Any
 from workbench.errors import InputError
 from workbench.io import atomic_write_text, load_records
 from workbench.records import Record
+
+
+def records_fingerprint(records: Iterable[Record]) -> str:
+    """sha256 over the records' ids: part of a run's key, so other inputs never continue its output."""
+    return hashlib.sha256("\n".join(r.id for r in records).encode()).hexdigest()
+
+
+def run_key(config_digest: str, inputs_digest: str, backend) -> str:
+    return hashlib.sha256(f"{config_digest} {inputs_digest} {backend.backend} {backend.name}".encode()).hexdigest()
 
 
 def state_path(output: Path) -> Path:
