@@ -12,13 +12,12 @@ import random
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.instruction_filter import FilterConfig, InstructionFilter, Verdict, decision_text
-from pipelines.resumable import ResumableOutput, records_fingerprint, run_key
+from pipelines.resumable import GenerationResult, ResumableOutput, records_fingerprint, run_key
 from workbench.backends import Backend
 from workbench.config import config_hash
 from workbench.models import GenerationParams
@@ -44,16 +43,6 @@ class BootstrapConfig(BaseModel):
     sampling: GenerationParams = PAPER_SAMPLING
     filter: FilterConfig = FilterConfig()
     seed: int = 0  # prompt sampling; sampling.seed + round seeds the model
-
-
-@dataclass
-class GenerationResult:
-    kept: int = 0
-    rejected: int = 0
-    rounds: int = 0
-    resumed: bool = False
-    reasons: Counter = field(default_factory=Counter)
-    usage: dict[str, int] = field(default_factory=dict)
 
 
 def parse_instructions(completion: str, finish_reason: str, truncated: str) -> tuple[list[str], list[str]]:
@@ -170,12 +159,8 @@ def run(backend: Backend, seeds: list[Record], config: BootstrapConfig, output: 
                    usage=dict(usage))
         if progress:
             progress(len(machine), config.num)
-    out.finish()
-    rejected = out.read("rejected")
-    result.kept, result.rejected, result.rounds = len(machine), len(rejected), round_
-    result.reasons = Counter(r.lineage[-1]["reason"] for r in rejected)
-    result.usage = dict(usage)
-    return result
+    result.rounds = round_
+    return out.finish(result, usage)
 
 
 def _record(text: str, backend: Backend, params: GenerationParams, round_: int, verdict: Verdict) -> Record:

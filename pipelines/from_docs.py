@@ -13,8 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.bootstrap import GenerationResult
-from pipelines.resumable import ResumableOutput, run_key
+from pipelines.resumable import GenerationResult, ResumableOutput, run_key
 from workbench.backends import Backend
 from workbench.config import config_hash
 from workbench.errors import InputError
@@ -143,11 +142,7 @@ def run(backend: Backend, docs: Path, config: FromDocsConfig, output: Path, reje
         out.append({"records": kept, "rejected": dropped}, next=index + 1, usage=dict(usage))
         if progress:
             progress(index + 1, len(documents))
-    out.finish()
-    result.kept, result.rejected = len(out.read("records")), len(rejected := out.read("rejected"))
-    result.reasons = Counter(r.lineage[-1]["reason"] for r in rejected)
-    result.usage = dict(usage)
-    return result
+    return out.finish(result, usage)
 
 
 def _token_counter(backend: Backend) -> Callable[[str], int]:

@@ -16,8 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.bootstrap import GenerationResult
-from pipelines.resumable import ResumableOutput, records_fingerprint, run_key
+from pipelines.resumable import GenerationResult, ResumableOutput, records_fingerprint, run_key
 from workbench.backends import Backend
 from workbench.config import config_hash
 from workbench.models import GenerationParams
@@ -161,8 +160,4 @@ def run(backend: Backend, instructions: list[Record], seeds: list[Record], confi
         out.append({"records": kept, "rejected": dropped}, next=begin + len(chunk), usage=dict(usage))
         if progress:
             progress(begin + len(chunk), len(instructions))
-    out.finish()
-    result.kept, result.rejected = len(out.read("records")), len(rejected := out.read("rejected"))
-    result.reasons = Counter(r.lineage[-1]["reason"] for r in rejected)
-    result.usage = dict(usage)
-    return result
+    return out.finish(result, usage)

@@ -11,13 +11,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from workbench.errors import InputError
 from workbench.io import atomic_write_text, load_records
 from workbench.records import Record
+
+
+@dataclass
+class GenerationResult:
+    """What a generation run made, in all (a resumed run counts what earlier runs wrote too)."""
+
+    kept: int = 0
+    rejected: int = 0
+    rounds: int = 0
+    resumed: bool = False
+    reasons: Counter = field(default_factory=Counter)
+    usage: dict[str, int] = field(default_factory=dict)
 
 
 def records_fingerprint(records: Iterable[Record]) -> str:
@@ -86,6 +100,12 @@ class ResumableOutput:
         self.state = {**self.state, **state, "offsets": offsets}
         atomic_write_text(self.state_file, json.dumps(self.state) + "\n")
 
-    def finish(self, **state: Any) -> None:
-        self.state = {**self.state, **state, "done": True}
+    def finish(self, result: GenerationResult, usage: Counter) -> GenerationResult:
+        """Mark the run complete and fill `result` from what the outputs now hold."""
+        self.state = {**self.state, "done": True}
         atomic_write_text(self.state_file, json.dumps(self.state) + "\n")
+        rejected = self.read("rejected")
+        result.kept, result.rejected = len(self.read("records")), len(rejected)
+        result.reasons = Counter(r.lineage[-1]["reason"] for r in rejected)
+        result.usage = dict(usage)
+        return result
