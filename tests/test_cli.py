@@ -133,7 +133,7 @@ def test_models_tiny_rejects_bad_shapes(tmp_path):
 def test_demo_runs_then_skips_unchanged_stages(tmp_path):
     result = invoke("demo", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
-    stages = ("seeds", "catalog", "tiny-model", "instructions", "instances", "from-docs")
+    stages = ("seeds", "catalog", "tiny-model", "instructions", "instances", "from-docs", "dedup")
     for stage in stages:
         assert (tmp_path / "runs" / "demo" / stage / "DONE").exists()
     assert "Seed tasks: 64 records" in result.output
@@ -178,3 +178,26 @@ def test_generate_instructions_and_from_docs_commands(tiny_generator, tmp_path):
     result = invoke("generate", "from-docs", "--docs", docs, "--model", tiny_generator, "--num", "2",
                     "-o", tmp_path / "qa.jsonl")
     assert result.exit_code == 0, result.output and "Kept" in result.output
+
+
+def test_dedup_command(tmp_path):
+    base = "students of the nursing programme receive a training allowance during every practice placement"
+    rows = [{"instruction": base}, {"instruction": base.replace("every", "each")},
+            {"instruction": "what does the business information systems degree cost for international students"}]
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = invoke("dedup", path, "--threshold", "0.5", "-o", tmp_path / "u.jsonl",
+                    "--clusters", tmp_path / "cl.jsonl")
+    assert result.exit_code == 0, result.output
+    assert "Kept 2 of 3 records" in result.output and "1  drop: near-duplicate" in result.output
+    [line] = [json.loads(x) for x in (tmp_path / "cl.jsonl").read_text().splitlines()]
+    assert set(line) == {"id", "duplicate_of", "linked_to", "similarity"} and line["similarity"] >= 0.5
+    assert (tmp_path / "u.rejected.jsonl").exists()
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text(json.dumps(rows[2]) + "\n")
+    result = invoke("dedup", path, "--against", seeds, "-o", tmp_path / "v.jsonl")
+    assert "near-duplicate of a reference" in result.output
+    result = invoke("dedup", path, "--dry-run", "--thresholds", "0.5,0.9")
+    assert result.exit_code == 0 and "Dry run" in result.output and not (tmp_path / "w.jsonl").exists()
+    result = invoke("dedup", path)
+    assert result.exit_code != 0 and "-o/--output is required" in result.output

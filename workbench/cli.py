@@ -101,6 +101,15 @@ def _read_records(path: Path, strict: bool = False) -> list:
     return records
 
 
+def _floats(text: str) -> list[float]:
+    from workbench.errors import InputError
+
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"{text!r} is not a comma-separated list of numbers") from None
+
+
 def _parse_quota(text: str | None) -> dict[str, float]:
     from workbench.errors import InputError
     from workbench.records import CATEGORIES, did_you_mean
@@ -392,3 +401,49 @@ def generate_filter(
 
 if __name__ == "__main__":
     app()
+
+
+@app.command("dedup")
+def dedup(
+    records: Annotated[Path, typer.Argument(help="Records to deduplicate (JSONL or Parquet).")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Kept records.")] = None,
+    clusters: Annotated[Path | None, typer.Option(help="One line per removed record: id, duplicate_of, "
+                                                  "linked_to, similarity.")] = None,
+    rejected: Rejected = None,
+    against: Annotated[list[Path] | None, typer.Option(help="Also remove near-duplicates of these records "
+                                                       "(repeat the flag).")] = None,
+    fields: Annotated[str, typer.Option(help="Fields whose text is compared, comma-separated.")] = (
+        "instruction,context"),
+    threshold: Annotated[float, typer.Option(help="Jaccard similarity of word n-grams at or above which "
+                                             "records are duplicates.")] = 0.7,
+    ngram: int = 3, num_perm: int = 128,
+    keep: Annotated[str, typer.Option(help="Which record of a cluster stays: first, longest or seed.")] = "first",
+    dry_run: Annotated[bool, typer.Option(help="Only report what --thresholds would remove.")] = False,
+    thresholds: Annotated[str, typer.Option(help="With --dry-run.")] = "0.5,0.6,0.7,0.8,0.9",
+    strict: Strict = False,
+):
+    """Remove near-duplicates (MinHash LSH candidates, verified by exact Jaccard).
+
+    Example: workbench dedup candidates.jsonl -o unique.jsonl --clusters clusters.jsonl --against seeds.jsonl
+    """
+    from pipelines import dedup as stage
+    from workbench.config import build_config
+    from workbench.display import dedup_dry_run_table
+    from workbench.io import atomic_write_text, write_records
+    from workbench.runs import Ledger
+
+    config = build_config(stage.DedupConfig, {"fields": tuple(f.strip() for f in fields.split(",")), "keep": keep,
+                                              "threshold": threshold, "ngram": ngram, "num_perm": num_perm}, "options")
+    inputs, refs = _read_records(records, strict), [r for path in against or [] for r in _read_records(path, strict)]
+    if dry_run:
+        return console.print(dedup_dry_run_table(stage.dry_run(inputs, config, _floats(thresholds), references=refs)))
+    if output is None:
+        raise typer.BadParameter("-o/--output is required unless --dry-run", param_hint="-o")
+    ledger, removed, dropped = Ledger("dedup"), [], []
+    count = write_records(output, stage.run(inputs, config, ledger, refs, removed, dropped))
+    write_records(rejected or _sibling(output, ".rejected.jsonl"), dropped)
+    if clusters:
+        atomic_write_text(clusters, "".join(json.dumps(line) + "\n" for line in removed))
+    console.print(f"Kept {count:,} of {len(inputs):,} records in {output}; removed {len(dropped):,}")
+    for reason, n in ledger.counts.most_common():
+        console.print(f"  {n:,}  {reason}")

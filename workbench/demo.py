@@ -3,8 +3,8 @@
 Stages so far: check the seed tasks and the catalog; build a tiny Falcon-architecture model and train it
 for a minute on the bundled text (so it writes text shaped like the domain); then generate with it
 through the real transformers backend: Self-Instruct instructions, their instances, and questions
-grounded in the catalog. Each stage writes a manifest and is skipped on rerun while its config and
-inputs are unchanged.
+grounded in the catalog; then remove near-duplicates among them and of the seeds. Each stage writes a
+manifest and is skipped on rerun while its config and inputs are unchanged.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from pipelines import bootstrap, from_docs, instances
+from pipelines import bootstrap, dedup, from_docs, instances
 from workbench.catalog import CATALOG_DIR, SEED_TASKS, load_catalog
 from workbench.errors import InputError
 from workbench.io import Problem, atomic_write_text, load_records, write_problems, write_records
@@ -57,6 +57,9 @@ DEMO_BOOTSTRAP = bootstrap.BootstrapConfig(
     num=40, rounds=4, sampling=bootstrap.PAPER_SAMPLING.model_copy(update={"max_new_tokens": 320}))
 DEMO_INSTANCES = instances.InstancesConfig(sampling=GenerationParams(max_new_tokens=100, stop=("Task:",)))
 DEMO_FROM_DOCS = from_docs.FromDocsConfig(num=4)
+
+
+DEMO_DEDUP = dedup.DedupConfig()
 
 
 @dataclass
@@ -126,6 +129,21 @@ def generation_stage(run_dir: Path, name: str, config: BaseModel, inputs: list[P
     return run_stage(Stage(run_dir, name, config, [*inputs, model_dir]), work, force=force)
 
 
+def dedup_stage(run_dir: Path, config: dedup.DedupConfig, candidates: list[Path], seed_file: Path,
+                force: bool = False) -> StageOutcome:
+    """All generated candidates together, near-duplicates removed, also against the seed tasks."""
+    def work(stage: Stage, ledger: Ledger) -> dict[str, int]:
+        records = [r for path in candidates for r in load_records(path, [])]
+        removed, dropped = [], []
+        kept = write_records(stage.path("records.jsonl"),
+                             dedup.run(records, config, ledger, load_records(seed_file, []), removed, dropped))
+        write_records(stage.path("dropped.jsonl"), dropped)
+        atomic_write_text(stage.path("clusters.jsonl"), "".join(json.dumps(line) + "\n" for line in removed))
+        return {"in": len(records), "out": kept, "removed": len(dropped)}
+
+    return run_stage(Stage(run_dir, "dedup", config, [*candidates, seed_file]), work, force=force)
+
+
 def run_demo(runs_dir: str | Path = "runs", name: str = "demo", force: bool = False,
              on_stage: Callable[[str], None] | None = None) -> DemoResult:
     """Run every demo stage in runs_dir/name; returns what each stage did (or that it was skipped)."""
@@ -158,7 +176,10 @@ def run_demo(runs_dir: str | Path = "runs", name: str = "demo", force: bool = Fa
     grounded = generation_stage(result.run_dir, "from-docs", DEMO_FROM_DOCS, [CATALOG_DIR], model_dir,
                                 lambda m, out, rej: from_docs.run(m, CATALOG_DIR, DEMO_FROM_DOCS, out, rej, force),
                                 force)
-    result.outcomes += [made, with_instances, grounded]
+    say("dedup")
+    unique = dedup_stage(result.run_dir, DEMO_DEDUP, [with_instances.stage.path("records.jsonl"),
+                                                      grounded.stage.path("records.jsonl")], seed_file, force)
+    result.outcomes += [made, with_instances, grounded, unique]
     result.stats = compute_stats(seed_records)
     result.programmes = json.loads(result.outcomes[1].stage.path("programmes.json").read_text())
     return result

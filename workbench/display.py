@@ -62,3 +62,13 @@ def generation_summary(result, output, rejected) -> None:
         console.print(f"Tokens: {result.usage.get('prompt_tokens', 0):,} prompt, "
                       f"{result.usage.get('completion_tokens', 0):,} completion, "
                       f"{result.usage.get('requests', 0):,} requests")
+
+
+def dedup_dry_run_table(rows) -> Table:
+    table = Table(title="Dry run: records removed at each threshold (nothing written)")
+    for column in ("threshold", "removed", "example pairs in this band (similarity)"):
+        table.add_column(column, justify="left" if column.startswith("example") else "right")
+    for row in rows:
+        examples = "\n".join(f"{s:.2f}: {a[:60]!r} ~ {b[:60]!r}" for a, b, s in row.examples) or "-"
+        table.add_row(f"{row.threshold:.2f}", f"{row.removed:,}", examples)
+    return table
