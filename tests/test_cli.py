@@ -201,3 +201,19 @@ def test_dedup_command(tmp_path):
     assert result.exit_code == 0 and "Dry run" in result.output and not (tmp_path / "w.jsonl").exists()
     result = invoke("dedup", path)
     assert result.exit_code != 0 and "-o/--output is required" in result.output
+
+
+def test_contamination_command(tmp_path):
+    question = "Do I have to know programming to apply for the Business Information Systems course?"
+    answer = "No, programming knowledge is not required; the first semester starts from zero."
+    train = tmp_path / "train.jsonl"
+    train.write_text(json.dumps({"instruction": question, "response": answer}) + "\n")
+    items = tmp_path / "items.jsonl"
+    items.write_text(json.dumps({"id": "bis-1", "question": question, "answer": answer}) + "\n"
+                     + json.dumps({"id": "fees", "question": "What are the fees?", "answer": "980 EUR"}) + "\n")
+    result = invoke("contamination", train, "--eval", items, "--report", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    assert "1 of 2 eval item(s) contaminated" in result.output and "bis-1" in result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["items_checked"] == 2 and report["contaminated"][0]["item"] == "bis-1"
+    assert invoke("contamination", train, "--eval", items, "--fail-on-contamination").exit_code == 1

@@ -447,3 +447,34 @@ def dedup(
     console.print(f"Kept {count:,} of {len(inputs):,} records in {output}; removed {len(dropped):,}")
     for reason, n in ledger.counts.most_common():
         console.print(f"  {n:,}  {reason}")
+
+
+@app.command("contamination")
+def contamination(
+    train: Annotated[Path, typer.Argument(help="Training records (instruction + response are compared).")],
+    eval: Annotated[list[Path], typer.Option("--eval", help="Eval items JSONL or suite folder (repeat the flag).")],
+    report: Annotated[Path | None, typer.Option(help="Write the findings here as JSON.")] = None,
+    fail_on_contamination: Annotated[bool, typer.Option(help="Exit 1 when any item is contaminated.")] = False,
+    threshold: float = 0.7,
+):
+    """List eval items that are near-duplicates of training data or share a 13-gram with it.
+
+    Example: workbench contamination curated.jsonl --eval closed_qa_items.jsonl --fail-on-contamination
+    """
+    from pipelines import contamination as check
+    from workbench.config import build_config
+    from workbench.io import atomic_write_text
+
+    config = build_config(check.ContaminationConfig, {"threshold": threshold}, "options")
+    problems: list = []
+    items = [item for path in eval for item in check.load_eval_items(path, problems)]
+    _report_problems(problems, _sibling(eval[0], ".quarantine.jsonl"), False)
+    findings = check.check(_read_records(train), items, config)
+    for finding in findings:
+        matches = {**finding.near_duplicates, **{k: "13-gram" for k in finding.shared_ngrams}}
+        console.print(f"{finding.item.source}: {finding.item.id}: {finding.item.question[:70]!r} ~ train "
+                      + ", ".join(f"{k} ({v})" for k, v in matches.items()), markup=False)
+    console.print(f"{len(findings)} of {len(items)} eval item(s) contaminated by {train}")
+    if report:
+        atomic_write_text(report, check.report(str(train), [str(p) for p in eval], len(items), findings, config))
+    raise typer.Exit(1 if findings and fail_on_contamination else 0)
