@@ -38,6 +38,9 @@ class DedupConfig(BaseModel):
     index_threshold: float | None = Field(None, gt=0, le=1)  # LSH threshold for candidates (default: 0.2 lower)
     keep: Literal["first", "longest", "seed"] = "first"  # which record of a cluster stays
     seed: int = 1  # MinHash permutation seed
+    storage: Literal["memory", "redis"] = "memory"  # redis: datasketch's MinHashLSH with its Redis storage
+    redis_url: str = "redis://127.0.0.1:6379/0"  # with storage redis
+    redis_prefix: str = "workbench-dedup"  # keys are PREFIX:RUN-ID:..., deleted when the run ends
 
 
 def shingles(text: str, n: int) -> set[str]:
@@ -140,6 +143,42 @@ def candidate_pairs(sigs: np.ndarray, bands: int, rows: int, empty: np.ndarray) 
     return np.unique(np.concatenate(pairs), axis=0)
 
 
+def redis_candidate_pairs(sigs: np.ndarray, empty: np.ndarray, config: DedupConfig,
+                          index_threshold: float) -> np.ndarray:
+    """The same candidate pairs through datasketch's MinHashLSH with Redis storage (same bands, same
+    buckets), for an index that lives outside this process. Its keys are removed afterwards."""
+    import uuid
+
+    import redis
+    from datasketch import LeanMinHash, MinHashLSH
+
+    from workbench.errors import WorkbenchError
+
+    basename = f"{config.redis_prefix}:{uuid.uuid4().hex}"
+    params = redis.connection.parse_url(config.redis_url)
+    client = redis.Redis(**params)
+    try:
+        client.ping()
+    except redis.RedisError as e:
+        raise WorkbenchError(f"Redis at {config.redis_url}: {e}", hint="start Redis or use --storage memory") from None
+    lsh = MinHashLSH(threshold=index_threshold, num_perm=config.num_perm,
+                     storage_config={"type": "redis", "basename": basename.encode(), "redis": params})
+    index = np.flatnonzero(~empty)
+    try:
+        # Our uint32 values travel in datasketch's uint32 layout ("affine32"); the index only bands them.
+        minhashes = {int(i): LeanMinHash(seed=config.seed, hashvalues=sigs[i], scheme="affine32") for i in index}
+        with lsh.insertion_session() as session:
+            for i, minhash in minhashes.items():
+                session.insert(i, minhash, check_duplication=False)
+        pairs = {(min(i, int(j)), max(i, int(j))) for i, minhash in minhashes.items()
+                 for j in lsh.query(minhash) if int(j) != i}
+    finally:
+        keys = list(client.scan_iter(match=f"{basename}*"))
+        if keys:
+            client.delete(*keys)
+    return np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
+
+
 @dataclass
 class Plan:
     """What dedup decided, by position in the input (references after the records)."""
@@ -160,7 +199,10 @@ def find_duplicates(hash_sets: list[np.ndarray], config: DedupConfig, n_records:
     empty = np.array([len(h) == 0 for h in hash_sets], dtype=bool)
     index_threshold = config.index_threshold or max(0.05, config.threshold - 0.2)
     sigs = signatures(hash_sets, config.num_perm, config.seed)
-    pairs = candidate_pairs(sigs, *lsh_params(index_threshold, config.num_perm), empty)
+    if config.storage == "redis":
+        pairs = redis_candidate_pairs(sigs, empty, config, index_threshold)
+    else:
+        pairs = candidate_pairs(sigs, *lsh_params(index_threshold, config.num_perm), empty)
     plan = Plan(n_records, candidates=len(pairs))
     for i, j in pairs.tolist():
         if i >= n_records and j >= n_records:

@@ -197,6 +197,8 @@ def test_dedup_command(tmp_path):
     seeds.write_text(json.dumps(rows[2]) + "\n")
     result = invoke("dedup", path, "--against", seeds, "-o", tmp_path / "v.jsonl")
     assert "near-duplicate of a reference" in result.output
+    result = invoke("dedup", path, "--threshold", "0.5", "--storage", "redis", "-o", tmp_path / "r.jsonl")
+    assert result.exit_code == 0 and "Kept 2 of 3 records" in result.output
     result = invoke("dedup", path, "--dry-run", "--thresholds", "0.5,0.9")
     assert result.exit_code == 0 and "Dry run" in result.output and not (tmp_path / "w.jsonl").exists()
     result = invoke("dedup", path)

@@ -138,3 +138,26 @@ def test_signatures_estimate_jaccard():
     b = shingle_hashes(edit(BASE, 2), 3)
     sa, sb = signatures([a, b], 256, 1)
     assert abs((sa == sb).mean() - jaccard(a, b)) < 0.1
+
+
+def test_redis_storage_finds_the_same_pairs_and_cleans_up():
+    import random
+
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379, db=0)
+    rng = random.Random(4)
+    texts = [BASE, edit(BASE, 1), edit(BASE, 3)] + [
+        " ".join(f"w{rng.randrange(500)}" for _ in range(30)) for _ in range(40)]
+    hashes = [shingle_hashes(t, 3) for t in texts]
+    memory = find_duplicates(hashes, DedupConfig())
+    shared = find_duplicates(hashes, DedupConfig(storage="redis", redis_prefix="workbench-test-dedup"))
+    assert shared.similarities == memory.similarities and shared.candidates == memory.candidates
+    assert not list(client.scan_iter(match="workbench-test-dedup*"))
+
+
+def test_unreachable_redis_is_a_clear_error():
+    from workbench.errors import WorkbenchError
+
+    with pytest.raises(WorkbenchError, match="Redis at redis://127.0.0.1:1/0"):
+        find_duplicates([shingle_hashes(BASE, 3)], DedupConfig(storage="redis", redis_url="redis://127.0.0.1:1/0"))
