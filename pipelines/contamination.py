@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.dedup import DedupConfig, find_duplicates, shingle_hashes
+from pipelines.dedup import DedupConfig, find_duplicates, shingle_texts
 from workbench.errors import InputError
 from workbench.io import Problem, read_json_lines
 from workbench.records import Record
@@ -89,9 +89,8 @@ def train_text(record: Record) -> str:
 def check(train: list[Record], items: list[EvalItem], config: ContaminationConfig) -> list[Finding]:
     """Every contaminated item with the training ids it matches; clean items are left out."""
     findings: dict[int, Finding] = {}
-    hashes = [shingle_hashes(item.text, config.ngram) for item in items]
-    hashes += [shingle_hashes(train_text(r), config.ngram) for r in train]
-    plan = find_duplicates(hashes, DedupConfig(threshold=config.threshold, ngram=config.ngram), len(items))
+    shingled = shingle_texts([item.text for item in items] + [train_text(r) for r in train], config.ngram)
+    plan = find_duplicates(shingled, DedupConfig(threshold=config.threshold, ngram=config.ngram), len(items))
     for (i, j), similarity in plan.similarities.items():
         if i < len(items) <= j:
             finding = findings.setdefault(i, Finding(items[i]))

@@ -418,6 +418,7 @@ def dedup(
                                              "records are duplicates.")] = 0.7,
     ngram: int = 3, num_perm: int = 128,
     keep: Annotated[str, typer.Option(help="Which record of a cluster stays: first, longest or seed.")] = "first",
+    workers: Annotated[int, typer.Option(help="Processes that shingle and hash the texts.")] = 1,
     storage: Annotated[str, typer.Option(help="memory, or redis: datasketch's LSH index in Redis.")] = "memory",
     redis_url: Annotated[str, typer.Option(help="With --storage redis.")] = "redis://127.0.0.1:6379/0",
     dry_run: Annotated[bool, typer.Option(help="Only report what --thresholds would remove.")] = False,
@@ -436,7 +437,8 @@ def dedup(
 
     config = build_config(stage.DedupConfig, {"fields": tuple(f.strip() for f in fields.split(",")), "keep": keep,
                                               "threshold": threshold, "ngram": ngram, "num_perm": num_perm,
-                                              "storage": storage, "redis_url": redis_url}, "options")
+                                              "storage": storage, "redis_url": redis_url, "workers": workers},
+                          "options")
     inputs, refs = _read_records(records, strict), [r for path in against or [] for r in _read_records(path, strict)]
     if dry_run:
         return console.print(dedup_dry_run_table(stage.dry_run(inputs, config, _floats(thresholds), references=refs)))

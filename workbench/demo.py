@@ -141,7 +141,8 @@ def dedup_stage(run_dir: Path, config: dedup.DedupConfig, candidates: list[Path]
         atomic_write_text(stage.path("clusters.jsonl"), "".join(json.dumps(line) + "\n" for line in removed))
         return {"in": len(records), "out": kept, "removed": len(dropped)}
 
-    return run_stage(Stage(run_dir, "dedup", config, [*candidates, seed_file]), work, force=force)
+    return run_stage(Stage(run_dir, "dedup", config, [*candidates, seed_file], frozenset({"workers"})), work,
+                     force=force)
 
 
 def run_demo(runs_dir: str | Path = "runs", name: str = "demo", force: bool = False,

@@ -1,7 +1,17 @@
 import numpy as np
 import pytest
 
-from pipelines.dedup import DedupConfig, find_duplicates, jaccard, run, shingle_hashes, shingles, signatures
+from pipelines.dedup import (
+    DedupConfig,
+    Shingled,
+    find_duplicates,
+    jaccard,
+    run,
+    shingle_hashes,
+    shingle_texts,
+    shingles,
+    signatures,
+)
 from workbench.records import Record
 from workbench.runs import Ledger
 
@@ -125,8 +135,9 @@ def test_recall_and_precision_against_exact_all_pairs():
             texts.append(" ".join(words))
         else:
             texts.append(" ".join(rng.choice(vocabulary) for _ in range(rng.randint(40, 80))))
-    hashes = [shingle_hashes(t, 3) for t in texts]
-    plan = find_duplicates(hashes, DedupConfig())
+    shingled = shingle_texts(texts, 3)
+    hashes = [shingled.set(i) for i in range(len(texts))]
+    plan = find_duplicates(shingled, DedupConfig())
     truth = exact_pairs(hashes, 0.7)
     found = set(plan.similarities)
     assert found <= truth  # exact verification: no false pairs
@@ -136,7 +147,7 @@ def test_recall_and_precision_against_exact_all_pairs():
 def test_signatures_estimate_jaccard():
     a = shingle_hashes(BASE, 3)
     b = shingle_hashes(edit(BASE, 2), 3)
-    sa, sb = signatures([a, b], 256, 1)
+    sa, sb = signatures(Shingled.join([shingle_texts([BASE], 3), shingle_texts([edit(BASE, 2)], 3)]), 256, 1)
     assert abs((sa == sb).mean() - jaccard(a, b)) < 0.1
 
 
@@ -149,9 +160,9 @@ def test_redis_storage_finds_the_same_pairs_and_cleans_up():
     rng = random.Random(4)
     texts = [BASE, edit(BASE, 1), edit(BASE, 3)] + [
         " ".join(f"w{rng.randrange(500)}" for _ in range(30)) for _ in range(40)]
-    hashes = [shingle_hashes(t, 3) for t in texts]
-    memory = find_duplicates(hashes, DedupConfig())
-    shared = find_duplicates(hashes, DedupConfig(storage="redis", redis_prefix="workbench-test-dedup"))
+    shingled = shingle_texts(texts, 3)
+    memory = find_duplicates(shingled, DedupConfig())
+    shared = find_duplicates(shingled, DedupConfig(storage="redis", redis_prefix="workbench-test-dedup"))
     assert shared.similarities == memory.similarities and shared.candidates == memory.candidates
     assert not list(client.scan_iter(match="workbench-test-dedup*"))
 
@@ -160,4 +171,29 @@ def test_unreachable_redis_is_a_clear_error():
     from workbench.errors import WorkbenchError
 
     with pytest.raises(WorkbenchError, match="Redis at redis://127.0.0.1:1/0"):
-        find_duplicates([shingle_hashes(BASE, 3)], DedupConfig(storage="redis", redis_url="redis://127.0.0.1:1/0"))
+        find_duplicates(shingle_texts([BASE], 3), DedupConfig(storage="redis", redis_url="redis://127.0.0.1:1/0"))
+
+
+def test_batched_shingling_equals_one_text_at_a_time():
+    texts = [BASE, "", "two words", "x", edit(BASE, 2), "Ｆｕｌｌ width"]
+    together = shingle_texts(texts, 3)
+    for i, text in enumerate(texts):
+        assert np.array_equal(together.set(i), shingle_hashes(text, 3))
+        assert len(together.set(i)) == len(shingles(text, 3))
+
+
+def test_workers_give_the_same_result():
+    from pipelines.dedup import shingle_texts_parallel
+
+    texts = [edit(BASE, i % 5) + f" number {i}" for i in range(120)]
+    one = shingle_texts(texts, 3)
+    many = shingle_texts_parallel(texts, 3, workers=2, chunk=25)
+    assert np.array_equal(one.offsets, many.offsets) and np.array_equal(one.hashes, many.hashes)
+    records = [Record(t) for t in texts]
+    assert [r.id for r in run(records, DedupConfig(workers=2), Ledger("d"))] == \
+        [r.id for r in run(records, DedupConfig(), Ledger("d"))]
+
+
+def test_signatures_in_chunks_equal_all_at_once():
+    shingled = shingle_texts([edit(BASE, i % 7) for i in range(50)] + [""], 3)
+    assert np.array_equal(signatures(shingled, 128, 1, chunk=7), signatures(shingled, 128, 1, chunk=1000))
