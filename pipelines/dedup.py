@@ -352,34 +352,49 @@ def find_duplicates(shingled: Shingled, config: DedupConfig, n_records: int | No
 
 
 def _cluster(plan: Plan, total: int, config: DedupConfig, lengths: list[int], seedlike: list[bool]) -> None:
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import breadth_first_order, connected_components
+    """Union-find over the verified pairs; each removed record is linked to the cluster member it matched on
+    the breadth-first path from the kept record (or reference)."""
+    parent = list(range(total))
 
-    edges = np.array(list(plan.similarities), dtype=np.int64).reshape(-1, 2)
-    weights = np.array(list(plan.similarities.values()))
-    graph = coo_matrix((weights, (edges[:, 0], edges[:, 1])), shape=(total, total)).tocsr()
-    graph = graph.maximum(graph.T)
-    _, labels = connected_components(graph, directed=False)
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    neighbours: dict[int, list[int]] = {}
+    for i, j in plan.similarities:
+        neighbours.setdefault(i, []).append(j)
+        neighbours.setdefault(j, []).append(i)
+        a, b = find(i), find(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
     members: dict[int, list[int]] = {}
-    for node in range(total):
-        members.setdefault(labels[node], []).append(node)
+    for node in sorted(neighbours):
+        members.setdefault(find(node), []).append(node)
     plan.kept = [True] * plan.n_records
     plan.cluster_size = [1] * plan.n_records
     for nodes in members.values():
-        if len(nodes) == 1:
-            continue
         references = [n for n in nodes if n >= plan.n_records]
         records = [n for n in nodes if n < plan.n_records]
         root = references[0] if references else _choose(records, config.keep, lengths, seedlike)
-        order, parents = breadth_first_order(graph, root, directed=False)
+        came_from, frontier = {root: root}, [root]
+        while frontier:  # breadth first, neighbours in index order: deterministic links
+            following = []
+            for node in frontier:
+                for n in sorted(neighbours[node]):
+                    if n not in came_from:
+                        came_from[n] = node
+                        following.append(n)
+            frontier = following
         for node in records:
             plan.cluster_size[node] = len(records)
             if node == root:
                 continue
             plan.kept[node] = False
-            parent = int(parents[node])
-            plan.removed[node] = {"duplicate_of": root, "linked_to": parent,
-                                  "similarity": plan.similarities[(min(node, parent), max(node, parent))]}
+            link = came_from[node]
+            plan.removed[node] = {"duplicate_of": root, "linked_to": link,
+                                  "similarity": plan.similarities[(min(node, link), max(node, link))]}
 
 
 def _choose(nodes: list[int], keep: str, lengths: list[int], seedlike: list[bool]) -> int:
@@ -391,7 +406,8 @@ def _choose(nodes: list[int], keep: str, lengths: list[int], seedlike: list[bool
 
 
 def run(records: Iterable[Record], config: DedupConfig, ledger: Ledger, references: Iterable[Record] = (),
-        removed_out: list[dict] | None = None, dropped: list[Record] | None = None) -> Iterator[Record]:
+        removed_out: list[dict] | None = None, dropped: list[Record] | None = None,
+        plan_out: list[Plan] | None = None) -> Iterator[Record]:
     """Kept records, in input order, with meta.dedup_cluster_size; removed ones go to `dropped` with the
     reason in their lineage and one clusters line each in `removed_out`."""
     records, references = list(records), list(references)
@@ -401,6 +417,8 @@ def run(records: Iterable[Record], config: DedupConfig, ledger: Ledger, referenc
     plan = find_duplicates(shingled, config, len(records),
                            [len(record_text(r, config.fields)) for r in everything],
                            [r.source in SEED_SOURCES for r in everything])
+    if plan_out is not None:
+        plan_out.append(plan)
     for index, record in enumerate(records):
         if plan.kept[index]:
             meta = {**record.meta, "dedup_cluster_size": plan.cluster_size[index]}
