@@ -151,26 +151,32 @@ def shingle_texts(texts: list[str], n: int) -> Shingled:
 _PARALLEL_TEXTS: list[str] = []
 
 
-def _shingle_range(bounds: tuple[int, int, int]) -> Shingled:
-    start, end, n = bounds
-    return shingle_texts(_PARALLEL_TEXTS[start:end], n)
+def _shingle_range(task: tuple[int, int, int, int, int]) -> tuple[Shingled, np.ndarray | None]:
+    start, end, n, num_perm, seed = task
+    shingled = shingle_texts(_PARALLEL_TEXTS[start:end], n)
+    return shingled, (signatures(shingled, num_perm, seed) if num_perm else None)
 
 
-def shingle_texts_parallel(texts: list[str], n: int, workers: int, chunk: int = 20_000) -> Shingled:
-    """shingle_texts over `workers` processes; the same result. Forked workers inherit the texts instead of
-    receiving them pickled."""
+def shingle_texts_parallel(texts: list[str], n: int, workers: int, chunk: int = 20_000, num_perm: int = 0,
+                           seed: int = 1) -> tuple[Shingled, np.ndarray | None]:
+    """shingle_texts (and, with num_perm, the MinHash signatures) over `workers` processes; the same
+    result. Forked workers inherit the texts instead of receiving them pickled."""
     import multiprocessing
 
     global _PARALLEL_TEXTS
-    if workers <= 1 or len(texts) <= chunk or "fork" not in multiprocessing.get_all_start_methods():
-        return shingle_texts(texts, n)
     _PARALLEL_TEXTS = texts
+    tasks = [(s, min(s + chunk, len(texts)), n, num_perm, seed) for s in range(0, len(texts), chunk)] or \
+        [(0, 0, n, num_perm, seed)]
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            parts = pool.map(_shingle_range, [(s, min(s + chunk, len(texts)), n) for s in range(0, len(texts), chunk)])
+        if workers <= 1 or len(tasks) == 1 or "fork" not in multiprocessing.get_all_start_methods():
+            parts = [_shingle_range(task) for task in tasks]
+        else:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                parts = pool.map(_shingle_range, tasks)
     finally:
         _PARALLEL_TEXTS = []
-    return Shingled.join(parts)
+    shingled = Shingled.join([p for p, _ in parts])
+    return shingled, (np.concatenate([sig for _, sig in parts]) if num_perm else None)
 
 
 def shingle_hashes(text: str, n: int) -> np.ndarray:
@@ -244,6 +250,17 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     return _optimal_param(threshold, num_perm, 0.5, 0.5)
 
 
+def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """One 64-bit key per (text, band): the band's rows folded together (texts x bands)."""
+    parts = sigs[:, :bands * rows].reshape(len(sigs), bands, rows).astype(np.uint64)
+    key = np.zeros((len(sigs), bands), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for r in range(rows):
+            key += parts[:, :, r] * _MULTIPLIERS[r % len(_MULTIPLIERS)]
+            key = _fmix64(key)
+    return key
+
+
 def candidate_pairs(sigs: np.ndarray, bands: int, rows: int, empty: np.ndarray) -> np.ndarray:
     """Pairs (i < j) that share a band bucket, as MinHashLSH would find them, with numpy sorts.
 
@@ -251,12 +268,10 @@ def candidate_pairs(sigs: np.ndarray, bands: int, rows: int, empty: np.ndarray) 
     verification then rejects); buckets of two, the common case, become pairs without a Python loop.
     """
     index = np.flatnonzero(~empty)
+    keys = band_keys(sigs[index], bands, rows)
     pairs = []
     for band in range(bands):
-        key = np.zeros(len(index), dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            for r in range(rows):
-                key = _fmix64(key ^ sigs[index, band * rows + r].astype(np.uint64))
+        key = keys[:, band]
         order = np.argsort(key, kind="stable")
         sorted_key = key[order]
         same = sorted_key[1:] == sorted_key[:-1]
@@ -325,14 +340,16 @@ class Plan:
 
 
 def find_duplicates(shingled: Shingled, config: DedupConfig, n_records: int | None = None,
-                    lengths: list[int] | None = None, seedlike: list[bool] | None = None) -> Plan:
+                    lengths: list[int] | None = None, seedlike: list[bool] | None = None,
+                    sigs: np.ndarray | None = None) -> Plan:
     """Cluster near-duplicates among the first `n_records` texts; the rest are references that are
     matched against but never removed or deduplicated among themselves."""
     total = len(shingled)
     n_records = total if n_records is None else n_records
     empty = shingled.sizes() == 0
     index_threshold = config.index_threshold or max(0.05, config.threshold - 0.2)
-    sigs = signatures(shingled, config.num_perm, config.seed)
+    if sigs is None:
+        sigs = signatures(shingled, config.num_perm, config.seed)
     if config.storage == "redis":
         pairs = redis_candidate_pairs(sigs, empty, config, index_threshold)
     else:
@@ -412,11 +429,10 @@ def run(records: Iterable[Record], config: DedupConfig, ledger: Ledger, referenc
     reason in their lineage and one clusters line each in `removed_out`."""
     records, references = list(records), list(references)
     everything = records + references
-    shingled = shingle_texts_parallel([record_text(r, config.fields) for r in everything], config.ngram,
-                                      config.workers)
-    plan = find_duplicates(shingled, config, len(records),
-                           [len(record_text(r, config.fields)) for r in everything],
-                           [r.source in SEED_SOURCES for r in everything])
+    shingled, sigs = shingle_texts_parallel([record_text(r, config.fields) for r in everything], config.ngram,
+                                            config.workers, num_perm=config.num_perm, seed=config.seed)
+    plan = find_duplicates(shingled, config, len(records), [len(record_text(r, config.fields)) for r in everything],
+                           [r.source in SEED_SOURCES for r in everything], sigs)
     if plan_out is not None:
         plan_out.append(plan)
     for index, record in enumerate(records):

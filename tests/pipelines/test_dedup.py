@@ -187,8 +187,9 @@ def test_workers_give_the_same_result():
 
     texts = [edit(BASE, i % 5) + f" number {i}" for i in range(120)]
     one = shingle_texts(texts, 3)
-    many = shingle_texts_parallel(texts, 3, workers=2, chunk=25)
+    many, sigs = shingle_texts_parallel(texts, 3, workers=2, chunk=25, num_perm=128)
     assert np.array_equal(one.offsets, many.offsets) and np.array_equal(one.hashes, many.hashes)
+    assert np.array_equal(sigs, signatures(one, 128, 1))
     records = [Record(t) for t in texts]
     assert [r.id for r in run(records, DedupConfig(workers=2), Ledger("d"))] == \
         [r.id for r in run(records, DedupConfig(), Ledger("d"))]
