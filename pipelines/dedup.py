@@ -287,8 +287,9 @@ def candidate_pairs(sigs: np.ndarray, bands: int, rows: int, empty: np.ndarray) 
             pairs.append(np.stack([members[i], members[j]], axis=1))
     if not pairs:
         return np.empty((0, 2), dtype=np.int64)
-    found = np.sort(np.concatenate(pairs), axis=1)
-    return np.unique(found, axis=0)
+    found = np.concatenate(pairs)  # i < j already: members come from `index`, which is sorted
+    codes = np.unique(np.minimum(found[:, 0], found[:, 1]) * len(sigs) + np.maximum(found[:, 0], found[:, 1]))
+    return np.stack([codes // len(sigs), codes % len(sigs)], axis=1)
 
 
 def redis_candidate_pairs(sigs: np.ndarray, empty: np.ndarray, config: DedupConfig,

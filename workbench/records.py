@@ -110,9 +110,46 @@ def _type_name(value: Any) -> str:
             int: "number", float: "number"}.get(type(value), type(value).__name__)
 
 
+_FIELD_SET = frozenset(FIELDS)
+_CATEGORY_SET = frozenset(CATEGORIES)
+
+
+def _plainly_valid(obj: Any, allow_unknown_categories: bool, max_field_bytes: int) -> bool:
+    """A quick yes for the common record (plain strings, known fields, nothing nested to check); anything
+    else gets the full check below, which names every problem. Reading a million records spends most of
+    its validation time here, so this stays a few attribute tests."""
+    if type(obj) is not dict or not obj.keys() <= _FIELD_SET:
+        return False
+    instruction = obj.get("instruction")
+    if type(instruction) is not str or not instruction.strip():
+        return False
+    for name in ("id", "context", "response", "source"):
+        value = obj.get(name, "")
+        if value is not None and type(value) is not str:
+            return False
+    if obj.get("id") is not None and not obj["id"].strip():
+        return False
+    category = obj.get("category")
+    if category is not None and (type(category) is not str or not (allow_unknown_categories or category in
+                                                                    _CATEGORY_SET)):
+        return False
+    if obj.get("lineage") or obj.get("scores") or type(obj.get("meta", {})) is not dict:
+        return False  # lineage events and scores need the full check
+    if obj.get("lineage") is not None and type(obj["lineage"]) is not list:
+        return False
+    if obj.get("scores") is not None and type(obj["scores"]) is not dict:
+        return False
+    texts = [v for v in (instruction, obj.get("context"), obj.get("response"), obj.get("id"), obj.get("source"))
+             if v]
+    # 4 bytes is the most a character takes in UTF-8: shorter texts are surely under the byte limit.
+    return all("\x00" not in v and len(v) * 4 <= max_field_bytes for v in texts)
+
+
 def check_record_dict(obj: Any, *, allow_unknown_categories: bool = False,
                       max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES) -> list[tuple[str, str]]:
     """Every problem that stops `obj` from being a Record, as (field, reason); empty when valid."""
+    if _plainly_valid(obj, allow_unknown_categories, max_field_bytes):
+        return []
     if not isinstance(obj, dict):
         return [("-", f"expected a JSON object, got {_type_name(obj)}")]
     problems: list[tuple[str, str]] = []
