@@ -47,17 +47,13 @@ def make_corpus(path: Path, size: int, seed: int = 0) -> None:
 
 
 def run_ours(source: Path, out: Path, workers: int) -> list[tuple[int, int]]:
+    """What `workbench dedup SOURCE -o kept.jsonl --clusters removed.jsonl --workers N` runs."""
     from pipelines import dedup
-    from workbench.io import load_records, write_records
-    from workbench.runs import Ledger
+    from pipelines.dedup_file import dedup_file
 
-    records = load_records(source, [])
     config = dedup.DedupConfig(fields=("instruction",), workers=workers)
-    removed: list[dict] = []
     plans: list = []
-    write_records(out / "kept.jsonl", dedup.run(records, config, Ledger("dedup"), removed_out=removed,
-                                                plan_out=plans))
-    (out / "removed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in removed))
+    dedup_file(source, out / "kept.jsonl", config, out / "rejected.jsonl", out / "removed.jsonl", plan_out=plans)
     return list(plans[0].similarities)
 
 

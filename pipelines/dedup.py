@@ -342,12 +342,14 @@ class Plan:
 
 def find_duplicates(shingled: Shingled, config: DedupConfig, n_records: int | None = None,
                     lengths: list[int] | None = None, seedlike: list[bool] | None = None,
-                    sigs: np.ndarray | None = None) -> Plan:
+                    sigs: np.ndarray | None = None, excluded: np.ndarray | None = None) -> Plan:
     """Cluster near-duplicates among the first `n_records` texts; the rest are references that are
     matched against but never removed or deduplicated among themselves."""
     total = len(shingled)
     n_records = total if n_records is None else n_records
     empty = shingled.sizes() == 0
+    if excluded is not None:
+        empty[:len(excluded)] |= excluded  # left out of the index: never a candidate
     index_threshold = config.index_threshold or max(0.05, config.threshold - 0.2)
     if sigs is None:
         sigs = signatures(shingled, config.num_perm, config.seed)

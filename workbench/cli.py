@@ -430,28 +430,26 @@ def dedup(
     Example: workbench dedup candidates.jsonl -o unique.jsonl --clusters clusters.jsonl --against seeds.jsonl
     """
     from pipelines import dedup as stage
+    from pipelines.dedup_file import dedup_file
     from workbench.config import build_config
     from workbench.display import dedup_dry_run_table
-    from workbench.io import atomic_write_text, write_records
-    from workbench.runs import Ledger
 
     config = build_config(stage.DedupConfig, {"fields": tuple(f.strip() for f in fields.split(",")), "keep": keep,
                                               "threshold": threshold, "ngram": ngram, "num_perm": num_perm,
                                               "storage": storage, "redis_url": redis_url, "workers": workers},
                           "options")
-    inputs, refs = _read_records(records, strict), [r for path in against or [] for r in _read_records(path, strict)]
     if dry_run:
+        inputs, refs = _read_records(records, strict), [r for p in against or [] for r in _read_records(p, strict)]
         return console.print(dedup_dry_run_table(stage.dry_run(inputs, config, _floats(thresholds), references=refs)))
     if output is None:
         raise typer.BadParameter("-o/--output is required unless --dry-run", param_hint="-o")
-    ledger, removed, dropped = Ledger("dedup"), [], []
-    count = write_records(output, stage.run(inputs, config, ledger, refs, removed, dropped))
-    write_records(rejected or _sibling(output, ".rejected.jsonl"), dropped)
-    if clusters:
-        atomic_write_text(clusters, "".join(json.dumps(line) + "\n" for line in removed))
-    console.print(f"Kept {count:,} of {len(inputs):,} records in {output}; removed {len(dropped):,}")
-    for reason, n in ledger.counts.most_common():
+    # Streams the file in two passes over --workers processes: no record is held in memory.
+    result = dedup_file(records, output, config, rejected or _sibling(output, ".rejected.jsonl"), clusters,
+                        against or [])
+    console.print(f"Kept {result.kept:,} of {result.records:,} records in {output}; removed {result.removed:,}")
+    for reason, n in result.reasons.most_common():
         console.print(f"  {n:,}  {reason}")
+    _report_problems(result.problems, _sibling(records, ".quarantine.jsonl"), strict)
 
 
 @app.command("contamination")

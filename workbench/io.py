@@ -246,3 +246,44 @@ def validate_files(paths: Iterable[str | Path], **options: Any) -> tuple[list[Pr
     seen: dict[str, str] = {}
     valid = sum(1 for path in paths for _ in read_records(path, problems, seen_ids=seen, **options))
     return problems, valid
+
+
+def line_ranges(path: str | Path, parts: int) -> list[tuple[int, int, int]]:
+    """Split a file into about `parts` byte ranges on line boundaries: (start, end, number of its first line),
+    so that several processes can read one JSONL file and still name lines correctly."""
+    size = os.path.getsize(path)
+    cuts = [0]
+    with open(path, "rb") as f:
+        for k in range(1, parts):
+            f.seek(max(cuts[-1], size * k // parts))
+            f.readline()  # move to the start of the next line
+            if f.tell() >= size:
+                break
+            if f.tell() > cuts[-1]:
+                cuts.append(f.tell())
+        cuts.append(size)
+        ranges, line = [], 1
+        for start, end in zip(cuts, cuts[1:]):
+            ranges.append((start, end, line))
+            f.seek(start)
+            line += f.read(end - start).count(b"\n")
+    return ranges or [(0, 0, 1)]
+
+
+def read_json_range(path: str | Path, start: int, end: int, first_line: int,
+                    problems: list[Problem]) -> Iterator[tuple[int, dict[str, Any], str]]:
+    """read_json_lines for the lines in bytes [start, end) of a file whose line there is `first_line`."""
+    name = str(path)
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    if start == 0 and data.startswith(BOM):
+        data = data[len(BOM):]
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    complete = data.endswith(b"\n")
+    for k, raw in enumerate(lines):
+        last = end == size and k == len(lines) - 1
+        yield from _parse_line(name, first_line + k, raw + (b"\n" if not last or complete else b""), last, problems)

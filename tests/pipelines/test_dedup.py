@@ -198,3 +198,31 @@ def test_workers_give_the_same_result():
 def test_signatures_in_chunks_equal_all_at_once():
     shingled = shingle_texts([edit(BASE, i % 7) for i in range(50)] + [""], 3)
     assert np.array_equal(signatures(shingled, 128, 1, chunk=7), signatures(shingled, 128, 1, chunk=1000))
+
+
+def test_file_path_gives_the_same_output_as_run(tmp_path):
+    import json
+
+    from pipelines.dedup_file import dedup_file
+    from workbench.io import load_records, write_records
+
+    texts = [edit(BASE, i % 4) + (" tail" * (i % 3)) for i in range(30)] + [f"unrelated text number {i} here"
+                                                                            for i in range(30)]
+    records = [Record(t, source="seed" if i % 5 == 0 else "generated") for i, t in enumerate(texts)]
+    source = tmp_path / "in.jsonl"
+    write_records(source, records)  # i and i + 12 repeat a text: exact duplicate rows, quarantined on reading
+    with open(source, "a") as f:
+        f.write("{broken\n")
+    config = DedupConfig(keep="seed", workers=2)
+    result = dedup_file(source, tmp_path / "out.jsonl", config, tmp_path / "rej.jsonl", tmp_path / "cl.jsonl")
+    problems: list = []
+    readable = load_records(source, problems)
+    removed: list[dict] = []
+    expected = list(run(readable, config, Ledger("dedup"), removed_out=removed))
+    assert (tmp_path / "out.jsonl").read_text() == "".join(r.to_json() + "\n" for r in expected)
+    order = [r.id for r in readable]
+    assert [json.loads(x) for x in (tmp_path / "cl.jsonl").read_text().splitlines()] == \
+        sorted(removed, key=lambda line: order.index(line["id"]))
+    assert result.kept == len(expected) and result.removed == len(removed)
+    assert len(load_records(tmp_path / "rej.jsonl", [])) == len(removed) > 0
+    assert sorted((p.line, p.reason) for p in result.problems) == sorted((p.line, p.reason) for p in problems)
