@@ -272,7 +272,7 @@ def candidate_pairs(sigs: np.ndarray, bands: int, rows: int, empty: np.ndarray) 
     pairs = []
     for band in range(bands):
         key = keys[:, band]
-        order = np.argsort(key, kind="stable")
+        order = np.argsort(key)  # any order within a bucket: pairs are normalised and deduplicated below
         sorted_key = key[order]
         same = sorted_key[1:] == sorted_key[:-1]
         if not same.any():
@@ -358,17 +358,47 @@ def find_duplicates(shingled: Shingled, config: DedupConfig, n_records: int | No
     else:
         pairs = candidate_pairs(sigs, *lsh_params(index_threshold, config.num_perm), empty)
     plan = Plan(n_records, candidates=len(pairs))
-    sets: dict[int, np.ndarray] = {}
-    for i, j in pairs.tolist():
-        if i >= n_records and j >= n_records:
-            continue  # two references: not deduplicated
-        a = sets[i] if i in sets else sets.setdefault(i, shingled.set(i))
-        b = sets[j] if j in sets else sets.setdefault(j, shingled.set(j))
-        similarity = jaccard(a, b)
-        if similarity >= config.threshold:
-            plan.similarities[(i, j)] = similarity
+    pairs = pairs[(pairs[:, 0] < n_records) | (pairs[:, 1] < n_records)]  # two references: not deduplicated
+    similarity = exact_jaccard(shingled, pairs)
+    for (i, j), value in zip(pairs[similarity >= config.threshold].tolist(),
+                             similarity[similarity >= config.threshold].tolist()):
+        plan.similarities[(i, j)] = value
     _cluster(plan, total, config, lengths or [0] * total, seedlike or [False] * total)
     return plan
+
+
+def exact_jaccard(shingled: Shingled, pairs: np.ndarray) -> np.ndarray:
+    """Exact Jaccard of each pair's shingle sets, all pairs at once: every pair's two sets are laid side by
+    side, sorted by (pair, hash), and a hash seen twice within a pair is in both sets."""
+    if not len(pairs):
+        return np.empty(0)
+    docs = np.unique(pairs)
+    # Each candidate text's unique hashes, as one array ordered by text.
+    starts, ends = shingled.offsets[docs], shingled.offsets[docs + 1]
+    owner = np.repeat(np.arange(len(docs)), ends - starts)
+    take = np.repeat(starts - np.concatenate([[0], np.cumsum(ends - starts)[:-1]]), ends - starts) + \
+        np.arange(int((ends - starts).sum()))
+    values = shingled.hashes[take]
+    order = np.lexsort((values, owner))
+    owner, values = owner[order], values[order]
+    keep = np.concatenate([[True], (owner[1:] != owner[:-1]) | (values[1:] != values[:-1])])
+    owner, values = owner[keep], values[keep]
+    sizes = np.bincount(owner, minlength=len(docs))
+    begin = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    # Both sides of every pair, tagged with the pair number.
+    local = np.searchsorted(docs, pairs)
+    lengths = sizes[local]
+    pair_of = np.repeat(np.repeat(np.arange(len(pairs)), 2), lengths.ravel())
+    side_begin = np.repeat(begin[local].ravel(), lengths.ravel())
+    within = np.arange(int(lengths.sum())) - np.repeat(np.concatenate([[0], np.cumsum(lengths.ravel())[:-1]]),
+                                                        lengths.ravel())
+    gathered = values[side_begin + within]
+    order = np.lexsort((gathered, pair_of))
+    pair_of, gathered = pair_of[order], gathered[order]
+    twice = (pair_of[1:] == pair_of[:-1]) & (gathered[1:] == gathered[:-1])
+    inter = np.bincount(pair_of[1:][twice], minlength=len(pairs))
+    union = lengths.sum(axis=1) - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 
 
 def _cluster(plan: Plan, total: int, config: DedupConfig, lengths: list[int], seedlike: list[bool]) -> None:
