@@ -108,13 +108,18 @@ def shingle_texts(texts: list[str], n: int) -> Shingled:
     import xxhash
 
     cache, words, counts = _TOKEN_CACHE, [], []
+    lookup, findall = cache.__getitem__, re.compile(r"\w+").findall
     for text in texts:
-        tokens = re.findall(r"\w+", unicodedata.normalize("NFKC", text).lower())
-        for token in tokens:
-            value = cache.get(token)
-            if value is None:
-                value = cache[token] = xxhash.xxh64_intdigest(token.encode())
-            words.append(value)
+        # NFKC leaves ASCII unchanged; skipping it there saves a call per text.
+        tokens = findall((text if text.isascii() else unicodedata.normalize("NFKC", text)).lower())
+        try:
+            values = list(map(lookup, tokens))  # C-speed when every word is cached, as most are
+        except KeyError:
+            for token in tokens:
+                if token not in cache:
+                    cache[token] = xxhash.xxh64_intdigest(token.encode())
+            values = list(map(lookup, tokens))
+        words.extend(values)
         counts.append(len(tokens))
     if len(cache) > 2_000_000:
         cache.clear()  # bound the cache's memory on huge vocabularies
