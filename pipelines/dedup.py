@@ -373,37 +373,15 @@ def find_duplicates(shingled: Shingled, config: DedupConfig, n_records: int | No
 
 
 def exact_jaccard(shingled: Shingled, pairs: np.ndarray) -> np.ndarray:
-    """Exact Jaccard of each pair's shingle sets, all pairs at once: every pair's two sets are laid side by
-    side, sorted by (pair, hash), and a hash seen twice within a pair is in both sets."""
-    if not len(pairs):
-        return np.empty(0)
-    docs = np.unique(pairs)
-    # Each candidate text's unique hashes, as one array ordered by text.
-    starts, ends = shingled.offsets[docs], shingled.offsets[docs + 1]
-    owner = np.repeat(np.arange(len(docs)), ends - starts)
-    take = np.repeat(starts - np.concatenate([[0], np.cumsum(ends - starts)[:-1]]), ends - starts) + \
-        np.arange(int((ends - starts).sum()))
-    values = shingled.hashes[take]
-    order = np.lexsort((values, owner))
-    owner, values = owner[order], values[order]
-    keep = np.concatenate([[True], (owner[1:] != owner[:-1]) | (values[1:] != values[:-1])])
-    owner, values = owner[keep], values[keep]
-    sizes = np.bincount(owner, minlength=len(docs))
-    begin = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    # Both sides of every pair, tagged with the pair number.
-    local = np.searchsorted(docs, pairs)
-    lengths = sizes[local]
-    pair_of = np.repeat(np.repeat(np.arange(len(pairs)), 2), lengths.ravel())
-    side_begin = np.repeat(begin[local].ravel(), lengths.ravel())
-    within = np.arange(int(lengths.sum())) - np.repeat(np.concatenate([[0], np.cumsum(lengths.ravel())[:-1]]),
-                                                        lengths.ravel())
-    gathered = values[side_begin + within]
-    order = np.lexsort((gathered, pair_of))
-    pair_of, gathered = pair_of[order], gathered[order]
-    twice = (pair_of[1:] == pair_of[:-1]) & (gathered[1:] == gathered[:-1])
-    inter = np.bincount(pair_of[1:][twice], minlength=len(pairs))
-    union = lengths.sum(axis=1) - inter
-    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    """Exact Jaccard of each pair's shingle sets (each text's set is built once). A vectorised version
+    (every pair's sets laid side by side and sorted) was measured slower: 1.77 s vs 0.85 s for 25k pairs."""
+    sets: dict[int, np.ndarray] = {}
+    result = np.empty(len(pairs))
+    for k, (i, j) in enumerate(pairs.tolist()):
+        a = sets[i] if i in sets else sets.setdefault(i, shingled.set(i))
+        b = sets[j] if j in sets else sets.setdefault(j, shingled.set(j))
+        result[k] = jaccard(a, b)
+    return result
 
 
 def _cluster(plan: Plan, total: int, config: DedupConfig, lengths: list[int], seedlike: list[bool]) -> None:
