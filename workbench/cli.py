@@ -481,3 +481,59 @@ def contamination(
     if report:
         atomic_write_text(report, check.report(str(train), [str(p) for p in eval], len(items), findings, config))
     raise typer.Exit(1 if findings and fail_on_contamination else 0)
+
+
+def _label_thresholds(values: list[str] | None) -> dict[str, tuple[float, float]]:
+    from workbench.errors import InputError
+
+    thresholds = {}
+    for value in values or []:
+        label, _, pair = value.partition("=")
+        low, _, high = pair.partition(":")
+        try:
+            thresholds[label.strip()] = (float(low), float(high))
+        except ValueError:
+            raise InputError(f"--label-threshold {value!r} is not LABEL=PASS:REJECT, e.g. insult=0.05:0.5") from None
+    return thresholds
+
+
+@app.command("screen")
+def screen(
+    records: Annotated[Path, typer.Argument(help="Records to screen.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="pass and review records.")] = None,
+    rejected: Rejected = None,
+    scorer: Annotated[str, typer.Option(help="detoxify, or profanity-check (offline, the `profanity` extra).")] = (
+        "detoxify"),
+    model: Annotated[str, typer.Option(help="detoxify model: original, unbiased or multilingual.")] = "original",
+    checkpoint: Annotated[str | None, typer.Option(help="Local detoxify checkpoint.")] = None,
+    hf_config: Annotated[str | None, typer.Option(help="Folder with the checkpoint's config and tokenizer.")] = None,
+    pass_below: float = 0.1, reject_at: float = 0.8,
+    label_threshold: Annotated[list[str] | None, typer.Option(help="LABEL=PASS:REJECT (repeat the flag).")] = None,
+    pii: Annotated[bool, typer.Option(help="Send records with personal data to review.")] = True,
+    dry_run: Annotated[bool, typer.Option(help="Only count the routes and show the highest scores.")] = False,
+    strict: Strict = False,
+):
+    """Score toxicity per field and route records to pass, review or reject (fails closed).
+
+    Example: workbench screen unique.jsonl -o screened.jsonl --scorer profanity-check
+    """
+    from pipelines import screen as stage
+    from workbench.config import build_config
+    from workbench.display import screen_summary
+    from workbench.io import write_records
+    from workbench.runs import Ledger
+
+    config = build_config(stage.ScreenConfig, {
+        "scorer": scorer, "model": model, "checkpoint": checkpoint, "hf_config": hf_config, "pii": pii,
+        "pass_below": pass_below, "reject_at": reject_at, "label_thresholds": _label_thresholds(label_threshold)},
+        "options")
+    if output is None and not dry_run:
+        raise typer.BadParameter("-o/--output is required unless --dry-run", param_hint="-o")
+    inputs, dropped = _read_records(records, strict), []
+    ledger, loaded = Ledger("screen"), stage.load_scorer(config)
+    result = stage.ScreenResult(loaded.name)
+    kept = list(stage.run(inputs, config, ledger, loaded, dropped, result))
+    if not dry_run:
+        write_records(output, kept)
+        write_records(rejected or _sibling(output, ".rejected.jsonl"), dropped)
+    screen_summary(result, kept + dropped, dry_run)

@@ -72,3 +72,15 @@ def dedup_dry_run_table(rows) -> Table:
         examples = "\n".join(f"{s:.2f}: {a[:60]!r} ~ {b[:60]!r}" for a, b, s in row.examples) or "-"
         table.add_row(f"{row.threshold:.2f}", f"{row.removed:,}", examples)
     return table
+
+
+def screen_summary(result, records, dry_run: bool) -> None:
+    console.print(f"Scorer: {result.scorer}" + (" (dry run: nothing written)" if dry_run else ""))
+    for route in ("pass", "review", "reject"):
+        console.print(f"  {route}: {result.counts.get(route, 0):,}")
+    if dry_run:
+        top = sorted(records, key=lambda r: -r.scores.get("toxicity_max", 0))[:5]
+        for record in top:
+            console.print(f"  {record.scores['toxicity_max']:.3f}  {record.instruction[:80]!r}", markup=False)
+    for label, shares in result.bias.items():
+        console.print(f"  mentions {label}: " + ", ".join(f"{r} {v:.1%}" for r, v in shares.items()))

@@ -215,3 +215,39 @@ def pretrain_tiny(model_dir: str | Path, texts: list[str], steps: int = 300, seq
     model.eval()
     model.save_pretrained(model_dir)
     return losses
+
+
+DETOXIFY_ORIGINAL_CLASSES = ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")
+
+
+def build_tiny_detoxify(out: str | Path, classes: tuple[str, ...] = DETOXIFY_ORIGINAL_CLASSES, hidden: int = 32,
+                        layers: int = 2, heads: int = 2, intermediate: int = 64, seed: int = 0) -> tuple[Path, Path]:
+    """A detoxify-format checkpoint (random weights) and its transformers folder; returns (checkpoint, folder).
+
+    detoxify reads `config.arch.args` and `config.dataset.args.classes` from the checkpoint and always calls
+    `from_pretrained(model_type)`, so model_type names the local folder, whose config declares as many labels
+    as the checkpoint. bert-base sizes: hidden 768, layers 12, heads 12, intermediate 3072.
+    """
+    import torch
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    wordpiece = BertWordPieceTokenizer(lowercase=True)
+    wordpiece.train_from_iterator(corpus_texts(default_corpus()), vocab_size=2000, show_progress=False)
+    wordpiece.save_model(str(out))
+    tokenizer = BertTokenizer(str(out / "vocab.txt"), do_lower_case=True, model_max_length=512)
+    tokenizer.save_pretrained(out)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=intermediate, num_labels=len(classes),
+                        max_position_embeddings=512)
+    config.save_pretrained(out)
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(config)
+    checkpoint = {"config": {"arch": {"args": {"model_type": str(out), "model_name": "BertForSequenceClassification",
+                                               "tokenizer_name": "BertTokenizer", "num_classes": len(classes)}},
+                             "dataset": {"args": {"classes": list(classes)}}},
+                  "state_dict": model.state_dict()}
+    torch.save(checkpoint, out / "checkpoint.ckpt")
+    return out / "checkpoint.ckpt", out

@@ -1,0 +1,216 @@
+"""Toxicity screen: score every text field, route each record to pass, review or reject. Fails closed.
+
+Scorers: detoxify (its own loading code: a hub model type where a network allows, or a local checkpoint with
+`--checkpoint PATH --hf-config DIR`) and, offline, alt-profanity-check (a small trained classifier shipped on
+PyPI). Routing per label: every label below its pass threshold -> pass; any label at or above its reject
+threshold -> reject; otherwise -> review (a human looks, with the scores shown). Records with personal data
+(e-mail, phone, IBAN, student id) go to review whatever their scores.
+
+Fail closed: if the scorer cannot load or fails on a batch, the stage stops with an error and writes nothing;
+a record is never passed without scores.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from workbench.errors import WorkbenchError
+from workbench.records import TEXT_FIELDS, Record
+from workbench.runs import Ledger
+
+ROUTES = ("pass", "review", "reject")
+# Patterns for personal data. Deliberately simple and documented: they flag for human review, never delete.
+PII_PATTERNS = {
+    "email": re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"),
+    "phone": re.compile(r"(?<!\w)\+?\d[\d ()/-]{7,}\d(?!\w)"),
+    "iban": re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,3})?\b"),
+    "student_id": re.compile(r"(?i)\b(?:student|matriculation|matrikel)[- ]?(?:id|no\.?|number|nr\.?)?[:# ]*\d{6,9}\b"),
+}
+
+
+class ScreenError(WorkbenchError):
+    """The scorer could not load or run: nothing was written."""
+
+
+class ScreenConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scorer: Literal["detoxify", "profanity-check"] = "detoxify"
+    model: str = "original"  # detoxify model type: original, unbiased, multilingual
+    checkpoint: str | None = None  # local detoxify checkpoint (a torch.load-able dict with config and state_dict)
+    hf_config: str | None = None  # folder with the checkpoint's transformers config and tokenizer
+    pass_below: float = Field(0.1, ge=0, le=1)  # every label below this: pass
+    reject_at: float = Field(0.8, ge=0, le=1)  # any label at or above this: reject
+    label_thresholds: dict[str, tuple[float, float]] = Field(default_factory=dict)  # label -> (pass, reject)
+    pii: bool = True  # personal data sends a record to review
+    batch_tokens: int = Field(8192, ge=64)  # tokens per batch (texts sorted by length); speed only
+    device: str = "auto"  # speed only
+
+
+SPEED_ONLY = frozenset({"batch_tokens", "device"})
+
+
+class Scorer(Protocol):
+    name: str
+    labels: list[str]
+
+    def score(self, texts: list[str]) -> np.ndarray: ...  # (len(texts), len(labels)) in [0, 1]
+
+
+class DetoxifyScorer:
+    """detoxify's model and tokenizer, run length-sorted in token-budget batches under inference_mode."""
+
+    def __init__(self, config: ScreenConfig):
+        from detoxify import Detoxify
+
+        from workbench.models import resolve_device
+
+        self.device = resolve_device(config.device)
+        try:
+            model = Detoxify(config.model, checkpoint=config.checkpoint, device=self.device,
+                             huggingface_config_path=config.hf_config)
+        except Exception as e:  # download, file, config and shape errors all mean the same: no scores
+            raise ScreenError(f"detoxify ({config.checkpoint or config.model}) did not load: "
+                              f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}",
+                              hint="pass --checkpoint and --hf-config, or use --scorer profanity-check offline") from e
+        self.model, self.tokenizer, self.labels = model.model.eval(), model.tokenizer, list(model.class_names)
+        self.name = f"detoxify:{config.checkpoint or config.model}"
+        self.batch_tokens = config.batch_tokens
+        self.max_length = min(getattr(self.tokenizer, "model_max_length", 512) or 512, 512)
+
+    def score(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]]
+        order = np.argsort(lengths, kind="stable")
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        start = 0
+        while start < len(order):
+            end = start + 1
+            while end < len(order) and (end - start + 1) * lengths[order[end]] <= self.batch_tokens:
+                end += 1
+            batch = order[start:end]
+            inputs = self.tokenizer([texts[i] for i in batch], return_tensors="pt", truncation=True,
+                                    max_length=self.max_length, padding=True).to(self.device)
+            with torch.inference_mode():
+                out[batch] = torch.sigmoid(self.model(**inputs)[0]).float().cpu().numpy()
+            start = end
+        return out
+
+
+class ProfanityScorer:
+    """alt-profanity-check: a linear classifier over character n-grams, trained on offensive language."""
+
+    labels = ["profanity"]
+    name = "profanity-check"
+
+    def __init__(self, config: ScreenConfig):
+        try:
+            from profanity_check import predict_prob
+        except ImportError as e:
+            raise ScreenError("the profanity-check scorer needs the `profanity` extra",
+                              hint="pip install 'instruct-workbench[profanity]'") from e
+        self._predict = predict_prob
+
+    def score(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self._predict(texts), dtype=np.float32).reshape(-1, 1)
+
+
+def load_scorer(config: ScreenConfig) -> Scorer:
+    return DetoxifyScorer(config) if config.scorer == "detoxify" else ProfanityScorer(config)
+
+
+def find_pii(record: Record) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for name in TEXT_FIELDS:
+        for kind, pattern in PII_PATTERNS.items():
+            hits = pattern.findall(getattr(record, name))
+            if hits:
+                found.setdefault(kind, []).extend(hits)
+    return found
+
+
+def route(scores: dict[str, float], config: ScreenConfig) -> str:
+    """pass, review or reject for one record's per-label maximum scores."""
+    verdict = "pass"
+    for label, value in scores.items():
+        low, high = config.label_thresholds.get(label, (config.pass_below, config.reject_at))
+        if value >= high:
+            return "reject"
+        if value >= low:
+            verdict = "review"
+    return verdict
+
+
+@dataclass
+class ScreenResult:
+    scorer: str
+    counts: Counter = field(default_factory=Counter)  # route -> records
+    bias: dict[str, dict[str, float]] = field(default_factory=dict)  # identity label -> route -> share
+
+
+def run(records: Iterable[Record], config: ScreenConfig, ledger: Ledger, scorer: Scorer,
+        rejected: list[Record], result: ScreenResult | None = None) -> Iterator[Record]:
+    """The pass and review records (scores in record.scores, route in meta.screen_route); rejected ones go to
+    `rejected`. Everything is scored before anything is yielded, so a failure passes nothing."""
+    records = list(records)
+    texts = [getattr(r, f) for r in records for f in TEXT_FIELDS]
+    nonempty = [i for i, t in enumerate(texts) if t.strip()]
+    try:
+        scored = scorer.score([texts[i] for i in nonempty]) if nonempty else np.zeros((0, len(scorer.labels)))
+    except Exception as e:  # fail closed: any scorer failure stops the stage
+        raise ScreenError(f"{scorer.name} failed while scoring: {type(e).__name__}: {e}") from e
+    if scored.shape != (len(nonempty), len(scorer.labels)) or not np.isfinite(scored).all():
+        raise ScreenError(f"{scorer.name} returned {scored.shape} scores for {len(nonempty)} texts, or non-numbers")
+    table = np.zeros((len(texts), len(scorer.labels)), dtype=np.float32)
+    table[nonempty] = scored
+    result = result if result is not None else ScreenResult(scorer.name)
+    identity_rows: list[tuple[str, np.ndarray]] = []
+    for k, record in enumerate(records):
+        per_field = table[k * len(TEXT_FIELDS):(k + 1) * len(TEXT_FIELDS)]
+        scores = {**record.scores}
+        maxima = {label: float(per_field[:, j].max()) for j, label in enumerate(scorer.labels)}
+        for f_index, name in enumerate(TEXT_FIELDS):
+            for j, label in enumerate(scorer.labels):
+                scores[f"toxicity_{name}_{label}"] = round(float(per_field[f_index, j]), 6)
+        scores["toxicity_max"] = round(max(maxima.values(), default=0.0), 6)
+        toxic_route = route(maxima, config)
+        pii = find_pii(record) if config.pii else {}
+        verdict = "review" if pii and toxic_route == "pass" else toxic_route
+        reason = None if verdict == "pass" else ("personal data" if toxic_route == "pass" else f"toxicity: {verdict}")
+        meta = {**record.meta, "screen_route": verdict, "screen_scorer": scorer.name, **({"pii": pii} if pii else {})}
+        detail = {"route": verdict, "scorer": scorer.name, "toxicity_max": scores["toxicity_max"]}
+        result.counts[verdict] += 1
+        identity_rows.append((verdict, per_field.max(axis=0)))
+        screened = replace(record, scores=scores, meta=meta)
+        if verdict == "reject":
+            rejected.append(ledger.drop(screened, reason, detail))
+            continue
+        if reason:
+            ledger.counts[f"review: {reason}"] += 1
+        yield screened.with_event("screen", "route", reason, detail, ledger.run)
+    result.bias = bias_report(scorer.labels, identity_rows)
+
+
+IDENTITY_LABELS = ("male", "female", "homosexual_gay_or_lesbian", "christian", "jewish", "muslim", "black", "white",
+                   "psychiatric_or_mental_illness")
+
+
+def bias_report(labels: list[str], rows: list[tuple[str, np.ndarray]]) -> dict[str, dict[str, float]]:
+    """Share of records mentioning each identity group (its label >= 0.5), per route; models without identity
+    labels (original, profanity-check) give an empty report."""
+    report: dict[str, dict[str, float]] = {}
+    per_route = Counter(route_ for route_, _ in rows)
+    for j, label in enumerate(labels):
+        if label not in IDENTITY_LABELS:
+            continue
+        mentions = Counter(route_ for route_, values in rows if values[j] >= 0.5)
+        report[label] = {r: round(mentions[r] / per_route[r], 4) if per_route[r] else 0.0 for r in ROUTES}
+    return report

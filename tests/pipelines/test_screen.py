@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+
+from pipelines.screen import (
+    ProfanityScorer,
+    ScreenConfig,
+    ScreenError,
+    ScreenResult,
+    bias_report,
+    find_pii,
+    load_scorer,
+    route,
+    run,
+)
+from workbench.records import Record
+from workbench.runs import Ledger
+
+
+@pytest.fixture(scope="module")
+def tiny_detoxify(tmp_path_factory):
+    from workbench.tiny import build_tiny_detoxify
+
+    return build_tiny_detoxify(tmp_path_factory.mktemp("detoxify"))
+
+
+class Fixed:
+    """A scorer that returns given scores: for routing tests only (the real scorers are tested below)."""
+
+    name = "fixed"
+
+    def __init__(self, labels, values):
+        self.labels, self.values = labels, values
+
+    def score(self, texts):
+        return np.array([self.values.get(t, [0.0] * len(self.labels)) for t in texts], dtype=np.float32)
+
+
+def test_detoxify_path_matches_detoxify_predict(tiny_detoxify):
+    from detoxify import Detoxify
+
+    checkpoint, folder = tiny_detoxify
+    scorer = load_scorer(ScreenConfig(checkpoint=str(checkpoint), hf_config=str(folder), batch_tokens=64))
+    texts = ["short", "a somewhat longer sentence about the nursing programme and its fees " * 3, "mid length text"]
+    ours = scorer.score(texts)
+    reference = Detoxify("original", checkpoint=str(checkpoint), huggingface_config_path=str(folder)).predict(texts)
+    assert scorer.labels == ["toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack"]
+    for j, label in enumerate(scorer.labels):
+        assert np.allclose(ours[:, j], reference[label], atol=1e-5)
+
+
+@pytest.mark.parametrize("score, expected", [(0.0, "pass"), (0.0999, "pass"), (0.1, "review"), (0.7999, "review"),
+                                             (0.8, "reject"), (1.0, "reject")])
+def test_route_boundaries(score, expected):
+    assert route({"toxicity": score, "insult": 0.0}, ScreenConfig()) == expected
+
+
+def test_label_thresholds_override_the_defaults():
+    config = ScreenConfig(label_thresholds={"insult": (0.01, 0.05)})
+    assert route({"toxicity": 0.0, "insult": 0.02}, config) == "review"
+    assert route({"toxicity": 0.5, "insult": 0.06}, config) == "reject"
+
+
+def test_run_scores_every_field_and_routes():
+    scorer = Fixed(["toxicity", "insult"], {"bad": [0.9, 0.1], "meh": [0.2, 0.05], "ok": [0.01, 0.01]})
+    records = [Record("ok", response="ok"), Record("ok", context="meh"), Record("bad"), Record("ok", response="")]
+    rejected: list[Record] = []
+    ledger, result = Ledger("screen"), ScreenResult("fixed")
+    kept = list(run(records, ScreenConfig(pii=False), ledger, scorer, rejected, result))
+    assert [r.meta["screen_route"] for r in kept] == ["pass", "review", "pass"]
+    assert [r.id for r in rejected] == [records[2].id] and rejected[0].meta["screen_route"] == "reject"
+    assert kept[1].scores["toxicity_context_toxicity"] == pytest.approx(0.2)
+    assert kept[1].scores["toxicity_max"] == pytest.approx(0.2)
+    assert kept[0].scores["toxicity_response_insult"] == pytest.approx(0.01)
+    assert result.counts == {"pass": 2, "review": 1, "reject": 1}
+    assert ledger.counts["drop: toxicity: reject"] == 1 and ledger.counts["review: toxicity: review"] == 1
+
+
+def test_personal_data_goes_to_review():
+    record = Record("Write to me at jane.doe@example.org or call +49 30 1234 5678",
+                    response="My matriculation no. 12345678")
+    found = find_pii(record)
+    assert set(found) == {"email", "phone", "student_id"}
+    assert find_pii(Record("Transfer to DE89 3704 0044 0532 0130 00 please"))["iban"]
+    [kept] = run([record], ScreenConfig(), Ledger("screen"), Fixed(["toxicity"], {}), [])
+    assert kept.meta["screen_route"] == "review" and kept.lineage[-1]["reason"] == "personal data"
+    assert "pii" not in next(run([record], ScreenConfig(pii=False), Ledger("s"), Fixed(["toxicity"], {}), [])).meta
+
+
+def test_fails_closed_on_a_broken_checkpoint(tmp_path, tiny_detoxify):
+    bad = tmp_path / "broken.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ScreenError, match="did not load"):
+        load_scorer(ScreenConfig(checkpoint=str(bad), hf_config=str(tiny_detoxify[1])))
+
+
+def test_fails_closed_when_scoring_fails_and_writes_nothing(tmp_path):
+    from workbench.io import write_records
+
+    class Broken(Fixed):
+        def score(self, texts):
+            raise RuntimeError("CUDA out of memory")
+
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(ScreenError, match="failed while scoring"):
+        write_records(out, run([Record("fine text")], ScreenConfig(), Ledger("s"), Broken(["t"], {}), []))
+    assert not out.exists()
+
+
+def test_profanity_check_orders_an_insult_above_a_polite_sentence():
+    scorer = ProfanityScorer(ScreenConfig(scorer="profanity-check"))
+    insult, polite = scorer.score(["you are a stupid idiot", "thank you for the helpful answer"])[:, 0]
+    assert insult > 0.5 > polite
+
+
+def test_bias_report_counts_mentions_per_route():
+    rows = [("pass", np.array([0.9, 0.1])), ("pass", np.array([0.2, 0.1])), ("reject", np.array([0.6, 0.7]))]
+    report = bias_report(["muslim", "toxicity"], rows)
+    assert report == {"muslim": {"pass": 0.5, "review": 0.0, "reject": 1.0}}
+    assert bias_report(["toxicity"], rows) == {}
