@@ -133,7 +133,7 @@ def test_models_tiny_rejects_bad_shapes(tmp_path):
 def test_demo_runs_then_skips_unchanged_stages(tmp_path):
     result = invoke("demo", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
-    stages = ("seeds", "catalog", "tiny-model", "instructions", "instances", "from-docs", "dedup")
+    stages = ("seeds", "catalog", "tiny-model", "instructions", "instances", "from-docs", "dedup", "screen")
     for stage in stages:
         assert (tmp_path / "runs" / "demo" / stage / "DONE").exists()
     assert "Seed tasks: 64 records" in result.output
@@ -219,3 +219,23 @@ def test_contamination_command(tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["items_checked"] == 2 and report["contaminated"][0]["item"] == "bis-1"
     assert invoke("contamination", train, "--eval", items, "--fail-on-contamination").exit_code == 1
+
+
+def test_screen_command(tmp_path):
+    rows = [{"instruction": "What does the Nursing BSc cost?"}, {"instruction": "you are a stupid idiot"},
+            {"instruction": "Email me at someone@example.org about the fees"}]
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = invoke("screen", path, "--scorer", "profanity-check", "-o", tmp_path / "s.jsonl")
+    assert result.exit_code == 0, result.output
+    assert "Scorer: profanity-check" in result.output
+    kept = [json.loads(x) for x in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert [k["meta"]["screen_route"] for k in kept] == ["pass", "review"] and "pii" in kept[1]["meta"]
+    [gone] = [json.loads(x) for x in (tmp_path / "s.rejected.jsonl").read_text().splitlines()]
+    assert gone["instruction"] == "you are a stupid idiot" and gone["scores"]["toxicity_max"] >= 0.8
+    dry = invoke("screen", path, "--scorer", "profanity-check", "--dry-run")
+    assert dry.exit_code == 0 and "dry run: nothing written" in dry.output
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(b"x")
+    failed = invoke("screen", path, "--checkpoint", broken, "--hf-config", tmp_path, "-o", tmp_path / "t.jsonl")
+    assert failed.exit_code == 1 and "did not load" in failed.output and not (tmp_path / "t.jsonl").exists()

@@ -3,8 +3,9 @@
 Stages so far: check the seed tasks and the catalog; build a tiny Falcon-architecture model and train it
 for a minute on the bundled text (so it writes text shaped like the domain); then generate with it
 through the real transformers backend: Self-Instruct instructions, their instances, and questions
-grounded in the catalog; then remove near-duplicates among them and of the seeds. Each stage writes a
-manifest and is skipped on rerun while its config and inputs are unchanged.
+grounded in the catalog; then remove near-duplicates among them and of the seeds, and screen them for
+toxicity (offline scorer). Each stage writes a manifest and is skipped on rerun while its config and inputs
+are unchanged.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from pipelines import bootstrap, dedup, from_docs, instances
+from pipelines import bootstrap, dedup, from_docs, instances, screen
 from workbench.catalog import CATALOG_DIR, SEED_TASKS, load_catalog
 from workbench.errors import InputError
 from workbench.io import Problem, atomic_write_text, load_records, write_problems, write_records
@@ -60,6 +61,8 @@ DEMO_FROM_DOCS = from_docs.FromDocsConfig(num=4)
 
 
 DEMO_DEDUP = dedup.DedupConfig()
+# No detoxify weights can be downloaded here: the demo screens with the offline scorer, and says so.
+DEMO_SCREEN = screen.ScreenConfig(scorer="profanity-check")
 
 
 @dataclass
@@ -145,6 +148,20 @@ def dedup_stage(run_dir: Path, config: dedup.DedupConfig, candidates: list[Path]
                      force=force)
 
 
+def screen_stage(run_dir: Path, config: screen.ScreenConfig, candidates: Path, force: bool = False) -> StageOutcome:
+    """Score the deduplicated candidates; pass and review go on, rejected ones are kept with their scores."""
+    def work(stage: Stage, ledger: Ledger) -> dict[str, int]:
+        rejected: list = []
+        result = screen.ScreenResult(config.scorer)
+        records = load_records(candidates, [])
+        kept = write_records(stage.path("records.jsonl"),
+                             screen.run(records, config, ledger, screen.load_scorer(config), rejected, result))
+        write_records(stage.path("dropped.jsonl"), rejected)
+        return {"in": len(records), "out": kept, **{f"route_{k}": v for k, v in sorted(result.counts.items())}}
+
+    return run_stage(Stage(run_dir, "screen", config, [candidates], screen.SPEED_ONLY), work, force=force)
+
+
 def run_demo(runs_dir: str | Path = "runs", name: str = "demo", force: bool = False,
              on_stage: Callable[[str], None] | None = None) -> DemoResult:
     """Run every demo stage in runs_dir/name; returns what each stage did (or that it was skipped)."""
@@ -180,7 +197,9 @@ def run_demo(runs_dir: str | Path = "runs", name: str = "demo", force: bool = Fa
     say("dedup")
     unique = dedup_stage(result.run_dir, DEMO_DEDUP, [with_instances.stage.path("records.jsonl"),
                                                       grounded.stage.path("records.jsonl")], seed_file, force)
-    result.outcomes += [made, with_instances, grounded, unique]
+    say("screen (offline scorer: profanity-check; no detoxify weights here)")
+    screened = screen_stage(result.run_dir, DEMO_SCREEN, unique.stage.path("records.jsonl"), force)
+    result.outcomes += [made, with_instances, grounded, unique, screened]
     result.stats = compute_stats(seed_records)
     result.programmes = json.loads(result.outcomes[1].stage.path("programmes.json").read_text())
     return result
