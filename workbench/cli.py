@@ -510,6 +510,7 @@ def screen(
     pass_below: float = 0.1, reject_at: float = 0.8,
     label_threshold: Annotated[list[str] | None, typer.Option(help="LABEL=PASS:REJECT (repeat the flag).")] = None,
     pii: Annotated[bool, typer.Option(help="Send records with personal data to review.")] = True,
+    int8: Annotated[bool, typer.Option(help="Dynamic int8 on the CPU (score change reported).")] = False,
     dry_run: Annotated[bool, typer.Option(help="Only count the routes and show the highest scores.")] = False,
     strict: Strict = False,
 ):
@@ -524,7 +525,7 @@ def screen(
     from workbench.runs import Ledger
 
     config = build_config(stage.ScreenConfig, {
-        "scorer": scorer, "model": model, "checkpoint": checkpoint, "hf_config": hf_config, "pii": pii,
+        "scorer": scorer, "model": model, "checkpoint": checkpoint, "hf_config": hf_config, "pii": pii, "int8": int8,
         "pass_below": pass_below, "reject_at": reject_at, "label_thresholds": _label_thresholds(label_threshold)},
         "options")
     if output is None and not dry_run:

@@ -82,5 +82,7 @@ def screen_summary(result, records, dry_run: bool) -> None:
         top = sorted(records, key=lambda r: -r.scores.get("toxicity_max", 0))[:5]
         for record in top:
             console.print(f"  {record.scores['toxicity_max']:.3f}  {record.instruction[:80]!r}", markup=False)
+    if result.int8_deviation is not None:
+        console.print(f"  int8: largest score change against fp32 on the first texts: {result.int8_deviation:.4f}")
     for label, shares in result.bias.items():
         console.print(f"  mentions {label}: " + ", ".join(f"{r} {v:.1%}" for r, v in shares.items()))

@@ -117,3 +117,12 @@ def test_bias_report_counts_mentions_per_route():
     report = bias_report(["muslim", "toxicity"], rows)
     assert report == {"muslim": {"pass": 0.5, "review": 0.0, "reject": 1.0}}
     assert bias_report(["toxicity"], rows) == {}
+
+
+def test_int8_reports_its_deviation(tiny_detoxify):
+    checkpoint, folder = tiny_detoxify
+    config = ScreenConfig(checkpoint=str(checkpoint), hf_config=str(folder), int8=True, device="cpu")
+    scorer = load_scorer(config)
+    result = ScreenResult(scorer.name)
+    list(run([Record("the fee is 980 EUR"), Record("a second text")], config, Ledger("s"), scorer, [], result))
+    assert scorer.name.endswith("(int8)") and result.int8_deviation is not None and result.int8_deviation < 0.1
