@@ -16,6 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
@@ -139,6 +140,15 @@ class ProfanityScorer:
 
     def score(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self._predict(texts), dtype=np.float32).reshape(-1, 1)
+
+
+def cached_detoxify_weights(model: str = "original") -> Path | None:
+    """detoxify's checkpoint for `model` if a previous download left it in torch's hub cache, else None."""
+    import torch
+    from detoxify.detoxify import MODEL_URLS
+
+    path = Path(torch.hub.get_dir()) / "checkpoints" / MODEL_URLS[model].rsplit("/", 1)[-1]
+    return path if path.exists() else None
 
 
 def load_scorer(config: ScreenConfig) -> Scorer:

@@ -61,8 +61,9 @@ DEMO_FROM_DOCS = from_docs.FromDocsConfig(num=4)
 
 
 DEMO_DEDUP = dedup.DedupConfig()
-# No detoxify weights can be downloaded here: the demo screens with the offline scorer, and says so.
-DEMO_SCREEN = screen.ScreenConfig(scorer="profanity-check")
+# detoxify when its weights were downloaded before (they cannot be downloaded here), else the offline scorer;
+# the stage's manifest and the demo's output say which ran.
+DEMO_SCREEN = screen.ScreenConfig(scorer="detoxify" if screen.cached_detoxify_weights() else "profanity-check")
 
 
 @dataclass
@@ -197,7 +198,7 @@ def run_demo(runs_dir: str | Path = "runs", name: str = "demo", force: bool = Fa
     say("dedup")
     unique = dedup_stage(result.run_dir, DEMO_DEDUP, [with_instances.stage.path("records.jsonl"),
                                                       grounded.stage.path("records.jsonl")], seed_file, force)
-    say("screen (offline scorer: profanity-check; no detoxify weights here)")
+    say(f"screen (scorer: {DEMO_SCREEN.scorer})")
     screened = screen_stage(result.run_dir, DEMO_SCREEN, unique.stage.path("records.jsonl"), force)
     result.outcomes += [made, with_instances, grounded, unique, screened]
     result.stats = compute_stats(seed_records)
