@@ -441,9 +441,28 @@ def _choose(nodes: list[int], keep: str, lengths: list[int], seedlike: list[bool
     return min(nodes)
 
 
+def decide(record: Record, index: int, plan: Plan, ids: list[str], run: str | None) -> tuple[Record, str | None]:
+    """A record with its dedup event (keep, with the cluster size in meta; or drop, with why), and the drop
+    reason (None when kept). `ids` are the ids of every text in the plan, references after the records."""
+    if plan.kept[index]:
+        size = plan.cluster_size[index]
+        return record.with_event("dedup", "keep", None, {"cluster_size": size}, run,
+                                 meta={**record.meta, "dedup_cluster_size": size}), None
+    line = cluster_line(index, plan, ids)
+    reason = "near-duplicate of a reference" if plan.removed[index]["duplicate_of"] >= plan.n_records \
+        else "near-duplicate"
+    return record.with_event("dedup", "drop", reason, {k: v for k, v in line.items() if k != "id"}, run), reason
+
+
+def cluster_line(index: int, plan: Plan, ids: list[str]) -> dict:
+    """The clusters-file line of a removed record."""
+    info = plan.removed[index]
+    return {"id": ids[index], "duplicate_of": ids[info["duplicate_of"]], "linked_to": ids[info["linked_to"]],
+            "similarity": round(info["similarity"], 6)}
+
+
 def run(records: Iterable[Record], config: DedupConfig, ledger: Ledger, references: Iterable[Record] = (),
-        removed_out: list[dict] | None = None, dropped: list[Record] | None = None,
-        plan_out: list[Plan] | None = None) -> Iterator[Record]:
+        removed_out: list[dict] | None = None, dropped: list[Record] | None = None) -> Iterator[Record]:
     """Kept records, in input order, with meta.dedup_cluster_size; removed ones go to `dropped` with the
     reason in their lineage and one clusters line each in `removed_out`."""
     records, references = list(records), list(references)
@@ -452,23 +471,17 @@ def run(records: Iterable[Record], config: DedupConfig, ledger: Ledger, referenc
                                             config.workers, num_perm=config.num_perm, seed=config.seed)
     plan = find_duplicates(shingled, config, len(records), [len(record_text(r, config.fields)) for r in everything],
                            [r.source in SEED_SOURCES for r in everything], sigs)
-    if plan_out is not None:
-        plan_out.append(plan)
+    ids = [r.id for r in everything]
     for index, record in enumerate(records):
-        if plan.kept[index]:
-            meta = {**record.meta, "dedup_cluster_size": plan.cluster_size[index]}
-            yield record.with_event("dedup", "keep", None, {"cluster_size": plan.cluster_size[index]}, ledger.run,
-                                    meta=meta)
+        decided, reason = decide(record, index, plan, ids, ledger.run)
+        if reason is None:
+            yield decided
             continue
-        info = plan.removed[index]
-        line = {"id": record.id, "duplicate_of": everything[info["duplicate_of"]].id,
-                "linked_to": everything[info["linked_to"]].id, "similarity": round(info["similarity"], 6)}
-        reason = "near-duplicate of a reference" if info["duplicate_of"] >= len(records) else "near-duplicate"
-        gone = ledger.drop(record, reason, {k: v for k, v in line.items() if k != "id"})
+        ledger.count(record, "drop", reason)
         if removed_out is not None:
-            removed_out.append(line)
+            removed_out.append(cluster_line(index, plan, ids))
         if dropped is not None:
-            dropped.append(gone)
+            dropped.append(decided)
 
 
 @dataclass

@@ -24,6 +24,8 @@ from pipelines.dedup import (
     DedupConfig,
     Plan,
     Shingled,
+    cluster_line,
+    decide,
     find_duplicates,
     record_text,
     shingle_texts,
@@ -92,20 +94,14 @@ def _write(task: tuple) -> tuple[int, int, Counter]:
             index = first_index + offset
             if excluded[index]:
                 continue  # quarantined in pass 1 (an id seen earlier in the file)
-            if plan.kept[index]:
-                size = plan.cluster_size[index]
-                record = record.with_event("dedup", "keep", None, {"cluster_size": size}, run,
-                                           meta={**record.meta, "dedup_cluster_size": size})
-                keep_file.write(record.to_json() + "\n")
+            decided, reason = decide(record, index, plan, ids, run)
+            if reason is None:
+                keep_file.write(decided.to_json() + "\n")
                 kept += 1
-                continue
-            info = plan.removed[index]
-            reason = "near-duplicate of a reference" if info["duplicate_of"] >= plan.n_records else "near-duplicate"
-            detail = {"duplicate_of": ids[info["duplicate_of"]], "linked_to": ids[info["linked_to"]],
-                      "similarity": round(info["similarity"], 6)}
-            drop_file.write(record.with_event("dedup", "drop", reason, detail, run).to_json() + "\n")
-            reasons[f"drop: {reason}"] += 1
-            dropped += 1
+            else:
+                drop_file.write(decided.to_json() + "\n")
+                reasons[f"drop: {reason}"] += 1
+                dropped += 1
     return kept, dropped, reasons
 
 
@@ -154,10 +150,7 @@ def dedup_file(source: str | Path, output: str | Path, config: DedupConfig, reje
     if clusters is not None:
         with atomic_open(clusters) as f:
             for index in sorted(plan.removed):
-                info = plan.removed[index]
-                f.write(json.dumps({"id": ids[index], "duplicate_of": all_ids[info["duplicate_of"]],
-                                    "linked_to": all_ids[info["linked_to"]],
-                                    "similarity": round(info["similarity"], 6)}) + "\n")
+                f.write(json.dumps(cluster_line(index, plan, all_ids)) + "\n")
     return result
 
 

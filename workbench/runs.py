@@ -47,9 +47,13 @@ class Ledger:
 
     def log(self, record: Record, action: str, reason: str, detail: Any = None, **changes: Any) -> Record:
         """Count the event and return the record with it in its lineage (and `changes` applied)."""
+        self.count(record, action, reason)
+        return record.with_event(self.stage, action, reason, detail, self.run, **changes)
+
+    def count(self, record: Record, action: str, reason: str) -> None:
+        """Count an event whose lineage entry the caller has already written."""
         self.events.append({"record_id": record.id, "stage": self.stage, "action": action, "reason": reason})
         self.counts[f"{action}: {reason}"] += 1
-        return record.with_event(self.stage, action, reason, detail, self.run, **changes)
 
     def drop(self, record: Record, reason: str, detail: Any = None) -> Record:
         return self.log(record, "drop", reason, detail)
