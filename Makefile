@@ -19,10 +19,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # argilla-server pins typer<0.10 and click<8.2, which clash with ours: it gets its own environment.
-$(ARGILLA_VENV)/.installed: requirements/argilla-server.txt
+$(ARGILLA_VENV)/.installed: annotation/server-requirements.txt
 	$(PYTHON) -m venv $(ARGILLA_VENV)
 	$(ARGILLA_VENV)/bin/pip install --quiet --upgrade pip
-	$(ARGILLA_VENV)/bin/pip install --quiet -r requirements/argilla-server.txt
+	$(ARGILLA_VENV)/bin/pip install --quiet -r annotation/server-requirements.txt
 	touch $@
 
 demo: setup

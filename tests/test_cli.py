@@ -133,10 +133,22 @@ def test_models_tiny_rejects_bad_shapes(tmp_path):
 def test_demo_runs_then_skips_unchanged_stages(tmp_path):
     result = invoke("demo", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
-    stages = ("seeds", "catalog", "tiny-model", "instructions", "instances", "from-docs", "dedup", "screen")
+    stages = ("seeds", "catalog", "tiny-model", "instructions", "instances", "from-docs", "dedup", "screen", "review")
     for stage in stages:
         assert (tmp_path / "runs" / "demo" / stage / "DONE").exists()
     assert "Seed tasks: 64 records" in result.output
+    # The review stage ran a real local Argilla server, three demo reviewers and a pull, then stopped the server.
+    review = tmp_path / "runs" / "demo" / "review"
+    counts = json.loads((review / "manifest.json").read_text())["counts"]
+    screened = json.loads((tmp_path / "runs" / "demo" / "screen" / "manifest.json").read_text())["counts"]["out"]
+    assert counts["pushed"] == screened > 0 and counts["pending"] == 0
+    assert counts["curated"] + counts["disputed"] + counts["discarded"] == screened
+    curated = [json.loads(line) for line in (review / "records.jsonl").read_text().splitlines()]
+    users = set(curated[0]["lineage"][-1]["detail"]["users"].values())
+    assert users == {"demo-reviewer-1", "demo-reviewer-2", "demo-reviewer-3"}
+    assert not (review / "argilla" / "server.json").exists()
+    exported = [json.loads(line) for line in (review / "export.jsonl").read_text().splitlines()]
+    assert len(exported) == screened and all(len(row["responses"]) == 3 for row in exported)
     made = json.loads((tmp_path / "runs" / "demo" / "instructions" / "manifest.json").read_text())
     assert made["counts"]["kept"] > 0 and made["counts"]["completion_tokens"] > 0
     grounded = json.loads((tmp_path / "runs" / "demo" / "from-docs" / "manifest.json").read_text())

@@ -36,7 +36,12 @@ generate_app = typer.Typer(cls=_Group, no_args_is_help=True,
                            help="Self-Instruct generation: instructions, instances, document questions, filters.")
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+annotate_app = typer.Typer(cls=_Group, no_args_is_help=True,
+                           help="Human review in Argilla: serve a local server, push, pull the curated set back.")
+users_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Accounts on the Argilla server.")
 app.add_typer(generate_app, name="generate")
+app.add_typer(annotate_app, name="annotate")
+annotate_app.add_typer(users_app, name="users")
 
 Strict = Annotated[bool, typer.Option("--strict", help="Exit 1 when any line is quarantined.")]
 Output = Annotated[Path, typer.Option("-o", "--output", help="Records JSONL to write (appended to on resume).")]
@@ -267,6 +272,8 @@ def demo(
     runs_dir: Annotated[Path, typer.Option(help="Where run folders live.")] = Path("runs"),
     name: Annotated[str, typer.Option(help="The run's name.")] = "demo",
     force: Annotated[bool, typer.Option(help="Redo stages that are already done.")] = False,
+    review: Annotated[str, typer.Option(help="demo: automatic, clearly labelled demo reviewers; manual: wait for "
+                                        "people to review in the local Argilla UI.")] = "demo",
 ):
     """Run the loop offline on the bundled catalog and seed tasks (what `make demo` runs).
 
@@ -275,7 +282,9 @@ def demo(
     from workbench.demo import run_demo
 
     with console.status("Running the demo stages...") as status:
-        result = run_demo(runs_dir, name, force, lambda stage: status.update(f"Demo stage: {stage}"))
+        if review not in ("demo", "manual"):
+            raise typer.BadParameter("choose demo or manual", param_hint="--review")
+        result = run_demo(runs_dir, name, force, lambda stage: status.update(f"Demo stage: {stage}"), review)
     for outcome in result.outcomes:
         state = "skipped (unchanged)" if outcome.skipped else f"done in {outcome.manifest['seconds']:.1f} s"
         counts = ", ".join(f"{k} {v:,}" for k, v in outcome.manifest["counts"].items())
@@ -538,3 +547,202 @@ def screen(
         write_records(output, kept)
         write_records(rejected or _sibling(output, ".rejected.jsonl"), dropped)
     screen_summary(result, kept + dropped, dry_run)
+
+
+DataDir = Annotated[Path | None, typer.Option(help="The local server's folder (default ~/.workbench/argilla).")]
+ArgillaUrl = Annotated[str | None, typer.Option("--api-url", help="Argilla server (default $ARGILLA_API_URL, "
+                                                "else the local server's credentials.json).")]
+ArgillaKey = Annotated[str | None, typer.Option("--api-key", help="API key (default $ARGILLA_API_KEY); never printed.")]
+Dataset = Annotated[str, typer.Option("--dataset", help="Argilla dataset name.")]
+Workspace = Annotated[str, typer.Option(help="Argilla workspace.")]
+
+
+@annotate_app.command("serve")
+def annotate_serve(
+    port: int = 6900, data_dir: DataDir = None,
+    host: Annotated[str, typer.Option(help="0.0.0.0 lets others on the network reach it.")] = "127.0.0.1",
+):
+    """Start a local Argilla server (SQLite, a Redis, no Elasticsearch) in the background.
+
+    Example: workbench annotate serve --port 6900
+    """
+    from annotation import server
+
+    with console.status("Starting argilla-server..."):
+        served = server.serve(data_dir, host=host, port=port)
+    where = data_dir or server.default_data_dir()
+    state = "already running" if served.already_running else "started"
+    console.print(f"Argilla {state}: {served.api_url}  (data: {where}; Redis: {served.redis})")
+    console.print(f"Log in as [bold]{served.credentials.username}[/] with the password in {where}/credentials.json; "
+                  f"stop it with `workbench annotate stop`.")
+
+
+@annotate_app.command("stop")
+def annotate_stop(data_dir: DataDir = None):
+    """Stop the local Argilla server (and the Redis it started).
+
+    Example: workbench annotate stop --data-dir ~/.workbench/argilla
+    """
+    from annotation import server
+
+    where = data_dir or server.default_data_dir()
+    console.print(f"Stopped the server of {where}" if server.stop(data_dir) else f"No server running for {where}")
+
+
+@annotate_app.command("setup")
+def annotate_setup(venv: Annotated[Path | None, typer.Option(help="Where to build it.")] = None):
+    """Build argilla-server's own environment (for a pip-installed workbench; `make setup` does it in a checkout).
+
+    Example: workbench annotate setup
+    """
+    from annotation import server
+
+    with console.status("Installing argilla-server into its own environment..."):
+        path = server.setup(venv)
+    console.print(f"argilla-server is installed in {path}")
+
+
+@users_app.command("add")
+def annotate_users_add(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[str, typer.Option(help="annotator, admin or owner.")] = "annotator",
+    workspace: Workspace = "workbench", api_url: ArgillaUrl = None, api_key: ArgillaKey = None,
+    data_dir: DataDir = None,
+):
+    """Create an account in a workspace and print its password once.
+
+    Example: workbench annotate users add alice --role annotator
+    """
+    from annotation import review
+
+    client = review.connect(api_url, api_key, data_dir)
+    password = review.add_user(client, username, role, workspace)
+    console.print(f"Created {role} {username!r} in workspace {workspace!r} on {review.api_url_of(client)}")
+    console.print(f"Password (shown once): {password}", markup=False)
+
+
+@annotate_app.command("push")
+def annotate_push(
+    records: Annotated[Path, typer.Argument(help="Records to review (JSONL).")], dataset: Dataset,
+    workspace: Workspace = "workbench",
+    min_submitted: Annotated[int, typer.Option(help="Submitted responses a record needs to be complete.")] = 1,
+    batch_size: int = 100, api_url: ArgillaUrl = None, api_key: ArgillaKey = None, data_dir: DataDir = None,
+    strict: Strict = False,
+):
+    """Push records to an Argilla dataset (created if needed; pushing again updates, never duplicates).
+
+    Example: workbench annotate push screened.jsonl --dataset advisor-round-1
+    """
+    from annotation import review
+
+    inputs = _read_records(records, strict)
+    client = review.connect(api_url, api_key, data_dir)
+    with progress_bar(f"Pushing to {dataset}") as update:
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            update(done, len(inputs))
+
+        result = review.push(inputs, dataset, client=client, workspace=workspace, min_submitted=min_submitted,
+                             batch_size=batch_size, progress=advance)
+    created = "created" if result.created else "updated"
+    retried = f" ({result.retries} retries)" if result.retries else ""
+    console.print(f"Pushed {result.pushed:,} records to {workspace}/{dataset} ({created}); "
+                  f"{result.on_server:,} records on the server{retried}")
+
+
+@annotate_app.command("pull")
+def annotate_pull(
+    dataset: Dataset, output: Annotated[Path, typer.Option("-o", "--output", help="Curated records (JSONL).")],
+    disputed: Annotated[Path | None, typer.Option(help="Records the policy cannot decide (default: beside -o).")] = (
+        None),
+    policy: Annotated[str, typer.Option(help="majority, unanimous or any-discard.")] = "majority",
+    since_last: Annotated[bool, typer.Option(help="Only records completed since the previous pull.")] = False,
+    workspace: Workspace = "workbench", api_url: ArgillaUrl = None, api_key: ArgillaKey = None,
+    data_dir: DataDir = None,
+):
+    """Pull the reviewed records: submitted responses resolved by the policy, corrections applied.
+
+    Example: workbench annotate pull --dataset advisor-round-1 -o curated.jsonl --policy majority
+    """
+    from annotation import review
+    from annotation.server import default_data_dir
+    from workbench.display import pull_summary
+    from workbench.io import atomic_write_text, write_records
+
+    client = review.connect(api_url, api_key, data_dir)
+    url, state_dir = review.api_url_of(client), data_dir or default_data_dir()
+    since = review.load_pull_state(state_dir, url, workspace, dataset) if since_last else None
+    pulled, problems = review.resolve(review.fetch(client, dataset, workspace), policy, dataset=dataset,
+                                      users=review.user_names(client), since=since)
+    for problem in problems:
+        err_console.print(problem, markup=False)
+    paths = {"curated": output, "disputed": disputed or _sibling(output, ".disputed.jsonl"),
+             "discarded": _sibling(output, ".discarded.jsonl"), "ledger": _sibling(output, ".ledger.jsonl")}
+    write_records(paths["curated"], pulled.curated)
+    write_records(paths["disputed"], pulled.disputed)
+    write_records(paths["discarded"], pulled.discarded)
+    atomic_write_text(paths["ledger"], pulled.ledger.to_jsonl())
+    review.save_pull_state(state_dir, url, workspace, dataset, {**(since or {}), **pulled.seen})
+    pull_summary(pulled, paths)
+
+
+@annotate_app.command("export")
+def annotate_export(
+    dataset: Dataset, output: Annotated[Path, typer.Option("-o", "--output", help="JSONL backup.")],
+    workspace: Workspace = "workbench", api_url: ArgillaUrl = None, api_key: ArgillaKey = None,
+    data_dir: DataDir = None,
+):
+    """Every record with all raw responses (user, status, values, times): a backup that needs no server.
+
+    Example: workbench annotate export --dataset advisor-round-1 -o advisor-round-1.backup.jsonl
+    """
+    from annotation import review
+    from workbench.io import atomic_open
+
+    client = review.connect(api_url, api_key, data_dir)
+    rows = review.export_rows(review.fetch(client, dataset, workspace), review.user_names(client))
+    count = 0
+    with atomic_open(output) as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    console.print(f"Exported {count:,} records of {workspace}/{dataset} to {output}")
+
+
+@annotate_app.command("agreement")
+def annotate_agreement(
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Argilla dataset name.")] = None,
+    export: Annotated[Path | None, typer.Option("--from", help="An `annotate export` file instead of a server.")] = (
+        None),
+    workspace: Workspace = "workbench", api_url: ArgillaUrl = None, api_key: ArgillaKey = None,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+):
+    """Agreement per question (percent, Cohen's kappa per pair, Krippendorff's alpha) and per-annotator counts.
+
+    Example: workbench annotate agreement --dataset advisor-round-1
+    """
+    from annotation import review
+    from annotation.agreement import agreement, to_dict
+    from workbench.display import agreement_tables
+
+    if (dataset is None) == (export is None):
+        raise typer.BadParameter("give --dataset (a server) or --from (an export file)", param_hint="--dataset")
+    if export is not None:
+        problems: list = []
+        from workbench.io import read_json_lines
+
+        rows = [obj for _, obj, _ in read_json_lines(export, problems)]
+        _report_problems(problems, _sibling(export, ".quarantine.jsonl"), False)
+    else:
+        client = review.connect(api_url, api_key, data_dir)
+        rows = list(review.export_rows(review.fetch(client, dataset, workspace), review.user_names(client)))
+    result = agreement(rows)
+    if as_json:
+        console.print_json(json.dumps(to_dict(result)))
+        return
+    for table in agreement_tables(result, dataset or str(export)):
+        console.print(table)

@@ -4,8 +4,9 @@ Stages so far: check the seed tasks and the catalog; build a tiny Falcon-archite
 for a minute on the bundled text (so it writes text shaped like the domain); then generate with it
 through the real transformers backend: Self-Instruct instructions, their instances, and questions
 grounded in the catalog; then remove near-duplicates among them and of the seeds, and screen them for
-toxicity (offline scorer). Each stage writes a manifest and is skipped on rerun while its config and inputs
-are unchanged.
+toxicity (offline scorer); then review them in a real local Argilla server (started for the stage and stopped
+after it) with three clearly labelled automatic demo reviewers, or with people (`--review manual`), and pull the
+curated set back. Each stage writes a manifest and is skipped on rerun while its config and inputs are unchanged.
 """
 
 from __future__ import annotations
@@ -64,6 +65,15 @@ DEMO_DEDUP = dedup.DedupConfig()
 # detoxify when its weights were downloaded before (they cannot be downloaded here), else the offline scorer;
 # the stage's manifest and the demo's output say which ran.
 DEMO_SCREEN = screen.ScreenConfig(scorer="detoxify" if screen.cached_detoxify_weights() else "profanity-check")
+
+
+class ReviewConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: Literal["demo", "manual"] = "demo"  # demo: three automatic reviewers; manual: wait for people
+    dataset: str = "demo-candidates"
+    min_submitted: int = 2  # a record is complete once two reviewers submitted
+    policy: Literal["majority", "unanimous", "any-discard"] = "majority"
 
 
 @dataclass
@@ -163,8 +173,50 @@ def screen_stage(run_dir: Path, config: screen.ScreenConfig, candidates: Path, f
     return run_stage(Stage(run_dir, "screen", config, [candidates], screen.SPEED_ONLY), work, force=force)
 
 
+def review_stage(run_dir: Path, config: ReviewConfig, candidates: Path, force: bool = False,
+                 say: Callable[[str], None] = lambda text: None) -> StageOutcome:
+    """Push the screened candidates to a local Argilla server, review them, pull the curated set back."""
+    def work(stage: Stage, ledger: Ledger) -> dict[str, int]:
+        from annotation import demo_reviewer, review, server
+        from annotation.agreement import agreement, to_dict
+
+        data_dir = stage.path("argilla").resolve()
+        served = server.serve(data_dir, port=server.free_port())
+        try:
+            client = review.connect(served.api_url, served.credentials.api_key)
+            records = load_records(candidates, [])
+            pushed = review.push(records, config.dataset, client=client, min_submitted=config.min_submitted)
+            if config.mode == "manual":
+                say(f"waiting for reviewers at {served.api_url} (user {served.credentials.username}, password in "
+                    f"{data_dir / 'credentials.json'}; `workbench annotate users add NAME` adds annotators); "
+                    "Ctrl-C pulls what is complete")
+                demo_reviewer.wait_for_humans(client, config.dataset, server.DEFAULT_WORKSPACE,
+                                              on_progress=lambda p: say(f"reviewed {p.get('completed', 0)} of "
+                                                                        f"{p.get('total', 0)} at {served.api_url}"))
+            else:
+                demo_reviewer.review_all(client, config.dataset, server.DEFAULT_WORKSPACE, data_dir)
+            raw = list(review.fetch(client, config.dataset))
+            users = review.user_names(client)
+        finally:
+            server.stop(data_dir)
+        pulled, problems = review.resolve(raw, config.policy, dataset=config.dataset, users=users)
+        write_records(stage.path("records.jsonl"), pulled.curated)
+        write_records(stage.path("disputed.jsonl"), pulled.disputed)
+        write_records(stage.path("dropped.jsonl"), pulled.discarded)
+        rows = list(review.export_rows(raw, users))
+        atomic_write_text(stage.path("export.jsonl"), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        atomic_write_text(stage.path("agreement.json"), json.dumps(to_dict(agreement(rows)), indent=2) + "\n")
+        ledger.counts.update(pulled.ledger.counts)
+        corrected = sum(1 for r in pulled.curated if r.lineage[-1]["action"] == "edit")
+        return {"pushed": pushed.pushed, "curated": len(pulled.curated), "corrected": corrected,
+                "disputed": len(pulled.disputed), "discarded": len(pulled.discarded), "pending": pulled.pending,
+                "problems": len(problems)}
+
+    return run_stage(Stage(run_dir, "review", config, [candidates]), work, force=force)
+
+
 def run_demo(runs_dir: str | Path = "runs", name: str = "demo", force: bool = False,
-             on_stage: Callable[[str], None] | None = None) -> DemoResult:
+             on_stage: Callable[[str], None] | None = None, review: str = "demo") -> DemoResult:
     """Run every demo stage in runs_dir/name; returns what each stage did (or that it was skipped)."""
     from transformers.utils import logging as transformers_logging
 
@@ -200,7 +252,10 @@ def run_demo(runs_dir: str | Path = "runs", name: str = "demo", force: bool = Fa
                                                       grounded.stage.path("records.jsonl")], seed_file, force)
     say(f"screen (scorer: {DEMO_SCREEN.scorer})")
     screened = screen_stage(result.run_dir, DEMO_SCREEN, unique.stage.path("records.jsonl"), force)
-    result.outcomes += [made, with_instances, grounded, unique, screened]
+    say(f"review (a local Argilla server; {'demo reviewers' if review == 'demo' else 'waiting for people'})")
+    reviewed = review_stage(result.run_dir, ReviewConfig(mode=review), screened.stage.path("records.jsonl"), force,
+                            say=lambda text: say(f"review: {text}"))
+    result.outcomes += [made, with_instances, grounded, unique, screened, reviewed]
     result.stats = compute_stats(seed_records)
     result.programmes = json.loads(result.outcomes[1].stage.path("programmes.json").read_text())
     return result

