@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -236,9 +235,6 @@ def serve(data_dir: Path | None = None, host: str = "127.0.0.1", port: int = 690
     credentials = Credentials.load(data_dir)
     if state and credentials and _alive(state.pid, ENGINE_SCRIPT.name) and _api_answers(state.api_url):
         return Served(state.api_url, credentials, already_running=True, redis=state.redis_url)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        warnings.warn(f"argilla-server will listen on {host}: anyone who can reach this machine can reach it",
-                      stacklevel=2)
     python = server_python()
     api_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     if _api_answers(api_url, timeout=1.0):

@@ -5,7 +5,8 @@ A real argilla-server 2.8 (SQLite, Redis) is started in a temporary data dir; N 
 dataset size, the requests the review UI sends are timed (median of repeats):
 
 - anchor: plain listing, `GET /api/v1/datasets/{id}/records?limit=50`, which never calls a search engine;
-- an annotator's queue: `POST /me/datasets/{id}/records/search` filtered to their pending records, page of 50;
+- an annotator's page: `POST /me/datasets/{id}/records/search`, unfiltered and filtered to their pending
+  records, page of 50 (the /me endpoint itself does per-record work for annotators: the unfiltered row shows it);
 - a metadata filter + sort, a text query, and the dataset progress.
 
 The ratio search / listing says what answering from SQL in Python costs over what the server does anyway.
@@ -68,6 +69,8 @@ def measure(size: int, client, served, token: str, repeats: int) -> None:
                                                                 "toxicity_max"}, "le": 0.05}]},
                 "sort": [{"scope": {"entity": "metadata", "metadata_property": "round"}, "order": "desc"}]}
     rows = [
+        ("annotator's page, no filter (50)", timed("POST", f"{api}/me/datasets/{dataset}/records/search", repeats,
+                                                   json={}, params=page, headers=me)),
         ("annotator's pending queue (50)", timed("POST", f"{api}/me/datasets/{dataset}/records/search", repeats,
                                                  json=pending, params=page, headers=me)),
         ("metadata filter + sort (50)", timed("POST", f"{api}/datasets/{dataset}/records/search", repeats,

@@ -147,6 +147,9 @@ def test_demo_runs_then_skips_unchanged_stages(tmp_path):
     users = set(curated[0]["lineage"][-1]["detail"]["users"].values())
     assert users == {"demo-reviewer-1", "demo-reviewer-2", "demo-reviewer-3"}
     assert not (review / "argilla" / "server.json").exists()
+    key = json.loads((review / "argilla" / "credentials.json").read_text())["api_key"]
+    assert all(key not in path.read_text() for path in (tmp_path / "runs" / "demo").rglob("*.json*")
+               if path.name != "credentials.json")
     exported = [json.loads(line) for line in (review / "export.jsonl").read_text().splitlines()]
     assert len(exported) == screened and all(len(row["responses"]) == 3 for row in exported)
     made = json.loads((tmp_path / "runs" / "demo" / "instructions" / "manifest.json").read_text())

