@@ -408,10 +408,6 @@ def generate_filter(
         console.print(f"  {n:,}  {reason}")
 
 
-if __name__ == "__main__":
-    app()
-
-
 @app.command("dedup")
 def dedup(
     records: Annotated[Path, typer.Argument(help="Records to deduplicate (JSONL or Parquet).")],
@@ -760,3 +756,73 @@ def annotate_agreement(
         return
     for table in agreement_tables(result, dataset or str(export)):
         console.print(table)
+
+
+@app.command("finetune")
+def finetune_command(
+    base: Annotated[str, typer.Option("--base", help="Base model: hub id or folder.")],
+    data: Annotated[Path, typer.Option("--data", help="Curated records (JSONL).")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Adapter folder.")] = None,
+    quant: Annotated[str, typer.Option(help="8bit, 4bit, none; default 8bit on CUDA, none on the CPU.")] = "auto",
+    epochs: float = 3.0, lr: float = 2e-4, rank: int = 16, alpha: int = 32,
+    max_length: Annotated[int, typer.Option(help="Longer examples are dropped and reported.")] = 1024,
+    packing: Annotated[bool, typer.Option(help="Several examples per row, kept apart (no padding).")] = True,
+    batch_size: int = 8, grad_accum: int = 1, grad_checkpointing: bool = True, save_steps: int = 200,
+    eval_split: float = 0.05, max_steps: int = -1, seed: int = 42,
+    system_prompt: Annotated[bool, typer.Option(help="The course-advisor system prompt in every example.")] = False,
+    budget_gib: Annotated[float | None, typer.Option(help="Refuse configurations needing more memory "
+                                                     "(default: the GPU's memory).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in -o.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Show one tokenized example and check the data; no training.")] = (
+        False),
+    strict: Strict = False,
+):
+    """Train a LoRA adapter on curated records (8-bit base on CUDA, loss on responses only, packing).
+
+    Example: workbench finetune --base tiiuae/falcon-7b --data curated.jsonl -o adapters/advisor
+    """
+    from pipelines import finetune as stage
+    from workbench.config import build_config
+    from workbench.display import dry_run_report, finetune_summary
+    from workbench.io import sha256_file
+    from workbench.models import load_tokenizer
+
+    config = build_config(stage.FinetuneConfig, {
+        "quant": quant, "epochs": epochs, "lr": lr, "rank": rank, "alpha": alpha, "max_length": max_length,
+        "packing": packing, "batch_size": batch_size, "grad_accum": grad_accum,
+        "grad_checkpointing": grad_checkpointing, "save_steps": save_steps, "eval_split": eval_split,
+        "max_steps": max_steps, "seed": seed,
+        "system_prompt": system_prompt}, "options")
+    records = _read_records(data, strict)
+    if dry_run:
+        dry_run_report(stage.dry_run(records, load_tokenizer(base), config), config)
+        return
+    if output is None:
+        raise typer.BadParameter("-o/--output is required unless --dry-run", param_hint="-o")
+    with progress_bar("Finetuning") as update:
+        result = stage.finetune(base, records, output, config, resume=resume, data_sha256=sha256_file(data),
+                                budget_gib=budget_gib, progress=update)
+    finetune_summary(result)
+
+
+@app.command("merge")
+def merge_command(
+    adapter: Annotated[Path, typer.Argument(help="Adapter folder (from `workbench finetune`).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Merged model folder.")],
+    dtype: Annotated[str, typer.Option(help="bfloat16, float16 or float32 (never 8-bit).")] = "bfloat16",
+    base: Annotated[str | None, typer.Option(help="Base model (default: the one the adapter names).")] = None,
+):
+    """Merge an adapter into its base reloaded in 16-bit; checks the merged logits against base + adapter.
+
+    Example: workbench merge adapters/advisor -o models/advisor-merged
+    """
+    from pipelines.finetune import merge
+
+    with console.status("Merging..."):
+        report = merge(adapter, output, dtype, base)
+    console.print(f"Merged {adapter} into {report['base_model']} ({report['dtype']}) -> {output}; logits agree "
+                  f"within {report['max_logit_difference']:.2g} on {report['prompts']} prompts")
+
+
+if __name__ == "__main__":
+    app()

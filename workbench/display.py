@@ -124,3 +124,34 @@ def agreement_tables(result, title: str) -> list[Table]:
         people.add_row(name, *(f"{counts.get(c, 0):,}" for c in columns))
     return [questions, pairs, people]
 
+
+
+def dry_run_report(report, config) -> None:
+    console.print(f"{report.examples:,} records: {report.train:,} to train, {report.eval:,} held out; "
+                  f"{len(report.too_long):,} longer than {config.max_length} tokens (dropped), "
+                  f"{report.no_response:,} without a response (dropped)")
+    for record_id, tokens in report.too_long[:5]:
+        console.print(f"  too long: {record_id} ({tokens:,} tokens)")
+    console.print(f"Format: {'the tokenizer chat template' if report.chat_template else 'Dolly-style sections'}; "
+                  f"{report.tokens:,} trained tokens per epoch")
+    console.print("First example — [dim]masked (no loss)[/] then [bold green]trained[/]:")
+    console.print("[dim]<<MASKED>>[/]", end="")
+    console.print(report.masked_text, style="dim", end="", markup=False, highlight=False)
+    console.print("[bold green]<<TRAINED>>[/]", end="")
+    console.print(report.trained_text, style="bold green", markup=False, highlight=False)
+    console.print(f"{report.masked_tokens} masked tokens, {report.trained_tokens} trained tokens")
+    missing = report.response_key_missing
+    console.print(f"Response key found in every example: {'yes' if not missing else f'NO ({len(missing)} missing)'}; "
+                  f"EOS is a trained token: {'yes' if report.eos_trained else 'NO'}")
+
+
+def finetune_summary(result) -> None:
+    m = result.manifest
+    losses = m["train_loss"]
+    first, last = (losses[0]["loss"], losses[-1]["loss"]) if losses else (float("nan"), float("nan"))
+    evaluated = f", eval loss {m['final_eval_loss']:.3f}" if m["final_eval_loss"] is not None else ""
+    console.print(f"Adapter in {result.out_dir}: {m['steps']} steps, {m['epochs']:.2f} epochs on "
+                  f"{m['train_examples']:,} examples ({m['quant']}, {m['quantized_layers']} quantized layers); "
+                  f"train loss {first:.3f} -> {last:.3f}{evaluated}")
+    console.print(f"{m['useful_tokens_per_s']:,} trained tokens/s; peak memory {m['peak_memory_gib']:.2f} GiB "
+                  f"(estimated {m['estimated_memory_gib']:.2f}); manifest.json and loss.png beside the adapter")

@@ -1,0 +1,211 @@
+"""LoRA finetuning on tiny Falcon and Llama models: masks, overfitting, 8-bit on the CPU, packing, kill and resume,
+merging, the memory preflight."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipelines import finetune as ft
+from workbench.errors import ConfigError
+from workbench.models import load_tokenizer
+from workbench.records import Record
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_trained(tmp_path_factory):
+    from workbench.tiny import TinySpec, build_tiny_model, domain_texts, pretrain_tiny
+
+    path = build_tiny_model(tmp_path_factory.mktemp("models") / "llama", TinySpec(arch="llama"))
+    pretrain_tiny(path, domain_texts(listings=150), steps=150, seq_len=128, batch_size=16)
+    return path
+
+
+@pytest.fixture(scope="module")
+def twenty(seeds):
+    return [r for r in seeds if r.response][:20]
+
+
+def losses(manifest):
+    return [p["loss"] for p in manifest["train_loss"]]
+
+
+def test_prompt_tokens_are_masked_and_the_response_and_eos_trained(tiny_falcon, twenty):
+    tokenizer = load_tokenizer(str(tiny_falcon))
+    config = ft.FinetuneConfig()
+    encoded = ft.encode(tokenizer, twenty[0], config)
+    start = next(i for i, label in enumerate(encoded.labels) if label != ft.IGNORE)
+    assert all(label == ft.IGNORE for label in encoded.labels[:start])
+    assert encoded.labels[start:] == encoded.input_ids[start:] and encoded.labels[-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(encoded.input_ids[:start]).endswith("### Response:\n")
+    assert tokenizer.decode(encoded.input_ids[start:-1]) == twenty[0].response.strip()
+
+    long = Record(instruction="Describe every programme.", response="word " * 400)
+    report = ft.dry_run([*twenty, long, Record(instruction="No answer yet")], tokenizer,
+                        ft.FinetuneConfig(max_length=256, eval_split=0.1))
+    assert report.too_long == [(long.id, report.too_long[0][1])] and report.too_long[0][1] > 256
+    assert report.no_response == 1 and report.train + report.eval == 20 and report.eval == 2
+    assert report.eos_trained and report.response_key_missing == []
+    assert report.masked_text.endswith("### Response:\n") and report.trained_text.endswith(tokenizer.eos_token)
+    with_system = ft.prompt_text(tokenizer, twenty[0], ft.FinetuneConfig(system_prompt=True))
+    assert with_system.startswith("You are an intelligent assistant for answering questions related to courses")
+
+
+def test_packing_keeps_examples_apart_and_gives_the_padded_loss(tiny_falcon, twenty):
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(str(tiny_falcon))
+    model = AutoModelForCausalLM.from_pretrained(tiny_falcon, dtype=torch.float32).eval()
+    examples = [ft.encode(tokenizer, r, ft.FinetuneConfig()) for r in twenty[:6]]
+    rows = ft.pack(examples, 4096, seed=0)
+    assert len(rows) == 1 and sum(len(e.input_ids) for e in examples) == len(rows[0]["input_ids"])
+    packed = ft.PackedCollator()(rows)
+    order = [e for e in sorted(examples, key=lambda e: rows[0]["input_ids"].index(e.input_ids[0]))]
+    padded = ft.PaddedCollator(tokenizer.pad_token_id)(ft.unpacked(examples))
+    with torch.inference_mode():
+        loss_padded = model(**padded).loss.item()
+        loss_packed = model(**packed).loss.item()
+        # Without restarting positions the examples would see each other: a different loss.
+        leaky = {**packed, "position_ids": torch.arange(packed["input_ids"].shape[1])[None]}
+        loss_leaky = model(**leaky).loss.item()
+    assert order and loss_packed == pytest.approx(loss_padded, abs=1e-4)
+    assert abs(loss_leaky - loss_padded) > 1e-3
+    assert (padded["attention_mask"] == 0).sum() > 0 and packed["input_ids"].shape[0] == 1
+
+
+@pytest.mark.parametrize("arch", ["falcon", "llama"])
+def test_a_tiny_model_overfits_twenty_examples_and_the_adapter_loads(arch, tiny_generator, tiny_llama_trained,
+                                                                     twenty, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = tiny_generator if arch == "falcon" else tiny_llama_trained
+    config = ft.FinetuneConfig(epochs=40, lr=1e-2, batch_size=1, max_length=512, eval_split=0.0, logging_steps=1,
+                               grad_checkpointing=False, dropout=0.0, warmup_ratio=0.0)
+    result = ft.finetune(str(base), twenty, tmp_path / "adapter", config, data_sha256="abc")
+    values = losses(result.manifest)
+    assert sum(values[-3:]) / 3 < 0.5 * sum(values[:3]) / 3
+    manifest = json.loads((tmp_path / "adapter" / "manifest.json").read_text())
+    assert manifest["base_model"] == str(base) and manifest["records"] == 20 and manifest["data_sha256"] == "abc"
+    assert manifest["quant"] == "none" and manifest["useful_tokens_per_s"] > 0 and manifest["peak_memory_gib"] > 0
+    assert manifest["lora_targets"] == ft.LORA_TARGETS[arch]
+    assert (tmp_path / "adapter" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), tmp_path / "adapter")
+    assert sum(1 for name, _ in model.named_parameters() if "lora_A" in name) > 0
+
+
+@pytest.mark.parametrize("arch", ["falcon", "llama"])
+def test_8bit_on_the_cpu_quantizes_the_layers_and_trains(arch, tiny_falcon, tiny_llama, twenty, tmp_path):
+    base = tiny_falcon if arch == "falcon" else tiny_llama
+    config = ft.FinetuneConfig(quant="8bit", max_steps=3, batch_size=2, max_length=256, eval_split=0.1,
+                               logging_steps=1, lr=1e-3)
+    result = ft.finetune(str(base), twenty, tmp_path / "adapter", config)
+    assert result.manifest["quant"] == "8bit" and result.manifest["quantized_layers"] > 0
+    assert result.manifest["steps"] == 3 and all(torch.isfinite(torch.tensor(losses(result.manifest))))
+    assert result.manifest["eval_loss"]
+
+
+def test_an_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(tiny_falcon, twenty, tmp_path):
+    config = ft.FinetuneConfig(max_steps=2, save_steps=1, batch_size=2, max_length=256, eval_split=0.0)
+    ft.finetune(str(tiny_falcon), twenty, tmp_path / "a", config)
+    with pytest.raises(ft.InputError, match="already holds checkpoints"):
+        ft.finetune(str(tiny_falcon), twenty, tmp_path / "a", config)
+    with pytest.raises(ft.InputError, match="no checkpoint"):
+        ft.finetune(str(tiny_falcon), twenty, tmp_path / "b", config, resume=True)
+
+
+def test_kill_and_resume_reaches_the_same_adapter(tiny_generator, twenty, tmp_path):
+    from safetensors.torch import load_file
+
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(r.to_json() + "\n" for r in twenty))
+    options = ["--base", str(tiny_generator), "--data", str(data), "--max-steps", "60", "--save-steps", "10",
+               "--batch-size", "1", "--max-length", "256", "--eval-split", "0", "--lr", "1e-3",
+               "--no-grad-checkpointing", "--quant", "none"]
+    killed_dir = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "workbench.cli", "finetune", *options, "-o", str(killed_dir)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (killed_dir / "checkpoints" / "checkpoint-20" / "trainer_state.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed_dir / "manifest.json").exists()
+    resumed = subprocess.run([sys.executable, "-m", "workbench.cli", "finetune", *options, "-o", str(killed_dir),
+                              "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    whole = subprocess.run([sys.executable, "-m", "workbench.cli", "finetune", *options, "-o", str(tmp_path / "whole")],
+                           env=env, capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    a = load_file(killed_dir / "adapter_model.safetensors")
+    b = load_file(tmp_path / "whole" / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5), key
+    manifest = json.loads((killed_dir / "manifest.json").read_text())
+    assert manifest["resumed"] and manifest["steps"] == 60
+
+
+def test_merge_gives_the_logits_of_base_plus_adapter(tiny_generator, twenty, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    config = ft.FinetuneConfig(max_steps=10, lr=1e-2, batch_size=2, max_length=256, eval_split=0.0, dropout=0.0)
+    ft.finetune(str(tiny_generator), twenty, tmp_path / "adapter", config)
+    report = ft.merge(tmp_path / "adapter", tmp_path / "merged", dtype="float32")
+    assert report["max_logit_difference"] <= report["tolerance"] and report["dtype"] == "float32"
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    base = AutoModelForCausalLM.from_pretrained(tiny_generator)
+    assert not torch.equal(merged.lm_head.weight, base.lm_head.weight) or any(
+        not torch.equal(p, q) for p, q in zip(merged.parameters(), base.parameters()))
+    half = ft.merge(tmp_path / "adapter", tmp_path / "merged16")  # the default: 16-bit
+    assert half["dtype"] == "bfloat16" and half["max_logit_difference"] <= half["tolerance"]
+
+
+def test_preflight_matches_the_measured_falcon_7b_anchors_and_refuses_what_does_not_fit(tmp_path):
+    from transformers import FalconConfig
+
+    FalconConfig().save_pretrained(tmp_path / "falcon-7b")  # falcon-7b's shapes, 6.92 B parameters
+    anchor = ft.FinetuneConfig(batch_size=8, max_length=512, grad_checkpointing=True)
+    int8 = ft.preflight(str(tmp_path / "falcon-7b"), anchor.model_copy(update={"quant": "8bit"}), None)
+    bf16 = ft.preflight(str(tmp_path / "falcon-7b"), anchor.model_copy(update={"quant": "none"}), None)
+    assert int8.total_gib == pytest.approx(13.0, rel=0.1) and bf16.total_gib == pytest.approx(17.5, rel=0.1)
+    with pytest.raises(ConfigError, match="over the 12 GiB budget") as refused:
+        ft.preflight(str(tmp_path / "falcon-7b"), anchor.model_copy(update={"quant": "8bit"}), 12)
+    assert "--batch-size" in refused.value.hint and "GiB" in refused.value.hint
+    with pytest.raises(ConfigError, match="nothing smaller"):
+        ft.preflight(str(tmp_path / "falcon-7b"), anchor, 1)
+
+
+def test_cli_dry_run_finetune_and_merge(tiny_generator, twenty, tmp_path):
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    data = tmp_path / "curated.jsonl"
+    data.write_text("".join(r.to_json() + "\n" for r in twenty))
+    runner = CliRunner()
+    dry = runner.invoke(app, ["finetune", "--base", str(tiny_generator), "--data", str(data), "--dry-run",
+                              "--max-length", "128"])
+    assert dry.exit_code == 0, dry.output
+    assert "<<MASKED>>" in dry.output and "<<TRAINED>>" in dry.output and "EOS is a trained token: yes" in dry.output
+    assert "longer than 128 tokens (dropped)" in dry.output and "too long:" in dry.output
+    out = tmp_path / "adapter"
+    trained = runner.invoke(app, ["finetune", "--base", str(tiny_generator), "--data", str(data), "-o", str(out),
+                                  "--max-steps", "4", "--batch-size", "2", "--max-length", "256"])
+    assert trained.exit_code == 0, trained.output
+    assert "Adapter in" in trained.output and (out / "adapter_config.json").exists()
+    refused = runner.invoke(app, ["finetune", "--base", str(tiny_generator), "--data", str(data), "-o",
+                                  str(tmp_path / "x"), "--budget-gib", "0.0001"])
+    assert refused.exit_code == 1 and "fits 0.0001 GiB" in refused.output and "Hint:" in refused.output
+    merged = runner.invoke(app, ["merge", str(out), "-o", str(tmp_path / "merged"), "--dtype", "float32"])
+    assert merged.exit_code == 0 and "logits agree" in merged.output
+    assert Path(tmp_path / "merged" / "merge.json").exists()
