@@ -185,13 +185,20 @@ def unpacked(examples: list[Encoded]) -> list[dict[str, list[int]]]:
 
 
 class PackedCollator:
-    """A batch of packed rows as one row (batch dimension 1) with restarting position ids; no padding at all."""
+    """Packed rows as a batch. A row shorter than the longest is filled with pad tokens that form a segment of
+    their own (positions restart at 0, no labels), so nothing attends to them and they attend to nothing real."""
+
+    def __init__(self, pad_id: int = 0):
+        self.pad_id = pad_id
 
     def __call__(self, rows: list[dict]) -> dict:
         import torch
 
-        batch = {key: torch.tensor([[t for row in rows for t in row[key]]]) for key in
-                 ("input_ids", "labels", "position_ids")}
+        longest = max(len(r["input_ids"]) for r in rows)
+        fill = [longest - len(r["input_ids"]) for r in rows]
+        batch = {"input_ids": torch.tensor([r["input_ids"] + [self.pad_id] * n for r, n in zip(rows, fill)]),
+                 "labels": torch.tensor([r["labels"] + [IGNORE] * n for r, n in zip(rows, fill)]),
+                 "position_ids": torch.tensor([r["position_ids"] + list(range(n)) for r, n in zip(rows, fill)])}
         # transformers reads restarting position ids as separate sequences only without a KV cache.
         return {**batch, "use_cache": False}
 
@@ -421,7 +428,7 @@ def finetune(base: str, records: list[Record], out_dir: str | Path, config: Fine
     if config.packing:
         train_rows = pack(prepared.train, config.max_length, config.seed)
         eval_rows = pack(prepared.eval, config.max_length, config.seed)
-        collator = PackedCollator()
+        collator = PackedCollator(tokenizer.pad_token_id)
     else:
         train_rows, eval_rows = unpacked(prepared.train), unpacked(prepared.eval)
         collator = PaddedCollator(tokenizer.pad_token_id)

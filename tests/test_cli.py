@@ -133,7 +133,8 @@ def test_models_tiny_rejects_bad_shapes(tmp_path):
 def test_demo_runs_then_skips_unchanged_stages(tmp_path):
     result = invoke("demo", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
-    stages = ("seeds", "catalog", "tiny-model", "instructions", "instances", "from-docs", "dedup", "screen", "review")
+    stages = ("seeds", "catalog", "tiny-model", "instructions", "instances", "from-docs", "dedup", "screen", "review",
+              "finetune")
     for stage in stages:
         assert (tmp_path / "runs" / "demo" / stage / "DONE").exists()
     assert "Seed tasks: 64 records" in result.output
@@ -152,6 +153,11 @@ def test_demo_runs_then_skips_unchanged_stages(tmp_path):
                if path.name != "credentials.json")
     exported = [json.loads(line) for line in (review / "export.jsonl").read_text().splitlines()]
     assert len(exported) == screened and all(len(row["responses"]) == 3 for row in exported)
+    # The finetune stage trained an adapter on the curated set.
+    adapter = tmp_path / "runs" / "demo" / "finetune" / "adapter"
+    tuned = json.loads((adapter / "manifest.json").read_text())
+    assert tuned["records"] == counts["curated"] and tuned["steps"] > 0 and (adapter / "adapter_config.json").exists()
+    assert tuned["train_examples"] + tuned["eval_examples"] + len(tuned["dropped_too_long"]) == counts["curated"]
     made = json.loads((tmp_path / "runs" / "demo" / "instructions" / "manifest.json").read_text())
     assert made["counts"]["kept"] > 0 and made["counts"]["completion_tokens"] > 0
     grounded = json.loads((tmp_path / "runs" / "demo" / "from-docs" / "manifest.json").read_text())

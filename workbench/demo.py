@@ -5,8 +5,9 @@ for a minute on the bundled text (so it writes text shaped like the domain); the
 through the real transformers backend: Self-Instruct instructions, their instances, and questions
 grounded in the catalog; then remove near-duplicates among them and of the seeds, and screen them for
 toxicity (offline scorer); then review them in a real local Argilla server (started for the stage and stopped
-after it) with three clearly labelled automatic demo reviewers, or with people (`--review manual`), and pull the
-curated set back. Each stage writes a manifest and is skipped on rerun while its config and inputs are unchanged.
+after it) with three clearly labelled automatic demo reviewers, or with people (`--review manual`), pull the
+curated set back, and finetune a LoRA adapter on it (the tiny model, on the CPU). Each stage writes a
+manifest and is skipped on rerun while its config and inputs are unchanged.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from pipelines import bootstrap, dedup, from_docs, instances, screen
+from pipelines import bootstrap, dedup, finetune, from_docs, instances, screen
 from workbench.catalog import CATALOG_DIR, SEED_TASKS, load_catalog
 from workbench.errors import InputError
 from workbench.io import Problem, atomic_write_text, load_records, write_problems, write_records
@@ -74,6 +75,11 @@ class ReviewConfig(BaseModel):
     dataset: str = "demo-candidates"
     min_submitted: int = 2  # a record is complete once two reviewers submitted
     policy: Literal["majority", "unanimous", "any-discard"] = "majority"
+
+
+# The demo's adapter: the tiny model, full precision on the CPU, a few epochs over the curated set.
+DEMO_FINETUNE = finetune.FinetuneConfig(quant="none", epochs=3, lr=5e-3, batch_size=2, max_length=1024,
+                                        eval_split=0.1, grad_checkpointing=False, save_steps=50, logging_steps=2)
 
 
 @dataclass
@@ -215,6 +221,31 @@ def review_stage(run_dir: Path, config: ReviewConfig, candidates: Path, force: b
     return run_stage(Stage(run_dir, "review", config, [candidates]), work, force=force)
 
 
+def finetune_stage(run_dir: Path, config: finetune.FinetuneConfig, curated: Path, model_dir: Path,
+                   force: bool = False) -> StageOutcome:
+    """A LoRA adapter on the curated set, with its manifest and loss plot in the stage folder."""
+    def work(stage: Stage, ledger: Ledger) -> dict[str, int]:
+        import shutil
+
+        from workbench.io import sha256_file
+
+        records = load_records(curated, [])
+        adapter = stage.path("adapter")
+        shutil.rmtree(adapter, ignore_errors=True)  # a forced rerun starts over; the stage is short
+        result = finetune.finetune(str(model_dir), records, adapter, config, device="cpu",
+                                   data_sha256=sha256_file(curated))
+        m = result.manifest
+        if m["dropped_too_long"]:
+            ledger.counts["drop: longer than max_length"] += len(m["dropped_too_long"])
+        losses = [p["loss"] for p in m["train_loss"]]
+        return {"examples": m["train_examples"], "held_out": m["eval_examples"], "steps": m["steps"],
+                "first_loss_x100": round(100 * losses[0]) if losses else 0,
+                "last_loss_x100": round(100 * losses[-1]) if losses else 0}
+
+    return run_stage(Stage(run_dir, "finetune", config, [curated, model_dir], finetune.SPEED_ONLY), work,
+                     force=force)
+
+
 def run_demo(runs_dir: str | Path = "runs", name: str = "demo", force: bool = False,
              on_stage: Callable[[str], None] | None = None, review: str = "demo") -> DemoResult:
     """Run every demo stage in runs_dir/name; returns what each stage did (or that it was skipped)."""
@@ -255,7 +286,9 @@ def run_demo(runs_dir: str | Path = "runs", name: str = "demo", force: bool = Fa
     say(f"review (a local Argilla server; {'demo reviewers' if review == 'demo' else 'waiting for people'})")
     reviewed = review_stage(result.run_dir, ReviewConfig(mode=review), screened.stage.path("records.jsonl"), force,
                             say=lambda text: say(f"review: {text}"))
-    result.outcomes += [made, with_instances, grounded, unique, screened, reviewed]
+    say("finetune (a LoRA adapter on the curated set)")
+    tuned = finetune_stage(result.run_dir, DEMO_FINETUNE, reviewed.stage.path("records.jsonl"), model_dir, force)
+    result.outcomes += [made, with_instances, grounded, unique, screened, reviewed, tuned]
     result.stats = compute_stats(seed_records)
     result.programmes = json.loads(result.outcomes[1].stage.path("programmes.json").read_text())
     return result

@@ -1,0 +1,183 @@
+"""LoRA finetuning speed and memory: the standard recipe vs the workbench's, in the same run.
+
+Model: falcon-7b's shapes with random weights (`FalconConfig()` defaults, 6.92 B parameters; no hub here), or
+`--tiny` for a CPU check of the script. Data: a synthetic length mix standing in for Dolly-15k — total lengths
+lognormal with median ~180 tokens, capped at 1,024, a third of each example prompt (no loss), the rest response.
+
+- standard: 8-bit base (LLM.int8, bitsandbytes), `prepare_model_for_kbit_training`, LoRA r=16 on Falcon's four
+  linears, gradient checkpointing, batches of 8 examples padded to the longest (transformers Trainer, AdamW);
+- ours: the same model and LoRA through `pipelines.finetune` — examples packed into rows of `--pack-length`
+  tokens with restarting position ids (no padding, examples kept apart), `--rows` rows per step, gradient
+  checkpointing on or off (`--ours-checkpointing`);
+- bf16: ours without quantization (reported beside, as the issue asks).
+
+Reported per recipe: useful tokens/s (label-bearing, non-pad tokens per second, after `--warmup` steps), the
+share of computed tokens that are useful, and peak GPU memory. The ratio ours / standard is the goal (>= 2.5x at
+<= 16 GiB in 8-bit).
+
+On the GPU machine (no internet; torch, transformers, peft, accelerate preinstalled): carry the bitsandbytes wheel
+and pydantic's (pydantic, pydantic-core, annotated-types, typing-inspection: ~2.5 MB), pip install them, then
+    python bench/finetune_gpu.py --steps 30 --warmup 5
+CPU check of the script:
+    .venv/bin/python bench/finetune_gpu.py --tiny --steps 6 --warmup 2 --quant none
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def synthetic_examples(count: int, vocab: int, cap: int, seed: int = 0):
+    from pipelines.finetune import IGNORE, Encoded
+
+    rng = random.Random(seed)
+    examples = []
+    for i in range(count):
+        total = int(min(cap, max(16, rng.lognormvariate(math.log(180), 0.75))))
+        prompt = max(4, total // 3)
+        ids = [rng.randrange(10, vocab) for _ in range(total)]
+        examples.append(Encoded(str(i), ids, [IGNORE] * prompt + ids[prompt:]))
+    return examples
+
+
+def quantize_8bit(model):
+    """Replace the decoder's nn.Linear layers by bitsandbytes Linear8bitLt (weights quantized on .cuda())."""
+    import bitsandbytes as bnb
+
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if type(child) is torch.nn.Linear and child_name != "lm_head":
+                layer = bnb.nn.Linear8bitLt(child.in_features, child.out_features, bias=child.bias is not None,
+                                            has_fp16_weights=False, threshold=6.0)
+                layer.weight = bnb.nn.Int8Params(child.weight.data.to("cpu", torch.float16), requires_grad=False,
+                                                 has_fp16_weights=False)
+                if child.bias is not None:
+                    layer.bias = torch.nn.Parameter(child.bias.data, requires_grad=False)
+                setattr(module, child_name, layer)
+    return model
+
+
+def build_model(tiny: bool, quant: str, device: str):
+    from transformers import AutoModelForCausalLM, FalconConfig
+
+    from workbench.models import count_quantized_layers, linear_subclasses_as_linear
+
+    config = FalconConfig(hidden_size=256, num_hidden_layers=4, num_attention_heads=8, vocab_size=8000) if tiny \
+        else FalconConfig()
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    torch.manual_seed(0)
+    # Initialised on the device (7 B random weights take minutes on a CPU), with plain nn.Linear in place of
+    # FalconLinear so that bitsandbytes can replace them (see workbench.models.LINEAR_SUBCLASSES).
+    with torch.device(device), linear_subclasses_as_linear("falcon"):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    if quant == "8bit":
+        model = quantize_8bit(model)
+    model.to(device)
+    layers = count_quantized_layers(model)["8bit"]
+    if quant == "8bit" and layers == 0:
+        raise SystemExit("8-bit was asked for but no layer was quantized")
+    model.config.use_cache = False
+    return model, layers
+
+
+def run(recipe: str, examples, args, device: str) -> dict:
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from pipelines.finetune import LORA_TARGETS, PackedCollator, PaddedCollator, pack, unpacked
+
+    quant = "none" if recipe == "bf16" else args.quant
+    checkpointing = True if recipe == "standard" else args.ours_checkpointing
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    model, layers = build_model(args.tiny, quant, device)
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()  # training's peak, not the bf16 weights before quantization
+    if quant == "8bit":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    elif checkpointing:
+        model.enable_input_require_grads()
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
+                                             target_modules=LORA_TARGETS["falcon"]))
+    if recipe == "standard":
+        rows, collator, batch = unpacked(examples), PaddedCollator(0), 8
+    else:
+        rows, collator, batch = pack(examples, args.pack_length, 0), PackedCollator(0), args.rows
+
+    timing = {"start": None, "useful": 0, "computed": 0}
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, a, state, control, **kw):
+            if state.global_step == args.warmup:
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                timing["start"] = time.perf_counter()
+
+    class Counting:
+        def __call__(self, items):
+            out = collator(items)
+            if timing["start"] is not None:
+                timing["useful"] += int((out["labels"] != -100).sum())
+                timing["computed"] += int(out["input_ids"].numel())
+            return out
+
+    training = TrainingArguments(output_dir=str(Path(args.work) / recipe), per_device_train_batch_size=batch,
+                                 max_steps=args.steps + args.warmup, learning_rate=2e-4, logging_steps=10 ** 6,
+                                 save_strategy="no", report_to=[], gradient_checkpointing=checkpointing,
+                                 gradient_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
+                                 bf16=device == "cuda", use_cpu=device == "cpu", remove_unused_columns=False,
+                                 dataloader_num_workers=0, disable_tqdm=True, seed=0, optim="adamw_torch")
+    trainer = Trainer(model=model, args=training, train_dataset=rows, data_collator=Counting(), callbacks=[Clock()])
+    trainer.train()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - timing["start"]
+    peak = torch.cuda.max_memory_allocated() / 1024 ** 3 if device == "cuda" else float("nan")
+    del trainer, model
+    return {"recipe": recipe, "quant": quant, "checkpointing": checkpointing, "layers_8bit": layers,
+            "useful_tokens_per_s": timing["useful"] / seconds, "useful_share": timing["useful"] / timing["computed"],
+            "peak_gib": peak, "seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="a small Falcon: checks the script on the CPU")
+    parser.add_argument("--quant", default="8bit", choices=["8bit", "none"])
+    parser.add_argument("--examples", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per recipe")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    parser.add_argument("--pack-length", type=int, default=2048)
+    parser.add_argument("--rows", type=int, default=4, help="packed rows per step (ours)")
+    parser.add_argument("--ours-checkpointing", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--recipes", default="standard,ours,bf16")
+    parser.add_argument("--work", default="/tmp/finetune-bench")
+    args = parser.parse_args()
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    name = torch.cuda.get_device_name(0) if device == "cuda" else "CPU"
+    vocab = 8000 if args.tiny else 65024
+    examples = synthetic_examples(args.examples, vocab, 1024)
+    lengths = sorted(len(e.input_ids) for e in examples)
+    print(f"{name}; torch {torch.__version__}; {len(examples)} synthetic examples, median {lengths[len(lengths) // 2]} "
+          f"tokens, max {lengths[-1]}; model: {'tiny Falcon' if args.tiny else 'falcon-7b shapes, random weights'}")
+    results = [run(recipe, examples, args, device) for recipe in args.recipes.split(",")]
+    anchor = next((r for r in results if r["recipe"] == "standard"), results[0])
+    print(f"{'recipe':<10}{'quant':<7}{'ckpt':<6}{'useful tok/s':>14}{'useful share':>14}{'peak GiB':>10}{'ratio':>8}")
+    for r in results:
+        print(f"{r['recipe']:<10}{r['quant']:<7}{'on' if r['checkpointing'] else 'off':<6}"
+              f"{r['useful_tokens_per_s']:>14,.0f}{r['useful_share']:>14.0%}{r['peak_gib']:>10.1f}"
+              f"{r['useful_tokens_per_s'] / anchor['useful_tokens_per_s']:>7.2f}x")
+
+
+if __name__ == "__main__":
+    main()
