@@ -408,8 +408,20 @@ def finetune(base: str, records: list[Record], out_dir: str | Path, config: Fine
                          hint="--resume continues from the last one; or choose another output folder")
     if resume and not existing:
         raise InputError(f"--resume: no checkpoint in {out_dir / 'checkpoints'}")
+    run = {"base_model": base, "data_sha256": data_sha256, "records": [r.id for r in records],
+           "config": config.model_dump(), "quant": quant}
+    run_file = out_dir / "run.json"
+    if resume and run_file.exists():
+        before = json.loads(run_file.read_text())
+        changed = sorted(k for k in run if before.get(k) != run[k])
+        if changed:
+            # Another base, data or config would not continue the same run (and not in the same data order).
+            raise InputError(f"--resume: {', '.join(changed)} differ from the run in {out_dir}",
+                             hint="resume with the same base, data and options, or train into a new folder")
     budget = budget_gib if budget_gib is not None else budget_of_device(device)
     estimate = preflight(base, config, budget, device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_file.write_text(json.dumps(run, indent=1) + "\n")
 
     loaded = get_model(base, quant=quant, device=device)
     model, tokenizer = loaded.model, loaded.tokenizer

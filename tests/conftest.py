@@ -34,14 +34,24 @@ def tiny_llama(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("models") / "llama", TinySpec(arch="llama"))
 
 
+def _pretrained_tiny(folder, arch: str):
+    from workbench.tiny import TinySpec, build_tiny_model, domain_texts, pretrain_tiny
+
+    path = build_tiny_model(folder, TinySpec(arch=arch))
+    pretrain_tiny(path, domain_texts(listings=150), steps=150, seq_len=128, batch_size=16)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_generator(tmp_path_factory):
     """A tiny Falcon trained for a few seconds on the bundled data, so it writes numbered task lists."""
-    from workbench.tiny import TinySpec, build_tiny_model, domain_texts, pretrain_tiny
+    return _pretrained_tiny(tmp_path_factory.mktemp("models") / "generator", "falcon")
 
-    path = build_tiny_model(tmp_path_factory.mktemp("models") / "generator", TinySpec(arch="falcon"))
-    pretrain_tiny(path, domain_texts(listings=150), steps=150, seq_len=128, batch_size=16)
-    return path
+
+@pytest.fixture(scope="session")
+def tiny_llama_generator(tmp_path_factory):
+    """The same for a tiny Llama: a second architecture for finetuning."""
+    return _pretrained_tiny(tmp_path_factory.mktemp("models") / "llama-generator", "llama")
 
 
 @pytest.fixture(scope="session")

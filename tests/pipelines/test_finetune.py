@@ -19,15 +19,6 @@ from workbench.records import Record
 
 
 @pytest.fixture(scope="module")
-def tiny_llama_trained(tmp_path_factory):
-    from workbench.tiny import TinySpec, build_tiny_model, domain_texts, pretrain_tiny
-
-    path = build_tiny_model(tmp_path_factory.mktemp("models") / "llama", TinySpec(arch="llama"))
-    pretrain_tiny(path, domain_texts(listings=150), steps=150, seq_len=128, batch_size=16)
-    return path
-
-
-@pytest.fixture(scope="module")
 def twenty(seeds):
     return [r for r in seeds if r.response][:20]
 
@@ -81,12 +72,12 @@ def test_packing_keeps_examples_apart_and_gives_the_padded_loss(tiny_falcon, twe
 
 
 @pytest.mark.parametrize("arch", ["falcon", "llama"])
-def test_a_tiny_model_overfits_twenty_examples_and_the_adapter_loads(arch, tiny_generator, tiny_llama_trained,
+def test_a_tiny_model_overfits_twenty_examples_and_the_adapter_loads(arch, tiny_generator, tiny_llama_generator,
                                                                      twenty, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    base = tiny_generator if arch == "falcon" else tiny_llama_trained
+    base = tiny_generator if arch == "falcon" else tiny_llama_generator
     config = ft.FinetuneConfig(epochs=40, lr=1e-2, batch_size=1, max_length=512, eval_split=0.0, logging_steps=1,
                                grad_checkpointing=False, dropout=0.0, warmup_ratio=0.0)
     result = ft.finetune(str(base), twenty, tmp_path / "adapter", config, data_sha256="abc")
@@ -119,6 +110,9 @@ def test_an_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(tiny_f
         ft.finetune(str(tiny_falcon), twenty, tmp_path / "a", config)
     with pytest.raises(ft.InputError, match="no checkpoint"):
         ft.finetune(str(tiny_falcon), twenty, tmp_path / "b", config, resume=True)
+    with pytest.raises(ft.InputError, match="config, records differ"):
+        ft.finetune(str(tiny_falcon), twenty[:10], tmp_path / "a", config.model_copy(update={"lr": 1e-3}),
+                    resume=True)
 
 
 def test_kill_and_resume_reaches_the_same_adapter(tiny_generator, twenty, tmp_path):
@@ -210,3 +204,20 @@ def test_cli_dry_run_finetune_and_merge(tiny_generator, twenty, tmp_path):
     merged = runner.invoke(app, ["merge", str(out), "-o", str(tmp_path / "merged"), "--dtype", "float32"])
     assert merged.exit_code == 0 and "logits agree" in merged.output
     assert Path(tmp_path / "merged" / "merge.json").exists()
+
+
+def test_a_chat_template_replaces_the_sections_and_masks_the_same_way(tiny_falcon, twenty):
+    tokenizer = load_tokenizer(str(tiny_falcon))
+    tokenizer.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+    record = Record(instruction="Is there a spring intake?", context="Start: October and March.", response="Yes.")
+    config = ft.FinetuneConfig(system_prompt=True)
+    prompt = ft.prompt_text(tokenizer, record, config)
+    assert prompt.startswith("<|system|>\nYou are an intelligent assistant") and prompt.endswith("<|assistant|>\n")
+    assert "Start: October and March." in prompt and "### Response:" not in prompt
+    encoded = ft.encode(tokenizer, record, config)
+    trained = [t for t, label in zip(encoded.input_ids, encoded.labels) if label != ft.IGNORE]
+    assert tokenizer.decode(trained) == "Yes." + tokenizer.eos_token
+    report = ft.dry_run([record, *twenty[:3]], tokenizer, config)
+    assert report.chat_template and report.eos_trained
+    assert not ft.uses_chat_template(tokenizer, config.model_copy(update={"chat_template": "never"}))
