@@ -84,13 +84,13 @@ def review_all(client, dataset: str, workspace: str, data_dir: Path,
     """Every demo reviewer answers every record it has not answered yet; returns counts of decisions."""
     passwords = ensure_reviewers(client, data_dir, workspace)
     api_url = review.api_url_of(client)
-    ids = {u["username"]: u for u in review.get_json(client, "/api/v1/users")["items"]}
+    ids = {name: user_id for user_id, name in review.user_names(client).items()}
     items = list(review.fetch(client, dataset, workspace))
     counts: Counter = Counter()
     total, done = len(items) * len(REVIEWERS), 0
     for username, style in REVIEWERS:
         token = review.user_token(api_url, username, passwords[username])
-        user_id = str(ids[username]["id"])
+        user_id = ids[username]
         for item in items:
             answered = any(str(r["user_id"]) == user_id for r in item.get("responses") or [])
             if not answered:

@@ -245,7 +245,7 @@ def dry_run(records: list[Record], tokenizer, config: FinetuneConfig) -> DryRun:
                                if RESPONSE_KEY not in tokenizer.decode(
                                    [t for t, label in zip(e.input_ids, e.labels) if label == IGNORE])]
     first = prepared.train[0]
-    cut = first.labels.index(next(label for label in first.labels if label != IGNORE))
+    cut = next(i for i, label in enumerate(first.labels) if label != IGNORE)  # where the response starts
     everything = prepared.train + prepared.eval
     eos_trained = all(e.labels[-1] == tokenizer.eos_token_id for e in everything)
     return DryRun(len(records), len(prepared.train), len(prepared.eval),
