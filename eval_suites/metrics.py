@@ -261,6 +261,6 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 
 def aggregate(metric: Metric, rows: Sequence[dict[str, Any]]) -> tuple[float | None, int]:
     """The metric over `rows` and how many items it applied to (None when its denominator is 0)."""
-    pairs = [p for p in (metric.pair(r) for r in rows) if p is not None]
+    pairs = [p for p in (metric.pair(r) for r in rows) if p is not None and p[1]]
     denominator = sum(d for _, d in pairs)
     return (sum(n for n, _ in pairs) / denominator if denominator else None), len(pairs)

@@ -390,7 +390,7 @@ def _checkpoints(out_dir: Path) -> list[Path]:
 
 def finetune(base: str, records: list[Record], out_dir: str | Path, config: FinetuneConfig, *,
              resume: bool = False, device: str = "auto", data_sha256: str | None = None,
-             budget_gib: float | None = None, progress=None) -> FinetuneResult:
+             data_path: str | None = None, budget_gib: float | None = None, progress=None) -> FinetuneResult:
     """Train a LoRA adapter on `records`; writes the adapter, manifest.json and loss.png to out_dir."""
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -480,7 +480,8 @@ def finetune(base: str, records: list[Record], out_dir: str | Path, config: Fine
     steps_done = trainer.state.global_step
     epochs_done = trainer.state.epoch or 0
     manifest = {
-        "base_model": base, "data_sha256": data_sha256, "records": len(records),
+        # The training file, so that evaluation can check it against eval suites (contamination).
+        "base_model": base, "data": data_path, "data_sha256": data_sha256, "records": len(records),
         "train_examples": len(prepared.train), "eval_examples": len(prepared.eval),
         "dropped_too_long": [{"id": r.id, "tokens": n} for r, n in prepared.too_long],
         "dropped_no_response": [r.id for r in prepared.no_response],

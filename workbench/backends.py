@@ -39,6 +39,7 @@ class BackendConfig(BaseModel):
     backend: Literal["transformers", "openai"] = "transformers"
     model: str  # hub id or local folder (transformers); the served model's name (openai)
     quant: Literal["none", "8bit", "4bit"] = "none"  # transformers only
+    adapter: str | None = None  # transformers only: a LoRA adapter folder on top of the model
     device: str = "auto"  # transformers only
     api_base: str | None = None  # openai only; default $OPENAI_BASE_URL
     api: Literal["completions", "chat"] = "completions"  # openai only: which endpoint
@@ -110,8 +111,11 @@ class OpenAIModel:
 def load_backend(config: BackendConfig, api_key: str | None = None) -> Backend:
     """The backend the config names, ready to generate."""
     if config.backend == "transformers":
-        return get_model(config.model, quant=config.quant, device=config.device)
+        return get_model(config.model, quant=config.quant, device=config.device, adapter=config.adapter)
     if config.backend == "openai":
+        if config.adapter:
+            raise ConfigError("--adapter works with the transformers backend only",
+                              hint="serve the adapter (vLLM --enable-lora, or merge it) and name it as the model")
         return OpenAIModel(config.model, config.api_base, api_key, config.api, config.concurrency,
                            config.timeout, config.max_retries)
     raise ConfigError(f"unknown backend {config.backend!r}{did_you_mean(config.backend, BACKENDS)}")

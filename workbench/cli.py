@@ -39,7 +39,10 @@ app.add_typer(models_app, name="models")
 annotate_app = typer.Typer(cls=_Group, no_args_is_help=True,
                            help="Human review in Argilla: serve a local server, push, pull the curated set back.")
 users_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Accounts on the Argilla server.")
+eval_app = typer.Typer(cls=_Group, no_args_is_help=True,
+                       help="Evaluate models on suites (closed_qa, brainstorming, course_advisor) and compare them.")
 app.add_typer(generate_app, name="generate")
+app.add_typer(eval_app, name="eval")
 app.add_typer(annotate_app, name="annotate")
 annotate_app.add_typer(users_app, name="users")
 
@@ -801,7 +804,7 @@ def finetune_command(
         raise typer.BadParameter("-o/--output is required unless --dry-run", param_hint="-o")
     with progress_bar("Finetuning") as update:
         result = stage.finetune(base, records, output, config, resume=resume, data_sha256=sha256_file(data),
-                                budget_gib=budget_gib, progress=update)
+                                data_path=str(data.resolve()), budget_gib=budget_gib, progress=update)
     finetune_summary(result)
 
 
@@ -822,6 +825,135 @@ def merge_command(
         report = merge(adapter, output, dtype, base)
     console.print(f"Merged {adapter} into {report['base_model']} ({report['dtype']}) -> {output}; logits agree "
                   f"within {report['max_logit_difference']:.2g} on {report['prompts']} prompts")
+
+
+SuitesDir = Annotated[list[Path] | None, typer.Option("--suites-dir", help="A folder of your own suites, searched "
+                                                      "before the bundled ones (repeat the flag).")]
+
+
+@eval_app.command("list")
+def eval_list(suites_dir: SuitesDir = None):
+    """The eval suites that can be named with --suite."""
+    from rich.table import Table
+
+    from eval_suites.registry import list_suites, load_suite
+
+    table = Table(title="Eval suites")
+    for column in ("suite", "items", "task", "metrics", "folder"):
+        table.add_column(column)
+    for name in list_suites(suites_dir):
+        suite = load_suite(name, suites_dir)
+        table.add_row(name, str(len(suite.items)), suite.config.task, ", ".join(suite.config.metrics), str(suite.path))
+    console.print(table)
+
+
+@eval_app.command("run")
+def eval_run(
+    suite: Annotated[list[str], typer.Option("--suite", help="Suite name or folder (repeat the flag).")],
+    model: ModelName,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Results folder (one subfolder per suite).")],
+    adapter: Annotated[str | None, typer.Option(help="LoRA adapter folder on top of --model.")] = None,
+    name: Annotated[str | None, typer.Option(help="Label in reports (default: the adapter's or model's name).")] = None,
+    backend: BackendName = "transformers", api_base: ApiBase = None, api_key: ApiKey = None, api: Api = "completions",
+    concurrency: Concurrency = 4,
+    quant: Annotated[str, typer.Option(help="none, 8bit or 4bit (transformers).")] = "none",
+    max_new_tokens: MaxNewTokens = None, batch_size: BatchSize = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N items of each suite (a quick look).")] = None,
+    suites_dir: SuitesDir = None,
+):
+    """Answer every item of the suites with the model (cached), score the answers, write the results.
+
+    Example: workbench eval run --suite course_advisor --suite closed_qa --model tiiuae/falcon-7b
+    --adapter adapters/advisor --quant 8bit -o results/finetuned
+    """
+    from eval_suites.runner import evaluate
+    from workbench.backends import BackendConfig
+    from workbench.config import build_config
+    from workbench.display import eval_run_summary, progress_tasks
+
+    config = build_config(BackendConfig, {"backend": backend, "model": model, "adapter": adapter, "quant": quant,
+                                          "api_base": api_base, "api": api, "concurrency": concurrency}, "options")
+    with progress_tasks() as new_task:
+        runs = evaluate(suite, config, output, name=name, suites_dirs=suites_dir, max_new_tokens=max_new_tokens,
+                        batch_size=batch_size, limit=limit, api_key=api_key, progress=new_task)
+    eval_run_summary(runs)
+    console.print(f"Results in {output}")
+
+
+@eval_app.command("score")
+def eval_score(
+    suite: Annotated[str, typer.Option("--suite", help="Suite name or folder.")],
+    predictions: Annotated[Path, typer.Option("--predictions", help='JSONL of {"id", "prediction"} lines.')],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the scores as JSON.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    suites_dir: SuitesDir = None, strict: Strict = False,
+):
+    """Score existing predictions on a suite (no model needed).
+
+    Example: workbench eval score --suite closed_qa --predictions answers.jsonl -o scores.json
+    """
+    from eval_suites.registry import load_suite
+    from eval_suites.runner import default_toxicity_config, read_predictions, score_suite
+    from pipelines.screen import load_scorer
+    from workbench.display import metrics_table
+    from workbench.io import atomic_write_text
+
+    loaded = load_suite(suite, suites_dir)
+    problems: list = []
+    answers = read_predictions(predictions, problems)
+    _report_problems(problems, _sibling(predictions, ".quarantine.jsonl"), strict)
+    toxicity = load_scorer(default_toxicity_config()) if "toxicity_rate" in loaded.config.metrics else None
+    scores = score_suite(loaded, answers, toxicity)
+    result = {"suite": loaded.name, "predictions": str(predictions), "metrics": scores.metrics,
+              "missing": scores.missing, "notes": scores.notes, "items": scores.rows}
+    if output:
+        atomic_write_text(output, json.dumps(result, indent=2) + "\n")
+    if as_json:
+        print(json.dumps({k: v for k, v in result.items() if k != "items"}, indent=2))
+        return
+    console.print(metrics_table(f"{predictions} on {loaded.name}", scores.metrics))
+    for note in scores.notes:
+        err_console.print(f"Note: {note}")
+    if scores.missing:
+        err_console.print(f"Warning: {len(scores.missing)} of {len(loaded.items)} items have no prediction "
+                          f"(first: {scores.missing[0]}); scored on the other {len(scores.rows)}")
+
+
+@eval_app.command("compare")
+def eval_compare(
+    results: Annotated[list[Path], typer.Argument(help="Results folders of `eval run`; the first is the baseline.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The HTML report (summary.json goes beside it).")],
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed: the same seed gives the same CIs.")] = 0,
+    max_toxicity_rate: Annotated[float | None, typer.Option(help="Exit 1 when a model's answers are toxic more "
+                                                            "often than this (0-1).")] = None,
+    judge: Annotated[str | None, typer.Option(help="A model that judges answers pairwise (both orders).")] = None,
+    judge_backend: Annotated[str, typer.Option(help="The judge's backend: transformers or openai.")] = "transformers",
+    api_base: ApiBase = None, api_key: ApiKey = None,
+):
+    """Compare models: means with 95% bootstrap CIs, paired differences, plots, answers side by side.
+
+    Example: workbench eval compare results/base results/finetuned -o report.html --max-toxicity-rate 0.01
+    """
+    from eval_suites.compare import compare, markdown, suite_items, write_report
+    from eval_suites.judge import judge_all
+    from workbench.backends import BackendConfig
+    from workbench.config import build_config
+
+    comparison = compare(results, resamples=bootstrap, seed=seed, max_toxicity_rate=max_toxicity_rate)
+    items = suite_items(comparison)
+    if judge:
+        config = build_config(BackendConfig, {"backend": judge_backend, "model": judge, "api_base": api_base},
+                              "options")
+        comparison.summary["judge"] = judge_all(config, comparison.models, comparison.suites, items, bootstrap, seed,
+                                                api_key)
+    summary = write_report(comparison, output, items)
+    console.print(markdown(comparison), markup=False)
+    console.print(f"Report: {output}; summary: {summary}")
+    for violation in comparison.toxicity_violations:
+        err_console.print(f"Error: {violation}")
+    if comparison.toxicity_violations:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

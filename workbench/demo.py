@@ -233,7 +233,7 @@ def finetune_stage(run_dir: Path, config: finetune.FinetuneConfig, curated: Path
         adapter = stage.path("adapter")
         shutil.rmtree(adapter, ignore_errors=True)  # a forced rerun starts over; the stage is short
         result = finetune.finetune(str(model_dir), records, adapter, config, device="cpu",
-                                   data_sha256=sha256_file(curated))
+                                   data_sha256=sha256_file(curated), data_path=str(curated.resolve()))
         m = result.manifest
         if m["dropped_too_long"]:
             ledger.counts["drop: longer than max_length"] += len(m["dropped_too_long"])

@@ -53,6 +53,45 @@ def progress_bar(description: str):
         yield update
 
 
+@contextmanager
+def progress_tasks():
+    """One rich progress display with a bar per task; yields new_task(description) -> callback(done, total)."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=False) as progress:
+        def new_task(description: str):
+            task = progress.add_task(description, total=None)
+            return lambda done, total: progress.update(task, completed=done, total=total)
+
+        yield new_task
+
+
+def metrics_table(title: str, metrics: dict, extra: dict | None = None) -> Table:
+    """A metric -> value table (values None print as '–', with how many items each applied to)."""
+    table = Table(title=title)
+    for column in ("metric", "value", "items"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for name, m in metrics.items():
+        table.add_row(name, "–" if m["value"] is None else f"{m['value']:.3f}", str(m["n"]))
+    for name, value in (extra or {}).items():
+        table.add_row(name, str(value), "")
+    return table
+
+
+def eval_run_summary(runs) -> None:
+    """A metrics table per suite run, with where the answers came from and the contamination check."""
+    for run in runs:
+        m = run.manifest
+        extra = {"answers": f"{m['cache']['hits']} cached, {m['cache']['generated']} generated"}
+        c = m["contamination"]
+        if c:
+            extra["contamination"] = (f"{len(c['contaminated'])} of {c['items_checked']} items" if c["checked"]
+                                      else f"not checked: {c['reason']}")
+        console.print(metrics_table(f"{m['name']} on {run.suite.name} ({m['items']} items)", run.scores.metrics,
+                                    extra))
+        for note in run.scores.notes:
+            err_console.print(f"Note: {note}")
+
+
 def generation_summary(result, output, rejected) -> None:
     resumed = " (resumed)" if result.resumed else ""
     console.print(f"Kept {result.kept:,} records in {output}; {result.rejected:,} rejected in {rejected}{resumed}")

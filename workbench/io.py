@@ -37,6 +37,10 @@ class Problem:
         return f"{self.file}:{self.line}: {self.field}: {self.reason}"
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: the mode a plain open() would give new files (mkstemp makes them 0600)
+
+
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w"):
     """Open a temp file beside `path`; on success fsync it and rename it over `path`, else remove it."""
@@ -44,6 +48,7 @@ def atomic_open(path: str | Path, mode: str = "w"):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as f:
             yield f
             f.flush()

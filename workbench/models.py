@@ -147,6 +147,7 @@ class Model:
     device: str
     quant: Quant
     quantized_layers: int
+    adapter: str | None = None  # a LoRA adapter folder applied on top (peft)
 
     @property
     def parameters(self) -> int:
@@ -225,8 +226,11 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
 
 
 def get_model(name: str, *, quant: Quant = "none", dtype: str = "auto", device: str = "auto",
-              trust_remote_code: bool = False) -> Model:
-    """Load a causal LM + tokenizer from a hub id or local folder; quantization is verified, never trusted."""
+              trust_remote_code: bool = False, adapter: str | None = None) -> Model:
+    """Load a causal LM + tokenizer from a hub id or local folder; quantization is verified, never trusted.
+
+    `adapter`: a peft (LoRA) adapter folder put on top of the base, unmerged (the way it was trained, 8-bit too).
+    """
     from transformers import AutoConfig, AutoModelForCausalLM
 
     device = resolve_device(device)
@@ -235,7 +239,11 @@ def get_model(name: str, *, quant: Quant = "none", dtype: str = "auto", device: 
         config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise _load_error(name, e) from e
-    tokenizer = load_tokenizer(name, trust_remote_code)
+    if adapter and not (Path(adapter) / "adapter_config.json").is_file():
+        raise ModelLoadError(f"{adapter}: not a peft adapter folder (no adapter_config.json)")
+    # The adapter's folder holds the tokenizer it was trained with, when finetune saved one there.
+    has_tokenizer = adapter and (Path(adapter) / "tokenizer_config.json").is_file()
+    tokenizer = load_tokenizer(adapter if has_tokenizer else name, trust_remote_code)
     tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token  # falcon-7b ships no pad token
@@ -254,5 +262,15 @@ def get_model(name: str, *, quant: Quant = "none", dtype: str = "auto", device: 
     if quant == "none":
         model.to(device)
     layers = verify_quantization(model, quant, name)
+    if adapter:
+        from peft import PeftModel
+
+        try:
+            model = PeftModel.from_pretrained(model, adapter)
+        except (OSError, ValueError, RuntimeError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise ModelLoadError(f"{adapter}: cannot load the adapter onto {name} ({type(e).__name__}: {first})",
+                                 hint="was it trained on this base model?") from e
     model.eval()
-    return Model(name=name, model=model, tokenizer=tokenizer, device=device, quant=quant, quantized_layers=layers)
+    return Model(name=name, model=model, tokenizer=tokenizer, device=device, quant=quant, quantized_layers=layers,
+                 adapter=adapter)

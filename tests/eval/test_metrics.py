@@ -70,9 +70,9 @@ def test_qa_scores_follow_squad2_for_unanswerable_items():
 def test_abstention_precision_and_recall():
     rows = [{"abstained": True, "answerable": False}, {"abstained": True, "answerable": True},
             {"abstained": False, "answerable": False}, {"abstained": False, "answerable": True}]
-    assert m.aggregate(m.METRICS["abstain_precision"], rows) == (0.5, 4)
+    assert m.aggregate(m.METRICS["abstain_precision"], rows) == (0.5, 2)  # over the 2 abstentions
     assert m.aggregate(m.METRICS["abstain_recall"], rows) == (0.5, 2)
-    assert m.aggregate(m.METRICS["abstain_precision"], rows[2:]) == (None, 2)  # never abstained: undefined
+    assert m.aggregate(m.METRICS["abstain_precision"], rows[2:]) == (None, 0)  # never abstained: undefined
 
 
 @pytest.mark.parametrize("answer, expected", [

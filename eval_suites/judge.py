@@ -1,0 +1,106 @@
+"""Pairwise LLM judge: for each item, which of two models' answers is better, asked in both orders.
+
+Judges prefer whichever answer comes first (or second) more often than chance, so every pair is judged twice with
+the answers swapped (Zheng et al. 2023, "Judging LLM-as-a-judge"). The later model wins an item only when it wins
+in both orders, loses only when it loses in both, and ties otherwise; a verdict the judge did not give in the asked
+form counts as a tie and is reported as unparsed. Verdicts are cached like generations (judge model files + prompt).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import numpy as np
+
+from eval_suites.compare import ModelResults
+from eval_suites.runner import GenerationCache, model_fingerprint
+from workbench.backends import BackendConfig, load_backend
+from workbench.models import GenerationParams
+
+JUDGE_TEMPLATE_ID = "workbench/pairwise-judge/v1"
+JUDGE_PARAMS = GenerationParams(max_new_tokens=8, temperature=0.0, stop=("\n",), batch_size=8)
+
+
+def judge_prompt(question: str, context: str, answer_a: str, answer_b: str) -> str:
+    given = f"Context:\n{context.strip()}\n\n" if context.strip() else ""
+    return ("You are a careful judge. Compare two answers to the same request. Prefer the answer that is correct, "
+            "follows the request, and uses only what the context supports. Ignore length and style.\n\n"
+            f"{given}Request:\n{question.strip()}\n\nAnswer A:\n{answer_a.strip()}\n\nAnswer B:\n{answer_b.strip()}"
+            "\n\nWhich answer is better? Reply with exactly one of: A, B, tie.\nVerdict:")
+
+
+def parse_verdict(text: str) -> str | None:
+    """'A', 'B' or 'tie' from the judge's first words; None when it gave none of them."""
+    match = re.match(r"\W*(tie|a|b)\b", text.strip(), re.IGNORECASE)
+    if not match:
+        return None
+    verdict = match.group(1).lower()
+    return verdict if verdict == "tie" else verdict.upper()
+
+
+def judge_pair(config: BackendConfig, first: ModelResults, other: ModelResults, suite: str,
+               items: dict[str, dict[str, Any]], resamples: int = 1000, seed: int = 0,
+               api_key: str | None = None, backend=None) -> tuple[dict[str, Any], Any]:
+    """Win/tie/loss of `other` against `first` on the items both answered, with 95% bootstrap CIs."""
+    a, b = first.suites[suite], other.suites[suite]
+    common = [i for i in a.answers if i in b.answers]
+    prompts = []
+    for i in common:
+        item = items.get(i, {})
+        question = item.get("question") or item.get("prompt") or a.questions.get(i, "")
+        context = item.get("context", "")
+        prompts.append(judge_prompt(question, context, a.answers[i], b.answers[i]))  # other is B
+        prompts.append(judge_prompt(question, context, b.answers[i], a.answers[i]))  # other is A
+    key = hashlib.sha256(f"{model_fingerprint(config)} {JUDGE_TEMPLATE_ID} {JUDGE_PARAMS.model_dump_json()}"
+                         .encode()).hexdigest()
+    cache = GenerationCache(f"judge-{key}")
+    ids = [hashlib.sha256(p.encode()).hexdigest() for p in prompts]
+    todo = [(k, p) for k, p in zip(ids, prompts) if k not in cache.answers]
+    if todo:
+        backend = backend or load_backend(config, api_key)
+        for start in range(0, len(todo), 32):
+            chunk = todo[start:start + 32]
+            outputs = backend.complete([p for _, p in chunk], JUDGE_PARAMS)
+            cache.add([{"id": k, "prediction": o.text} for (k, _), o in zip(chunk, outputs)])
+    verdicts = [parse_verdict(cache.answers[k]["prediction"]) for k in ids]
+    unparsed = sum(v is None for v in verdicts)
+    outcome = []  # 1: other wins in both orders, 0: loses in both, 0.5: anything else
+    for n in range(len(common)):
+        forward, backward = verdicts[2 * n], verdicts[2 * n + 1]
+        if forward == "B" and backward == "A":
+            outcome.append(1.0)
+        elif forward == "A" and backward == "B":
+            outcome.append(0.0)
+        else:
+            outcome.append(0.5)
+    scores = np.array(outcome)
+    index = np.random.default_rng(seed).integers(0, len(scores), size=(resamples, len(scores))) if len(scores) else None
+
+    def rate(values: np.ndarray) -> dict[str, float | None]:
+        if index is None:
+            return {"mean": None, "ci_low": None, "ci_high": None}
+        low, high = np.percentile(values[index].mean(axis=1), [2.5, 97.5])
+        return {"mean": float(values.mean()), "ci_low": float(low), "ci_high": float(high)}
+
+    result = {"win": rate((scores == 1.0).astype(float)), "tie": rate((scores == 0.5).astype(float)),
+              "loss": rate((scores == 0.0).astype(float)), "unparsed": unparsed, "n": len(common),
+              "cache": str(cache.path)}
+    return result, backend
+
+
+def judge_all(config: BackendConfig, models: list[ModelResults], suites: list[str],
+              items: dict[str, list[dict[str, Any]]], resamples: int = 1000, seed: int = 0,
+              api_key: str | None = None) -> dict[str, Any]:
+    """Every later model against the first, on every suite both have: summary.json's "judge" section."""
+    pairs: dict[str, dict[str, Any]] = {}
+    backend = None
+    for other in models[1:]:
+        per_suite = pairs.setdefault(f"{other.label}_vs_{models[0].label}", {})
+        for suite in suites:
+            if suite in other.suites and suite in models[0].suites:
+                by_id = {item["id"]: item for item in items.get(suite, [])}
+                per_suite[suite], backend = judge_pair(config, models[0], other, suite, by_id, resamples, seed,
+                                                       api_key, backend)
+    return {"model": config.model, "backend": config.backend, "template": JUDGE_TEMPLATE_ID, "pairs": pairs}

