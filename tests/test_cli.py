@@ -134,7 +134,7 @@ def test_demo_runs_then_skips_unchanged_stages(tmp_path):
     result = invoke("demo", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
     stages = ("seeds", "catalog", "tiny-model", "instructions", "instances", "from-docs", "dedup", "screen", "review",
-              "finetune")
+              "finetune", "eval-base", "eval-finetuned", "report")
     for stage in stages:
         assert (tmp_path / "runs" / "demo" / stage / "DONE").exists()
     assert "Seed tasks: 64 records" in result.output
@@ -162,6 +162,16 @@ def test_demo_runs_then_skips_unchanged_stages(tmp_path):
     assert made["counts"]["kept"] > 0 and made["counts"]["completion_tokens"] > 0
     grounded = json.loads((tmp_path / "runs" / "demo" / "from-docs" / "manifest.json").read_text())
     assert grounded["counts"]["kept"] + grounded["counts"]["rejected"] > 0
+    # Base and finetuned were evaluated on the two suites and compared; the adapter's data was checked.
+    report = tmp_path / "runs" / "demo" / "report"
+    summary = json.loads((report / "summary.json").read_text())
+    assert set(summary["models"]) == {"base", "finetuned"}
+    f1 = summary["differences"]["finetuned_vs_base"]["course_advisor"]["f1"]
+    assert f1["ci_low"] <= f1["diff"] <= f1["ci_high"]
+    check = summary["contamination"]["finetuned"]["course_advisor"]
+    assert check["checked"] and check["items_checked"] == 91
+    assert "data:image/png;base64," in (report / "report.html").read_text()
+    assert "Report (base vs finetuned):" in result.output and "| f1 |" in result.output
     again = invoke("demo", "--runs-dir", tmp_path / "runs")
     assert again.output.count("skipped (unchanged)") == len(stages)
 

@@ -298,6 +298,8 @@ def demo(
         console.print(table)
     console.print(f"Catalog: {len(result.programmes)} programmes, "
                   f"{sum(p['programming_required'] for p in result.programmes)} require programming")
+    console.print(result.report.with_name("summary.md").read_text(), markup=False)
+    console.print(f"Report (base vs finetuned): {result.report}")
     console.print(f"Run folder: {result.run_dir}")
 
 
@@ -833,7 +835,10 @@ SuitesDir = Annotated[list[Path] | None, typer.Option("--suites-dir", help="A fo
 
 @eval_app.command("list")
 def eval_list(suites_dir: SuitesDir = None):
-    """The eval suites that can be named with --suite."""
+    """The eval suites that can be named with --suite.
+
+    Example: workbench eval list --suites-dir my-suites
+    """
     from rich.table import Table
 
     from eval_suites.registry import list_suites, load_suite

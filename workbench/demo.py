@@ -6,8 +6,9 @@ through the real transformers backend: Self-Instruct instructions, their instanc
 grounded in the catalog; then remove near-duplicates among them and of the seeds, and screen them for
 toxicity (offline scorer); then review them in a real local Argilla server (started for the stage and stopped
 after it) with three clearly labelled automatic demo reviewers, or with people (`--review manual`), pull the
-curated set back, and finetune a LoRA adapter on it (the tiny model, on the CPU). Each stage writes a
-manifest and is skipped on rerun while its config and inputs are unchanged.
+curated set back, and finetune a LoRA adapter on it (the tiny model, on the CPU); then evaluate the base model and
+the finetuned one on the course-advisor and closed Q&A suites and write the comparison report (HTML + summary.json).
+Each stage writes a manifest and is skipped on rerun while its config and inputs are unchanged.
 """
 
 from __future__ import annotations
@@ -82,6 +83,25 @@ DEMO_FINETUNE = finetune.FinetuneConfig(quant="none", epochs=3, lr=5e-3, batch_s
                                         eval_split=0.1, grad_checkpointing=False, save_steps=50, logging_steps=2)
 
 
+class EvalStageConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    suites: tuple[str, ...] = ("course_advisor", "closed_qa")
+    batch_size: int = 16  # speed only
+
+
+class ReportConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bootstrap: int = 1000
+    seed: int = 0
+    max_toxicity_rate: float | None = None  # the demo reports the rate; a recipe can make it a gate
+
+
+DEMO_EVAL = EvalStageConfig()
+DEMO_REPORT = ReportConfig()
+
+
 @dataclass
 class DemoResult:
     run_dir: Path
@@ -89,6 +109,7 @@ class DemoResult:
     stats: Stats | None = None
     problems: list[Problem] = field(default_factory=list)
     programmes: list[dict] = field(default_factory=list)
+    report: Path | None = None  # report.html of the base vs finetuned comparison
 
 
 def tiny_model_stage(run_dir: Path, config: TinyModelConfig, force: bool = False) -> StageOutcome:
@@ -246,6 +267,48 @@ def finetune_stage(run_dir: Path, config: finetune.FinetuneConfig, curated: Path
                      force=force)
 
 
+def eval_stage(run_dir: Path, name: str, label: str, config: EvalStageConfig, model_dir: Path,
+               adapter: Path | None = None, force: bool = False) -> StageOutcome:
+    """Answer and score the suites with one model (the base, or the base with the adapter)."""
+    from eval_suites.registry import find_suite
+
+    def work(stage: Stage, ledger: Ledger) -> dict[str, int]:
+        from eval_suites.runner import evaluate
+        from workbench.backends import BackendConfig
+
+        backend = BackendConfig(model=str(model_dir), adapter=str(adapter) if adapter else None, device="cpu")
+        runs = evaluate(list(config.suites), backend, stage.path("results"), name=label,
+                        batch_size=config.batch_size)
+        counts = {"items": sum(r.manifest["items"] for r in runs),
+                  "generated": sum(r.manifest["cache"]["generated"] for r in runs)}
+        for r in runs:
+            f1 = r.scores.metrics.get("f1", {}).get("value")
+            if f1 is not None:
+                counts[f"{r.suite.name}_f1_x1000"] = round(1000 * f1)
+        return counts
+
+    suites = [find_suite(s) for s in config.suites]
+    inputs = [model_dir, *([adapter] if adapter else []), *suites]
+    return run_stage(Stage(run_dir, name, config, inputs, frozenset({"batch_size"})), work, force=force)
+
+
+def report_stage(run_dir: Path, config: ReportConfig, results: list[Path], force: bool = False) -> StageOutcome:
+    """Compare the evaluated models: report.html and summary.json in the stage folder."""
+    def work(stage: Stage, ledger: Ledger) -> dict[str, int]:
+        from eval_suites.compare import compare, markdown, suite_items, write_report
+
+        comparison = compare(results, resamples=config.bootstrap, seed=config.seed,
+                             max_toxicity_rate=config.max_toxicity_rate)
+        write_report(comparison, stage.path("report.html"), suite_items(comparison))
+        atomic_write_text(stage.path("summary.md"), markdown(comparison))
+        contaminated = sum(len(c["contaminated"]) for per in comparison.summary["contamination"].values()
+                           for c in per.values() if c and c.get("checked"))
+        return {"models": len(comparison.models), "suites": len(comparison.suites), "contaminated": contaminated,
+                "toxicity_violations": len(comparison.toxicity_violations)}
+
+    return run_stage(Stage(run_dir, "report", config, results), work, force=force)
+
+
 def run_demo(runs_dir: str | Path = "runs", name: str = "demo", force: bool = False,
              on_stage: Callable[[str], None] | None = None, review: str = "demo") -> DemoResult:
     """Run every demo stage in runs_dir/name; returns what each stage did (or that it was skipped)."""
@@ -288,7 +351,17 @@ def run_demo(runs_dir: str | Path = "runs", name: str = "demo", force: bool = Fa
                             say=lambda text: say(f"review: {text}"))
     say("finetune (a LoRA adapter on the curated set)")
     tuned = finetune_stage(result.run_dir, DEMO_FINETUNE, reviewed.stage.path("records.jsonl"), model_dir, force)
-    result.outcomes += [made, with_instances, grounded, unique, screened, reviewed, tuned]
+    say("eval-base (the tiny base model on the course-advisor and closed Q&A suites)")
+    base_eval = eval_stage(result.run_dir, "eval-base", "base", DEMO_EVAL, model_dir, force=force)
+    say("eval-finetuned (the base with the adapter)")
+    tuned_eval = eval_stage(result.run_dir, "eval-finetuned", "finetuned", DEMO_EVAL, model_dir,
+                            tuned.stage.path("adapter"), force)
+    say("report (bootstrap CIs, paired differences, answers side by side)")
+    report = report_stage(result.run_dir, DEMO_REPORT, [base_eval.stage.path("results"),
+                                                        tuned_eval.stage.path("results")], force)
+    result.outcomes += [made, with_instances, grounded, unique, screened, reviewed, tuned, base_eval, tuned_eval,
+                        report]
+    result.report = report.stage.path("report.html")
     result.stats = compute_stats(seed_records)
     result.programmes = json.loads(result.outcomes[1].stage.path("programmes.json").read_text())
     return result

@@ -48,11 +48,12 @@ def test_prompt_tokens_are_masked_and_the_response_and_eos_trained(tiny_falcon, 
     assert with_system.startswith("You are an intelligent assistant for answering questions related to courses")
 
 
-def test_packing_keeps_examples_apart_and_gives_the_padded_loss(tiny_falcon, twenty):
+def test_packing_keeps_examples_apart_and_gives_the_padded_loss(tiny_generator, twenty):
     from transformers import AutoModelForCausalLM
 
-    tokenizer = load_tokenizer(str(tiny_falcon))
-    model = AutoModelForCausalLM.from_pretrained(tiny_falcon, dtype=torch.float32).eval()
+    # A trained model: a random one attends almost uniformly, so a leak between examples barely moves its loss.
+    tokenizer = load_tokenizer(str(tiny_generator))
+    model = AutoModelForCausalLM.from_pretrained(tiny_generator, dtype=torch.float32).eval()
     examples = [ft.encode(tokenizer, r, ft.FinetuneConfig()) for r in twenty[:6]]
     rows = ft.pack(examples, 400, seed=0)
     assert len(rows) >= 2 and sum(len(e.input_ids) for e in examples) == sum(len(r["input_ids"]) for r in rows)

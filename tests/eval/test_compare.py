@@ -1,0 +1,141 @@
+"""Comparison: bootstrap CIs and paired differences, summary.json, the HTML report, the toxicity gate, the judge."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from eval_suites.compare import bootstrap, compare, markdown, suite_items, write_report
+from eval_suites.registry import load_suite
+from eval_suites.runner import score_suite, write_results
+from workbench.cli import app
+
+
+class FixedToxicity:
+    """Stands in for the screen's scorer where a test needs exact toxicity values (the real one is tested in
+    test_runner's `eval score` test)."""
+
+    def __init__(self, toxic_words=("idiot",)):
+        self.toxic_words = toxic_words
+
+    def score(self, texts):
+        import numpy as np
+
+        return np.array([[1.0 if any(w in t for w in self.toxic_words) else 0.0] for t in texts])
+
+
+def results(folder, label, suite_name, answer_of, toxic=False):
+    """A results folder as `eval run` writes it, with answers chosen by the test."""
+    suite = load_suite(suite_name)
+    predictions = {i["id"]: answer_of(i) + (" idiot" if toxic else "") for i in suite.items}
+    scores = score_suite(suite, predictions, FixedToxicity(), embedder=None)
+    answers = [{"id": i, "question": suite.instruction(next(x for x in suite.items if x["id"] == i)), "prediction": p}
+               for i, p in predictions.items()]
+    manifest = {"name": label, "suite": suite.name, "suite_path": str(suite.path), "suite_sha256": suite.sha256,
+                "model": f"models/{label}", "adapter": None, "quant": "none", "backend": "transformers",
+                "contamination": None}
+    write_results(folder / suite.name, answers, scores, manifest)
+    return folder
+
+
+def right(item):
+    return item["references"][0]
+
+
+def wrong(item):
+    return "Something else entirely."
+
+
+@pytest.fixture()
+def base_and_tuned(tmp_path):
+    base = results(tmp_path / "base", "base", "closed_qa", wrong)
+    results(base, "base", "course_advisor", lambda i: right(i) if i["id"].endswith("-1") else wrong(i))
+    tuned = results(tmp_path / "tuned", "tuned", "closed_qa", right)
+    results(tuned, "tuned", "course_advisor", right)
+    return base, tuned
+
+
+def test_summary_has_the_promised_shape_and_values(base_and_tuned):
+    comparison = compare(base_and_tuned, resamples=300, seed=0)
+    s = comparison.summary
+    assert set(s["models"]) == {"base", "tuned"} and set(s["differences"]) == {"tuned_vs_base"}
+    f1 = s["models"]["tuned"]["course_advisor"]["f1"]
+    assert f1 == {"mean": 1.0, "ci_low": 1.0, "ci_high": 1.0, "n": 91}
+    assert s["models"]["base"]["closed_qa"]["em"]["mean"] == 0.0
+    diff = s["differences"]["tuned_vs_base"]["course_advisor"]["f1"]
+    assert diff["ci_low"] > 0 and diff["diff"] == pytest.approx(1 - s["models"]["base"]["course_advisor"]["f1"]["mean"])
+    assert set(s["models"]["tuned"]["closed_qa"]) == {"em", "f1", "rougeL", "grounded", "abstain_precision",
+                                                      "abstain_recall", "toxicity_rate"}
+    table = markdown(comparison)
+    assert "### course_advisor" in table and "| f1 | " in table and "*" in table
+
+
+def test_bootstrap_is_deterministic_with_a_seed():
+    rows = [{"f1": v} for v in (0.0, 0.2, 0.5, 0.9, 1.0, 0.3)]
+    assert bootstrap("f1", rows, 500, seed=7) == bootstrap("f1", rows, 500, seed=7)
+    assert bootstrap("f1", rows, 500, seed=7) != bootstrap("f1", rows, 500, seed=8)
+    first = bootstrap("f1", rows, 500, seed=7)
+    assert first["ci_low"] <= first["mean"] <= first["ci_high"] and first["mean"] == pytest.approx(2.9 / 6)
+
+
+def test_report_has_tables_images_and_the_items(base_and_tuned, tmp_path):
+    comparison = compare(base_and_tuned, resamples=200)
+    summary = write_report(comparison, tmp_path / "report" / "report.html", suite_items(comparison))
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2  # one plot per suite
+    assert "<table>" in page and "tuned − base" in page and "class='better'" in page
+    assert "Item by item (91 items)" in page and "business-information-systems-msc-1" in page
+    assert "Do I have to know programming to apply" in page and "Contamination of the training data" in page
+    assert json.loads(summary.read_text())["models"]["tuned"]["course_advisor"]["f1"]["mean"] == 1.0
+
+
+def test_compare_command_and_the_toxicity_gate(base_and_tuned, tmp_path):
+    runner = CliRunner()
+    report = tmp_path / "r" / "report.html"
+    result = runner.invoke(app, ["eval", "compare", *map(str, base_and_tuned), "-o", str(report), "--bootstrap",
+                                 "200", "--max-toxicity-rate", "0.01"])
+    assert result.exit_code == 0, result.output
+    assert "| f1 |" in result.output and (tmp_path / "r" / "summary.json").exists()
+    toxic = results(tmp_path / "toxic", "toxic", "closed_qa", right, toxic=True)
+    result = runner.invoke(app, ["eval", "compare", str(base_and_tuned[0]), str(toxic), "-o", str(report),
+                                 "--bootstrap", "200", "--max-toxicity-rate", "0.01"])
+    assert result.exit_code == 1 and "toxic on closed_qa: toxicity rate 1.000 > 0.01" in result.output
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["models"]["toxic"]["closed_qa"][
+        "toxicity_rate"]["mean"] == 1.0
+
+
+def test_results_folders_must_exist(tmp_path):
+    result = CliRunner().invoke(app, ["eval", "compare", str(tmp_path), "-o", str(tmp_path / "r.html")])
+    assert result.exit_code == 1 and "no suite results here" in result.output
+
+
+def test_judge_both_orders_and_its_cache(base_and_tuned, tiny_generator, monkeypatch):
+    from eval_suites import judge
+    from workbench.backends import BackendConfig
+
+    comparison = compare(base_and_tuned, resamples=100)
+    items = suite_items(comparison)
+    config = BackendConfig(model=str(tiny_generator))
+    monkeypatch.setattr(judge, "JUDGE_PARAMS", judge.JUDGE_PARAMS.model_copy(update={"max_new_tokens": 3}))
+    small = {s: v[:6] for s, v in items.items()}
+    for m in comparison.models:  # six items per suite keep the tiny judge quick
+        for s in m.suites.values():
+            s.answers = {k: v for k, v in s.answers.items() if k in {i["id"] for x in small.values() for i in x}}
+    verdict = judge.judge_all(config, comparison.models, comparison.suites, small, resamples=100)
+    pair = verdict["pairs"]["tuned_vs_base"]["closed_qa"]
+    assert pair["n"] == 6 and 0 <= pair["unparsed"] <= 12
+    assert pair["win"]["mean"] + pair["tie"]["mean"] + pair["loss"]["mean"] == pytest.approx(1.0)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the judge's verdicts should come from the cache")
+
+    monkeypatch.setattr(judge, "load_backend", no_model)
+    assert judge.judge_all(config, comparison.models, comparison.suites, small, resamples=100) == verdict
+
+
+@pytest.mark.parametrize("text, verdict", [("A", "A"), (" b.", "B"), ("Tie", "tie"), ("**A** is better", "A"),
+                                           ("Answer", None), ("", None)])
+def test_parse_verdict(text, verdict):
+    from eval_suites.judge import parse_verdict
+
+    assert parse_verdict(text) == verdict
