@@ -21,7 +21,7 @@ from workbench.config import load_config
 from workbench.errors import ConfigError, InputError
 from workbench.io import Problem, read_json_lines
 from workbench.models import GenerationParams
-from workbench.prompts import ADVISOR_SYSTEM_PROMPT, ANSWER_STOPS, ANSWER_TEMPLATE_ID, format_prompt
+from workbench.prompts import ADVISOR_SYSTEM_PROMPT, ANSWER_STOPS, ANSWER_TEMPLATE_ID, build_prompt
 from workbench.records import did_you_mean
 
 SUITES_DIR = Path(__file__).parent / "suites"
@@ -38,6 +38,8 @@ class PromptSettings(BaseModel):
 
     template: Literal["dolly-sections/v1"] = ANSWER_TEMPLATE_ID  # workbench.prompts.format_prompt
     system: Literal["none", "advisor"] = "none"  # advisor: the course-advisor system prompt
+    # auto: the tokenizer's chat template when the model has one (as finetuning does), else the sections
+    chat_template: Literal["auto", "never"] = "auto"
 
 
 class GenerationSettings(BaseModel):
@@ -93,8 +95,10 @@ class Suite:
     def instruction(self, item: dict[str, Any]) -> str:
         return item["question"] if self.config.task == "qa" else item["prompt"]
 
-    def prompt(self, item: dict[str, Any]) -> str:
-        return format_prompt(self.instruction(item), item.get("context", ""), SYSTEM_PROMPTS[self.config.prompt.system])
+    def prompt(self, item: dict[str, Any], tokenizer=None) -> str:
+        """The item's prompt; with the model's tokenizer, its chat template where it has one (suite setting)."""
+        return build_prompt(self.instruction(item), item.get("context", ""), SYSTEM_PROMPTS[self.config.prompt.system],
+                            tokenizer, self.config.prompt.chat_template == "auto")
 
     def params(self, **overrides: Any) -> GenerationParams:
         values = {**self.config.generation.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}

@@ -231,7 +231,8 @@ def evaluate(suite_names: list[str], config: BackendConfig, out_dir: str | Path,
             step = params.batch_size * 4  # cache granularity: a few batches per append
             for start in range(0, len(todo), step):
                 chunk = todo[start:start + step]
-                completions = backend.complete([suite.prompt(item) for item in chunk], params)
+                tokenizer = getattr(backend, "tokenizer", None)  # transformers: its chat template, if any
+                completions = backend.complete([suite.prompt(item, tokenizer) for item in chunk], params)
                 cache.add([{"id": item["id"], "question": suite.instruction(item), "prediction": c.text.strip(),
                             "finish_reason": c.finish_reason, "completion_tokens": c.completion_tokens}
                            for item, c in zip(chunk, completions)])

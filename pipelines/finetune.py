@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from workbench.errors import ConfigError, InputError
-from workbench.prompts import ADVISOR_SYSTEM_PROMPT, RESPONSE_KEY, format_prompt
+from workbench.prompts import ADVISOR_SYSTEM_PROMPT, RESPONSE_KEY, build_prompt, format_prompt, has_chat_template
 from workbench.records import Record
 
 IGNORE = -100  # label of tokens that carry no loss (the prompt, padding)
@@ -106,17 +106,13 @@ class Encoded:
 
 
 def uses_chat_template(tokenizer, config: FinetuneConfig) -> bool:
-    return config.chat_template == "auto" and bool(getattr(tokenizer, "chat_template", None))
+    return config.chat_template == "auto" and has_chat_template(tokenizer)
 
 
 def prompt_text(tokenizer, record: Record, config: FinetuneConfig) -> str:
-    """The prompt part, as finetuning, evaluation and `ask` all build it."""
-    system = ADVISOR_SYSTEM_PROMPT if config.system_prompt else None
-    if uses_chat_template(tokenizer, config):
-        user = record.instruction.strip() + (f"\n\n{record.context.strip()}" if record.context.strip() else "")
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return format_prompt(record.instruction, record.context, system)
+    """The prompt part of a training example (`workbench.prompts.build_prompt`, shared with evaluation)."""
+    return build_prompt(record.instruction, record.context, ADVISOR_SYSTEM_PROMPT if config.system_prompt else None,
+                        tokenizer, config.chat_template == "auto")
 
 
 def encode(tokenizer, record: Record, config: FinetuneConfig) -> Encoded:

@@ -40,6 +40,21 @@ def format_prompt(instruction: str, context: str = "", system: str | None = None
     return "\n\n".join(parts)
 
 
+def has_chat_template(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def build_prompt(instruction: str, context: str = "", system: str | None = None, tokenizer=None,
+                 chat_template: bool = True) -> str:
+    """The prompt part as finetuning, evaluation and `ask` all build it: the tokenizer's chat template when it has
+    one (and `chat_template`), else Dolly sections."""
+    if chat_template and tokenizer is not None and has_chat_template(tokenizer):
+        user = instruction.strip() + (f"\n\n{context.strip()}" if context.strip() else "")
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return format_prompt(instruction, context, system)
+
+
 def format_example(record: Record, system: str | None = None) -> str:
     """A whole training example: prompt, response and the end marker."""
     return f"{format_prompt(record.instruction, record.context, system)}{record.response.strip()}\n\n{END_KEY}"

@@ -94,3 +94,17 @@ def test_the_suite_hash_changes_with_items_and_settings(tmp_path):
     second = load_suite(str(folder)).sha256
     (folder / "items.jsonl").write_text(json.dumps({"id": "a", "question": "Q?", "references": ["A"]}) + "\n")
     assert len({first, second, load_suite(str(folder)).sha256}) == 3
+
+
+def test_prompts_use_the_models_chat_template_when_it_has_one(tiny_falcon):
+    from workbench.models import load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_falcon))
+    suite = load_suite("course_advisor")
+    item = suite.items[0]
+    assert suite.prompt(item, tokenizer) == suite.prompt(item)  # no template: Dolly sections with the system prompt
+    assert suite.prompt(item).startswith("You are an intelligent assistant") and "### Context:" in suite.prompt(item)
+    tokenizer.chat_template = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}<|assistant|>"
+    chat = suite.prompt(item, tokenizer)
+    assert chat.startswith("<|system|>You are an intelligent assistant") and chat.endswith("<|assistant|>")
+    assert item["question"] in chat and "### Context:" not in chat
