@@ -43,6 +43,8 @@ eval_app = typer.Typer(cls=_Group, no_args_is_help=True,
                        help="Evaluate models on suites (closed_qa, brainstorming, course_advisor) and compare them.")
 app.add_typer(generate_app, name="generate")
 app.add_typer(eval_app, name="eval")
+inspect_app = typer.Typer(cls=_Group, no_args_is_help=True, help="See inside a model: next-token probabilities.")
+app.add_typer(inspect_app, name="inspect")
 app.add_typer(annotate_app, name="annotate")
 annotate_app.add_typer(users_app, name="users")
 
@@ -959,6 +961,34 @@ def eval_compare(
         err_console.print(f"Error: {violation}")
     if comparison.toxicity_violations:
         raise typer.Exit(1)
+
+
+@inspect_app.command("next-token")
+def inspect_next_token(
+    prompt: Annotated[str, typer.Argument(help="The text the model continues.")],
+    model: ModelName,
+    adapter: Annotated[str | None, typer.Option(help="LoRA adapter folder on top of --model.")] = None,
+    top_k: Annotated[int, typer.Option(help="How many of the most likely tokens to show.")] = 10,
+    steps: Annotated[int, typer.Option(help="Append the most likely token and show the next step, N times.")] = 1,
+    compare: Annotated[str | None, typer.Option(help="A second model, side by side (it sees the same text).")] = None,
+    compare_adapter: Annotated[str | None, typer.Option(help="LoRA adapter for --compare.")] = None,
+):
+    """The next-token distribution (token, probability), step by step, for one model or two side by side.
+
+    Example: workbench inspect next-token --model tiiuae/falcon-7b "Addressing climate change requires" --steps 3
+    --compare tiiuae/falcon-7b-instruct
+    """
+    from workbench.display import next_token_tables
+    from workbench.models import get_model
+    from workbench.next_token import next_tokens
+
+    models = [get_model(model, adapter=adapter)]
+    labels = [Path(adapter or model).name]
+    if compare:
+        models.append(get_model(compare, adapter=compare_adapter))
+        labels.append(Path(compare_adapter or compare).name)
+    for table in next_token_tables(next_tokens(models, prompt, top_k, steps), labels):
+        console.print(table)
 
 
 if __name__ == "__main__":

@@ -92,6 +92,27 @@ def eval_run_summary(runs) -> None:
             err_console.print(f"Note: {note}")
 
 
+def next_token_tables(steps, labels: list[str]) -> list[Table]:
+    """One table per step: rank, then each model's token, probability and a bar."""
+    tables = []
+    for n, row in enumerate(steps, start=1):
+        shown = row[0].text if len(row[0].text) <= 70 else "…" + row[0].text[-69:]
+        table = Table(title=f"Step {n}: after {shown!r}")
+        table.add_column("#", justify="right")
+        for label, step in zip(labels, row):
+            table.add_column(f"{label} token")
+            table.add_column(f"p (top {len(step.choices)}: {step.covered:.2f})", justify="right")
+        for rank in range(max(len(step.choices) for step in row)):
+            cells = [str(rank + 1)]
+            for step in row:
+                choice = step.choices[rank] if rank < len(step.choices) else None
+                cells += [repr(choice.text), f"{choice.probability:.3f} {'█' * round(choice.probability * 10)}"] \
+                    if choice else ["", ""]
+            table.add_row(*cells)
+        tables.append(table)
+    return tables
+
+
 def generation_summary(result, output, rejected) -> None:
     resumed = " (resumed)" if result.resumed else ""
     console.print(f"Kept {result.kept:,} records in {output}; {result.rejected:,} rejected in {rejected}{resumed}")
