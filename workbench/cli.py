@@ -991,5 +991,84 @@ def inspect_next_token(
         console.print(table)
 
 
+Catalog = Annotated[Path | None, typer.Option(help="A catalog folder (*.md programme pages): the best-matching page "
+                                              "is given as context (BM25), so answers are grounded.")]
+SystemPrompt = Annotated[bool, typer.Option(help="The course-advisor system prompt.")]
+
+
+def _answer(loaded, question: str, page, system_prompt: bool, max_new_tokens: int) -> None:
+    from workbench.assistant import advisor_prompt, stream_answer
+    from workbench.models import GenerationParams
+    from workbench.prompts import ADVISOR_SYSTEM_PROMPT, ANSWER_STOPS
+
+    prompt = advisor_prompt(question, page.text if page else "", loaded.tokenizer,
+                            ADVISOR_SYSTEM_PROMPT if system_prompt else None)
+    for piece in stream_answer(loaded, prompt, GenerationParams(max_new_tokens=max_new_tokens, stop=ANSWER_STOPS)):
+        console.print(piece, end="", markup=False, highlight=False)
+    console.print()
+
+
+def _retrieve(retriever, question: str, previous=None):
+    """The best page for the question; a follow-up that names no programme keeps the previous page."""
+    found = retriever.search(question, k=1) if retriever else []
+    page = found[0][0] if found else previous
+    if retriever:
+        err_console.print(f"[dim]Context: {page.name} ({page.path})[/]" if page else "[dim]Context: none matched[/]")
+    return page
+
+
+@app.command("ask")
+def ask(
+    question: Annotated[str, typer.Argument(help="A prospective student's question.")],
+    model: ModelName,
+    adapter: Annotated[str | None, typer.Option(help="LoRA adapter folder on top of --model.")] = None,
+    catalog: Catalog = None, system_prompt: SystemPrompt = True,
+    quant: Annotated[str, typer.Option(help="none, 8bit or 4bit.")] = "none",
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated at most.")] = 128,
+):
+    """Answer one question as the course-advisor assistant, streaming the answer.
+
+    Example: workbench ask --model tiiuae/falcon-7b --adapter adapters/advisor --catalog workbench/data/catalog
+    "Do I have to know programming to apply for the business information systems course?"
+    """
+    from workbench.assistant import Retriever
+    from workbench.models import get_model
+
+    retriever = Retriever.from_catalog(catalog) if catalog else None
+    loaded = get_model(model, quant=quant, adapter=adapter)
+    _answer(loaded, question, _retrieve(retriever, question), system_prompt, max_new_tokens)
+
+
+@app.command("chat")
+def chat(
+    model: ModelName,
+    adapter: Annotated[str | None, typer.Option(help="LoRA adapter folder on top of --model.")] = None,
+    catalog: Catalog = None, system_prompt: SystemPrompt = True,
+    quant: Annotated[str, typer.Option(help="none, 8bit or 4bit.")] = "none",
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated at most per answer.")] = 128,
+):
+    """Talk to the course-advisor assistant: one question per line; `exit` or Ctrl-D ends.
+
+    Example: workbench chat --model tiiuae/falcon-7b --adapter adapters/advisor --catalog workbench/data/catalog
+    """
+    from workbench.assistant import Retriever
+    from workbench.models import get_model
+
+    retriever = Retriever.from_catalog(catalog) if catalog else None
+    loaded = get_model(model, quant=quant, adapter=adapter)
+    page = None
+    while True:
+        try:
+            question = console.input("[bold]you>[/] ").strip()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if question.lower() in ("exit", "quit"):
+            break
+        if question:
+            page = _retrieve(retriever, question, page)
+            console.print("[bold]advisor>[/] ", end="")
+            _answer(loaded, question, page, system_prompt, max_new_tokens)
+
+
 if __name__ == "__main__":
     app()
