@@ -43,6 +43,8 @@ eval_app = typer.Typer(cls=_Group, no_args_is_help=True,
                        help="Evaluate models on suites (closed_qa, brainstorming, course_advisor) and compare them.")
 app.add_typer(generate_app, name="generate")
 app.add_typer(eval_app, name="eval")
+runs_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Run folders: what ran, when, and what it made.")
+app.add_typer(runs_app, name="runs")
 inspect_app = typer.Typer(cls=_Group, no_args_is_help=True, help="See inside a model: next-token probabilities.")
 app.add_typer(inspect_app, name="inspect")
 app.add_typer(annotate_app, name="annotate")
@@ -1068,6 +1070,62 @@ def chat(
             page = _retrieve(retriever, question, page)
             console.print("[bold]advisor>[/] ", end="")
             _answer(loaded, question, page, system_prompt, max_new_tokens)
+
+
+RunsDir = Annotated[Path, typer.Option(help="Where run folders live.")]
+
+
+@runs_app.command("list")
+def runs_list(runs_dir: RunsDir = Path("runs"), as_json: Annotated[bool, typer.Option("--json")] = False):
+    """The runs in the runs folder, with their stages and timings.
+
+    Example: workbench runs list --runs-dir runs
+    """
+    from workbench.display import runs_table
+    from workbench.runs import list_runs
+
+    runs = list_runs(runs_dir)
+    if as_json:
+        click.echo(json.dumps(runs, indent=2))
+    else:
+        console.print(runs_table(runs))
+
+
+@runs_app.command("show")
+def runs_show(run: Annotated[str, typer.Argument(help="A run's name (in --runs-dir) or folder.")],
+              runs_dir: RunsDir = Path("runs"), as_json: Annotated[bool, typer.Option("--json")] = False):
+    """A run's stages: status, timings, counts, rejection reasons and where their files are.
+
+    Example: workbench runs show demo
+    """
+    from workbench.display import stage_lines
+    from workbench.runs import stage_summaries
+
+    folder = Path(run) if Path(run).is_dir() else runs_dir / run
+    stages = stage_summaries(folder)
+    if as_json:
+        click.echo(json.dumps({"run": folder.name, "path": str(folder), "stages": stages}, indent=2))
+    else:
+        for line in stage_lines(folder.name, stages):
+            console.print(line, markup=False, highlight=False)
+
+
+@app.command("doctor")
+def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False):
+    """Check Python, torch, CUDA, real 8-bit loading, the Argilla server environment, Redis, the hub and disk.
+
+    Example: workbench doctor
+    """
+    from workbench.display import doctor_table
+    from workbench.doctor import run_checks
+
+    checks = run_checks()
+    if as_json:
+        click.echo(json.dumps([c.to_dict() for c in checks], indent=2))
+    else:
+        console.print(doctor_table(checks))
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

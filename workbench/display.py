@@ -113,6 +113,36 @@ def next_token_tables(steps, labels: list[str]) -> list[Table]:
     return tables
 
 
+def runs_table(runs: list[dict]) -> Table:
+    table = Table(title="Runs")
+    for column in ("run", "stages done", "last finished", "stage time (s)", "folder"):
+        table.add_column(column, justify="right" if column in ("stages done", "stage time (s)") else "left")
+    for r in runs:
+        table.add_row(r["run"], f"{r['done']}/{r['stages']}", r["last"], f"{r['seconds']:.1f}", r["path"])
+    return table
+
+
+def stage_lines(run: str, stages: list[dict]) -> list[str]:
+    """A run's stages as text blocks (stage, status, time, counts, files, rejection reasons)."""
+    lines = [f"Run {run}: {len(stages)} stages"]
+    for s in stages:
+        lines.append(f"{s['stage']}: {s['status']}, {s['seconds'] or 0:.1f} s, finished {s['finished']} ({s['path']}/)")
+        lines.append("    " + ", ".join(f"{k} {v:,}" for k, v in s["counts"].items()))
+        lines.append("    files: " + ", ".join(s["files"]))
+        lines += [f"    {n:,}  {reason}" for reason, n in sorted(s["ledger"].items(), key=lambda kv: -kv[1])]
+    return lines
+
+
+def doctor_table(checks) -> Table:
+    table = Table(title="workbench doctor")
+    for column in ("check", "status", "detail", "fix"):
+        table.add_column(column)
+    style = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+    for c in checks:
+        table.add_row(c.name, f"[{style[c.status]}]{c.status}[/]", c.detail, c.fix)
+    return table
+
+
 def generation_summary(result, output, rejected) -> None:
     resumed = " (resumed)" if result.resumed else ""
     console.print(f"Kept {result.kept:,} records in {output}; {result.rejected:,} rejected in {rejected}{resumed}")

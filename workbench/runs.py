@@ -178,3 +178,40 @@ def run_stage(stage: Stage, work: StageWork, *, force: bool = False) -> StageOut
     atomic_write_text(stage.path("manifest.json"), json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     atomic_write_text(stage.path("DONE"), stage.key + "\n")  # last: its presence means the outputs are whole
     return StageOutcome(stage, False, manifest)
+
+
+def stage_summaries(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every stage folder of a run, in the order the stages ran: status, times, counts, reasons, files."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(f"{run_dir}: no such run folder")
+    stages = []
+    for folder in sorted(p for p in run_dir.iterdir() if p.is_dir()):
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue  # not a stage (e.g. a stage that never finished its first run has no manifest)
+        done = (folder / "DONE").exists() and (folder / "DONE").read_text().strip() == manifest.get("key")
+        files = sorted(str(p.relative_to(folder)) for p in folder.iterdir()
+                       if p.name not in ("manifest.json", "DONE", "ledger.jsonl"))
+        stages.append({"stage": folder.name, "status": "done" if done else "incomplete",
+                       "started": manifest.get("started"), "finished": manifest.get("finished"),
+                       "seconds": manifest.get("seconds"), "counts": manifest.get("counts", {}),
+                       "ledger": manifest.get("ledger", {}), "path": str(folder), "files": files})
+    return sorted(stages, key=lambda s: s["started"] or "")
+
+
+def list_runs(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
+    """The runs in a runs folder: name, stages done, last activity, total stage time."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise InputError(f"{runs_dir}: no runs folder here", hint="runs are made by `workbench demo` (runs/demo)")
+    runs = []
+    for folder in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
+        stages = stage_summaries(folder)
+        if stages:
+            runs.append({"run": folder.name, "path": str(folder), "stages": len(stages),
+                         "done": sum(s["status"] == "done" for s in stages),
+                         "last": max(s["finished"] or "" for s in stages),
+                         "seconds": round(sum(s["seconds"] or 0 for s in stages), 1)})
+    return runs
