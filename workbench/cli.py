@@ -1128,5 +1128,35 @@ def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print JSON inst
         raise typer.Exit(1)
 
 
+@app.command("serve")
+def serve(
+    model: ModelName,
+    adapter: Annotated[str | None, typer.Option(help="LoRA adapter folder on top of --model.")] = None,
+    catalog: Catalog = None,
+    name: Annotated[str | None, typer.Option(help="The model name clients ask for (default: the adapter's or "
+                                             "model's folder name).")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on; loopback by default.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    quant: Annotated[str, typer.Option(help="none, 8bit or 4bit.")] = "none",
+):
+    """Serve the assistant on an OpenAI-compatible API (/v1/models, /v1/completions, /v1/chat/completions).
+
+    Example: workbench serve --model tiiuae/falcon-7b --adapter adapters/advisor --catalog workbench/data/catalog
+    """
+    import uvicorn
+
+    from workbench.assistant import Retriever
+    from workbench.models import get_model
+    from workbench.serve import create_app
+
+    label = name or Path(adapter or model).name
+    loaded = get_model(model, quant=quant, adapter=adapter)
+    retriever = Retriever.from_catalog(catalog) if catalog else None
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(f"Warning: listening on {host}: anyone who can reach it can use the model (no key)")
+    err_console.print(f"Serving {label!r} at http://{host}:{port}/v1 (OPENAI_BASE_URL); Ctrl-C stops")
+    uvicorn.run(create_app(loaded, label, retriever), host=host, port=port, log_level="warning")
+
+
 if __name__ == "__main__":
     app()
