@@ -495,6 +495,9 @@ def finetune(base: str, records: list[Record], out_dir: str | Path, config: Fine
         "train_loss_mean": output.training_loss,
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    from workbench.export import model_card
+
+    (out_dir / "README.md").write_text(model_card(manifest))  # replaces peft's empty template
     plot_losses(manifest, out_dir / "loss.png")
     return FinetuneResult(out_dir, manifest)
 

@@ -195,6 +195,37 @@ def data_validate(
     raise typer.Exit(1 if problems else 0)
 
 
+@data_app.command("export")
+def data_export(
+    file: Annotated[Path, typer.Argument(help="Curated records (JSONL).")],
+    fmt: Annotated[str, typer.Option("--format", help="dolly, alpaca or sharegpt.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The exported file; its card goes beside it.")],
+    run: Annotated[Path | None, typer.Option(help="The run folder that made the records: its stage counts and "
+                                             "rejection reasons go into the card.")] = None,
+    push_to_hub: Annotated[str | None, typer.Option(help="Also upload to this hub dataset repo (needs a hub).")] = None,
+    strict: Strict = False,
+):
+    """Export records as Dolly, Alpaca or ShareGPT with a dataset card (sources, licences, stages).
+
+    Example: workbench data export runs/demo/review/records.jsonl --format alpaca -o share/advisor.json --run runs/demo
+    """
+    from workbench import export
+    from workbench.io import atomic_write_text
+    from workbench.runs import stage_summaries
+
+    records = _read_records(file, strict)
+    export.write_export(records, fmt, output)
+    card = output.with_name(output.name.removesuffix(output.suffix) + ".README.md")
+    atomic_write_text(card, export.dataset_card(records, fmt, output.name, stage_summaries(run) if run else None))
+    console.print(f"Exported {len(records):,} records to {output} ({fmt}); dataset card: {card}")
+    licenses = {str(r.meta.get("license")) for r in records if r.meta.get("license")}
+    for name in export.non_commercial(licenses):
+        err_console.print(f"Warning: a non-commercial licence is mixed in ({name}); see the card")
+    if push_to_hub:
+        url = export.push_to_hub(push_to_hub, {output.name: output, "README.md": card})
+        console.print(f"Pushed to {url}")
+
+
 @data_app.command("stats")
 def data_stats(
     file: Annotated[Path, typer.Argument(help="A record file (JSONL or Parquet).")],

@@ -74,6 +74,8 @@ def test_an_adapter_gets_its_own_answers_and_its_training_data_is_checked(tiny_g
     config = FinetuneConfig(quant="none", max_steps=2, batch_size=2, eval_split=0, grad_checkpointing=False)
     finetune(str(tiny_generator), load_records(train, []), adapter, config, device="cpu",
              data_sha256=sha256_file(train), data_path=str(train))
+    card = (adapter / "README.md").read_text()  # our model card, not peft's empty template
+    assert f"# LoRA adapter for {tiny_generator}" in card and str(train) in card
     base = evaluate([str(suite)], BackendConfig(model=str(tiny_generator)), tmp_path / "base")[0]
     [tuned] = evaluate([str(suite)], BackendConfig(model=str(tiny_generator), adapter=str(adapter)), tmp_path / "tuned")
     assert tuned.manifest["cache"]["generated"] == 4 and tuned.manifest["cache"]["key"] != base.manifest["cache"]["key"]
