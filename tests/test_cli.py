@@ -172,6 +172,15 @@ def test_demo_runs_then_skips_unchanged_stages(tmp_path):
     assert check["checked"] and check["items_checked"] == 91
     assert "data:image/png;base64," in (report / "report.html").read_text()
     assert "Report (base vs finetuned):" in result.output and "| f1 |" in result.output
+    # trace: a curated record's whole life, from generation to the adapter that trained on it.
+    traced = invoke("trace", curated[0]["id"][:10], "--run", tmp_path / "runs" / "demo", "--json")
+    assert traced.exit_code == 0, traced.output
+    life = json.loads(traced.output)
+    assert life["id"] == curated[0]["id"] and life["status"] == "kept through review"
+    stages = [e["stage"] for e in life["record"]["lineage"]]
+    assert stages[0] in ("generate", "from-docs") and {"dedup", "screen", "review"} <= set(stages)
+    assert [a["used"] for a in life["adapters"]] == ["in the training file"] and life["contaminated"] == []
+    assert "Timeline:" in invoke("trace", curated[0]["id"], "--run", tmp_path / "runs" / "demo").output
     again = invoke("demo", "--runs-dir", tmp_path / "runs")
     assert again.output.count("skipped (unchanged)") == len(stages)
 

@@ -1189,5 +1189,26 @@ def serve(
     uvicorn.run(create_app(loaded, label, retriever), host=host, port=port, log_level="warning")
 
 
+@app.command("trace")
+def trace(
+    record_id: Annotated[str, typer.Argument(help="A record id (or a unique prefix of one).")],
+    run: Annotated[Path, typer.Option(help="The run folder.")] = Path("runs/demo"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+):
+    """A record's whole life in a run: origin, every filter verdict, dedup, screen, review, adapters, contamination.
+
+    Example: workbench trace eb2ac551 --run runs/demo
+    """
+    from workbench.display import trace_lines
+    from workbench.trace import trace as trace_record
+
+    found = trace_record(run, record_id)
+    if as_json:
+        click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+        return
+    for line in trace_lines(found):
+        console.print(line, markup=False, highlight=False)
+
+
 if __name__ == "__main__":
     app()

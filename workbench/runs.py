@@ -99,7 +99,7 @@ def git_hash() -> str | None:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")  # stages can start within one second
 
 
 @dataclass
@@ -198,7 +198,7 @@ def stage_summaries(run_dir: str | Path) -> list[dict[str, Any]]:
                        "started": manifest.get("started"), "finished": manifest.get("finished"),
                        "seconds": manifest.get("seconds"), "counts": manifest.get("counts", {}),
                        "ledger": manifest.get("ledger", {}), "path": str(folder), "files": files})
-    return sorted(stages, key=lambda s: s["started"] or "")
+    return sorted(stages, key=lambda s: (s["started"] or "", s["finished"] or ""))
 
 
 def list_runs(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
