@@ -177,8 +177,8 @@ def test_demo_runs_then_skips_unchanged_stages(tmp_path):
     assert traced.exit_code == 0, traced.output
     life = json.loads(traced.output)
     assert life["id"] == curated[0]["id"] and life["status"] == "kept through review"
-    stages = [e["stage"] for e in life["record"]["lineage"]]
-    assert stages[0] in ("generate", "from-docs") and {"dedup", "screen", "review"} <= set(stages)
+    events = [e["stage"] for e in life["record"]["lineage"]]
+    assert events[0] in ("generate", "from-docs") and {"dedup", "screen", "review"} <= set(events)
     assert [a["used"] for a in life["adapters"]] == ["in the training file"] and life["contaminated"] == []
     assert "Timeline:" in invoke("trace", curated[0]["id"], "--run", tmp_path / "runs" / "demo").output
     again = invoke("demo", "--runs-dir", tmp_path / "runs")
