@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 # Everything offline: no model or dataset hub is reachable, and nothing may silently try one.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint docs clean
 
 setup: $(VENV)/.installed $(ARGILLA_VENV)/.installed
 
@@ -30,6 +30,10 @@ demo: setup
 
 test: setup
 	$(OFFLINE) $(VENV)/bin/python -m pytest
+
+# The CLI reference, generated from the Typer app (a test fails when it is out of date).
+docs: setup
+	$(VENV)/bin/typer workbench.cli utils docs --name workbench --output docs/cli.md
 
 lint: setup
 	$(VENV)/bin/ruff check workbench pipelines annotation eval_suites tests bench

@@ -30,3 +30,11 @@ def test_help_does_not_import_torch_transformers_or_argilla():
             "print(sorted(m for m in ('torch', 'transformers', 'argilla', 'datasets') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_cli_reference_is_generated_from_the_current_commands(tmp_path):
+    out = tmp_path / "cli.md"
+    typer = Path(sys.executable).with_name("typer")
+    subprocess.run([str(typer), "workbench.cli", "utils", "docs", "--name", "workbench", "--output", str(out)],
+                   check=True, capture_output=True, cwd=ROOT)
+    assert out.read_text() == (ROOT / "docs" / "cli.md").read_text(), "run `make docs` to regenerate docs/cli.md"
