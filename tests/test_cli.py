@@ -181,8 +181,12 @@ def test_demo_runs_then_skips_unchanged_stages(tmp_path):
     assert events[0] in ("generate", "from-docs") and {"dedup", "screen", "review"} <= set(events)
     assert [a["used"] for a in life["adapters"]] == ["in the training file"] and life["contaminated"] == []
     assert "Timeline:" in invoke("trace", curated[0]["id"], "--run", tmp_path / "runs" / "demo").output
-    again = invoke("demo", "--runs-dir", tmp_path / "runs")
+    again = invoke("demo", "--runs-dir", tmp_path / "runs", "--keep-server")
     assert again.output.count("skipped (unchanged)") == len(stages)
+    assert "Argilla (kept running): http://127.0.0.1:" in again.output
+    assert (review / "argilla" / "server.json").exists()
+    assert invoke("annotate", "stop", "--data-dir", review / "argilla").exit_code == 0
+    assert not (review / "argilla" / "server.json").exists()
 
 
 def test_generate_filter_command(tmp_path):

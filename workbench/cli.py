@@ -312,6 +312,7 @@ def demo(
     force: Annotated[bool, typer.Option(help="Redo stages that are already done.")] = False,
     review: Annotated[str, typer.Option(help="demo: automatic, clearly labelled demo reviewers; manual: wait for "
                                         "people to review in the local Argilla UI.")] = "demo",
+    keep_server: Annotated[bool, typer.Option(help="Leave the Argilla server running to browse the review.")] = False,
 ):
     """Run the loop offline on the bundled catalog and seed tasks (what `make demo` runs).
 
@@ -322,7 +323,8 @@ def demo(
     with console.status("Running the demo stages...") as status:
         if review not in ("demo", "manual"):
             raise typer.BadParameter("choose demo or manual", param_hint="--review")
-        result = run_demo(runs_dir, name, force, lambda stage: status.update(f"Demo stage: {stage}"), review)
+        result = run_demo(runs_dir, name, force, lambda stage: status.update(f"Demo stage: {stage}"), review,
+                          keep_server)
     for outcome in result.outcomes:
         state = "skipped (unchanged)" if outcome.skipped else f"done in {outcome.manifest['seconds']:.1f} s"
         counts = ", ".join(f"{k} {v:,}" for k, v in outcome.manifest["counts"].items())
@@ -335,6 +337,11 @@ def demo(
                   f"{sum(p['programming_required'] for p in result.programmes)} require programming")
     console.print(result.report.with_name("summary.md").read_text(), markup=False)
     console.print(f"Report (base vs finetuned): {result.report}")
+    if result.argilla:
+        data_dir = result.run_dir / "review" / "argilla"
+        console.print(f"Argilla (kept running): {result.argilla.api_url} — user {result.argilla.credentials.username}, "
+                      f"password in {data_dir / 'credentials.json'}; stop it with "
+                      f"`workbench annotate stop --data-dir {data_dir}`")
     console.print(f"Run folder: {result.run_dir}")
 
 

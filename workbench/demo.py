@@ -110,6 +110,7 @@ class DemoResult:
     problems: list[Problem] = field(default_factory=list)
     programmes: list[dict] = field(default_factory=list)
     report: Path | None = None  # report.html of the base vs finetuned comparison
+    argilla: object | None = None  # the review server left running (--keep-server): annotation.server.Served
 
 
 def tiny_model_stage(run_dir: Path, config: TinyModelConfig, force: bool = False) -> StageOutcome:
@@ -310,7 +311,8 @@ def report_stage(run_dir: Path, config: ReportConfig, results: list[Path], force
 
 
 def run_demo(runs_dir: str | Path = "runs", name: str = "demo", force: bool = False,
-             on_stage: Callable[[str], None] | None = None, review: str = "demo") -> DemoResult:
+             on_stage: Callable[[str], None] | None = None, review: str = "demo",
+             keep_server: bool = False) -> DemoResult:
     """Run every demo stage in runs_dir/name; returns what each stage did (or that it was skipped)."""
     from transformers.utils import logging as transformers_logging
 
@@ -362,6 +364,11 @@ def run_demo(runs_dir: str | Path = "runs", name: str = "demo", force: bool = Fa
     result.outcomes += [made, with_instances, grounded, unique, screened, reviewed, tuned, base_eval, tuned_eval,
                         report]
     result.report = report.stage.path("report.html")
+    if keep_server:  # the review stage stops its server; start it again on the same data to browse the review
+        from annotation import server
+
+        say("argilla (keeping the review server running)")
+        result.argilla = server.serve(reviewed.stage.path("argilla").resolve(), port=server.free_port())
     result.stats = compute_stats(seed_records)
     result.programmes = json.loads(result.outcomes[1].stage.path("programmes.json").read_text())
     return result
