@@ -134,7 +134,7 @@ def test_demo_runs_then_skips_unchanged_stages(tmp_path):
     result = invoke("demo", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
     stages = ("seeds", "catalog", "tiny-model", "instructions", "instances", "from-docs", "dedup", "screen", "review",
-              "finetune", "eval-base", "eval-finetuned", "report")
+              "contamination", "finetune", "eval-base", "eval-finetuned", "report")
     for stage in stages:
         assert (tmp_path / "runs" / "demo" / stage / "DONE").exists()
     assert "Seed tasks: 64 records" in result.output
@@ -171,7 +171,7 @@ def test_demo_runs_then_skips_unchanged_stages(tmp_path):
     check = summary["contamination"]["finetuned"]["course_advisor"]
     assert check["checked"] and check["items_checked"] == 91
     assert "data:image/png;base64," in (report / "report.html").read_text()
-    assert "Report (base vs finetuned):" in result.output and "| f1 |" in result.output
+    assert "Report: " in result.output and "| f1 |" in result.output
     # trace: a curated record's whole life, from generation to the adapter that trained on it.
     traced = invoke("trace", curated[0]["id"][:10], "--run", tmp_path / "runs" / "demo", "--json")
     assert traced.exit_code == 0, traced.output

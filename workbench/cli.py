@@ -310,39 +310,56 @@ def demo(
     runs_dir: Annotated[Path, typer.Option(help="Where run folders live.")] = Path("runs"),
     name: Annotated[str, typer.Option(help="The run's name.")] = "demo",
     force: Annotated[bool, typer.Option(help="Redo stages that are already done.")] = False,
-    review: Annotated[str, typer.Option(help="demo: automatic, clearly labelled demo reviewers; manual: wait for "
-                                        "people to review in the local Argilla UI.")] = "demo",
+    review: Annotated[str, typer.Option(help="auto: three clearly labelled demo reviewers; manual: people review in "
+                                        "the local Argilla UI (the run stops and resumes).")] = "auto",
     keep_server: Annotated[bool, typer.Option(help="Leave the Argilla server running to browse the review.")] = False,
 ):
-    """Run the loop offline on the bundled catalog and seed tasks (what `make demo` runs).
+    """Run the embedded tiny recipe offline on the bundled catalog and seed tasks (what `make demo` runs).
 
     Example: workbench demo --runs-dir runs
     """
     from workbench.demo import run_demo
+    from workbench.display import run_summary
 
+    if review not in ("auto", "manual"):
+        raise typer.BadParameter("choose auto or manual", param_hint="--review")
     with console.status("Running the demo stages...") as status:
-        if review not in ("demo", "manual"):
-            raise typer.BadParameter("choose demo or manual", param_hint="--review")
-        result = run_demo(runs_dir, name, force, lambda stage: status.update(f"Demo stage: {stage}"), review,
-                          keep_server)
-    for outcome in result.outcomes:
-        state = "skipped (unchanged)" if outcome.skipped else f"done in {outcome.manifest['seconds']:.1f} s"
-        counts = ", ".join(f"{k} {v:,}" for k, v in outcome.manifest["counts"].items())
-        console.print(f"[bold]{outcome.stage.name}[/]: {state} — {counts}  ({outcome.stage.dir})")
-        for reason, n in sorted(outcome.manifest["ledger"].items(), key=lambda kv: -kv[1]):
-            console.print(f"    {n:,}  {reason}")
-    for table in stats_tables(result.stats, "Seed tasks"):
-        console.print(table)
-    console.print(f"Catalog: {len(result.programmes)} programmes, "
-                  f"{sum(p['programming_required'] for p in result.programmes)} require programming")
-    console.print(result.report.with_name("summary.md").read_text(), markup=False)
-    console.print(f"Report (base vs finetuned): {result.report}")
-    if result.argilla:
-        data_dir = result.run_dir / "review" / "argilla"
-        console.print(f"Argilla (kept running): {result.argilla.api_url} — user {result.argilla.credentials.username}, "
-                      f"password in {data_dir / 'credentials.json'}; stop it with "
-                      f"`workbench annotate stop --data-dir {data_dir}`")
-    console.print(f"Run folder: {result.run_dir}")
+        result = run_demo(runs_dir, name, force, lambda stage: status.update(f"Stage: {stage}"), review, keep_server)
+    run_summary(result)
+
+
+@app.command("run")
+def run_command(
+    recipe: Annotated[Path, typer.Argument(help="A recipe YAML file (see recipes/).")],
+    name: Annotated[str | None, typer.Option(help="The run's name (default: the recipe's name).")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders live.")] = Path("runs"),
+    from_stage: Annotated[str | None, typer.Option(
+        "--from", help="Start at this stage (generate, dedup, screen, review, finetune, eval, report); earlier ones "
+                       "must be done.")] = None,
+    until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
+    force: Annotated[bool, typer.Option(help="Redo the selected stages even when unchanged.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Say which stages would run and why; run nothing.")] = False,
+    review: Annotated[str | None, typer.Option(help="auto or manual (overrides the recipe).")] = None,
+    keep_server: Annotated[bool, typer.Option(help="Leave the Argilla server running to browse the review.")] = False,
+):
+    """Run a recipe: generate, dedup, screen, review, finetune, eval, report; unchanged stages are skipped.
+
+    Example: workbench run recipes/course-advisor-tiny.yaml --name try-1 --from screen --dry-run
+    """
+    from workbench.display import run_summary
+    from workbench.recipe import load_recipe, run_recipe
+
+    loaded = load_recipe(recipe)
+    if review is not None:
+        if review not in ("auto", "manual"):
+            raise typer.BadParameter("choose auto or manual", param_hint="--review")
+        stages = loaded.stages.model_copy(update={"review": loaded.stages.review.model_copy(update={"mode": review})})
+        loaded = loaded.model_copy(update={"stages": stages})
+    with console.status("Running the recipe...") as status:
+        result = run_recipe(loaded, runs_dir, name or loaded.name, force=force, from_stage=from_stage, until=until,
+                            dry_run=dry_run, on_stage=lambda stage: status.update(f"Stage: {stage}"),
+                            keep_server=keep_server)
+    run_summary(result)
 
 
 @generate_app.command("instructions")

@@ -53,5 +53,12 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: dict[st
 
 def config_hash(config: BaseModel, exclude: set[str] | frozenset[str] = frozenset()) -> str:
     """sha256 of the config as sorted-key JSON, leaving out fields that do not change results."""
-    data = config.model_dump(mode="json", exclude=set(exclude))
+    spec: dict = {}
+    for path in exclude:  # "settings.batch_size" leaves out a nested field
+        *parents, leaf = path.split(".")
+        node = spec
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = True
+    data = config.model_dump(mode="json", exclude=spec)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

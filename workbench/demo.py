@@ -22,13 +22,22 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from pipelines import bootstrap, dedup, finetune, from_docs, instances, screen
+from workbench.backends import BackendConfig
 from workbench.catalog import CATALOG_DIR, SEED_TASKS, load_catalog
-from workbench.errors import InputError
+from workbench.errors import InputError, WorkbenchError
 from workbench.io import Problem, atomic_write_text, load_records, write_problems, write_records
 from workbench.models import GenerationParams
-from workbench.runs import Ledger, Stage, StageOutcome, run_stage
+from workbench.runs import Ledger, Stage, StageOutcome, StagePending, StageWork
 from workbench.stats import Stats, compute_stats
 from workbench.tiny import TinySpec, build_tiny_model, default_corpus, domain_texts, pretrain_tiny
+
+
+@dataclass(frozen=True)
+class Step:
+    """A stage and the work that makes its outputs; the recipe runner decides whether the work runs."""
+
+    stage: Stage
+    work: StageWork
 
 
 class TinyModelConfig(BaseModel):
@@ -72,7 +81,7 @@ DEMO_SCREEN = screen.ScreenConfig(scorer="detoxify" if screen.cached_detoxify_we
 class ReviewConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    mode: Literal["demo", "manual"] = "demo"  # demo: three automatic reviewers; manual: wait for people
+    mode: Literal["auto", "manual"] = "auto"  # auto: three labelled demo reviewers; manual: people, resumable
     dataset: str = "demo-candidates"
     min_submitted: int = 2  # a record is complete once two reviewers submitted
     policy: Literal["majority", "unanimous", "any-discard"] = "majority"
@@ -87,6 +96,7 @@ class EvalStageConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     suites: tuple[str, ...] = ("course_advisor", "closed_qa")
+    limit: int | None = None  # only the first N items of each suite (quick recipes and tests)
     batch_size: int = 16  # speed only
 
 
@@ -111,9 +121,11 @@ class DemoResult:
     programmes: list[dict] = field(default_factory=list)
     report: Path | None = None  # report.html of the base vs finetuned comparison
     argilla: object | None = None  # the review server left running (--keep-server): annotation.server.Served
+    plan: list[tuple[str, str, str]] = field(default_factory=list)  # dry run: (stage, run or skip, why)
+    pending: str | None = None  # the stage the run stopped at, waiting (manual review), and what it waits for
 
 
-def tiny_model_stage(run_dir: Path, config: TinyModelConfig, force: bool = False) -> StageOutcome:
+def tiny_model_step(run_dir: Path, config: TinyModelConfig) -> Step:
     corpus = default_corpus()
 
     def work(stage: Stage, ledger: Ledger) -> dict[str, int]:
@@ -125,10 +137,10 @@ def tiny_model_stage(run_dir: Path, config: TinyModelConfig, force: bool = False
         return {"parameters": parameters, "train_steps": config.train_steps,
                 "first_loss_x100": round(losses[0] * 100), "last_loss_x100": round(losses[-1] * 100)}
 
-    return run_stage(Stage(run_dir, "tiny-model", config, corpus), work, force=force)
+    return Step(Stage(run_dir, "tiny-model", config, corpus), work)
 
 
-def seeds_stage(run_dir: Path, config: SeedsConfig, seeds: Path = SEED_TASKS, force: bool = False) -> StageOutcome:
+def seeds_step(run_dir: Path, config: SeedsConfig, seeds: Path = SEED_TASKS) -> Step:
     def work(stage: Stage, ledger: Ledger) -> dict[str, int]:
         problems: list[Problem] = []
         records = load_records(seeds, problems, max_field_bytes=config.max_field_bytes,
@@ -139,11 +151,10 @@ def seeds_stage(run_dir: Path, config: SeedsConfig, seeds: Path = SEED_TASKS, fo
         atomic_write_text(stage.path("stats.json"), json.dumps(stats.to_dict(), indent=2) + "\n")
         return {"in": len(records) + len(problems), "out": len(records), "quarantined": len(problems)}
 
-    return run_stage(Stage(run_dir, "seeds", config, [seeds]), work, force=force)
+    return Step(Stage(run_dir, "seeds", config, [seeds]), work)
 
 
-def catalog_stage(run_dir: Path, config: CatalogConfig, catalog_dir: Path = CATALOG_DIR,
-                  force: bool = False) -> StageOutcome:
+def catalog_step(run_dir: Path, config: CatalogConfig, catalog_dir: Path = CATALOG_DIR) -> Step:
     def work(stage: Stage, ledger: Ledger) -> dict[str, int]:
         catalog = load_catalog(catalog_dir)
         if len(catalog) < config.min_programmes:
@@ -155,24 +166,34 @@ def catalog_stage(run_dir: Path, config: CatalogConfig, catalog_dir: Path = CATA
         atomic_write_text(stage.path("programmes.json"), json.dumps(programmes, indent=2) + "\n")
         return {"programmes": len(programmes), "words": sum(p["words"] for p in programmes)}
 
-    return run_stage(Stage(run_dir, "catalog", config, [catalog_dir]), work, force=force)
+    return Step(Stage(run_dir, "catalog", config, [catalog_dir]), work)
 
 
-def generation_stage(run_dir: Path, name: str, config: BaseModel, inputs: list[Path], model_dir: Path,
-                     generate: Callable, force: bool = False) -> StageOutcome:
+def generation_step(run_dir: Path, name: str, config: BaseModel, inputs: list[Path], generator: BackendConfig,
+                    generate: Callable) -> Step:
     """A generation stage: records.jsonl (kept) and dropped.jsonl (rejected, with reasons), resumable."""
     def work(stage: Stage, ledger: Ledger) -> dict[str, int]:
-        from workbench.models import get_model
+        from workbench.backends import load_backend
 
-        result = generate(get_model(str(model_dir)), stage.path("records.jsonl"), stage.path("dropped.jsonl"))
+        result = generate(load_backend(generator), stage.path("records.jsonl"), stage.path("dropped.jsonl"))
         ledger.counts.update({f"drop: {reason}": n for reason, n in result.reasons.items()})
         return {"kept": result.kept, "rejected": result.rejected, **result.usage}
 
-    return run_stage(Stage(run_dir, name, config, [*inputs, model_dir]), work, force=force)
+    local = [Path(generator.model)] if Path(generator.model).exists() else []  # a hub id: its name is in the config
+    return Step(Stage(run_dir, name, GenerationStageConfig(settings=config.model_dump(mode="json"),
+                                                           generator=generator), [*inputs, *local]), work)
 
 
-def dedup_stage(run_dir: Path, config: dedup.DedupConfig, candidates: list[Path], seed_file: Path,
-                force: bool = False) -> StageOutcome:
+class GenerationStageConfig(BaseModel):
+    """What decides a generation stage's output: its settings and the generator."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    settings: dict
+    generator: BackendConfig
+
+
+def dedup_step(run_dir: Path, config: dedup.DedupConfig, candidates: list[Path], seed_file: Path) -> Step:
     """All generated candidates together, near-duplicates removed, also against the seed tasks."""
     def work(stage: Stage, ledger: Ledger) -> dict[str, int]:
         records = [r for path in candidates for r in load_records(path, [])]
@@ -183,11 +204,10 @@ def dedup_stage(run_dir: Path, config: dedup.DedupConfig, candidates: list[Path]
         atomic_write_text(stage.path("clusters.jsonl"), "".join(json.dumps(line) + "\n" for line in removed))
         return {"in": len(records), "out": kept, "removed": len(dropped)}
 
-    return run_stage(Stage(run_dir, "dedup", config, [*candidates, seed_file], frozenset({"workers"})), work,
-                     force=force)
+    return Step(Stage(run_dir, "dedup", config, [*candidates, seed_file], frozenset({"workers"})), work)
 
 
-def screen_stage(run_dir: Path, config: screen.ScreenConfig, candidates: Path, force: bool = False) -> StageOutcome:
+def screen_step(run_dir: Path, config: screen.ScreenConfig, candidates: Path) -> Step:
     """Score the deduplicated candidates; pass and review go on, rejected ones are kept with their scores."""
     def work(stage: Stage, ledger: Ledger) -> dict[str, int]:
         rejected: list = []
@@ -198,35 +218,50 @@ def screen_stage(run_dir: Path, config: screen.ScreenConfig, candidates: Path, f
         write_records(stage.path("dropped.jsonl"), rejected)
         return {"in": len(records), "out": kept, **{f"route_{k}": v for k, v in sorted(result.counts.items())}}
 
-    return run_stage(Stage(run_dir, "screen", config, [candidates], screen.SPEED_ONLY), work, force=force)
+    return Step(Stage(run_dir, "screen", config, [candidates], screen.SPEED_ONLY), work)
 
 
-def review_stage(run_dir: Path, config: ReviewConfig, candidates: Path, force: bool = False,
-                 say: Callable[[str], None] = lambda text: None) -> StageOutcome:
-    """Push the screened candidates to a local Argilla server, review them, pull the curated set back."""
+def review_step(run_dir: Path, config: ReviewConfig, candidates: Path,
+                say: Callable[[str], None] = lambda text: None) -> Step:
+    """Push the screened candidates to a local Argilla server, review them, pull the curated set back.
+
+    auto: three clearly labelled demo reviewers answer through the REST API the UI uses, and the server stops.
+    manual: the server keeps running for people; the stage ends as pending (the run stops, exit 0) until every
+    pushed record has its `min_submitted` responses, and the next run pulls.
+    """
     def work(stage: Stage, ledger: Ledger) -> dict[str, int]:
         from annotation import demo_reviewer, review, server
         from annotation.agreement import agreement, to_dict
+        from workbench.io import sha256_file
 
         data_dir = stage.path("argilla").resolve()
-        served = server.serve(data_dir, port=server.free_port())
+        served = server.serve(data_dir, port=server.free_port())  # a running server of this data dir is reused
+        keep_running = False
         try:
             client = review.connect(served.api_url, served.credentials.api_key)
             records = load_records(candidates, [])
-            pushed = review.push(records, config.dataset, client=client, min_submitted=config.min_submitted)
+            marker = stage.path("pushed.json")
+            digest = sha256_file(candidates)
+            if not marker.exists() or json.loads(marker.read_text()).get("sha256") != digest:
+                pushed = review.push(records, config.dataset, client=client, min_submitted=config.min_submitted)
+                atomic_write_text(marker, json.dumps({"sha256": digest, "pushed": pushed.pushed}) + "\n")
             if config.mode == "manual":
-                say(f"waiting for reviewers at {served.api_url} (user {served.credentials.username}, password in "
-                    f"{data_dir / 'credentials.json'}; `workbench annotate users add NAME` adds annotators); "
-                    "Ctrl-C pulls what is complete")
-                demo_reviewer.wait_for_humans(client, config.dataset, server.DEFAULT_WORKSPACE,
-                                              on_progress=lambda p: say(f"reviewed {p.get('completed', 0)} of "
-                                                                        f"{p.get('total', 0)} at {served.api_url}"))
+                handle = review.get_dataset(client, config.dataset, server.DEFAULT_WORKSPACE)
+                progress = review.dataset_progress(client, handle)
+                if progress.get("completed", 0) < progress.get("total", 0):
+                    keep_running = True
+                    raise StagePending(
+                        f"review: {progress.get('completed', 0)} of {progress.get('total', 0)} records complete at "
+                        f"{served.api_url} (user {served.credentials.username}, password in "
+                        f"{data_dir / 'credentials.json'}; add annotators with `workbench annotate users add NAME "
+                        f"--data-dir {data_dir}`); run the same command again once they are done")
             else:
                 demo_reviewer.review_all(client, config.dataset, server.DEFAULT_WORKSPACE, data_dir)
             raw = list(review.fetch(client, config.dataset))
             users = review.user_names(client)
         finally:
-            server.stop(data_dir)
+            if not keep_running:
+                server.stop(data_dir)
         pulled, problems = review.resolve(raw, config.policy, dataset=config.dataset, users=users)
         write_records(stage.path("records.jsonl"), pulled.curated)
         write_records(stage.path("disputed.jsonl"), pulled.disputed)
@@ -236,15 +271,46 @@ def review_stage(run_dir: Path, config: ReviewConfig, candidates: Path, force: b
         atomic_write_text(stage.path("agreement.json"), json.dumps(to_dict(agreement(rows)), indent=2) + "\n")
         ledger.counts.update(pulled.ledger.counts)
         corrected = sum(1 for r in pulled.curated if r.lineage[-1]["action"] == "edit")
-        return {"pushed": pushed.pushed, "curated": len(pulled.curated), "corrected": corrected,
+        return {"pushed": len(records), "curated": len(pulled.curated), "corrected": corrected,
                 "disputed": len(pulled.disputed), "discarded": len(pulled.discarded), "pending": pulled.pending,
                 "problems": len(problems)}
 
-    return run_stage(Stage(run_dir, "review", config, [candidates]), work, force=force)
+    return Step(Stage(run_dir, "review", config, [candidates]), work)
 
 
-def finetune_stage(run_dir: Path, config: finetune.FinetuneConfig, curated: Path, model_dir: Path,
-                   force: bool = False) -> StageOutcome:
+class ContaminationGateConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    suites: tuple[str, ...]
+    check: dict  # pipelines.contamination.ContaminationConfig
+
+
+def contamination_step(run_dir: Path, suites: tuple[str, ...], curated: Path) -> Step:
+    """Before finetuning: the curated set against the eval suites; any contaminated item stops the run."""
+    from eval_suites.registry import find_suite
+    from pipelines.contamination import ContaminationConfig, check, load_eval_items, report
+
+    config = ContaminationConfig()
+    folders = [find_suite(s) for s in suites]
+
+    def work(stage: Stage, ledger: Ledger) -> dict[str, int]:
+        items = [item for folder in folders for item in load_eval_items(folder, [])]
+        findings = check(load_records(curated, []), items, config)
+        atomic_write_text(stage.path("report.json"), report(str(curated), [str(f) for f in folders], len(items),
+                                                            findings, config))
+        if findings:
+            raise WorkbenchError(f"contamination: {len(findings)} eval item(s) near-duplicate or share a 13-gram with "
+                                 f"the curated set ({', '.join(f.item.id for f in findings[:5])}); see "
+                                 f"{stage.path('report.json')}",
+                                 hint="remove those records from the curated set (or the items from the suite) "
+                                      "and run again")
+        return {"items_checked": len(items), "contaminated": 0}
+
+    gate = ContaminationGateConfig(suites=suites, check=config.model_dump())
+    return Step(Stage(run_dir, "contamination", gate, [curated, *folders]), work)
+
+
+def finetune_step(run_dir: Path, config: finetune.FinetuneConfig, curated: Path, base: BackendConfig) -> Step:
     """A LoRA adapter on the curated set, with its manifest and loss plot in the stage folder."""
     def work(stage: Stage, ledger: Ledger) -> dict[str, int]:
         import shutil
@@ -253,8 +319,8 @@ def finetune_stage(run_dir: Path, config: finetune.FinetuneConfig, curated: Path
 
         records = load_records(curated, [])
         adapter = stage.path("adapter")
-        shutil.rmtree(adapter, ignore_errors=True)  # a forced rerun starts over; the stage is short
-        result = finetune.finetune(str(model_dir), records, adapter, config, device="cpu",
+        shutil.rmtree(adapter, ignore_errors=True)  # a forced rerun starts over
+        result = finetune.finetune(base.model, records, adapter, config, device=base.device,
                                    data_sha256=sha256_file(curated), data_path=str(curated.resolve()))
         m = result.manifest
         if m["dropped_too_long"]:
@@ -264,22 +330,28 @@ def finetune_stage(run_dir: Path, config: finetune.FinetuneConfig, curated: Path
                 "first_loss_x100": round(100 * losses[0]) if losses else 0,
                 "last_loss_x100": round(100 * losses[-1]) if losses else 0}
 
-    return run_stage(Stage(run_dir, "finetune", config, [curated, model_dir], finetune.SPEED_ONLY), work,
-                     force=force)
+    local = [Path(base.model)] if Path(base.model).exists() else []
+    stage_config = FinetuneStageConfig(settings=config, base=base.model)
+    return Step(Stage(run_dir, "finetune", stage_config, [curated, *local],
+                      frozenset({f"settings.{k}" for k in finetune.SPEED_ONLY})), work)
 
 
-def eval_stage(run_dir: Path, name: str, label: str, config: EvalStageConfig, model_dir: Path,
-               adapter: Path | None = None, force: bool = False) -> StageOutcome:
-    """Answer and score the suites with one model (the base, or the base with the adapter)."""
+class FinetuneStageConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    settings: finetune.FinetuneConfig
+    base: str
+
+
+def eval_step(run_dir: Path, name: str, label: str, config: EvalStageConfig, model: BackendConfig) -> Step:
+    """Answer and score the suites with one model (a base, an instruct model, or a base with its adapter)."""
     from eval_suites.registry import find_suite
 
     def work(stage: Stage, ledger: Ledger) -> dict[str, int]:
         from eval_suites.runner import evaluate
-        from workbench.backends import BackendConfig
 
-        backend = BackendConfig(model=str(model_dir), adapter=str(adapter) if adapter else None, device="cpu")
-        runs = evaluate(list(config.suites), backend, stage.path("results"), name=label,
-                        batch_size=config.batch_size)
+        runs = evaluate(list(config.suites), model, stage.path("results"), name=label, batch_size=config.batch_size,
+                        limit=config.limit)
         counts = {"items": sum(r.manifest["items"] for r in runs),
                   "generated": sum(r.manifest["cache"]["generated"] for r in runs)}
         for r in runs:
@@ -289,86 +361,57 @@ def eval_stage(run_dir: Path, name: str, label: str, config: EvalStageConfig, mo
         return counts
 
     suites = [find_suite(s) for s in config.suites]
-    inputs = [model_dir, *([adapter] if adapter else []), *suites]
-    return run_stage(Stage(run_dir, name, config, inputs, frozenset({"batch_size"})), work, force=force)
+    local = [Path(p) for p in (model.model, model.adapter) if p and Path(p).exists()]
+    stage_config = EvalModelConfig(settings=config, model=model)
+    return Step(Stage(run_dir, name, stage_config, [*local, *suites], frozenset({"settings.batch_size"})), work)
 
 
-def report_stage(run_dir: Path, config: ReportConfig, results: list[Path], force: bool = False) -> StageOutcome:
-    """Compare the evaluated models: report.html and summary.json in the stage folder."""
+class EvalModelConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    settings: EvalStageConfig
+    model: BackendConfig
+
+
+def report_step(run_dir: Path, config: ReportConfig, results: list[Path], judge: BackendConfig | None = None) -> Step:
+    """Compare the evaluated models (the first is the baseline): report.html, summary.json and summary.md."""
     def work(stage: Stage, ledger: Ledger) -> dict[str, int]:
         from eval_suites.compare import compare, markdown, suite_items, write_report
 
         comparison = compare(results, resamples=config.bootstrap, seed=config.seed,
                              max_toxicity_rate=config.max_toxicity_rate)
-        write_report(comparison, stage.path("report.html"), suite_items(comparison))
+        items = suite_items(comparison)
+        if judge:
+            from eval_suites.judge import judge_all
+
+            comparison.summary["judge"] = judge_all(judge, comparison.models, comparison.suites, items,
+                                                    config.bootstrap, config.seed)
+        write_report(comparison, stage.path("report.html"), items)
         atomic_write_text(stage.path("summary.md"), markdown(comparison))
         contaminated = sum(len(c["contaminated"]) for per in comparison.summary["contamination"].values()
                            for c in per.values() if c and c.get("checked"))
-        return {"models": len(comparison.models), "suites": len(comparison.suites), "contaminated": contaminated,
-                "toxicity_violations": len(comparison.toxicity_violations)}
+        if comparison.toxicity_violations:
+            raise WorkbenchError("; ".join(comparison.toxicity_violations),
+                                 hint=f"the report is in {stage.path('report.html')}")
+        return {"models": len(comparison.models), "suites": len(comparison.suites), "contaminated": contaminated}
 
-    return run_stage(Stage(run_dir, "report", config, results), work, force=force)
+    return Step(Stage(run_dir, "report", ReportStageConfig(settings=config, judge=judge), results), work)
+
+
+class ReportStageConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    settings: ReportConfig
+    judge: BackendConfig | None = None
 
 
 def run_demo(runs_dir: str | Path = "runs", name: str = "demo", force: bool = False,
-             on_stage: Callable[[str], None] | None = None, review: str = "demo",
+             on_stage: Callable[[str], None] | None = None, review: str = "auto",
              keep_server: bool = False) -> DemoResult:
-    """Run every demo stage in runs_dir/name; returns what each stage did (or that it was skipped)."""
-    from transformers.utils import logging as transformers_logging
+    """The tiny recipe (the embedded defaults) in runs_dir/name: what `make demo` runs."""
+    from workbench.recipe import Recipe, run_recipe
 
-    transformers_logging.disable_progress_bar()  # tiny models load in milliseconds
-    result = DemoResult(run_dir=Path(runs_dir) / name)
-    say = on_stage or (lambda stage: None)
-    say("seeds")
-    seeds = seeds_stage(result.run_dir, SeedsConfig(), force=force)
-    say("catalog")
-    result.outcomes += [seeds, catalog_stage(result.run_dir, CatalogConfig(), force=force)]
-    say("tiny-model (training a tiny Falcon on the bundled text)")
-    model = tiny_model_stage(result.run_dir, TinyModelConfig(), force)
-    result.outcomes.append(model)
-    model_dir = model.stage.path("model")
-    seed_records = load_records(seeds.stage.path("records.jsonl"), result.problems)
-    seed_file = seeds.stage.path("records.jsonl")
-    say("instructions")
-    made = generation_stage(result.run_dir, "instructions", DEMO_BOOTSTRAP, [seed_file], model_dir,
-                            lambda m, out, rej: bootstrap.run(m, seed_records, DEMO_BOOTSTRAP, out, rej, force),
-                            force)
-    instructions = made.stage.path("records.jsonl")
-    say("instances")
-    with_instances = generation_stage(
-        result.run_dir, "instances", DEMO_INSTANCES, [instructions, seed_file], model_dir,
-        lambda m, out, rej: instances.run(m, load_records(instructions, []), seed_records, DEMO_INSTANCES, out, rej,
-                                          force), force)
-    say("from-docs")
-    grounded = generation_stage(result.run_dir, "from-docs", DEMO_FROM_DOCS, [CATALOG_DIR], model_dir,
-                                lambda m, out, rej: from_docs.run(m, CATALOG_DIR, DEMO_FROM_DOCS, out, rej, force),
-                                force)
-    say("dedup")
-    unique = dedup_stage(result.run_dir, DEMO_DEDUP, [with_instances.stage.path("records.jsonl"),
-                                                      grounded.stage.path("records.jsonl")], seed_file, force)
-    say(f"screen (scorer: {DEMO_SCREEN.scorer})")
-    screened = screen_stage(result.run_dir, DEMO_SCREEN, unique.stage.path("records.jsonl"), force)
-    say(f"review (a local Argilla server; {'demo reviewers' if review == 'demo' else 'waiting for people'})")
-    reviewed = review_stage(result.run_dir, ReviewConfig(mode=review), screened.stage.path("records.jsonl"), force,
-                            say=lambda text: say(f"review: {text}"))
-    say("finetune (a LoRA adapter on the curated set)")
-    tuned = finetune_stage(result.run_dir, DEMO_FINETUNE, reviewed.stage.path("records.jsonl"), model_dir, force)
-    say("eval-base (the tiny base model on the course-advisor and closed Q&A suites)")
-    base_eval = eval_stage(result.run_dir, "eval-base", "base", DEMO_EVAL, model_dir, force=force)
-    say("eval-finetuned (the base with the adapter)")
-    tuned_eval = eval_stage(result.run_dir, "eval-finetuned", "finetuned", DEMO_EVAL, model_dir,
-                            tuned.stage.path("adapter"), force)
-    say("report (bootstrap CIs, paired differences, answers side by side)")
-    report = report_stage(result.run_dir, DEMO_REPORT, [base_eval.stage.path("results"),
-                                                        tuned_eval.stage.path("results")], force)
-    result.outcomes += [made, with_instances, grounded, unique, screened, reviewed, tuned, base_eval, tuned_eval,
-                        report]
-    result.report = report.stage.path("report.html")
-    if keep_server:  # the review stage stops its server; start it again on the same data to browse the review
-        from annotation import server
-
-        say("argilla (keeping the review server running)")
-        result.argilla = server.serve(reviewed.stage.path("argilla").resolve(), port=server.free_port())
-    result.stats = compute_stats(seed_records)
-    result.programmes = json.loads(result.outcomes[1].stage.path("programmes.json").read_text())
-    return result
+    recipe = Recipe()
+    recipe = recipe.model_copy(update={"stages": recipe.stages.model_copy(update={
+        "review": recipe.stages.review.model_copy(update={"mode": review})})})
+    return run_recipe(recipe, runs_dir, name, force=force, on_stage=on_stage, keep_server=keep_server)

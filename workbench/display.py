@@ -173,6 +173,39 @@ def trace_lines(t: dict) -> list[str]:
     return lines
 
 
+def run_summary(result) -> None:
+    """What a recipe run did: each stage's state and counts, rejection reasons, the report, what it waits for."""
+    if result.plan:
+        console.print(f"Dry run of {result.run_dir}: nothing was run")
+        for stage, action, why in result.plan:
+            console.print(f"  {stage:<16} {'would run' if action == 'run' else 'skipped'}: {why}")
+        return
+    for outcome in result.outcomes:
+        state = "skipped (unchanged)" if outcome.skipped else f"done in {outcome.manifest['seconds']:.1f} s"
+        counts = ", ".join(f"{k} {v:,}" for k, v in outcome.manifest["counts"].items())
+        console.print(f"[bold]{outcome.stage.name}[/]: {state} — {counts}  ({outcome.stage.dir})")
+        for reason, n in sorted(outcome.manifest["ledger"].items(), key=lambda kv: -kv[1]):
+            console.print(f"    {n:,}  {reason}")
+    if result.pending:
+        console.print(f"[bold]Waiting[/]: {result.pending}", markup=True, highlight=False)
+        return
+    if result.stats:
+        for table in stats_tables(result.stats, "Seed tasks"):
+            console.print(table)
+    if result.programmes:
+        console.print(f"Catalog: {len(result.programmes)} programmes, "
+                      f"{sum(p['programming_required'] for p in result.programmes)} require programming")
+    if result.report:
+        console.print(result.report.with_name("summary.md").read_text(), markup=False)
+        console.print(f"Report: {result.report}")
+    if result.argilla:
+        data_dir = result.run_dir / "review" / "argilla"
+        console.print(f"Argilla (kept running): {result.argilla.api_url} — user {result.argilla.credentials.username}, "
+                      f"password in {data_dir / 'credentials.json'}; stop it with "
+                      f"`workbench annotate stop --data-dir {data_dir}`")
+    console.print(f"Run folder: {result.run_dir}")
+
+
 def generation_summary(result, output, rejected) -> None:
     resumed = " (resumed)" if result.resumed else ""
     console.print(f"Kept {result.kept:,} records in {output}; {result.rejected:,} rejected in {rejected}{resumed}")

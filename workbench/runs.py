@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from workbench.config import config_hash
-from workbench.errors import InputError
+from workbench.errors import InputError, WorkbenchError
 from workbench.io import atomic_write_text, sha256_file
 from workbench.records import Record
 
@@ -34,6 +34,11 @@ PACKAGES = ("instruct-workbench", "torch", "transformers", "tokenizers", "peft",
 def workbench_home() -> Path:
     """Per-user state (caches, the local Argilla data dir): $WORKBENCH_HOME, default ~/.workbench."""
     return Path(os.environ.get("WORKBENCH_HOME") or "~/.workbench").expanduser()
+
+
+class StagePending(WorkbenchError):
+    """A stage waits for something outside the program (people reviewing): the run stops here, not as a failure,
+    and the next run continues the stage."""
 
 
 class Ledger:

@@ -1,0 +1,155 @@
+"""Recipes and `workbench run`: validation, the bundled recipes, reruns of changed stages only, --dry-run,
+--from/--until, the contamination gate, and a manual review that stops the run and resumes it."""
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from workbench.cli import app
+from workbench.recipe import GROUPS, Recipe, load_recipe, recipe_yaml
+
+ROOT = __import__("pathlib").Path(__file__).parent.parent
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_the_bundled_recipes_validate_and_the_tiny_one_is_the_demo():
+    tiny = load_recipe(ROOT / "recipes" / "course-advisor-tiny.yaml")
+    default = Recipe()
+    same_scorer = default.stages.model_copy(update={"screen": tiny.stages.screen})  # the scorer depends on the disk
+    assert tiny == default.model_copy(update={"stages": same_scorer})
+    falcon = load_recipe(ROOT / "recipes" / "course-advisor.yaml")
+    assert falcon.models.base.model == "tiiuae/falcon-7b" and falcon.models.base.quant == "8bit"
+    assert falcon.models.generator.model == "tiiuae/falcon-7b-instruct" and falcon.stages.review.mode == "manual"
+    assert falcon.tiny is None and falcon.stages.finetune.quant == "8bit"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"stages": {"dedup": {"threshold": 2}}}, "bad.yaml: stages.dedup.threshold: Input should be less than or equal"),
+    ({"stages": {"dedup": {"treshold": 0.5}}}, "bad.yaml: stages.dedup.treshold: Extra inputs are not permitted"),
+    ({"models": {"base": {"model": "tiny", "quant": "3bit"}}}, "bad.yaml: models.base.quant: Input should be"),
+    ({"tiny": None}, 'bad.yaml: tiny: a model is "tiny" but the recipe has no tiny section'),
+])
+def test_recipe_mistakes_name_the_path_and_the_reason(tmp_path, change, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(change))
+    result = invoke("run", path, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 1 and message in result.output.replace(str(tmp_path) + "/", "")
+    assert "Traceback" not in result.output
+
+
+def test_a_broken_yaml_file_names_its_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\nstages:\n  dedup: [unclosed\n")
+    result = invoke("run", path)
+    assert result.exit_code == 1 and f"{path}:" in result.output and "invalid YAML" in result.output
+
+
+def micro(tmp_path, **changes):
+    """A small tiny recipe: a short pretraining, a few generations, three items per suite."""
+    data = yaml.safe_load(recipe_yaml(Recipe()))
+    data["tiny"]["train_steps"] = 150
+    data["stages"]["generate"]["instructions"].update(num=6, rounds=2, prompts_per_round=4)
+    data["stages"]["generate"]["from_docs"]["num"] = 1
+    data["stages"]["screen"]["scorer"] = "profanity-check"
+    data["stages"]["eval"]["limit"] = 3
+    data["stages"]["report"]["bootstrap"] = 200
+    for path, value in changes.items():
+        node = data
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    out = tmp_path / f"micro-{len(list(tmp_path.glob('micro-*')))}.yaml"
+    out.write_text(yaml.safe_dump(data))
+    return out
+
+
+def done_and_skipped(output):
+    done = [line.split(":")[0] for line in output.splitlines() if ": done in" in line]
+    skipped = [line.split(":")[0] for line in output.splitlines() if ": skipped (unchanged)" in line]
+    return done, skipped
+
+
+def test_run_reruns_only_what_changed(tmp_path):
+    runs = tmp_path / "runs"
+    first = invoke("run", micro(tmp_path), "--name", "r", "--runs-dir", runs)
+    assert first.exit_code == 0, first.output
+    done, _ = done_and_skipped(first.output)
+    assert done[:3] == ["seeds", "catalog", "tiny-model"] and done[-1] == "report"
+    assert {"contamination", "finetune", "eval-base", "eval-finetuned"} <= set(done)
+    summary = json.loads((runs / "r" / "report" / "summary.json").read_text())
+    assert set(summary["models"]) == {"base", "finetuned"}
+    # A changed screen threshold: the dry run says so, then only screen and the stages after it run.
+    changed = micro(tmp_path, **{"stages.screen.pass_below": 0.0})  # nothing passes: all go to review
+    plan = invoke("run", changed, "--name", "r", "--runs-dir", runs, "--dry-run")
+    assert plan.exit_code == 0 and "nothing was run" in plan.output
+    assert "dedup            skipped: unchanged" in plan.output
+    assert "screen           would run: its config or inputs changed" in plan.output
+    assert "report           would run: an earlier stage runs first" in plan.output
+    again = invoke("run", changed, "--name", "r", "--runs-dir", runs)
+    done, skipped = done_and_skipped(again.output)
+    # The base model's evaluation depends on nothing that changed: it is skipped too.
+    assert skipped == ["seeds", "catalog", "tiny-model", "instructions", "instances", "from-docs", "dedup",
+                       "eval-base"]
+    assert done == ["screen", "review", "contamination", "finetune", "eval-finetuned", "report"]
+    # --from report --force redoes the report alone; --until stops early.
+    report_only = invoke("run", changed, "--name", "r", "--runs-dir", runs, "--from", "report", "--force")
+    assert done_and_skipped(report_only.output)[0] == ["report"]
+    early = invoke("run", micro(tmp_path), "--name", "early", "--runs-dir", runs, "--until", "dedup")
+    assert done_and_skipped(early.output)[0][-1] == "dedup" and not (runs / "early" / "screen").exists()
+    bad = invoke("run", changed, "--name", "fresh", "--runs-dir", runs, "--from", "screen")
+    assert bad.exit_code == 1 and "has not run with these settings" in bad.output
+    assert invoke("run", changed, "--until", "deploy").exit_code == 1
+
+
+def test_contamination_stops_the_run_before_finetuning(tmp_path, monkeypatch):
+    """A curated record that is an eval item: the gate stops the run (exit 1) and writes its report."""
+    from workbench import demo
+
+    runs = tmp_path / "runs"
+    recipe = micro(tmp_path)
+    assert invoke("run", recipe, "--name", "c", "--runs-dir", runs, "--until", "review").exit_code == 0
+    curated = runs / "c" / "review" / "records.jsonl"
+    leak = {"instruction": "Do I have to know programming to apply for the Business Information Systems course?",
+            "response": "No, programming knowledge is not required."}
+    curated.write_text(curated.read_text() + json.dumps(leak) + "\n")
+    (runs / "c" / "review" / "DONE").write_text((runs / "c" / "review" / "DONE").read_text())  # keep it done
+    result = invoke("run", recipe, "--name", "c", "--runs-dir", runs, "--from", "finetune")
+    assert result.exit_code == 1 and "contamination: 1 eval item(s)" in result.output
+    report = json.loads((runs / "c" / "contamination" / "report.json").read_text())
+    assert report["contaminated"][0]["item"] == "business-information-systems-msc-1"
+    assert not (runs / "c" / "finetune").exists()
+    assert demo  # the gate is a stage like any other
+
+
+def test_manual_review_stops_the_run_and_the_next_run_resumes(tmp_path):
+    from annotation import demo_reviewer, review, server
+
+    runs = tmp_path / "runs"
+    recipe = micro(tmp_path)
+    first = invoke("run", recipe, "--name", "m", "--runs-dir", runs, "--review", "manual")
+    assert first.exit_code == 0, first.output
+    assert "Waiting: review: 0 of" in first.output and "run the same command again" in first.output
+    data_dir = runs / "m" / "review" / "argilla"
+    assert not (runs / "m" / "review" / "DONE").exists() and (data_dir / "server.json").exists()
+    try:
+        still = invoke("run", recipe, "--name", "m", "--runs-dir", runs, "--review", "manual")
+        assert "Waiting: review: 0 of" in still.output  # nobody reviewed yet: still waiting, nothing pushed twice
+        client = review.connect(data_dir=data_dir.resolve())
+        demo_reviewer.review_all(client, "demo-candidates", server.DEFAULT_WORKSPACE, data_dir.resolve())  # people
+        resumed = invoke("run", recipe, "--name", "m", "--runs-dir", runs, "--review", "manual")
+        assert resumed.exit_code == 0, resumed.output
+        done, skipped = done_and_skipped(resumed.output)
+        assert "review" in done and done[-1] == "report" and "screen" in skipped
+        assert not (data_dir / "server.json").exists()  # the pull stopped the server
+    finally:
+        server.stop(data_dir.resolve())
+
+
+def test_groups_are_the_loops_stages():
+    assert GROUPS == ("generate", "dedup", "screen", "review", "finetune", "eval", "report")
