@@ -4,8 +4,8 @@ whole review loop without a person. Their rules are simple and deliberately diff
 majorities, disagreements and corrections to resolve. Never mistake their votes for human judgement: the lineage
 names them.
 
-`wait_for_humans` is the other mode (`workbench demo --review manual`): it polls the dataset's progress until
-people have completed every record (or the user presses Ctrl-C).
+The other mode is people (`--review manual`): the run stops after the push and resumes once every record is
+complete (`workbench.demo.review_step`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -101,19 +100,3 @@ def review_all(client, dataset: str, workspace: str, data_dir: Path,
             if progress:
                 progress(done, total)
     return counts
-
-
-def wait_for_humans(client, dataset: str, workspace: str, poll: float = 5.0,
-                    on_progress: Callable[[dict], None] | None = None) -> dict:
-    """Poll until every record is completed; Ctrl-C stops waiting (the pull then takes what is complete)."""
-    handle = review.get_dataset(client, dataset, workspace)
-    progress = review.dataset_progress(client, handle)
-    try:
-        while progress.get("completed", 0) < progress.get("total", 0):
-            if on_progress:
-                on_progress(progress)
-            time.sleep(poll)
-            progress = review.dataset_progress(client, handle)
-    except KeyboardInterrupt:
-        pass
-    return progress

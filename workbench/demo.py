@@ -1,14 +1,13 @@
-"""The offline demo: the longest part of the loop that works, on the bundled data, in a run folder.
+"""The loop's stages as steps (a Stage and the work that makes its outputs), their demo settings, and `run_demo`.
 
-Stages so far: check the seed tasks and the catalog; build a tiny Falcon-architecture model and train it
-for a minute on the bundled text (so it writes text shaped like the domain); then generate with it
-through the real transformers backend: Self-Instruct instructions, their instances, and questions
-grounded in the catalog; then remove near-duplicates among them and of the seeds, and screen them for
-toxicity (offline scorer); then review them in a real local Argilla server (started for the stage and stopped
-after it) with three clearly labelled automatic demo reviewers, or with people (`--review manual`), pull the
-curated set back, and finetune a LoRA adapter on it (the tiny model, on the CPU); then evaluate the base model and
-the finetuned one on the course-advisor and closed Q&A suites and write the comparison report (HTML + summary.json).
-Each stage writes a manifest and is skipped on rerun while its config and inputs are unchanged.
+`workbench.recipe.run_recipe` strings the steps together: check the seed tasks and the catalog; build a tiny
+Falcon-architecture model and train it on the bundled text (so it writes text shaped like the domain); generate
+through a backend (Self-Instruct instructions, their instances, questions grounded in the catalog); remove
+near-duplicates among them and of the seeds; screen them for toxicity; review them in a real local Argilla server
+(three clearly labelled automatic demo reviewers, or people: `--review manual` stops the run and the next run
+resumes); check the curated set against the eval suites (contamination); finetune a LoRA adapter on it; evaluate the
+base (and an instruct model) and the finetuned one; write the comparison report (HTML + summary.json). Each stage
+writes a manifest and is skipped on rerun while its config and inputs are unchanged.
 """
 
 from __future__ import annotations

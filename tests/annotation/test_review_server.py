@@ -407,28 +407,6 @@ def test_agreement_from_a_file_quarantines_rows_that_are_not_export_rows(tmp_pat
     assert '"percent_agreement": 1.0' in result.output
 
 
-def test_manual_review_waits_until_people_completed_every_record(argilla, voted):
-    from annotation import demo_reviewer
-
-    served, data_dir = argilla
-    _, tokens, _ = voted
-    client = review.connect(data_dir=data_dir)
-    records = candidates(2, prefix="Which lab")
-    review.push(records, "manual", client=client)
-    seen = []
-
-    def people():
-        time.sleep(0.5)
-        for item in review.fetch(client, "manual"):
-            _answer(served, tokens["ann-a"], item, decision="keep")
-
-    worker = threading.Thread(target=people)
-    worker.start()
-    progress = demo_reviewer.wait_for_humans(client, "manual", "workbench", poll=0.2, on_progress=seen.append)
-    worker.join()
-    assert progress["completed"] == progress["total"] == 2 and seen and seen[0]["completed"] < 2
-
-
 def test_setup_installs_into_an_existing_environment(monkeypatch):
     """`annotate setup` on a built environment: pip finds everything installed, the server still imports."""
     venv = server.CHECKOUT_VENV
