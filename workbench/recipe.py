@@ -239,7 +239,7 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
     result.programmes = json.loads(programmes.read_text()) if programmes.exists() else []
     if report is not None:
         result.report = report.stage.path("report.html")
-    if keep_server:  # the review stage stops its server; start it again on the same data to browse the review
+    if keep_server and (run_dir / "review" / "argilla").is_dir():  # the review stage stops its server: restart it
         from annotation import server
 
         say("argilla (keeping the review server running)")
