@@ -68,6 +68,8 @@ MaxNewTokens = Annotated[int | None, typer.Option(help="Tokens generated per pro
 Temperature = Annotated[float | None, typer.Option(help="Sampling temperature (0 = greedy).")]
 BatchSize = Annotated[int | None, typer.Option(help="Prompts per batch (transformers backend).")]
 Quarantine = Annotated[Path | None, typer.Option(help="Where bad lines go (default: beside the output).")]
+AdapterOption = Annotated[str | None, typer.Option("--adapter", help="LoRA adapter folder on top of --model.")]
+QuantOption = Annotated[str, typer.Option("--quant", help="none, 8bit or 4bit.")]
 
 
 def _report_problems(problems, quarantine: Path, strict: bool) -> None:
@@ -287,7 +289,7 @@ def models_tiny(
 @models_app.command("check")
 def models_check(
     model: Annotated[str, typer.Argument(help="A hub id or local folder.")],
-    quant: Annotated[str, typer.Option(help="none, 8bit or 4bit.")] = "none",
+    quant: QuantOption = "none",
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     prompt: Annotated[str | None, typer.Option(help="Also generate from this prompt.")] = None,
@@ -916,7 +918,7 @@ def eval_run(
     suite: Annotated[list[str], typer.Option("--suite", help="Suite name or folder (repeat the flag).")],
     model: ModelName,
     output: Annotated[Path, typer.Option("-o", "--output", help="Results folder (one subfolder per suite).")],
-    adapter: Annotated[str | None, typer.Option(help="LoRA adapter folder on top of --model.")] = None,
+    adapter: AdapterOption = None,
     name: Annotated[str | None, typer.Option(help="Label in reports (default: the adapter's or model's name).")] = None,
     backend: BackendName = "transformers", api_base: ApiBase = None, api_key: ApiKey = None, api: Api = "completions",
     concurrency: Concurrency = 4,
@@ -1024,7 +1026,7 @@ def eval_compare(
 def inspect_next_token(
     prompt: Annotated[str, typer.Argument(help="The text the model continues.")],
     model: ModelName,
-    adapter: Annotated[str | None, typer.Option(help="LoRA adapter folder on top of --model.")] = None,
+    adapter: AdapterOption = None,
     top_k: Annotated[int, typer.Option(help="How many of the most likely tokens to show.")] = 10,
     steps: Annotated[int, typer.Option(help="Append the most likely token and show the next step, N times.")] = 1,
     compare: Annotated[str | None, typer.Option(help="A second model, side by side (it sees the same text).")] = None,
@@ -1065,6 +1067,14 @@ def _answer(loaded, question: str, page, system_prompt: bool, max_new_tokens: in
     console.print()
 
 
+def _assistant(model: str, adapter: str | None, catalog: Path | None, quant: str):
+    """The catalog retriever (or None) and the loaded model, as ask, chat and serve use them."""
+    from workbench.assistant import Retriever
+    from workbench.models import get_model
+
+    return Retriever.from_catalog(catalog) if catalog else None, get_model(model, quant=quant, adapter=adapter)
+
+
 def _retrieve(retriever, question: str, previous=None):
     """The best page for the question; a follow-up that names no programme keeps the previous page."""
     found = retriever.search(question, k=1) if retriever else []
@@ -1078,9 +1088,9 @@ def _retrieve(retriever, question: str, previous=None):
 def ask(
     question: Annotated[str, typer.Argument(help="A prospective student's question.")],
     model: ModelName,
-    adapter: Annotated[str | None, typer.Option(help="LoRA adapter folder on top of --model.")] = None,
+    adapter: AdapterOption = None,
     catalog: Catalog = None, system_prompt: SystemPrompt = True,
-    quant: Annotated[str, typer.Option(help="none, 8bit or 4bit.")] = "none",
+    quant: QuantOption = "none",
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated at most.")] = 128,
 ):
     """Answer one question as the course-advisor assistant, streaming the answer.
@@ -1088,31 +1098,23 @@ def ask(
     Example: workbench ask --model tiiuae/falcon-7b --adapter adapters/advisor --catalog workbench/data/catalog
     "Do I have to know programming to apply for the business information systems course?"
     """
-    from workbench.assistant import Retriever
-    from workbench.models import get_model
-
-    retriever = Retriever.from_catalog(catalog) if catalog else None
-    loaded = get_model(model, quant=quant, adapter=adapter)
+    retriever, loaded = _assistant(model, adapter, catalog, quant)
     _answer(loaded, question, _retrieve(retriever, question), system_prompt, max_new_tokens)
 
 
 @app.command("chat")
 def chat(
     model: ModelName,
-    adapter: Annotated[str | None, typer.Option(help="LoRA adapter folder on top of --model.")] = None,
+    adapter: AdapterOption = None,
     catalog: Catalog = None, system_prompt: SystemPrompt = True,
-    quant: Annotated[str, typer.Option(help="none, 8bit or 4bit.")] = "none",
+    quant: QuantOption = "none",
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated at most per answer.")] = 128,
 ):
     """Talk to the course-advisor assistant: one question per line; `exit` or Ctrl-D ends.
 
     Example: workbench chat --model tiiuae/falcon-7b --adapter adapters/advisor --catalog workbench/data/catalog
     """
-    from workbench.assistant import Retriever
-    from workbench.models import get_model
-
-    retriever = Retriever.from_catalog(catalog) if catalog else None
-    loaded = get_model(model, quant=quant, adapter=adapter)
+    retriever, loaded = _assistant(model, adapter, catalog, quant)
     page = None
     while True:
         try:
@@ -1186,13 +1188,13 @@ def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print JSON inst
 @app.command("serve")
 def serve(
     model: ModelName,
-    adapter: Annotated[str | None, typer.Option(help="LoRA adapter folder on top of --model.")] = None,
+    adapter: AdapterOption = None,
     catalog: Catalog = None,
     name: Annotated[str | None, typer.Option(help="The model name clients ask for (default: the adapter's or "
                                              "model's folder name).")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on; loopback by default.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    quant: Annotated[str, typer.Option(help="none, 8bit or 4bit.")] = "none",
+    quant: QuantOption = "none",
 ):
     """Serve the assistant on an OpenAI-compatible API (/v1/models, /v1/completions, /v1/chat/completions).
 
@@ -1200,13 +1202,10 @@ def serve(
     """
     import uvicorn
 
-    from workbench.assistant import Retriever
-    from workbench.models import get_model
     from workbench.serve import create_app
 
     label = name or Path(adapter or model).name
-    loaded = get_model(model, quant=quant, adapter=adapter)
-    retriever = Retriever.from_catalog(catalog) if catalog else None
+    retriever, loaded = _assistant(model, adapter, catalog, quant)
     if host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(f"Warning: listening on {host}: anyone who can reach it can use the model (no key)")
     err_console.print(f"Serving {label!r} at http://{host}:{port}/v1 (OPENAI_BASE_URL); Ctrl-C stops")
