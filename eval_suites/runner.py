@@ -27,7 +27,7 @@ from eval_suites.registry import Suite, load_suite
 from workbench.backends import BackendConfig, load_backend
 from workbench.errors import InputError
 from workbench.io import Problem, atomic_write_text, load_records, read_json_lines, sha256_file
-from workbench.runs import package_versions, workbench_home
+from workbench.runs import fingerprint, package_versions, workbench_home
 
 Progress = Callable[[int, int], None]
 
@@ -53,13 +53,7 @@ def files_fingerprint(path: str | Path) -> str:
         memo = json.loads(memo_path.read_text())
     except (OSError, ValueError):
         memo = {}
-    if path.is_file():
-        result = _file_sha256(path, memo)
-    else:
-        digest = hashlib.sha256()
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(f"{file.relative_to(path).as_posix()}\0{_file_sha256(file, memo)}\n".encode())
-        result = digest.hexdigest()
+    result = fingerprint(path, lambda file: _file_sha256(file, memo))
     atomic_write_text(memo_path, json.dumps(memo, indent=1) + "\n")
     return result
 

@@ -323,8 +323,6 @@ def demo(
     from workbench.demo import run_demo
     from workbench.display import run_summary
 
-    if review not in ("auto", "manual"):
-        raise typer.BadParameter("choose auto or manual", param_hint="--review")
     with console.status("Running the demo stages...") as status:
         result = run_demo(runs_dir, name, force, lambda stage: status.update(f"Stage: {stage}"), review, keep_server)
     run_summary(result)
@@ -353,10 +351,7 @@ def run_command(
 
     loaded = load_recipe(recipe)
     if review is not None:
-        if review not in ("auto", "manual"):
-            raise typer.BadParameter("choose auto or manual", param_hint="--review")
-        stages = loaded.stages.model_copy(update={"review": loaded.stages.review.model_copy(update={"mode": review})})
-        loaded = loaded.model_copy(update={"stages": stages})
+        loaded = loaded.with_review(review)
     with console.status("Running the recipe...") as status:
         result = run_recipe(loaded, runs_dir, name or loaded.name, force=force, from_stage=from_stage, until=until,
                             dry_run=dry_run, on_stage=lambda stage: status.update(f"Stage: {stage}"),

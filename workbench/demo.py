@@ -410,7 +410,5 @@ def run_demo(runs_dir: str | Path = "runs", name: str = "demo", force: bool = Fa
     """The tiny recipe (the embedded defaults) in runs_dir/name: what `make demo` runs."""
     from workbench.recipe import Recipe, run_recipe
 
-    recipe = Recipe()
-    recipe = recipe.model_copy(update={"stages": recipe.stages.model_copy(update={
-        "review": recipe.stages.review.model_copy(update={"mode": review})})})
+    recipe = Recipe().with_review(review)
     return run_recipe(recipe, runs_dir, name, force=force, on_stage=on_stage, keep_server=keep_server)

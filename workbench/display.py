@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -145,8 +146,6 @@ def doctor_table(checks) -> Table:
 
 def trace_lines(t: dict) -> list[str]:
     """A record's life as text: what it is, each lineage event, its cluster, adapters and contamination."""
-    import json as _json
-
     r = t["record"]
     lines = [f"Record {t['id']}: {t['status']} ({t['run']})",
              f"  instruction: {r['instruction'][:200]}", f"  context: {(r.get('context') or '–')[:120]}",
@@ -156,7 +155,7 @@ def trace_lines(t: dict) -> list[str]:
         detail = e.get("detail") or {}
         if isinstance(detail, dict):
             detail = {k: v for k, v in detail.items() if k != "params"}  # sampling settings: in the manifest
-        shown = _json.dumps(detail, ensure_ascii=False) if detail else ""
+        shown = json.dumps(detail, ensure_ascii=False) if detail else ""
         lines.append(f"  {e['stage']:<12} {e['action']:<7} {e.get('reason') or ''} {shown[:220]}".rstrip())
     if r.get("scores"):
         lines.append("Scores: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
@@ -164,7 +163,7 @@ def trace_lines(t: dict) -> list[str]:
     if t["parent"]:
         lines.append(f"Made from {t['parent']['id']} ({t['parent']['stage']}): {t['parent']['instruction'][:120]}")
     if t["dedup_cluster"]:
-        lines.append(f"Dedup cluster: {_json.dumps(t['dedup_cluster'], ensure_ascii=False)[:300]}")
+        lines.append(f"Dedup cluster: {json.dumps(t['dedup_cluster'], ensure_ascii=False)[:300]}")
     lines.append("Found in: " + ", ".join(p["file"] for p in t["places"]))
     lines += [f"Trained into: {a['adapter']} ({a['used']}; base {a['base']})" for a in t["adapters"]] or \
         ["Trained into: no adapter in this run"]

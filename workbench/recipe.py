@@ -92,6 +92,13 @@ class Recipe(BaseModel):
     models: Models = Models()
     stages: Stages = Stages()
 
+    def with_review(self, mode: str) -> Recipe:
+        """The same recipe with review `auto` or `manual` (the command line's --review)."""
+        if mode not in ("auto", "manual"):
+            raise InputError(f"--review: choose auto or manual, not {mode!r}")
+        review = self.stages.review.model_copy(update={"mode": mode})
+        return self.model_copy(update={"stages": self.stages.model_copy(update={"review": review})})
+
 
 def load_recipe(path: str | Path) -> Recipe:
     """A recipe file, validated; mistakes are reported as `FILE: stages.dedup.threshold: reason`."""

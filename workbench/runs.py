@@ -70,15 +70,15 @@ class Ledger:
         return "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in self.events)
 
 
-def fingerprint(path: str | Path) -> str:
+def fingerprint(path: str | Path, file_sha256: Callable[[Path], str] = sha256_file) -> str:
     """sha256 of a file, or of a folder's sorted (relative path, file sha256) list."""
     path = Path(path)
     if path.is_file():
-        return sha256_file(path)
+        return file_sha256(path)
     if path.is_dir():
         digest = hashlib.sha256()
         for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(f"{file.relative_to(path).as_posix()}\0{sha256_file(file)}\n".encode())
+            digest.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
         return digest.hexdigest()
     raise InputError(f"{path}: no such file or folder")
 
