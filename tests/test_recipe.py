@@ -52,7 +52,7 @@ def test_a_broken_yaml_file_names_its_line(tmp_path):
 def micro(tmp_path, **changes):
     """A small tiny recipe: a short pretraining, a few generations, three items per suite."""
     data = yaml.safe_load(recipe_yaml(Recipe()))
-    data["tiny"]["train_steps"] = 150
+    data["tiny"].update(train_steps=60, instruct_steps=60, seq_len=256)
     data["stages"]["generate"]["instructions"].update(num=6, rounds=2, prompts_per_round=4)
     data["stages"]["generate"]["from_docs"]["num"] = 1
     data["stages"]["screen"]["scorer"] = "profanity-check"

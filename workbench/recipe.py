@@ -32,11 +32,13 @@ from workbench.io import load_records
 from workbench.runs import StageOutcome, StagePending, run_stage
 from workbench.stats import compute_stats
 
+TINY_MODELS = {"tiny": "model", "tiny-instruct": "instruct"}  # name in a recipe -> folder in tiny-model/
 GROUPS = ("generate", "dedup", "screen", "review", "finetune", "eval", "report")
 
 
 class ModelRef(BaseModel):
-    """A model a stage uses: "tiny" is the run's own tiny model (stage tiny-model); else a hub id or folder."""
+    """A model a stage uses: "tiny" and "tiny-instruct" are the run's own tiny base and instruct models (stage
+    tiny-model); else a hub id or folder."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -47,7 +49,7 @@ class ModelRef(BaseModel):
     device: str = "auto"
 
     def resolve(self, tiny_dir: Path, adapter: Path | None = None) -> BackendConfig:
-        model = str(tiny_dir) if self.model == "tiny" else self.model
+        model = str(tiny_dir / TINY_MODELS[self.model]) if self.model in TINY_MODELS else self.model
         return BackendConfig(backend=self.backend, model=model, quant=self.quant, api_base=self.api_base,
                              device=self.device, adapter=str(adapter) if adapter else None)
 
@@ -55,9 +57,9 @@ class ModelRef(BaseModel):
 class Models(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    generator: ModelRef = ModelRef(model="tiny")  # writes the candidates (target: falcon-7b-instruct)
+    generator: ModelRef = ModelRef(model="tiny-instruct")  # writes the candidates (target: falcon-7b-instruct)
     base: ModelRef = ModelRef(model="tiny")  # finetuned and evaluated (target: falcon-7b)
-    instruct: ModelRef | None = None  # also evaluated, beside base and finetuned
+    instruct: ModelRef | None = ModelRef(model="tiny-instruct")  # also evaluated, beside base and finetuned
 
 
 class GenerateSettings(BaseModel):
@@ -88,7 +90,7 @@ class Recipe(BaseModel):
 
     name: str = "course-advisor-tiny"
     description: str = "The embedded demo: a tiny Falcon trained on the bundled catalog runs the whole loop on a CPU."
-    tiny: demo.TinyModelConfig | None = demo.TinyModelConfig()  # needed when a model is "tiny"
+    tiny: demo.TinyModelConfig | None = demo.TinyModelConfig()  # needed when a model is "tiny" or "tiny-instruct"
     models: Models = Models()
     stages: Stages = Stages()
 
@@ -114,10 +116,12 @@ def load_recipe(path: str | Path) -> Recipe:
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: a recipe is a mapping of settings")
     recipe = build_config(Recipe, values, str(path))
-    uses_tiny = any(m is not None and m.model == "tiny" for m in (recipe.models.generator, recipe.models.base,
-                                                                   recipe.models.instruct))
-    if uses_tiny and recipe.tiny is None:
+    used = {m.model for m in (recipe.models.generator, recipe.models.base, recipe.models.instruct,
+                              recipe.stages.judge) if m is not None}
+    if used & set(TINY_MODELS) and recipe.tiny is None:
         raise ConfigError(f"{path}: tiny: a model is \"tiny\" but the recipe has no tiny section")
+    if "tiny-instruct" in used and recipe.tiny is not None and not recipe.tiny.instruct_steps:
+        raise ConfigError(f"{path}: tiny.instruct_steps: a model is \"tiny-instruct\", which needs instruct_steps > 0")
     return recipe
 
 
@@ -183,7 +187,7 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
     settings = recipe.stages
     seeds_path = _path(settings.generate.seeds, SEED_TASKS)
     documents = _path(settings.generate.documents, CATALOG_DIR)
-    tiny_dir = run_dir / "tiny-model" / "model"
+    tiny_dir = run_dir / "tiny-model"
     models = recipe.models
     try:
         seeds = step("generate", "seeds", lambda: demo.seeds_step(run_dir, demo.SeedsConfig(), seeds_path))

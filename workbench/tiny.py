@@ -112,9 +112,12 @@ def build_tiny_model(out: str | Path, spec: TinySpec | None = None, corpus: Iter
     return out
 
 
-def domain_texts(listings: int = 300, seed: int = 0) -> list[str]:
+def domain_texts(listings: int = 300, seed: int = 0, questions=None, doc_questions: int = 4,
+                 doc_listings: int = 4) -> list[str]:
     """Text that teaches a tiny model the shapes the loop asks for: catalog pages, answers in the prompt
-    format, Self-Instruct task listings and document questions, all from the bundled data."""
+    format, Self-Instruct task listings and document questions, all from the bundled data. `questions(programme)`
+    gives the document questions and answers (default `programme_questions`; the demo's instruct model reads
+    `catalog_questions`)."""
     import random
 
     from workbench.catalog import SEED_TASKS, load_catalog
@@ -153,10 +156,10 @@ def domain_texts(listings: int = 300, seed: int = 0) -> list[str]:
             answer = f"{given}Output: {seed_task.response}"
         texts.append(prompt + answer)
     for programme in programmes:
-        pairs = programme_questions(programme)
-        for _ in range(4):
-            asked = rng.sample(pairs, 4)
-            texts.append(doc_questions_prompt(programme.text, 4) + " " + "\n".join(
+        pairs = (questions or programme_questions)(programme)
+        for _ in range(doc_listings):
+            asked = rng.sample(pairs, min(doc_questions, len(pairs)))
+            texts.append(doc_questions_prompt(programme.text, len(asked)) + " " + "\n".join(
                 f"{i}. {q}" for i, (q, _) in enumerate(asked, start=1))[3:])
         texts += [format_example(Record(q, programme.text, a)) for q, a in pairs]
     return texts
@@ -178,10 +181,111 @@ def programme_questions(programme) -> list[tuple[str, str]]:
     ]
 
 
-def pretrain_tiny(model_dir: str | Path, texts: list[str], steps: int = 300, seq_len: int = 128,
-                  batch_size: int = 16, lr: float = 3e-3, seed: int = 0, progress=None) -> list[float]:
-    """Train a tiny model from scratch on `texts` (next-token loss) and save it in place; returns losses.
+def catalog_questions(programme) -> list[tuple[str, str]]:
+    """Questions a prospective student asks about a programme, answered from its page (about 25 per page).
 
+    Read off the page's structure, the same for every catalog page: the "Key facts" bullets, the admission
+    requirement bullets, the module strands, the first sentence of the intro and of the career section, and the
+    funding sentence. This is what the demo's tiny models are taught to read (the stand-in for what a large model
+    learned from the web); the eval suites' questions are written separately and checked against it.
+    """
+    import re
+
+    title, name = programme.title, f"the {programme.title} {programme.degree}"
+    sections = {}
+    intro, *blocks = re.split(r"\n(?=## )", programme.text)
+    for block in blocks:
+        head, _, body = block.partition("\n")
+        sections[head.lstrip("# ").strip()] = body.strip()
+
+    def bullets(section: str) -> list[str]:
+        return [" ".join(b.split()) for b in re.split(r"\n- ", "\n" + sections.get(section, "")) if b.strip()]
+
+    def sentences(text: str) -> list[str]:
+        return [x for x in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if x]
+
+    pairs = []
+    for fact in bullets("Key facts"):
+        label, _, value = (x.strip() for x in fact.partition(":"))
+        label = label.lower()
+        if label == "degree":
+            pairs += [(f"Which degree does {name} lead to?", value),
+                      (f"How many ECTS credits is {title} worth?", value.split(", ")[-1])]
+        elif label == "duration":
+            pairs += [(f"How long is {name}?", value), (f"How many semesters does {title} take?", value)]
+        elif label.startswith("language"):
+            english = value.lower().startswith("english")
+            pairs += [(f"In which language is {title} taught?", value),
+                      (f"Is {name} taught in English?",
+                       "Yes, it is taught in English." if english else f"No, it is taught in {value}.")]
+        elif label == "campus":
+            pairs += [(f"On which campus is {name}?", value), (f"Where will I study {title}?", f"On the {value}.")]
+        elif label == "start":
+            pairs.append((f"When does {name} start?", value))
+            for month in ("October", "March"):
+                pairs.append((f"Is there a {month} intake for {name}?", f"Yes, there are intakes in {value}."
+                              if month in value else f"No, the only intake is in {value}."))
+        elif label.startswith("application deadline"):
+            pairs += [(f"What is the application deadline for {name}?", value),
+                      (f"When must I apply for {title}?", value)]
+        elif label.startswith("semester fee"):
+            pairs += [(f"What is the semester fee for {name}?", value),
+                      (f"How much does {title} cost per semester?", value)]
+    for requirement in bullets("Admission requirements"):
+        low, first = requirement.lower(), sentences(requirement.replace("*", ""))[0].rstrip(".")
+        if "programming knowledge is not required" in low:
+            pairs += [(f"Do I need programming knowledge for {title}?", "No, programming knowledge is not required."),
+                      (f"Can I apply to {title} without programming experience?",
+                       "Yes, programming knowledge is not required.")]
+        elif "programming knowledge is required" in low:
+            detail = requirement.replace("*", "").split(":", 1)[-1].strip()
+            pairs.append((f"Do I need programming knowledge for {title}?", f"Yes, {sentences(detail)[0]}"))
+        elif low.startswith(("english", "german")):
+            pairs.append((f"Which {requirement.split()[0]} level does {title} ask for?", first))
+        elif any(word in low for word in ("degree", "certificate", "school")):
+            pairs.append((f"Which qualification does {name} ask for?", first))
+        else:
+            pairs.append((f"What else does an application to {title} need?", first))
+    for strand in bullets("Module strands"):
+        labelled = re.match(r"\*\*(.+?):?\*\*:?\s*(.+)", strand)
+        if labelled:
+            pairs.append((f"Which {labelled.group(1).rstrip(':').lower()} modules does {title} have?",
+                          labelled.group(2)))
+    body = "\n".join(line for line in intro.splitlines() if not line.startswith("#"))
+    for question, text, index in ((f"What is {name} about?", body, 0),
+                                  (f"Where do graduates of {title} work?", sections.get("Career prospects", ""), 0),
+                                  (f"Is there any funding for {title}?", sections.get("Fees and funding", ""), 1)):
+        found = sentences(text)
+        if len(found) > index:
+            pairs.append((question, found[index]))
+    first: dict[str, str] = {}
+    for question, answer in pairs:
+        first.setdefault(question, answer)  # a question asked twice (two such bullets) keeps its first answer
+    return list(first.items())
+
+
+def base_texts(repeats: int = 3) -> list[str]:
+    """Plain text for the tiny *base* model (the stand-in for falcon-7b): catalog pages, the seed tasks as prose
+    and reading-comprehension passages (a question, the page, the answer), and none of the prompt formats, so
+    that it knows the domain but not the instruction format the finetuned adapter learns."""
+    from workbench.catalog import SEED_TASKS, load_catalog
+    from workbench.io import load_records
+
+    programmes = load_catalog()
+    texts = [p.text for p in programmes] * repeats
+    texts += [" ".join(part for part in (r.instruction, r.context, r.response) if part)
+              for r in load_records(SEED_TASKS, [])]
+    texts += [f"Question: {q}\n\n{p.text}\n\nAnswer: {a}" for p in programmes for q, a in catalog_questions(p)]
+    return texts
+
+
+def pretrain_tiny(model_dir: str | Path, texts: list[str], steps: int = 300, seq_len: int = 128,
+                  batch_size: int = 16, lr: float = 3e-3, seed: int = 0, progress=None,
+                  aligned: bool = False) -> list[float]:
+    """Train the tiny model in MODEL_DIR on `texts` (next-token loss) and save it in place; returns losses.
+
+    Sequences are windows of the concatenated texts, at random offsets, or (`aligned`) starting where a text
+    starts, so that a whole page with its question is seen at the positions a prompt puts them.
     A plain loop, not Trainer: a few hundred steps on one CPU, nothing to shard or evaluate.
     """
     import torch
@@ -190,8 +294,10 @@ def pretrain_tiny(model_dir: str | Path, texts: list[str], steps: int = 300, seq
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    ids = [t for text in texts for t in [*tokenizer(text, add_special_tokens=False)["input_ids"],
-                                         tokenizer.eos_token_id]]
+    ids, starts_at = [], []
+    for text in texts:
+        starts_at.append(len(ids))
+        ids += [*tokenizer(text, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
     stream = torch.tensor(ids)
     if len(stream) <= seq_len + 1:
         raise InputError(f"the training text has {len(stream)} tokens, fewer than one sequence of {seq_len}")
@@ -201,8 +307,12 @@ def pretrain_tiny(model_dir: str | Path, texts: list[str], steps: int = 300, seq
     losses = []
     model.train()
     for step in range(steps):
-        starts = torch.randint(0, len(stream) - seq_len - 1, (batch_size,), generator=generator)
-        batch = torch.stack([stream[s:s + seq_len] for s in starts.tolist()])
+        if aligned:
+            picks = torch.randint(0, len(starts_at), (batch_size,), generator=generator).tolist()
+            starts = [min(starts_at[i], len(stream) - seq_len - 1) for i in picks]
+        else:
+            starts = torch.randint(0, len(stream) - seq_len - 1, (batch_size,), generator=generator).tolist()
+        batch = torch.stack([stream[s:s + seq_len] for s in starts])
         loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
