@@ -134,7 +134,7 @@ def test_demo_runs_then_skips_unchanged_stages(tmp_path):
     result = invoke("demo", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
     stages = ("seeds", "catalog", "tiny-model", "instructions", "instances", "from-docs", "dedup", "screen", "review",
-              "contamination", "finetune", "eval-base", "eval-finetuned", "report")
+              "contamination", "finetune", "eval-base", "eval-instruct", "eval-finetuned", "report")
     for stage in stages:
         assert (tmp_path / "runs" / "demo" / stage / "DONE").exists()
     assert "Seed tasks: 64 records" in result.output

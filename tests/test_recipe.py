@@ -81,9 +81,9 @@ def test_run_reruns_only_what_changed(tmp_path):
     assert first.exit_code == 0, first.output
     done, _ = done_and_skipped(first.output)
     assert done[:3] == ["seeds", "catalog", "tiny-model"] and done[-1] == "report"
-    assert {"contamination", "finetune", "eval-base", "eval-finetuned"} <= set(done)
+    assert {"contamination", "finetune", "eval-base", "eval-instruct", "eval-finetuned"} <= set(done)
     summary = json.loads((runs / "r" / "report" / "summary.json").read_text())
-    assert set(summary["models"]) == {"base", "finetuned"}
+    assert set(summary["models"]) == {"base", "instruct", "finetuned"}
     # A changed screen threshold: the dry run says so, then only screen and the stages after it run.
     changed = micro(tmp_path, **{"stages.screen.pass_below": 0.0})  # nothing passes: all go to review
     plan = invoke("run", changed, "--name", "r", "--runs-dir", runs, "--dry-run")
@@ -93,9 +93,9 @@ def test_run_reruns_only_what_changed(tmp_path):
     assert "report           would run: an earlier stage runs first" in plan.output
     again = invoke("run", changed, "--name", "r", "--runs-dir", runs)
     done, skipped = done_and_skipped(again.output)
-    # The base model's evaluation depends on nothing that changed: it is skipped too.
+    # The base and instruct models' evaluations depend on nothing that changed: they are skipped too.
     assert skipped == ["seeds", "catalog", "tiny-model", "instructions", "instances", "from-docs", "dedup",
-                       "eval-base"]
+                       "eval-base", "eval-instruct"]
     assert done == ["screen", "review", "contamination", "finetune", "eval-finetuned", "report"]
     # --from report --force redoes the report alone; --until stops early.
     report_only = invoke("run", changed, "--name", "r", "--runs-dir", runs, "--from", "report", "--force")
