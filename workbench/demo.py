@@ -61,7 +61,7 @@ class TinyModelConfig(BaseModel):
     train_steps: int = Field(400, ge=1)  # the base: pages, seed tasks, reading passages; ~95 s on 2 cores
     seq_len: int = Field(640, ge=16)  # the base's sequences: a catalog page with its question is ~600 tokens
     batch_size: int = Field(4, ge=1)
-    instruct_steps: int = Field(300, ge=0)  # the instruct model, from the base: ~70 s; 0: no instruct model
+    instruct_steps: int = Field(450, ge=0)  # the instruct model, from the base: ~105 s; 0: no instruct model
     seed: int = 0  # weight initialisation and batch order
 
 
@@ -159,7 +159,9 @@ def tiny_model_step(run_dir: Path, config: TinyModelConfig) -> Step:
         shutil.rmtree(instruct, ignore_errors=True)
         if config.instruct_steps:
             shutil.copytree(base, instruct)
-            texts = domain_texts(seed=config.seed, questions=catalog_questions, doc_questions=8, doc_listings=6)
+            asked = [q for p in load_catalog() for q, _ in catalog_questions(p)]
+            texts = domain_texts(seed=config.seed, questions=catalog_questions, doc_questions=8, doc_listings=6,
+                                 more_tasks=asked)
             losses["instruct"] = pretrain_tiny(instruct, texts, config.instruct_steps, seq_len=config.seq_len,
                                                batch_size=config.batch_size, seed=config.seed, aligned=True)
         atomic_write_text(stage.path("losses.json"), json.dumps(

@@ -8,7 +8,7 @@ trained on the bundled domain text.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -113,11 +113,12 @@ def build_tiny_model(out: str | Path, spec: TinySpec | None = None, corpus: Iter
 
 
 def domain_texts(listings: int = 300, seed: int = 0, questions=None, doc_questions: int = 4,
-                 doc_listings: int = 4) -> list[str]:
+                 doc_listings: int = 4, more_tasks: Sequence[str] = ()) -> list[str]:
     """Text that teaches a tiny model the shapes the loop asks for: catalog pages, answers in the prompt
     format, Self-Instruct task listings and document questions, all from the bundled data. `questions(programme)`
     gives the document questions and answers (default `programme_questions`; the demo's instruct model reads
-    `catalog_questions`)."""
+    `catalog_questions`). A listing shows eight seed tasks and goes on with four more (from `more_tasks` too, if given):
+    a model that only ever saw seed tasks continue a listing repeats them, and Self-Instruct drops repeats."""
     import random
 
     from workbench.catalog import SEED_TASKS, load_catalog
@@ -139,8 +140,9 @@ def domain_texts(listings: int = 300, seed: int = 0, questions=None, doc_questio
     instructions = [r.instruction for r in seeds]
     for _ in range(listings):
         shown = rng.sample(instructions, 12)
+        following = rng.sample([*shown[8:], *more_tasks], 4) if more_tasks else shown[8:]
         texts.append(bootstrap_prompt(shown[:8]) + " " + "\n".join(
-            f"{i}. {text}" for i, text in enumerate(shown[8:], start=9))[3:])
+            f"{i}. {text}" for i, text in enumerate(following, start=9))[3:])
     for seed_task in seeds:  # the follow-up prompts: category, classification or not, instances
         shots = rng.sample([r for r in seeds if r is not seed_task], 6)
         texts.append(f"{category_prompt(seed_task.instruction, shots)} {seed_task.category}")
@@ -223,7 +225,8 @@ def catalog_questions(programme) -> list[tuple[str, str]]:
         elif label == "start":
             pairs.append((f"When does {name} start?", value))
             for month in ("October", "March"):
-                pairs.append((f"Is there a {month} intake for {name}?", f"Yes, there are intakes in {value}."
+                article = "an" if month[0] in "AEIOU" else "a"
+                pairs.append((f"Is there {article} {month} intake for {name}?", f"Yes, there are intakes in {value}."
                               if month in value else f"No, the only intake is in {value}."))
         elif label.startswith("application deadline"):
             pairs += [(f"What is the application deadline for {name}?", value),
