@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from annotation import review
-from workbench.text import grounding
+from workbench.core.text import grounding
 
 REVIEWERS = (
     ("demo-reviewer-1", "strict"),  # short or flagged responses go; cuts a response's unfinished last sentence

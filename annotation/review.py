@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from annotation.server import DEFAULT_WORKSPACE, Credentials, default_data_dir
-from workbench.errors import WorkbenchError
-from workbench.records import CATEGORIES, Record
-from workbench.runs import Ledger
+from workbench.core.errors import WorkbenchError
+from workbench.core.records import CATEGORIES, Record
+from workbench.core.runs import Ledger
 
 DECISIONS = ("keep", "discard")
 POLICIES = ("majority", "unanimous", "any-discard")
@@ -476,7 +476,7 @@ def load_pull_state(data_dir: Path, api_url: str, workspace: str, dataset: str) 
 
 
 def save_pull_state(data_dir: Path, api_url: str, workspace: str, dataset: str, seen: dict[str, str]) -> None:
-    from workbench.io import atomic_write_text
+    from workbench.core.io import atomic_write_text
 
     path = _state_path(data_dir, api_url, workspace, dataset)
     path.parent.mkdir(parents=True, exist_ok=True)

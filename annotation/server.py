@@ -20,8 +20,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from workbench.errors import WorkbenchError
-from workbench.runs import workbench_home
+from workbench.core.errors import WorkbenchError
+from workbench.core.runs import workbench_home
 
 ENGINE_SCRIPT = Path(__file__).with_name("argilla_engine.py")
 REQUIREMENTS = Path(__file__).with_name("server-requirements.txt")

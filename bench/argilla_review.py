@@ -40,7 +40,7 @@ def timed(method: str, url: str, repeats: int, **kwargs) -> float:
 
 def measure(size: int, client, served, token: str, repeats: int) -> None:
     from annotation import review
-    from workbench.records import Record
+    from workbench.core.records import Record
 
     records = [Record(instruction=f"Question {i}: which programme fits a student who likes topic {i % 97}?",
                       response=f"Answer {i}: the programme with strand {i % 13} fits them best.",

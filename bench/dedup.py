@@ -61,7 +61,7 @@ def run_datasketch(source: Path, out: Path) -> list[tuple[int, int]]:
     from datasketch import MinHash, MinHashLSH
 
     from pipelines.dedup import shingles
-    from workbench.io import load_records, write_records
+    from workbench.core.io import load_records, write_records
 
     records = load_records(source, [])
     sets = [[s.encode() for s in shingles(r.instruction, 3)] for r in records]
@@ -95,7 +95,7 @@ def exact_pairs(source: Path, threshold: float = 0.7) -> set[tuple[int, int]]:
     from scipy.sparse import csr_matrix, triu
 
     from pipelines.dedup import shingle_texts
-    from workbench.io import load_records
+    from workbench.core.io import load_records
 
     shingled = shingle_texts([r.instruction for r in load_records(source, [])], 3)
     sets = [shingled.set(i) for i in range(len(shingled))]

@@ -71,14 +71,14 @@ def quantize_8bit(model):
 def build_model(tiny: bool, quant: str, device: str):
     from transformers import AutoModelForCausalLM, FalconConfig
 
-    from workbench.models import count_quantized_layers, linear_subclasses_as_linear
+    from workbench.core.models import count_quantized_layers, linear_subclasses_as_linear
 
     config = FalconConfig(hidden_size=256, num_hidden_layers=4, num_attention_heads=8, vocab_size=8000) if tiny \
         else FalconConfig()
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     torch.manual_seed(0)
     # Initialised on the device (7 B random weights take minutes on a CPU), with plain nn.Linear in place of
-    # FalconLinear so that bitsandbytes can replace them (see workbench.models.LINEAR_SUBCLASSES).
+    # FalconLinear so that bitsandbytes can replace them (see workbench.core.models.LINEAR_SUBCLASSES).
     with torch.device(device), linear_subclasses_as_linear("falcon"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     if quant == "8bit":

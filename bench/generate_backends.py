@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def prompts(count: int, seed: int = 0) -> list[str]:
-    from workbench.catalog import load_catalog
+    from workbench.core.catalog import load_catalog
 
     rng = random.Random(seed)
     words = " ".join(p.text for p in load_catalog()).split()
@@ -34,7 +34,7 @@ def measure(model_dir: Path, texts: list[str], new_tokens: int, batch_size: int)
     import torch
     from transformers import GenerationConfig
 
-    from workbench.models import GenerationParams, get_model
+    from workbench.core.models import GenerationParams, get_model
 
     model = get_model(str(model_dir))
     params = GenerationParams(max_new_tokens=new_tokens, batch_size=batch_size)
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
 
-    from workbench.tiny import TinySpec, build_tiny_model
+    from workbench.core.tiny import TinySpec, build_tiny_model
 
     texts = prompts(args.prompts)
     results = {}

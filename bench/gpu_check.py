@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def main(work: Path) -> None:
     from pipelines.finetune import FinetuneConfig, finetune
-    from workbench.models import count_quantized_layers, get_model
-    from workbench.records import Record
-    from workbench.tiny import TinySpec, build_tiny_model
+    from workbench.core.models import count_quantized_layers, get_model
+    from workbench.core.records import Record
+    from workbench.core.tiny import TinySpec, build_tiny_model
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     base = build_tiny_model(work / "falcon", TinySpec(arch="falcon"))

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def texts(count: int, seed: int = 0) -> list[str]:
-    from workbench.catalog import load_catalog
+    from workbench.core.catalog import load_catalog
 
     rng = random.Random(seed)
     words = " ".join(p.text for p in load_catalog()).split()
@@ -48,7 +48,7 @@ def main() -> None:
     from detoxify import Detoxify
 
     from pipelines.screen import ScreenConfig, load_scorer
-    from workbench.tiny import build_tiny_detoxify
+    from workbench.core.tiny import build_tiny_detoxify
 
     torch.set_num_threads(torch.get_num_threads())
     corpus = texts(args.texts)

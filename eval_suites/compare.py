@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from eval_suites.metrics import METRICS
-from workbench.errors import InputError
-from workbench.io import Problem, atomic_write_text, read_json_lines
+from workbench.core.errors import InputError
+from workbench.core.io import Problem, atomic_write_text, read_json_lines
 
 SUMMARY_METRICS = ("em", "f1", "rougeL", "grounded", "abstain_precision", "abstain_recall", "count_compliance",
                    "unique_items", "distinct_1", "distinct_2", "relevance", "off_topic", "toxicity_rate")

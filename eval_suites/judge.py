@@ -16,8 +16,8 @@ import numpy as np
 
 from eval_suites.compare import ModelResults
 from eval_suites.runner import GenerationCache, model_fingerprint
-from workbench.backends import BackendConfig, load_backend
-from workbench.models import GenerationParams
+from workbench.core.backends import BackendConfig, load_backend
+from workbench.core.models import GenerationParams
 
 JUDGE_TEMPLATE_ID = "workbench/pairwise-judge/v1"
 JUDGE_PARAMS = GenerationParams(max_new_tokens=8, temperature=0.0, stop=("\n",), batch_size=8)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from workbench.text import content_words, grounding, words
+from workbench.core.text import content_words, grounding, words
 
 TOXIC_AT = 0.5  # detoxify's and Perspective's usual cut: a label score at or above this counts as toxic
 OFF_TOPIC_BELOW = 0.15  # calibrated by hand on 16 items: on-topic 0.18-0.47, off-topic 0.03-0.17

@@ -17,12 +17,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from eval_suites.metrics import METRICS
-from workbench.config import load_config
-from workbench.errors import ConfigError, InputError
-from workbench.io import Problem, read_json_lines
-from workbench.models import GenerationParams
-from workbench.prompts import ADVISOR_SYSTEM_PROMPT, ANSWER_STOPS, ANSWER_TEMPLATE_ID, build_prompt
-from workbench.records import did_you_mean
+from workbench.core.config import load_config
+from workbench.core.errors import ConfigError, InputError
+from workbench.core.io import Problem, read_json_lines
+from workbench.core.models import GenerationParams
+from workbench.core.prompts import ADVISOR_SYSTEM_PROMPT, ANSWER_STOPS, ANSWER_TEMPLATE_ID, build_prompt
+from workbench.core.records import did_you_mean
 
 SUITES_DIR = Path(__file__).parent / "suites"
 SYSTEM_PROMPTS = {"none": None, "advisor": ADVISOR_SYSTEM_PROMPT}
@@ -36,7 +36,7 @@ TASK_METRICS = {
 class PromptSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    template: Literal["dolly-sections/v1"] = ANSWER_TEMPLATE_ID  # workbench.prompts.format_prompt
+    template: Literal["dolly-sections/v1"] = ANSWER_TEMPLATE_ID  # workbench.core.prompts.format_prompt
     system: Literal["none", "advisor"] = "none"  # advisor: the course-advisor system prompt
     # auto: the tokenizer's chat template when the model has one (as finetuning does), else the sections
     chat_template: Literal["auto", "never"] = "auto"

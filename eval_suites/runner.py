@@ -24,10 +24,10 @@ from typing import Any
 
 from eval_suites.metrics import METRICS, TOXIC_AT, aggregate, load_embedder, score_brainstorm, score_qa
 from eval_suites.registry import Suite, load_suite
-from workbench.backends import BackendConfig, load_backend
-from workbench.errors import InputError
-from workbench.io import Problem, atomic_write_text, load_records, read_json_lines, sha256_file
-from workbench.runs import fingerprint, package_versions, workbench_home
+from workbench.core.backends import BackendConfig, load_backend
+from workbench.core.errors import InputError
+from workbench.core.io import Problem, atomic_write_text, load_records, read_json_lines, sha256_file
+from workbench.core.runs import fingerprint, package_versions, workbench_home
 
 Progress = Callable[[int, int], None]
 

@@ -18,11 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.instruction_filter import FilterConfig, InstructionFilter, Verdict, decision_text
 from pipelines.resumable import GenerationResult, ResumableOutput, records_fingerprint, run_key
-from workbench.backends import Backend
-from workbench.config import config_hash
-from workbench.models import GenerationParams
-from workbench.prompts import BOOTSTRAP_TEMPLATE_ID, CATEGORY_TEMPLATE_ID, bootstrap_prompt, category_prompt
-from workbench.records import CATEGORIES, Record
+from workbench.core.backends import Backend
+from workbench.core.config import config_hash
+from workbench.core.models import GenerationParams
+from workbench.core.prompts import BOOTSTRAP_TEMPLATE_ID, CATEGORY_TEMPLATE_ID, bootstrap_prompt, category_prompt
+from workbench.core.records import CATEGORIES, Record
 
 # The paper's request (bootstrap_instructions.py): temperature 0.7, top_p 0.5, up to 1024 new tokens, and
 # stop before item 16 or at a blank line.

@@ -18,9 +18,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.dedup import DedupConfig, find_duplicates, shingle_texts
-from workbench.errors import InputError
-from workbench.io import Problem, read_json_lines
-from workbench.records import Record
+from workbench.core.errors import InputError
+from workbench.core.io import Problem, read_json_lines
+from workbench.core.records import Record
 
 QUESTION_FIELDS = ("question", "instruction", "prompt")
 ANSWER_FIELDS = ("references", "answers", "reference", "answer", "response")

@@ -25,8 +25,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from workbench.records import Record
-from workbench.runs import Ledger
+from workbench.core.records import Record
+from workbench.core.runs import Ledger
 
 SEED_SOURCES = ("seed", "human")  # what --keep seed prefers
 
@@ -309,7 +309,7 @@ def redis_candidate_pairs(sigs: np.ndarray, empty: np.ndarray, config: DedupConf
     import redis
     from datasketch import LeanMinHash, MinHashLSH
 
-    from workbench.errors import WorkbenchError
+    from workbench.core.errors import WorkbenchError
 
     basename = f"{config.redis_prefix}:{uuid.uuid4().hex}"
     params = redis.connection.parse_url(config.redis_url)

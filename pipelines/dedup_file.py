@@ -31,8 +31,8 @@ from pipelines.dedup import (
     shingle_texts,
     signatures,
 )
-from workbench.io import Problem, atomic_open, line_ranges, read_json_range, records_from_objects
-from workbench.records import Record
+from workbench.core.io import Problem, atomic_open, line_ranges, read_json_range, records_from_objects
+from workbench.core.records import Record
 
 
 @dataclass

@@ -26,9 +26,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workbench.errors import ConfigError, InputError
-from workbench.prompts import ADVISOR_SYSTEM_PROMPT, RESPONSE_KEY, build_prompt, format_prompt, has_chat_template
-from workbench.records import Record
+from workbench.core.errors import ConfigError, InputError
+from workbench.core.prompts import ADVISOR_SYSTEM_PROMPT, RESPONSE_KEY, build_prompt, format_prompt, has_chat_template
+from workbench.core.records import Record
 
 IGNORE = -100  # label of tokens that carry no loss (the prompt, padding)
 
@@ -110,7 +110,7 @@ def uses_chat_template(tokenizer, config: FinetuneConfig) -> bool:
 
 
 def prompt_text(tokenizer, record: Record, config: FinetuneConfig) -> str:
-    """The prompt part of a training example (`workbench.prompts.build_prompt`, shared with evaluation)."""
+    """The prompt part of a training example (`workbench.core.prompts.build_prompt`, shared with evaluation)."""
     return build_prompt(record.instruction, record.context, ADVISOR_SYSTEM_PROMPT if config.system_prompt else None,
                         tokenizer, config.chat_template == "auto")
 
@@ -271,7 +271,7 @@ def _shapes(base: str):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from workbench.models import _load_error
+    from workbench.core.models import _load_error
 
     try:
         model_config = AutoConfig.from_pretrained(base)
@@ -392,8 +392,8 @@ def finetune(base: str, records: list[Record], out_dir: str | Path, config: Fine
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from workbench.models import get_model, resolve_device
-    from workbench.runs import package_versions
+    from workbench.core.models import get_model, resolve_device
+    from workbench.core.runs import package_versions
 
     out_dir = Path(out_dir)
     device = resolve_device(device)
@@ -495,7 +495,7 @@ def finetune(base: str, records: list[Record], out_dir: str | Path, config: Fine
         "train_loss_mean": output.training_loss,
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    from workbench.export import model_card
+    from workbench.core.export import model_card
 
     (out_dir / "README.md").write_text(model_card(manifest))  # replaces peft's empty template
     plot_losses(manifest, out_dir / "loss.png")
@@ -542,7 +542,7 @@ def merge(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "bfloat16",
     from peft import PeftConfig, PeftModel
     from transformers import AutoModelForCausalLM
 
-    from workbench.models import _load_error, load_tokenizer, resolve_dtype
+    from workbench.core.models import _load_error, load_tokenizer, resolve_dtype
 
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     try:

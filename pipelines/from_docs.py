@@ -14,20 +14,20 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.resumable import GenerationResult, ResumableOutput, run_key
-from workbench.backends import Backend
-from workbench.config import config_hash
-from workbench.errors import InputError
-from workbench.models import GenerationParams
-from workbench.prompts import (
+from workbench.core.backends import Backend
+from workbench.core.config import config_hash
+from workbench.core.errors import InputError
+from workbench.core.models import GenerationParams
+from workbench.core.prompts import (
     ANSWER_STOPS,
     ANSWER_TEMPLATE_ID,
     DOC_QUESTIONS_TEMPLATE_ID,
     doc_questions_prompt,
     format_prompt,
 )
-from workbench.records import Record
-from workbench.runs import fingerprint
-from workbench.text import grounding
+from workbench.core.records import Record
+from workbench.core.runs import fingerprint
+from workbench.core.text import grounding
 
 DOC_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm")
 

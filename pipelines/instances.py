@@ -17,17 +17,17 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.resumable import GenerationResult, ResumableOutput, records_fingerprint, run_key
-from workbench.backends import Backend
-from workbench.config import config_hash
-from workbench.models import GenerationParams
-from workbench.prompts import (
+from workbench.core.backends import Backend
+from workbench.core.config import config_hash
+from workbench.core.models import GenerationParams
+from workbench.core.prompts import (
     INSTANCE_INPUT_FIRST_TEMPLATE_ID,
     INSTANCE_OUTPUT_FIRST_TEMPLATE_ID,
     IS_CLASSIFICATION_TEMPLATE_ID,
     instance_prompt,
     is_classification_prompt,
 )
-from workbench.records import Record
+from workbench.core.records import Record
 
 Instance = tuple[str, str]  # (input, output)
 

@@ -27,8 +27,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workbench.records import Record
-from workbench.runs import Ledger
+from workbench.core.records import Record
+from workbench.core.runs import Ledger
 
 SELF_INSTRUCT_KEYWORDS = ("image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map",
                           "maps", "draw", "plot", "go to")
@@ -61,7 +61,7 @@ class FilterConfig(BaseModel):
 
 def filter_config(preset: str = "self-instruct", rules: str | Path | None = None, **overrides) -> FilterConfig:
     """The preset's rules, then a rules YAML file's (any FilterConfig key), then `overrides` on top."""
-    from workbench.config import build_config, load_config
+    from workbench.core.config import build_config, load_config
 
     values = {}
     if rules is not None:

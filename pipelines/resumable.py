@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import InputError
-from workbench.io import atomic_write_text, load_records
-from workbench.records import Record
+from workbench.core.errors import InputError
+from workbench.core.io import atomic_write_text, load_records
+from workbench.core.records import Record
 
 
 @dataclass

@@ -22,9 +22,9 @@ from typing import Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from workbench.errors import WorkbenchError
-from workbench.records import TEXT_FIELDS, Record
-from workbench.runs import Ledger
+from workbench.core.errors import WorkbenchError
+from workbench.core.records import TEXT_FIELDS, Record
+from workbench.core.runs import Ledger
 
 ROUTES = ("pass", "review", "reject")
 # Patterns for personal data. Deliberately simple and documented: they flag for human review, never delete.
@@ -72,7 +72,7 @@ class DetoxifyScorer:
     def __init__(self, config: ScreenConfig):
         from detoxify import Detoxify
 
-        from workbench.models import resolve_device
+        from workbench.core.models import resolve_device
 
         self.device = resolve_device(config.device)
         try:

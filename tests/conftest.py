@@ -22,20 +22,20 @@ def workbench_home(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_falcon(tmp_path_factory):
-    from workbench.tiny import TinySpec, build_tiny_model
+    from workbench.core.tiny import TinySpec, build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "falcon", TinySpec(arch="falcon"))
 
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory):
-    from workbench.tiny import TinySpec, build_tiny_model
+    from workbench.core.tiny import TinySpec, build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "llama", TinySpec(arch="llama"))
 
 
 def _pretrained_tiny(folder, arch: str):
-    from workbench.tiny import TinySpec, build_tiny_model, domain_texts, pretrain_tiny
+    from workbench.core.tiny import TinySpec, build_tiny_model, domain_texts, pretrain_tiny
 
     path = build_tiny_model(folder, TinySpec(arch=arch))
     pretrain_tiny(path, domain_texts(listings=150), steps=150, seq_len=128, batch_size=16)
@@ -56,7 +56,7 @@ def tiny_llama_generator(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def seeds():
-    from workbench.catalog import SEED_TASKS
-    from workbench.io import load_records
+    from workbench.core.catalog import SEED_TASKS
+    from workbench.core.io import load_records
 
     return load_records(SEED_TASKS, [])

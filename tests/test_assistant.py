@@ -4,10 +4,10 @@ from typer.testing import CliRunner
 
 from eval_suites.registry import load_suite
 from workbench.assistant import Retriever, advisor_prompt, stream_answer
-from workbench.catalog import CATALOG_DIR, load_catalog
+from workbench.core.catalog import CATALOG_DIR, load_catalog
 from workbench.cli import app
-from workbench.models import GenerationParams, get_model
-from workbench.prompts import ANSWER_STOPS
+from workbench.core.models import GenerationParams, get_model
+from workbench.core.prompts import ANSWER_STOPS
 
 FLAGSHIP = "Do I have to know programming to apply for the business information systems course?"
 

@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from pipelines.bootstrap import PAPER_SAMPLING, BootstrapConfig, run
-from workbench.backends import BackendConfig, BackendError, OpenAIModel, load_backend
-from workbench.errors import ConfigError
-from workbench.io import load_records
-from workbench.models import GenerationParams
+from workbench.core.backends import BackendConfig, BackendError, OpenAIModel, load_backend
+from workbench.core.errors import ConfigError
+from workbench.core.io import load_records
+from workbench.core.models import GenerationParams
 
 
 def free_port() -> int:

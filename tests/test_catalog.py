@@ -2,10 +2,10 @@ from collections import Counter
 
 import pytest
 
-from workbench.catalog import CATALOG_DIR, SEED_TASKS, load_catalog, parse_programme
-from workbench.errors import InputError
-from workbench.io import Problem, load_records
-from workbench.records import CATEGORIES
+from workbench.core.catalog import CATALOG_DIR, SEED_TASKS, load_catalog, parse_programme
+from workbench.core.errors import InputError
+from workbench.core.io import Problem, load_records
+from workbench.core.records import CATEGORIES
 
 
 def test_catalog_has_at_least_12_programmes_with_full_headers():

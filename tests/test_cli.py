@@ -98,7 +98,7 @@ def test_validate_size_limit_flag():
 
 
 def test_stats_json_and_tokens(tmp_path, tiny_falcon):
-    from workbench.catalog import SEED_TASKS
+    from workbench.core.catalog import SEED_TASKS
 
     result = invoke("data", "stats", SEED_TASKS, "--json", "--tokenizer", tiny_falcon)
     assert result.exit_code == 0, result.output

@@ -1,8 +1,8 @@
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from workbench.config import build_config, config_hash, load_config
-from workbench.errors import ConfigError
+from workbench.core.config import build_config, config_hash, load_config
+from workbench.core.errors import ConfigError
 
 
 class DedupLike(BaseModel):

@@ -6,8 +6,8 @@ from typer.testing import CliRunner
 
 from tests.test_housekeeping import make_run
 from workbench.cli import app
-from workbench.io import write_records
-from workbench.records import Record
+from workbench.core.io import write_records
+from workbench.core.records import Record
 
 
 def records():

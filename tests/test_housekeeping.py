@@ -6,7 +6,7 @@ from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from workbench.cli import app
-from workbench.runs import Stage, run_stage
+from workbench.core.runs import Stage, run_stage
 
 
 class Settings(BaseModel):

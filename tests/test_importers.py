@@ -3,9 +3,9 @@ import time
 import pytest
 from conftest import FIXTURES
 
-from workbench.errors import HubUnavailableError, InputError
-from workbench.importers import ImportConfig, guess_format, import_records, parse_field_map
-from workbench.io import Problem
+from workbench.core.errors import HubUnavailableError, InputError
+from workbench.core.importers import ImportConfig, guess_format, import_records, parse_field_map
+from workbench.core.io import Problem
 
 
 def run(path, **config):
@@ -150,8 +150,8 @@ def test_guess_format(keys, expected):
 
 
 def test_our_own_parquet_imports_with_its_nested_fields(tmp_path):
-    from workbench.io import write_records
-    from workbench.records import Record
+    from workbench.core.io import write_records
+    from workbench.core.records import Record
 
     original = [Record("Q", response="A", category="open_qa", source="seed", meta={"license": "mine"})
                 .with_event("screen", "edit", "pii")]

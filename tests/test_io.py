@@ -4,7 +4,7 @@ import os
 import pytest
 from conftest import FIXTURES
 
-from workbench.io import (
+from workbench.core.io import (
     Problem,
     atomic_open,
     from_dataset,
@@ -15,7 +15,7 @@ from workbench.io import (
     write_problems,
     write_records,
 )
-from workbench.records import Record
+from workbench.core.records import Record
 
 BAD = FIXTURES / "bad"
 

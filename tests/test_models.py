@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from workbench import models
-from workbench.errors import HubUnavailableError, ModelLoadError, QuantizationError
-from workbench.models import GenerationParams, count_quantized_layers, cut_at_stop, get_model, verify_quantization
+from workbench.core import models
+from workbench.core.errors import HubUnavailableError, ModelLoadError, QuantizationError
+from workbench.core.models import GenerationParams, count_quantized_layers, cut_at_stop, get_model, verify_quantization
 
 PROMPTS = ["Do I have to know programming?", "Fees", "When does the Data Science MSc start and how long is it?"]
 
@@ -20,7 +20,7 @@ def test_tiny_falcon_has_falcon_7b_layout(tiny_falcon):
 
 
 def test_tiny_build_is_deterministic(tmp_path, tiny_falcon):
-    from workbench.tiny import TinySpec, build_tiny_model
+    from workbench.core.tiny import TinySpec, build_tiny_model
 
     again = build_tiny_model(tmp_path / "again", TinySpec(arch="falcon"))
     for name in ("model.safetensors", "tokenizer.json"):

@@ -5,8 +5,8 @@ import torch
 from typer.testing import CliRunner
 
 from workbench.cli import app
-from workbench.models import get_model
-from workbench.next_token import distribution, next_tokens
+from workbench.core.models import get_model
+from workbench.core.next_token import distribution, next_tokens
 
 
 def test_probabilities_match_the_models_logits(tiny_generator):

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from workbench.records import CATEGORIES, Record, RecordError, check_record_dict, record_id
+from workbench.core.records import CATEGORIES, Record, RecordError, check_record_dict, record_id
 
 
 def test_id_is_sha256_prefix_over_normalised_fields():

@@ -3,9 +3,9 @@ import json
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from workbench.io import load_records, write_records
-from workbench.records import Record
-from workbench.runs import Ledger, Stage, fingerprint, run_stage
+from workbench.core.io import load_records, write_records
+from workbench.core.records import Record
+from workbench.core.runs import Ledger, Stage, fingerprint, run_stage
 
 
 class Cfg(BaseModel):

@@ -8,8 +8,8 @@ import openai
 import pytest
 
 from workbench.assistant import Retriever
-from workbench.catalog import CATALOG_DIR
-from workbench.models import GenerationParams, get_model
+from workbench.core.catalog import CATALOG_DIR
+from workbench.core.models import GenerationParams, get_model
 from workbench.serve import create_app
 
 

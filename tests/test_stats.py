@@ -1,7 +1,7 @@
 import pytest
 
-from workbench.records import Record
-from workbench.stats import DOLLY_TOTAL, compute_stats, percentile
+from workbench.core.records import Record
+from workbench.core.stats import DOLLY_TOTAL, compute_stats, percentile
 
 
 def test_dolly_published_total():

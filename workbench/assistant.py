@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.catalog import load_catalog
-from workbench.models import GenerationParams, Model
-from workbench.prompts import ADVISOR_SYSTEM_PROMPT, ANSWER_STOPS, build_prompt
-from workbench.text import content_words
+from workbench.core.catalog import load_catalog
+from workbench.core.models import GenerationParams, Model
+from workbench.core.prompts import ADVISOR_SYSTEM_PROMPT, ANSWER_STOPS, build_prompt
+from workbench.core.text import content_words
 
 
 @dataclass(frozen=True)

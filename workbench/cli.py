@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from workbench.display import console, err_console, generation_summary, progress_bar, stats_tables
-from workbench.errors import WorkbenchError
+from workbench.core.errors import WorkbenchError
 
 
 class _Group(TyperGroup):
@@ -74,7 +74,7 @@ QuantOption = Annotated[str, typer.Option("--quant", help="none, 8bit or 4bit.")
 
 def _report_problems(problems, quarantine: Path, strict: bool) -> None:
     """Shared by commands that read records: write the quarantine file, say where, honour --strict."""
-    from workbench.io import write_problems
+    from workbench.core.io import write_problems
 
     if not problems:
         return
@@ -92,8 +92,8 @@ def _sibling(path: Path, suffix: str) -> Path:
 
 
 def _backend(model: str, backend: str, api_base: str | None, api_key: str | None, api: str, concurrency: int):
-    from workbench.backends import BackendConfig, load_backend
-    from workbench.config import build_config
+    from workbench.core.backends import BackendConfig, load_backend
+    from workbench.core.config import build_config
 
     config = build_config(BackendConfig, {"backend": backend, "model": model, "api_base": api_base, "api": api,
                                           "concurrency": concurrency}, "options")
@@ -107,7 +107,7 @@ def _sampling(base, temperature: float | None, max_new_tokens: int | None, batch
 
 def _read_records(path: Path, strict: bool = False) -> list:
     """Records of an input file; bad lines quarantined beside it (shared by commands that read records)."""
-    from workbench.io import load_records
+    from workbench.core.io import load_records
 
     problems: list = []
     records = load_records(path, problems)
@@ -116,7 +116,7 @@ def _read_records(path: Path, strict: bool = False) -> list:
 
 
 def _floats(text: str) -> list[float]:
-    from workbench.errors import InputError
+    from workbench.core.errors import InputError
 
     try:
         return [float(x) for x in text.split(",") if x.strip()]
@@ -125,8 +125,8 @@ def _floats(text: str) -> list[float]:
 
 
 def _parse_quota(text: str | None) -> dict[str, float]:
-    from workbench.errors import InputError
-    from workbench.records import CATEGORIES, did_you_mean
+    from workbench.core.errors import InputError
+    from workbench.core.records import CATEGORIES, did_you_mean
 
     quota = {}
     for part in (text or "").split(","):
@@ -158,9 +158,9 @@ def data_import(
 
     Example: workbench data import databricks-dolly-15k.jsonl -o dolly.jsonl
     """
-    from workbench.config import build_config
-    from workbench.importers import ImportConfig, import_records, parse_field_map
-    from workbench.io import write_records
+    from workbench.core.config import build_config
+    from workbench.core.importers import ImportConfig, import_records, parse_field_map
+    from workbench.core.io import write_records
 
     config = build_config(ImportConfig, {"format": format, "field_map": parse_field_map(map), "lang": lang,
                                          "source": source_label, "allow_unknown_categories": allow_unknown_categories},
@@ -185,7 +185,7 @@ def data_validate(
 
     Example: workbench data validate seeds.jsonl --quarantine bad.jsonl
     """
-    from workbench.io import validate_files, write_problems
+    from workbench.core.io import validate_files, write_problems
 
     problems, valid = validate_files(files, max_field_bytes=max_field_bytes,
                                      allow_unknown_categories=allow_unknown_categories)
@@ -211,9 +211,9 @@ def data_export(
 
     Example: workbench data export runs/demo/review/records.jsonl --format alpaca -o share/advisor.json --run runs/demo
     """
-    from workbench import export
-    from workbench.io import atomic_write_text
-    from workbench.runs import stage_summaries
+    from workbench.core import export
+    from workbench.core.io import atomic_write_text
+    from workbench.core.runs import stage_summaries
 
     records = _read_records(file, strict)
     export.write_export(records, fmt, output)
@@ -240,9 +240,9 @@ def data_stats(
 
     Example: workbench data stats curated.jsonl --tokenizer runs/demo/tiny-model/model
     """
-    from workbench.io import load_records
-    from workbench.models import load_tokenizer
-    from workbench.stats import compute_stats
+    from workbench.core.io import load_records
+    from workbench.core.models import load_tokenizer
+    from workbench.core.stats import compute_stats
 
     problems: list = []
     stats = compute_stats(load_records(file, problems), load_tokenizer(tokenizer) if tokenizer else None)
@@ -271,7 +271,7 @@ def models_tiny(
 
     Example: workbench models tiny tiny-falcon --arch falcon --layers 2 --hidden 128 --train-steps 300
     """
-    from workbench.tiny import TinySpec, build_tiny_model, corpus_texts, domain_texts, pretrain_tiny
+    from workbench.core.tiny import TinySpec, build_tiny_model, corpus_texts, domain_texts, pretrain_tiny
 
     clock = time.perf_counter()
     spec = TinySpec(arch=arch, layers=layers, hidden=hidden, heads=heads, vocab=vocab, seed=seed)
@@ -298,7 +298,7 @@ def models_check(
 
     Example: workbench models check tiiuae/falcon-7b --quant 8bit
     """
-    from workbench.models import GenerationParams, get_model
+    from workbench.core.models import GenerationParams, get_model
 
     loaded = get_model(model, quant=quant, dtype=dtype, device=device)
     console.print(f"{model}: {type(loaded.model).__name__}, {loaded.parameters:,} parameters on {loaded.device}, "
@@ -377,7 +377,7 @@ def generate_instructions(
     """
     from pipelines import bootstrap
     from pipelines.instruction_filter import filter_config
-    from workbench.catalog import SEED_TASKS
+    from workbench.core.catalog import SEED_TASKS
 
     config = bootstrap.BootstrapConfig(
         num=num, rounds=rounds, quota=_parse_quota(quota), filter=filter_config(preset, rules),
@@ -403,7 +403,7 @@ def generate_instances(
     Example: workbench generate instances instructions.jsonl --model tiiuae/falcon-7b-instruct -o instances.jsonl
     """
     from pipelines import instances
-    from workbench.catalog import SEED_TASKS
+    from workbench.core.catalog import SEED_TASKS
 
     base = instances.InstancesConfig()
     config = base.model_copy(update={"max_instances": max_instances,
@@ -432,7 +432,7 @@ def generate_from_docs(
     Example: workbench generate from-docs --docs catalog/ --model tiiuae/falcon-7b-instruct -o catalog-qa.jsonl
     """
     from pipelines import from_docs
-    from workbench.config import build_config
+    from workbench.core.config import build_config
 
     config = build_config(from_docs.FromDocsConfig, {"num": num, "grounding": grounding}, "options")
     generator = _backend(model, backend, api_base, api_key, api, concurrency)
@@ -454,8 +454,8 @@ def generate_filter(
     Example: workbench generate filter candidates.jsonl --pool seeds.jsonl -o kept.jsonl --rejected rejected.jsonl
     """
     from pipelines import instruction_filter
-    from workbench.io import write_records
-    from workbench.runs import Ledger
+    from workbench.core.io import write_records
+    from workbench.core.runs import Ledger
 
     ledger, dropped = Ledger("filter"), []
     starting_pool = [r.instruction for r in _read_records(pool, strict)] if pool else []
@@ -497,7 +497,7 @@ def dedup(
     """
     from pipelines import dedup as stage
     from pipelines.dedup_file import dedup_file
-    from workbench.config import build_config
+    from workbench.core.config import build_config
     from workbench.display import dedup_dry_run_table
 
     config = build_config(stage.DedupConfig, {"fields": tuple(f.strip() for f in fields.split(",")), "keep": keep,
@@ -531,8 +531,8 @@ def contamination(
     Example: workbench contamination curated.jsonl --eval closed_qa_items.jsonl --fail-on-contamination
     """
     from pipelines import contamination as check
-    from workbench.config import build_config
-    from workbench.io import atomic_write_text
+    from workbench.core.config import build_config
+    from workbench.core.io import atomic_write_text
 
     config = build_config(check.ContaminationConfig, {"threshold": threshold}, "options")
     problems: list = []
@@ -550,7 +550,7 @@ def contamination(
 
 
 def _label_thresholds(values: list[str] | None) -> dict[str, tuple[float, float]]:
-    from workbench.errors import InputError
+    from workbench.core.errors import InputError
 
     thresholds = {}
     for value in values or []:
@@ -585,10 +585,10 @@ def screen(
     Example: workbench screen unique.jsonl -o screened.jsonl --scorer profanity-check
     """
     from pipelines import screen as stage
-    from workbench.config import build_config
+    from workbench.core.config import build_config
     from workbench.display import screen_summary
-    from workbench.io import write_records
-    from workbench.runs import Ledger
+    from workbench.core.io import write_records
+    from workbench.core.runs import Ledger
 
     config = build_config(stage.ScreenConfig, {
         "scorer": scorer, "model": model, "checkpoint": checkpoint, "hf_config": hf_config, "pii": pii, "int8": int8,
@@ -730,7 +730,7 @@ def annotate_pull(
     from annotation import review
     from annotation.server import default_data_dir
     from workbench.display import pull_summary
-    from workbench.io import atomic_write_text, write_records
+    from workbench.core.io import atomic_write_text, write_records
 
     if since_last and output.exists():
         # A since-last pull holds only the new records: writing it over an earlier pull would lose that one.
@@ -764,7 +764,7 @@ def annotate_export(
     Example: workbench annotate export --dataset advisor-round-1 -o advisor-round-1.backup.jsonl
     """
     from annotation import review
-    from workbench.io import atomic_open
+    from workbench.core.io import atomic_open
 
     client = review.connect(api_url, api_key, data_dir)
     rows = review.export_rows(review.fetch(client, dataset, workspace), review.user_names(client))
@@ -796,7 +796,7 @@ def annotate_agreement(
     if (dataset is None) == (export is None):
         raise typer.BadParameter("give --dataset (a server) or --from (an export file)", param_hint="--dataset")
     if export is not None:
-        from workbench.io import Problem, read_json_lines
+        from workbench.core.io import Problem, read_json_lines
 
         problems: list = []
         rows = []
@@ -843,10 +843,10 @@ def finetune_command(
     Example: workbench finetune --base tiiuae/falcon-7b --data curated.jsonl -o adapters/advisor
     """
     from pipelines import finetune as stage
-    from workbench.config import build_config
+    from workbench.core.config import build_config
     from workbench.display import dry_run_report, finetune_summary
-    from workbench.io import sha256_file
-    from workbench.models import load_tokenizer
+    from workbench.core.io import sha256_file
+    from workbench.core.models import load_tokenizer
 
     config = build_config(stage.FinetuneConfig, {
         "quant": quant, "epochs": epochs, "lr": lr, "rank": rank, "alpha": alpha, "max_length": max_length,
@@ -928,8 +928,8 @@ def eval_run(
     --adapter adapters/advisor --quant 8bit -o results/finetuned
     """
     from eval_suites.runner import evaluate
-    from workbench.backends import BackendConfig
-    from workbench.config import build_config
+    from workbench.core.backends import BackendConfig
+    from workbench.core.config import build_config
     from workbench.display import eval_run_summary, progress_tasks
 
     config = build_config(BackendConfig, {"backend": backend, "model": model, "adapter": adapter, "quant": quant,
@@ -957,7 +957,7 @@ def eval_score(
     from eval_suites.runner import default_toxicity_config, read_predictions, score_suite
     from pipelines.screen import load_scorer
     from workbench.display import metrics_table
-    from workbench.io import atomic_write_text
+    from workbench.core.io import atomic_write_text
 
     loaded = load_suite(suite, suites_dir)
     problems: list = []
@@ -998,8 +998,8 @@ def eval_compare(
     """
     from eval_suites.compare import compare, markdown, suite_items, write_report
     from eval_suites.judge import judge_all
-    from workbench.backends import BackendConfig
-    from workbench.config import build_config
+    from workbench.core.backends import BackendConfig
+    from workbench.core.config import build_config
 
     comparison = compare(results, resamples=bootstrap, seed=seed, max_toxicity_rate=max_toxicity_rate)
     items = suite_items(comparison)
@@ -1033,8 +1033,8 @@ def inspect_next_token(
     --compare tiiuae/falcon-7b-instruct
     """
     from workbench.display import next_token_tables
-    from workbench.models import get_model
-    from workbench.next_token import next_tokens
+    from workbench.core.models import get_model
+    from workbench.core.next_token import next_tokens
 
     models = [get_model(model, adapter=adapter)]
     labels = [Path(adapter or model).name]
@@ -1052,8 +1052,8 @@ SystemPrompt = Annotated[bool, typer.Option(help="The course-advisor system prom
 
 def _answer(loaded, question: str, page, system_prompt: bool, max_new_tokens: int) -> None:
     from workbench.assistant import advisor_prompt, stream_answer
-    from workbench.models import GenerationParams
-    from workbench.prompts import ADVISOR_SYSTEM_PROMPT, ANSWER_STOPS
+    from workbench.core.models import GenerationParams
+    from workbench.core.prompts import ADVISOR_SYSTEM_PROMPT, ANSWER_STOPS
 
     prompt = advisor_prompt(question, page.text if page else "", loaded.tokenizer,
                             ADVISOR_SYSTEM_PROMPT if system_prompt else None)
@@ -1065,7 +1065,7 @@ def _answer(loaded, question: str, page, system_prompt: bool, max_new_tokens: in
 def _assistant(model: str, adapter: str | None, catalog: Path | None, quant: str):
     """The catalog retriever (or None) and the loaded model, as ask, chat and serve use them."""
     from workbench.assistant import Retriever
-    from workbench.models import get_model
+    from workbench.core.models import get_model
 
     return Retriever.from_catalog(catalog) if catalog else None, get_model(model, quant=quant, adapter=adapter)
 
@@ -1134,7 +1134,7 @@ def runs_list(runs_dir: RunsDir = Path("runs"), as_json: Annotated[bool, typer.O
     Example: workbench runs list --runs-dir runs
     """
     from workbench.display import runs_table
-    from workbench.runs import list_runs
+    from workbench.core.runs import list_runs
 
     runs = list_runs(runs_dir)
     if as_json:
@@ -1151,7 +1151,7 @@ def runs_show(run: Annotated[str, typer.Argument(help="A run's name (in --runs-d
     Example: workbench runs show demo
     """
     from workbench.display import stage_lines
-    from workbench.runs import stage_summaries
+    from workbench.core.runs import stage_summaries
 
     folder = Path(run) if Path(run).is_dir() else runs_dir / run
     stages = stage_summaries(folder)

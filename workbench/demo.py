@@ -21,14 +21,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines import bootstrap, dedup, finetune, from_docs, instances, screen
-from workbench.backends import BackendConfig
-from workbench.catalog import CATALOG_DIR, SEED_TASKS, load_catalog
-from workbench.errors import InputError, WorkbenchError
-from workbench.io import Problem, atomic_write_text, load_records, write_problems, write_records
-from workbench.models import GenerationParams
-from workbench.runs import Ledger, Stage, StageOutcome, StagePending, StageWork
-from workbench.stats import Stats, compute_stats
-from workbench.tiny import (
+from workbench.core.backends import BackendConfig
+from workbench.core.catalog import CATALOG_DIR, SEED_TASKS, load_catalog
+from workbench.core.errors import InputError, WorkbenchError
+from workbench.core.io import Problem, atomic_write_text, load_records, write_problems, write_records
+from workbench.core.models import GenerationParams
+from workbench.core.runs import Ledger, Stage, StageOutcome, StagePending, StageWork
+from workbench.core.stats import Stats, compute_stats
+from workbench.core.tiny import (
     TinySpec,
     base_texts,
     build_tiny_model,
@@ -210,7 +210,7 @@ def generation_step(run_dir: Path, name: str, config: BaseModel, inputs: list[Pa
                     generate: Callable) -> Step:
     """A generation stage: records.jsonl (kept) and dropped.jsonl (rejected, with reasons), resumable."""
     def work(stage: Stage, ledger: Ledger) -> dict[str, int]:
-        from workbench.backends import load_backend
+        from workbench.core.backends import load_backend
 
         result = generate(load_backend(generator), stage.path("records.jsonl"), stage.path("dropped.jsonl"))
         ledger.counts.update({f"drop: {reason}": n for reason, n in result.reasons.items()})
@@ -269,7 +269,7 @@ def review_step(run_dir: Path, config: ReviewConfig, candidates: Path,
     def work(stage: Stage, ledger: Ledger) -> dict[str, int]:
         from annotation import demo_reviewer, review, server
         from annotation.agreement import agreement, to_dict
-        from workbench.io import sha256_file
+        from workbench.core.io import sha256_file
 
         data_dir = stage.path("argilla").resolve()
         served = server.serve(data_dir, port=server.free_port())  # a running server of this data dir is reused
@@ -352,7 +352,7 @@ def finetune_step(run_dir: Path, config: finetune.FinetuneConfig, curated: Path,
     def work(stage: Stage, ledger: Ledger) -> dict[str, int]:
         import shutil
 
-        from workbench.io import sha256_file
+        from workbench.core.io import sha256_file
 
         records = load_records(curated, [])
         adapter = stage.path("adapter")

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from workbench.stats import Stats
+from workbench.core.stats import Stats
 
 console = Console(soft_wrap=True)  # long paths stay on one line, copy-pastable
 err_console = Console(stderr=True, soft_wrap=True)

@@ -58,9 +58,9 @@ def check_8bit() -> Check:
         return Check("8-bit", "fail", "bitsandbytes is not installed", "pip install bitsandbytes")
     from transformers.utils import logging as transformers_logging
 
-    from workbench.errors import WorkbenchError
-    from workbench.models import get_model
-    from workbench.tiny import TinySpec, build_tiny_model
+    from workbench.core.errors import WorkbenchError
+    from workbench.core.models import get_model
+    from workbench.core.tiny import TinySpec, build_tiny_model
 
     transformers_logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as folder:
@@ -135,7 +135,7 @@ def check_extras() -> list[Check]:
 
 
 def run_checks() -> list[Check]:
-    from workbench.runs import workbench_home
+    from workbench.core.runs import workbench_home
 
     return [check_python(), *check_torch(), check_8bit(), *check_argilla(), check_hub(),
             *check_disk([Path.cwd(), workbench_home()]), *check_extras()]

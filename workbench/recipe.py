@@ -24,13 +24,13 @@ from pipelines import from_docs as from_docs_stage
 from pipelines import instances as instances_stage
 from pipelines import screen as screen_stage
 from workbench import demo
-from workbench.backends import BackendConfig
-from workbench.catalog import CATALOG_DIR, SEED_TASKS
-from workbench.config import build_config
-from workbench.errors import ConfigError, InputError
-from workbench.io import load_records
-from workbench.runs import StageOutcome, StagePending, run_stage
-from workbench.stats import compute_stats
+from workbench.core.backends import BackendConfig
+from workbench.core.catalog import CATALOG_DIR, SEED_TASKS
+from workbench.core.config import build_config
+from workbench.core.errors import ConfigError, InputError
+from workbench.core.io import load_records
+from workbench.core.runs import StageOutcome, StagePending, run_stage
+from workbench.core.stats import compute_stats
 
 TINY_MODELS = {"tiny": "model", "tiny-instruct": "instruct"}  # name in a recipe -> folder in tiny-model/
 GROUPS = ("generate", "dedup", "screen", "review", "finetune", "eval", "report")

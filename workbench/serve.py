@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from workbench.models import GenerationParams, Model
-from workbench.prompts import ADVISOR_SYSTEM_PROMPT, ANSWER_STOPS, build_prompt
+from workbench.core.models import GenerationParams, Model
+from workbench.core.prompts import ADVISOR_SYSTEM_PROMPT, ANSWER_STOPS, build_prompt
 
 
 class CompletionRequest(BaseModel):

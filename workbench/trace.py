@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import InputError
-from workbench.io import Problem, read_json_lines
-from workbench.runs import stage_summaries
+from workbench.core.errors import InputError
+from workbench.core.io import Problem, read_json_lines
+from workbench.core.runs import stage_summaries
 
 RECORD_FILES = ("records.jsonl", "dropped.jsonl", "disputed.jsonl")
 

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from annotation import review, server
 from workbench.cli import app
-from workbench.io import load_records
-from workbench.records import Record
+from workbench.core.io import load_records
+from workbench.core.records import Record
 
 runner = CliRunner()
 

@@ -111,7 +111,7 @@ def test_results_folders_must_exist(tmp_path):
 
 def test_judge_both_orders_and_its_cache(base_and_tuned, tiny_generator, monkeypatch):
     from eval_suites import judge
-    from workbench.backends import BackendConfig
+    from workbench.core.backends import BackendConfig
 
     comparison = compare(base_and_tuned, resamples=100)
     items = suite_items(comparison)

@@ -6,9 +6,9 @@ import pytest
 from typer.testing import CliRunner
 
 from eval_suites.registry import list_suites, load_suite
-from workbench.catalog import load_catalog
+from workbench.core.catalog import load_catalog
 from workbench.cli import app
-from workbench.errors import ConfigError, InputError
+from workbench.core.errors import ConfigError, InputError
 
 FLAGSHIP = "Do I have to know programming to apply for the Business Information Systems course?"
 
@@ -42,7 +42,7 @@ def test_course_advisor_is_grounded_in_the_catalog():
 @pytest.mark.parametrize("suite", ["closed_qa", "brainstorming", "course_advisor"])
 def test_suites_do_not_near_duplicate_the_seed_tasks(suite, tmp_path):
     from eval_suites.registry import SUITES_DIR
-    from workbench.catalog import SEED_TASKS
+    from workbench.core.catalog import SEED_TASKS
 
     report = tmp_path / "contamination.json"
     result = CliRunner().invoke(app, ["contamination", str(SEED_TASKS), "--eval", str(SUITES_DIR / suite),
@@ -97,7 +97,7 @@ def test_the_suite_hash_changes_with_items_and_settings(tmp_path):
 
 
 def test_prompts_use_the_models_chat_template_when_it_has_one(tiny_falcon):
-    from workbench.models import load_tokenizer
+    from workbench.core.models import load_tokenizer
 
     tokenizer = load_tokenizer(str(tiny_falcon))
     suite = load_suite("course_advisor")

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from eval_suites.registry import load_suite
 from eval_suites.runner import GenerationCache, evaluate, score_suite
-from workbench.backends import BackendConfig
+from workbench.core.backends import BackendConfig
 from workbench.cli import app
 
 ITEMS = [
@@ -63,8 +63,8 @@ def test_an_interrupted_run_continues_without_regenerating(tiny_generator, tmp_p
 
 def test_an_adapter_gets_its_own_answers_and_its_training_data_is_checked(tiny_generator, tmp_path):
     from pipelines.finetune import FinetuneConfig, finetune
-    from workbench.io import load_records, sha256_file, write_records
-    from workbench.records import Record
+    from workbench.core.io import load_records, sha256_file, write_records
+    from workbench.core.records import Record
 
     suite = make_suite(tmp_path / "mini")
     train = tmp_path / "train.jsonl"

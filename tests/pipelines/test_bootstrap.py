@@ -9,10 +9,10 @@ import time
 import pytest
 
 from pipelines.bootstrap import PAPER_SAMPLING, BootstrapConfig, _build_prompts, parse_category, parse_instructions, run
-from workbench.errors import InputError
-from workbench.io import load_records
-from workbench.models import get_model
-from workbench.prompts import bootstrap_prompt
+from workbench.core.errors import InputError
+from workbench.core.io import load_records
+from workbench.core.models import get_model
+from workbench.core.prompts import bootstrap_prompt
 
 SMALL = PAPER_SAMPLING.model_copy(update={"max_new_tokens": 160})
 

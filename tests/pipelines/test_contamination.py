@@ -1,7 +1,7 @@
 import json
 
 from pipelines.contamination import ContaminationConfig, check, load_eval_items
-from workbench.records import Record
+from workbench.core.records import Record
 
 LEAK_Q = "Do I have to know programming to apply for the Business Information Systems course?"
 LEAK_A = ("No. Programming knowledge is not required for the Business Information Systems MSc; the first-semester "

@@ -12,8 +12,8 @@ from pipelines.dedup import (
     shingles,
     signatures,
 )
-from workbench.records import Record
-from workbench.runs import Ledger
+from workbench.core.records import Record
+from workbench.core.runs import Ledger
 
 BASE = ("the business information systems msc brings together management and information technology and "
         "students learn how organisations plan build and run their information systems")
@@ -168,7 +168,7 @@ def test_redis_storage_finds_the_same_pairs_and_cleans_up():
 
 
 def test_unreachable_redis_is_a_clear_error():
-    from workbench.errors import WorkbenchError
+    from workbench.core.errors import WorkbenchError
 
     with pytest.raises(WorkbenchError, match="Redis at redis://127.0.0.1:1/0"):
         find_duplicates(shingle_texts([BASE], 3), DedupConfig(storage="redis", redis_url="redis://127.0.0.1:1/0"))
@@ -204,7 +204,7 @@ def test_file_path_gives_the_same_output_as_run(tmp_path):
     import json
 
     from pipelines.dedup_file import dedup_file
-    from workbench.io import load_records, write_records
+    from workbench.core.io import load_records, write_records
 
     texts = [edit(BASE, i % 4) + (" tail" * (i % 3)) for i in range(30)] + [f"unrelated text number {i} here"
                                                                             for i in range(30)]

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from pipelines import finetune as ft
-from workbench.errors import ConfigError
-from workbench.models import load_tokenizer
-from workbench.records import Record
+from workbench.core.errors import ConfigError
+from workbench.core.models import load_tokenizer
+from workbench.core.records import Record
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 from pipelines.from_docs import FromDocsConfig, load_documents, parse_questions, read_document, run, split_by_headings
-from workbench.catalog import CATALOG_DIR
-from workbench.io import load_records
-from workbench.models import get_model
-from workbench.text import content_words, grounding
+from workbench.core.catalog import CATALOG_DIR
+from workbench.core.io import load_records
+from workbench.core.models import get_model
+from workbench.core.text import content_words, grounding
 
 
 def test_read_markdown_drops_the_yaml_header(tmp_path):

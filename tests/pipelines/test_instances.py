@@ -8,9 +8,9 @@ from pipelines.instances import (
     parse_input_output,
     run,
 )
-from workbench.io import load_records
-from workbench.models import GenerationParams, get_model
-from workbench.records import Record
+from workbench.core.io import load_records
+from workbench.core.models import GenerationParams, get_model
+from workbench.core.records import Record
 
 
 def test_parse_input_output():

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 
 from pipelines.instruction_filter import InstructionFilter, RougeIndex, decision_text, filter_config, lcs_length, run
-from workbench.errors import ConfigError
-from workbench.records import Record
-from workbench.runs import Ledger
+from workbench.core.errors import ConfigError
+from workbench.core.records import Record
+from workbench.core.runs import Ledger
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from rouge_filter import exhaustive, synthetic_instructions  # noqa: E402

@@ -12,13 +12,13 @@ from pipelines.screen import (
     route,
     run,
 )
-from workbench.records import Record
-from workbench.runs import Ledger
+from workbench.core.records import Record
+from workbench.core.runs import Ledger
 
 
 @pytest.fixture(scope="module")
 def tiny_detoxify(tmp_path_factory):
-    from workbench.tiny import build_tiny_detoxify
+    from workbench.core.tiny import build_tiny_detoxify
 
     return build_tiny_detoxify(tmp_path_factory.mktemp("detoxify"))
 
@@ -94,7 +94,7 @@ def test_fails_closed_on_a_broken_checkpoint(tmp_path, tiny_detoxify):
 
 
 def test_fails_closed_when_scoring_fails_and_writes_nothing(tmp_path):
-    from workbench.io import write_records
+    from workbench.core.io import write_records
 
     class Broken(Fixed):
         def score(self, texts):

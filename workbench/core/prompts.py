@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from workbench.records import CATEGORIES, Record
+from workbench.core.records import CATEGORIES, Record
 
 ADVISOR_SYSTEM_PROMPT = ("You are an intelligent assistant for answering questions related to courses and programs "
                          "at the university. Answer the questions from prospective students.")

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workbench.errors import HubUnavailableError, ModelLoadError, QuantizationError
-from workbench.hub import hub_error, looks_like_hub_id
+from workbench.core.errors import HubUnavailableError, ModelLoadError, QuantizationError
+from workbench.core.hub import hub_error, looks_like_hub_id
 
 Quant = Literal["none", "8bit", "4bit"]
 
@@ -107,7 +107,7 @@ def verify_quantization(model, quant: Quant, name: str) -> int:
         raise QuantizationError(
             f"{name}: {quant} was asked for but 0 of {linear} linear layers were quantized",
             hint="the architecture's linear layers are not plain nn.Linear; load with --quant none, "
-                 "or add the class to workbench.models.LINEAR_SUBCLASSES")
+                 "or add the class to workbench.core.models.LINEAR_SUBCLASSES")
     return counts[quant]
 
 

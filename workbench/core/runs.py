@@ -22,10 +22,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from workbench.config import config_hash
-from workbench.errors import InputError, WorkbenchError
-from workbench.io import atomic_write_text, sha256_file
-from workbench.records import Record
+from workbench.core.config import config_hash
+from workbench.core.errors import InputError, WorkbenchError
+from workbench.core.io import atomic_write_text, sha256_file
+from workbench.core.records import Record
 
 PACKAGES = ("instruct-workbench", "torch", "transformers", "tokenizers", "peft", "bitsandbytes", "datasets",
             "datasketch", "detoxify", "argilla", "pydantic", "rouge-score")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workbench.errors import HubUnavailableError
+from workbench.core.errors import HubUnavailableError
 
 HINT = "download it where the hub is reachable and pass the local file or folder"
 

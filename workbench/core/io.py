@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import InputError
-from workbench.records import DEFAULT_MAX_FIELD_BYTES, Record, check_record_dict
+from workbench.core.errors import InputError
+from workbench.core.records import DEFAULT_MAX_FIELD_BYTES, Record, check_record_dict
 
 BOM = b"\xef\xbb\xbf"
 JSON_COLUMNS = ("lineage", "scores", "meta")  # stored as JSON strings in Parquet/Arrow

@@ -1,6 +1,6 @@
 """Generation backends behind one protocol: `complete(prompts, params) -> list[Completion]`, order kept.
 
-- `transformers`: a local model (hub id or folder) loaded by `workbench.models.get_model`.
+- `transformers`: a local model (hub id or folder) loaded by `workbench.core.models.get_model`.
 - `openai`: any OpenAI-compatible completions or chat endpoint (vLLM, TGI, llama.cpp server,
   `transformers serve`): how generation scales past one GPU.
 """
@@ -14,9 +14,9 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workbench.errors import ConfigError, WorkbenchError
-from workbench.models import Completion, GenerationParams, get_model
-from workbench.records import did_you_mean
+from workbench.core.errors import ConfigError, WorkbenchError
+from workbench.core.models import Completion, GenerationParams, get_model
+from workbench.core.records import did_you_mean
 
 
 class BackendError(WorkbenchError):
@@ -84,7 +84,7 @@ class OpenAIModel:
     def _one(self, prompt: str, params: GenerationParams) -> Completion:
         import openai
 
-        from workbench.models import cut_at_stop
+        from workbench.core.models import cut_at_stop
 
         common: dict[str, Any] = {"model": self.name, "max_tokens": params.max_new_tokens,
                                   "temperature": params.temperature, "top_p": params.top_p, "seed": params.seed}

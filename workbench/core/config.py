@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from workbench.errors import ConfigError
-from workbench.records import did_you_mean
+from workbench.core.errors import ConfigError
+from workbench.core.records import did_you_mean
 
 C = TypeVar("C", bound=BaseModel)
 

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from workbench.records import DOLLY_CATEGORY_COUNTS, TEXT_FIELDS, Record
+from workbench.core.records import DOLLY_CATEGORY_COUNTS, TEXT_FIELDS, Record
 
 PERCENTILES = (50, 90, 99)
 DOLLY_TOTAL = sum(DOLLY_CATEGORY_COUNTS.values())  # 15,011

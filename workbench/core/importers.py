@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workbench.errors import InputError
-from workbench.hub import hub_error, looks_like_hub_id
-from workbench.io import Problem, parquet_rows, read_json_lines, records_from_objects
-from workbench.records import DEFAULT_MAX_FIELD_BYTES, FIELDS, LICENSES, Record, check_record_dict
+from workbench.core.errors import InputError
+from workbench.core.hub import hub_error, looks_like_hub_id
+from workbench.core.io import Problem, parquet_rows, read_json_lines, records_from_objects
+from workbench.core.records import DEFAULT_MAX_FIELD_BYTES, FIELDS, LICENSES, Record, check_record_dict
 
 FORMATS = ("dolly", "oasst1", "alpaca", "jsonl")
 # Our field -> the source's field, per format; --map overrides single entries.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.models import Model
+from workbench.core.models import Model
 
 
 @dataclass(frozen=True)

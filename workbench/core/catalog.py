@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from workbench.errors import InputError
+from workbench.core.errors import InputError
 
-DATA_DIR = Path(__file__).parent / "data"
+DATA_DIR = Path(__file__).parents[1] / "data"  # workbench/data: package data beside the code
 CATALOG_DIR = DATA_DIR / "catalog"
 SEED_TASKS = DATA_DIR / "seed_tasks.jsonl"
 REQUIRED_KEYS = ("slug", "title", "degree", "duration", "language", "start_dates", "fees",

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from workbench.errors import InputError
-from workbench.io import atomic_write_text
+from workbench.core.errors import InputError
+from workbench.core.io import atomic_write_text
 
 EOS = "<|endoftext|>"  # falcon-7b's end-of-text token
 PAD = "<|pad|>"  # separate from EOS so that masking padding never masks the trained end-of-answer token
@@ -33,7 +33,7 @@ class TinySpec:
 
 def default_corpus() -> list[Path]:
     """The bundled catalog and seed tasks."""
-    from workbench.catalog import CATALOG_DIR, SEED_TASKS
+    from workbench.core.catalog import CATALOG_DIR, SEED_TASKS
 
     return [*sorted(CATALOG_DIR.glob("*.md")), SEED_TASKS]
 
@@ -121,9 +121,9 @@ def domain_texts(listings: int = 300, seed: int = 0, questions=None, doc_questio
     a model that only ever saw seed tasks continue a listing repeats them, and Self-Instruct drops repeats."""
     import random
 
-    from workbench.catalog import SEED_TASKS, load_catalog
-    from workbench.io import load_records
-    from workbench.prompts import (
+    from workbench.core.catalog import SEED_TASKS, load_catalog
+    from workbench.core.io import load_records
+    from workbench.core.prompts import (
         bootstrap_prompt,
         category_prompt,
         doc_questions_prompt,
@@ -131,7 +131,7 @@ def domain_texts(listings: int = 300, seed: int = 0, questions=None, doc_questio
         instance_prompt,
         is_classification_prompt,
     )
-    from workbench.records import Record
+    from workbench.core.records import Record
 
     rng = random.Random(seed)
     seeds = load_records(SEED_TASKS, [])
@@ -271,8 +271,8 @@ def base_texts(repeats: int = 3) -> list[str]:
     """Plain text for the tiny *base* model (the stand-in for falcon-7b): catalog pages, the seed tasks as prose
     and reading-comprehension passages (a question, the page, the answer), and none of the prompt formats, so
     that it knows the domain but not the instruction format the finetuned adapter learns."""
-    from workbench.catalog import SEED_TASKS, load_catalog
-    from workbench.io import load_records
+    from workbench.core.catalog import SEED_TASKS, load_catalog
+    from workbench.core.io import load_records
 
     programmes = load_catalog()
     texts = [p.text for p in programmes] * repeats

@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import HubUnavailableError, InputError
-from workbench.io import atomic_write_text
-from workbench.records import Record
+from workbench.core.errors import HubUnavailableError, InputError
+from workbench.core.io import atomic_write_text
+from workbench.core.records import Record
 
 FORMATS = ("dolly", "alpaca", "sharegpt")
 
