@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 # Everything offline: no model or dataset hub is reachable, and nothing may silently try one.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
-.PHONY: setup demo test lint docs clean
+.PHONY: setup demo test test-fast lint docs clean
 
 setup: $(VENV)/.installed $(ARGILLA_VENV)/.installed
 
@@ -30,6 +30,10 @@ demo: setup
 
 test: setup
 	$(OFFLINE) $(VENV)/bin/python -m pytest
+
+# While working: everything but the tests marked slow (training, the demo), server and browser; under 3 minutes.
+test-fast: setup
+	$(OFFLINE) $(VENV)/bin/python -m pytest -m "not slow and not server and not browser"
 
 # The CLI reference, generated from the Typer app (a test fails when it is out of date).
 docs: setup

@@ -1,7 +1,7 @@
 """Inter-annotator agreement over submitted responses: percent agreement, Cohen's kappa per pair of annotators,
 Krippendorff's alpha (the `krippendorff` package), and what each annotator did.
 
-Input is the export rows of `review.export_rows` (so it works on a backup file as well as on a live server).
+Input is the export rows of `annotation.mapping.export_rows` (so it works on a backup file as well as on a live server).
 """
 
 from __future__ import annotations
@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from itertools import combinations
+from pathlib import Path
+
+from workbench.core.io import Problem, read_json_lines
 
 # (question, level of measurement for Krippendorff's alpha)
 QUESTIONS = (("decision", "nominal"), ("category", "nominal"), ("quality", "ordinal"))
@@ -103,3 +106,25 @@ def to_dict(result: Agreement) -> dict:
                                            for (a, b), (k, n) in q.kappa.items()]}
                           for q in result.questions],
             "annotators": {name: dict(counts) for name, counts in sorted(result.annotators.items())}}
+
+
+def read_export(path: Path) -> tuple[list[dict], list[Problem]]:
+    """The rows of an `annotate export` file; lines that are not export rows are returned as problems."""
+    problems: list[Problem] = []
+    rows = []
+    for line, obj, raw in read_json_lines(path, problems):
+        if not isinstance(obj.get("id"), str) or not isinstance(obj.get("responses"), list):
+            field_name = "id" if not isinstance(obj.get("id"), str) else "responses"
+            problems.append(Problem(str(path), line, field_name, "missing or not an export row "
+                                    "(`workbench annotate export` writes them)", raw))
+            continue
+        rows.append(obj)
+    return rows, problems
+
+
+def server_rows(client, dataset: str, workspace: str) -> list[dict]:
+    """The export rows of a dataset on a server."""
+    from annotation.client import fetch, user_names
+    from annotation.mapping import export_rows
+
+    return list(export_rows(fetch(client, dataset, workspace), user_names(client)))

@@ -5,19 +5,19 @@ majorities, disagreements and corrections to resolve. Never mistake their votes 
 names them.
 
 The other mode is people (`--review manual`): the run stops after the push and resumes once every record is
-complete (`workbench.demo.review_step`).
+complete (`annotation.review.review`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from annotation import review
+from annotation import client as argilla_client
+from workbench.core.io import atomic_write_json
 from workbench.core.text import grounding
 
 REVIEWERS = (
@@ -70,11 +70,9 @@ def ensure_reviewers(client, data_dir: Path, workspace: str) -> dict[str, str]:
     saved = json.loads(path.read_text()) if path.exists() else {}
     for username, _ in REVIEWERS:
         if username not in saved:
-            saved[username] = review.add_user(client, username, "annotator", workspace,
+            saved[username] = argilla_client.add_user(client, username, "annotator", workspace,
                                               password=secrets.token_urlsafe(9), first_name=FIRST_NAME)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(saved, f, indent=2)
+            atomic_write_json(path, saved, permissions=0o600)  # passwords: the owner alone may read them
     return saved
 
 
@@ -82,19 +80,19 @@ def review_all(client, dataset: str, workspace: str, data_dir: Path,
                progress: Callable[[int, int], None] | None = None) -> Counter:
     """Every demo reviewer answers every record it has not answered yet; returns counts of decisions."""
     passwords = ensure_reviewers(client, data_dir, workspace)
-    api_url = review.api_url_of(client)
-    ids = {name: user_id for user_id, name in review.user_names(client).items()}
-    items = list(review.fetch(client, dataset, workspace))
+    api_url = argilla_client.api_url_of(client)
+    ids = {name: user_id for user_id, name in argilla_client.user_names(client).items()}
+    items = list(argilla_client.fetch(client, dataset, workspace))
     counts: Counter = Counter()
     total, done = len(items) * len(REVIEWERS), 0
     for username, style in REVIEWERS:
-        token = review.user_token(api_url, username, passwords[username])
+        token = argilla_client.user_token(api_url, username, passwords[username])
         user_id = ids[username]
         for item in items:
             answered = any(str(r["user_id"]) == user_id for r in item.get("responses") or [])
             if not answered:
                 answers = judge(style, item.get("fields") or {}, item.get("metadata") or {})
-                review.submit_response(api_url, token, item["id"], answers)
+                argilla_client.submit_response(api_url, token, item["id"], answers)
                 counts[f"{username}: {answers['decision']}"] += 1
             done += 1
             if progress:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from workbench.core.errors import WorkbenchError
-from workbench.core.runs import workbench_home
+from workbench.core.io import atomic_write_json, workbench_home
 
 ENGINE_SCRIPT = Path(__file__).with_name("argilla_engine.py")
 REQUIREMENTS = Path(__file__).with_name("server-requirements.txt")
@@ -88,13 +88,7 @@ class Credentials:
     def save(self, data_dir: Path) -> Path:
         """Written 0600 from the first byte (the file is created with that mode, then renamed into place)."""
         path = Path(data_dir) / "credentials.json"
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(self), f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write_json(path, asdict(self), permissions=0o600)
         return path
 
 
@@ -113,10 +107,7 @@ class ServerState:
         return cls(**json.loads(path.read_text())) if path.exists() else None
 
     def save(self, data_dir: Path) -> None:
-        path = Path(data_dir) / "server.json"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        os.replace(tmp, path)
+        atomic_write_json(Path(data_dir) / "server.json", asdict(self))
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The local Argilla server with the workbench's SQL search engine: how fast push is, and what its searches cost.
 
 A real argilla-server 2.8 (SQLite, Redis) is started in a temporary data dir; N generated records are pushed
-(`review.push`, batches of 100) and a third of them get a submitted response from one annotator. Then, per
+(`annotation.client.push`, batches of 100) and a third of them get a submitted response from one annotator. Then, per
 dataset size, the requests the review UI sends are timed (median of repeats):
 
 - anchor: plain listing, `GET /api/v1/datasets/{id}/records?limit=50`, which never calls a search engine;
@@ -39,7 +39,7 @@ def timed(method: str, url: str, repeats: int, **kwargs) -> float:
 
 
 def measure(size: int, client, served, token: str, repeats: int) -> None:
-    from annotation import review
+    from annotation import client as review
     from workbench.core.records import Record
 
     records = [Record(instruction=f"Question {i}: which programme fits a student who likes topic {i % 97}?",
@@ -92,7 +92,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    from annotation import review, server
+    from annotation import client as review
+    from annotation import server
 
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "argilla"

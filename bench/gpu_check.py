@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main(work: Path) -> None:
-    from pipelines.finetune import FinetuneConfig, finetune
+    from pipelines.finetune import FinetuneConfig, train
     from workbench.core.models import count_quantized_layers, get_model
     from workbench.core.records import Record
     from workbench.core.tiny import TinySpec, build_tiny_model
@@ -40,9 +40,9 @@ def main(work: Path) -> None:
                       response=f"Module {i} teaches topic {i % 7} with weekly labs.", category="open_qa")
                for i in range(64)]
     start = time.perf_counter()
-    result = finetune(str(base), records, work / "adapter",
-                      FinetuneConfig(quant="8bit" if device == "cuda" else "none", epochs=3, max_length=128,
-                                     batch_size=4, lr=1e-3, logging_steps=2), device=device)
+    result = train(str(base), records, work / "adapter",
+                   FinetuneConfig(quant="8bit" if device == "cuda" else "none", epochs=3, max_length=128,
+                                  batch_size=4, lr=1e-3, logging_steps=2), device=device)
     losses = [p["loss"] for p in result.manifest["train_loss"]]
     print(f"finetune {time.perf_counter() - start:.1f}s; quant {result.manifest['quant']}; "
           f"8-bit layers {result.manifest.get('quantized_layers')}; loss {losses[0]:.3f} -> {losses[-1]:.3f}; "

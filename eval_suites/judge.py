@@ -8,15 +8,15 @@ form counts as a tie and is reported as unparsed. Verdicts are cached like gener
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
 import numpy as np
 
-from eval_suites.compare import ModelResults
 from eval_suites.runner import GenerationCache, model_fingerprint
+from eval_suites.statistics import ModelResults
 from workbench.core.backends import BackendConfig, load_backend
+from workbench.core.fingerprint import fingerprint
 from workbench.core.models import GenerationParams
 
 JUDGE_TEMPLATE_ID = "workbench/pairwise-judge/v1"
@@ -53,10 +53,9 @@ def judge_pair(config: BackendConfig, first: ModelResults, other: ModelResults, 
         context = item.get("context", "")
         prompts.append(judge_prompt(question, context, a.answers[i], b.answers[i]))  # other is B
         prompts.append(judge_prompt(question, context, b.answers[i], a.answers[i]))  # other is A
-    key = hashlib.sha256(f"{model_fingerprint(config)} {JUDGE_TEMPLATE_ID} {JUDGE_PARAMS.model_dump_json()}"
-                         .encode()).hexdigest()
+    key = fingerprint(model=model_fingerprint(config), template=JUDGE_TEMPLATE_ID, params=JUDGE_PARAMS)
     cache = GenerationCache(f"judge-{key}")
-    ids = [hashlib.sha256(p.encode()).hexdigest() for p in prompts]
+    ids = [fingerprint(prompt=p) for p in prompts]
     todo = [(k, p) for k, p in zip(ids, prompts) if k not in cache.answers]
     if todo:
         backend = backend or load_backend(config, api_key)

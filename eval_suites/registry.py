@@ -8,8 +8,6 @@ over a silently shrunken suite would not be comparable with earlier ones.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from eval_suites.metrics import METRICS
 from workbench.core.config import load_config
 from workbench.core.errors import ConfigError, InputError
+from workbench.core.fingerprint import fingerprint
 from workbench.core.io import Problem, read_json_lines
 from workbench.core.models import GenerationParams
 from workbench.core.prompts import ADVISOR_SYSTEM_PROMPT, ANSWER_STOPS, ANSWER_TEMPLATE_ID, build_prompt
@@ -165,5 +164,4 @@ def load_suite(name: str, suites_dirs: list[str | Path] | None = None) -> Suite:
         raise InputError(f"{problems[0]}{more}", hint="a suite must be valid as a whole; fix the items file")
     if not items:
         raise InputError(f"{items_path}: no items")
-    digest = hashlib.sha256(items_path.read_bytes() + json.dumps(config.model_dump(), sort_keys=True).encode())
-    return Suite(config.name, folder, config, items, digest.hexdigest())
+    return Suite(config.name, folder, config, items, fingerprint(items=items_path, config=config))

@@ -1,18 +1,16 @@
 """Run a model on eval suites and score its answers: `evaluate` (generate + score) and `score_suite` (score only).
 
 Results of one model go to RESULTS_DIR/SUITE/ as predictions.jsonl, scores.jsonl (one row per item),
-metrics.json and manifest.json; `eval_suites.compare` reads several such folders.
+metrics.json and manifest.json; `eval_suites.statistics` compares several such folders.
 
-Generations are cached in $WORKBENCH_HOME/cache/eval/KEY.jsonl, KEY = sha256 over the model's files, the
-adapter's files, the suite (items and settings), the generation parameters, the backend and quantization. So
-re-scoring never regenerates, an interrupted run continues where it stopped (the cache is appended to batch by
-batch), and a retrained model or an edited suite never reuses stale answers. Folder hashes are memoised by
-(path, size, mtime), so a 14 GB model is read once, not on every run.
+Generations are cached in $WORKBENCH_HOME/cache/eval/KEY.jsonl, KEY = the fingerprint (`workbench.core.fingerprint`)
+of the model's files, the adapter's files, the suite (items and settings), the generation parameters, the backend
+and quantization. So re-scoring never regenerates, an interrupted run continues where it stopped (the cache is
+appended to batch by batch), and a retrained model or an edited suite never reuses stale answers.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -22,41 +20,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from eval_suites.metrics import METRICS, TOXIC_AT, aggregate, load_embedder, score_brainstorm, score_qa
 from eval_suites.registry import Suite, load_suite
 from workbench.core.backends import BackendConfig, load_backend
 from workbench.core.errors import InputError
-from workbench.core.io import Problem, atomic_write_text, load_records, read_json_lines, sha256_file
-from workbench.core.runs import fingerprint, package_versions, workbench_home
+from workbench.core.fingerprint import fingerprint, path_sha256
+from workbench.core.io import Problem, atomic_write_text, load_records, read_json_lines, sha256_file, workbench_home
+from workbench.core.runs import Outputs, StepResult, package_versions
 
 Progress = Callable[[int, int], None]
 
 
 # --- Fingerprints and the generation cache ----------------------------------------------------------------------
-
-def _file_sha256(path: Path, memo: dict[str, Any]) -> str:
-    stat = path.stat()
-    key = str(path.resolve())
-    known = memo.get(key)
-    if known and known["size"] == stat.st_size and known["mtime_ns"] == stat.st_mtime_ns:
-        return known["sha256"]
-    digest = sha256_file(path)
-    memo[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
-    return digest
-
-
-def files_fingerprint(path: str | Path) -> str:
-    """sha256 over a folder's (relative path, file sha256) pairs, or a file's sha256; memoised per file."""
-    path = Path(path)
-    memo_path = workbench_home() / "cache" / "file-sha256.json"
-    try:
-        memo = json.loads(memo_path.read_text())
-    except (OSError, ValueError):
-        memo = {}
-    result = fingerprint(path, lambda file: _file_sha256(file, memo))
-    atomic_write_text(memo_path, json.dumps(memo, indent=1) + "\n")
-    return result
-
 
 def model_fingerprint(config: BackendConfig) -> str:
     """What identifies the model's weights: its files where they are on disk, else its name (and server)."""
@@ -64,22 +41,21 @@ def model_fingerprint(config: BackendConfig) -> str:
         # A served model cannot be hashed from here: its name and address stand in (documented weaker key).
         return f"openai:{config.model}@{config.api_base or os.environ.get('OPENAI_BASE_URL')}"
     if Path(config.model).exists():
-        return files_fingerprint(config.model)
+        return path_sha256(config.model)
     from huggingface_hub import snapshot_download
 
     try:  # a hub id already in the local cache: the snapshot folder names the exact revision
-        return files_fingerprint(snapshot_download(config.model, local_files_only=True))
+        return path_sha256(snapshot_download(config.model, local_files_only=True))
     except Exception:  # noqa: BLE001 - not cached: loading will fail with the hub's own clear error
         return f"hub:{config.model}"
 
 
 def cache_key(model_fp: str, adapter_fp: str | None, suite: Suite, params: dict[str, Any],
               config: BackendConfig) -> str:
-    payload = {"model": model_fp, "adapter": adapter_fp, "suite": suite.sha256,
-               "params": {k: v for k, v in params.items() if k != "batch_size"},  # batch size: speed only
-               "backend": config.backend, "api": config.api if config.backend == "openai" else None,
-               "quant": config.quant}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return fingerprint(model=model_fp, adapter=adapter_fp, suite=suite.sha256,
+                       params={k: v for k, v in params.items() if k != "batch_size"},  # batch size: speed only
+                       backend=config.backend, api=config.api if config.backend == "openai" else None,
+                       quant=config.quant)
 
 
 class GenerationCache:
@@ -202,7 +178,7 @@ def evaluate(suite_names: list[str], config: BackendConfig, out_dir: str | Path,
     out_dir = Path(out_dir)
     label = name or default_label(config)
     model_fp = model_fingerprint(config)
-    adapter_fp = files_fingerprint(config.adapter) if config.adapter else None
+    adapter_fp = path_sha256(config.adapter) if config.adapter else None
     toxicity_name = type(toxicity_scorer).__name__ if toxicity_scorer else None
     if toxicity_scorer is None and any("toxicity_rate" in s.config.metrics for s in suites):
         from pipelines import screen
@@ -252,6 +228,54 @@ def evaluate(suite_names: list[str], config: BackendConfig, out_dir: str | Path,
     return runs
 
 
+class EvalConfig(BaseModel):
+    """Which suites a model answers, and how."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    suites: tuple[str, ...] = ("course_advisor", "closed_qa")  # names (bundled or --suites-dir) or folders
+    limit: int | None = Field(None, ge=1)  # only the first N items of each suite (quick recipes and tests)
+    batch_size: int | None = Field(16, ge=1)  # prompts per batch (None: each suite's own); speed only
+    max_new_tokens: int | None = Field(None, ge=1)  # None: each suite's own
+
+
+class EvalRunConfig(BaseModel):
+    """What decides an eval run's answers: the settings and the model (with its adapter, backend, quantization)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    settings: EvalConfig
+    model: BackendConfig
+
+
+@dataclass
+class EvalResult(StepResult):
+    runs: list[SuiteRun] = field(default_factory=list)
+
+
+def run(model: BackendConfig, config: EvalConfig, out: Outputs, *, name: str | None = None,
+        suites_dirs: list[str | Path] | None = None, api_key: str | None = None,
+        progress: Callable[[str], Progress] | None = None) -> EvalResult:
+    """The eval stage: the model's answers to every item of the suites, scored, in out["results"]/SUITE/."""
+    from eval_suites.registry import find_suite
+
+    folders = [find_suite(s, suites_dirs) for s in config.suites]
+    local = [Path(p) for p in (model.model, model.adapter) if p and Path(p).exists()]
+    ledger = out.start(EvalRunConfig(settings=config, model=model), [*local, *folders],
+                       frozenset({"settings.batch_size"}), drops=False)
+    runs = evaluate([str(f) for f in folders], model, out["results"], name=name,
+                    max_new_tokens=config.max_new_tokens, batch_size=config.batch_size, limit=config.limit,
+                    api_key=api_key, progress=progress)
+    counts = {"items": sum(r.manifest["items"] for r in runs),
+              "generated": sum(r.manifest["cache"]["generated"] for r in runs)}
+    for r in runs:
+        f1 = r.scores.metrics.get("f1", {}).get("value")
+        if f1 is not None:
+            counts[f"{r.suite.name}_f1_x1000"] = round(1000 * f1)
+    result = out.finish(ledger, counts)
+    return EvalResult(result.manifest, result.problems, runs)
+
+
 def write_results(folder: Path, answers: list[dict[str, Any]], scores: SuiteScores, manifest: dict[str, Any]) -> None:
     """The four files of one suite's results, each written atomically."""
     def lines(rows):
@@ -276,3 +300,23 @@ def read_predictions(path: str | Path, problems: list[Problem]) -> dict[str, str
         else:
             predictions[obj["id"]] = obj["prediction"]
     return predictions
+
+
+def score_file(suite: str, predictions: Path, output: Path | None = None,
+               suites_dirs: list[str | Path] | None = None) -> tuple[dict[str, Any], list[Problem], Suite]:
+    """`workbench eval score`: a predictions file scored on a suite (and written to OUTPUT as JSON when given).
+    Returns (the scores, bad prediction lines, the suite)."""
+    loaded = load_suite(suite, suites_dirs)
+    problems: list[Problem] = []
+    answers = read_predictions(predictions, problems)
+    toxicity = None
+    if "toxicity_rate" in loaded.config.metrics:
+        from pipelines.screen import load_scorer
+
+        toxicity = load_scorer(default_toxicity_config())
+    scores = score_suite(loaded, answers, toxicity)
+    result = {"suite": loaded.name, "predictions": str(predictions), "metrics": scores.metrics,
+              "missing": scores.missing, "notes": scores.notes, "items": scores.rows}
+    if output:
+        atomic_write_text(output, json.dumps(result, indent=2) + "\n")
+    return result, problems, loaded

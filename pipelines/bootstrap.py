@@ -16,13 +16,16 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.instruction_filter import FilterConfig, InstructionFilter, Verdict, decision_text
-from pipelines.resumable import GenerationResult, ResumableOutput, records_fingerprint, run_key
+from pipelines.instruction_filter import FilterConfig, InstructionFilter, decision_text
+from pipelines.resumable import ResumableOutput
 from workbench.core.backends import Backend
-from workbench.core.config import config_hash
+from workbench.core.errors import InputError
+from workbench.core.fingerprint import config_data, fingerprint
+from workbench.core.io import Problem, load_records
 from workbench.core.models import GenerationParams
 from workbench.core.prompts import BOOTSTRAP_TEMPLATE_ID, CATEGORY_TEMPLATE_ID, bootstrap_prompt, category_prompt
-from workbench.core.records import CATEGORIES, Record
+from workbench.core.records import CATEGORIES, Record, did_you_mean
+from workbench.core.runs import Outputs, StepResult
 
 # The paper's request (bootstrap_instructions.py): temperature 0.7, top_p 0.5, up to 1024 new tokens, and
 # stop before item 16 or at a blank line.
@@ -43,6 +46,22 @@ class BootstrapConfig(BaseModel):
     sampling: GenerationParams = PAPER_SAMPLING
     filter: FilterConfig = FilterConfig()
     seed: int = 0  # prompt sampling; sampling.seed + round seeds the model
+
+
+def parse_quota(text: str | None) -> dict[str, float]:
+    """'brainstorming=0.2,closed_qa=0.3' -> {category: share}; unknown categories are an error."""
+    quota = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        name, _, share = part.partition("=")
+        if name.strip() not in CATEGORIES:
+            raise InputError(f"--quota: unknown category {name.strip()!r}{did_you_mean(name.strip(), CATEGORIES)}")
+        try:
+            quota[name.strip()] = float(share)
+        except ValueError:
+            raise InputError(f"--quota: {part!r} is not CATEGORY=SHARE") from None
+    return quota
 
 
 def parse_instructions(completion: str, finish_reason: str, truncated: str) -> tuple[list[str], list[str]]:
@@ -111,43 +130,51 @@ def _categorize(backend: Backend, texts: list[str], shown: list[list[Record]], s
     return result
 
 
-def run(backend: Backend, seeds: list[Record], config: BootstrapConfig, output: Path, rejected_output: Path,
-        force: bool = False, progress: Callable[[int, int], None] | None = None) -> GenerationResult:
-    """Generate instructions into OUTPUT (kept) and REJECTED_OUTPUT (every dropped candidate, with why)."""
+def run(backend: Backend, seeds: Path, config: BootstrapConfig, out: Outputs, force: bool = False,
+        progress: Callable[[int, int], None] | None = None) -> StepResult:
+    """The instructions stage: new instructions from the seed tasks in SEEDS into out["records.jsonl"]; every
+    dropped candidate (with why) in out["dropped.jsonl"]. Resumes after a kill."""
+    ledger = out.start(config, [seeds])
+    problems: list[Problem] = []
+    seed_records = load_records(seeds, problems)
+    if not seed_records:
+        raise InputError(f"{seeds}: no valid seed task to start from")
     # num and rounds only say when to stop: a finished run can be continued with larger ones.
-    key = run_key(config_hash(config, {"num", "rounds"}), records_fingerprint(seeds), backend)
-    out = ResumableOutput({"records": output, "rejected": rejected_output}, key, force)
-    result = GenerationResult(resumed=bool(out.state.get("round")))
-    kept_records = out.read("records")
-    machine = [r.instruction for r in kept_records]
-    judge = InstructionFilter.create(config.filter, [s.instruction for s in seeds])
+    key = fingerprint(config=config_data(config, {"num", "rounds"}), seeds=Path(seeds), backend=backend.backend,
+                      model=backend.name)
+    output = ResumableOutput(out, key, ledger, force)
+    machine = [r.instruction for r in output.read()]
+    judge = InstructionFilter.create(config.filter, [s.instruction for s in seed_records])
     if judge.pool is not None:
         for text in machine:  # the pool as the paper's loop had it: accepted ones in their judged form
             judge.pool.add(decision_text(text))
     rng = random.Random(config.seed)
-    if "rng" in out.state:
-        rng.setstate(_rng_state(out.state["rng"]))
-    usage = Counter(out.state.get("usage", {}))
-    round_ = out.state.get("round", 0)
+    if "rng" in output.state:
+        rng.setstate(_rng_state(output.state["rng"]))
+    usage = Counter(output.state.get("usage", {}))
+    round_ = output.state.get("round", 0)
     while round_ < config.rounds and len(machine) < config.num:
-        prompts = _build_prompts(rng, seeds, machine, config)
+        prompts = _build_prompts(rng, seed_records, machine, config)
         params = config.sampling.model_copy(update={"seed": config.sampling.seed + round_})
         completions = backend.complete([p for p, _ in prompts], params)
-        kept, dropped, kept_shown = [], [], []
+        kept, kept_shown = [], []
         for (_, shown_seeds), completion in zip(prompts, completions):
             items, lost = parse_instructions(completion.text, completion.finish_reason, config.filter.truncated)
             for text in lost:
-                dropped.append(_record(text, backend, params, round_, Verdict(
-                    False, "truncated", "in a completion cut off at the token limit")))
+                ledger.drop(_record(text, backend, params, round_), "in a completion cut off at the token limit",
+                            {"rule": "truncated"})
             for text in items:
                 if len(machine) + len(kept) >= config.num:
                     break  # enough: the rest of this completion is not judged
                 verdict = judge.judge(text)
-                (kept if verdict.kept else dropped).append(_record(text, backend, params, round_, verdict))
+                record = _record(text, backend, params, round_)
                 if verdict.kept:
+                    kept.append(ledger.keep(record, verdict.as_detail()))
                     kept_shown.append(shown_seeds)
+                else:
+                    ledger.drop(record, verdict.reason or "", verdict.as_detail())
         for record, (category, method) in zip(kept, _categorize(
-                backend, [r.instruction for r in kept], kept_shown, seeds, config, rng)):
+                backend, [r.instruction for r in kept], kept_shown, seed_records, config, rng)):
             record.category = category
             record.meta["is_classification"] = category == "classification"
             record.lineage[0]["detail"]["category_method"] = method
@@ -155,24 +182,20 @@ def run(backend: Backend, seeds: list[Record], config: BootstrapConfig, output: 
         round_ += 1
         usage.update(backend.usage)
         backend.usage.clear()
-        out.append({"records": kept, "rejected": dropped}, round=round_, rng=list(rng.getstate()[1]),
-                   usage=dict(usage))
+        output.append(kept, round=round_, rng=list(rng.getstate()[1]), usage=dict(usage))
         if progress:
             progress(len(machine), config.num)
-    result.rounds = round_
-    return out.finish(result, usage)
+    return output.finish(usage, problems, rounds=round_, resumed=output.resumed)
 
 
-def _record(text: str, backend: Backend, params: GenerationParams, round_: int, verdict: Verdict) -> Record:
+def _record(text: str, backend: Backend, params: GenerationParams, round_: int) -> Record:
     detail = {"backend": backend.backend, "model": backend.name, "template": BOOTSTRAP_TEMPLATE_ID,
               "category_template": CATEGORY_TEMPLATE_ID, "params": params.model_dump(mode="json"),
               "round": round_}
-    record = Record(instruction=text, source="generated",
-                    meta={"model": backend.name, "backend": backend.backend, "round": round_},
-                    lineage=[{"stage": "generate", "action": "create", "reason": None, "detail": detail,
-                              "run": None}])
-    action = "keep" if verdict.kept else "drop"
-    return record.with_event("filter", action, verdict.reason, verdict.as_detail())
+    return Record(instruction=text, source="generated",
+                  meta={"model": backend.name, "backend": backend.backend, "round": round_},
+                  lineage=[{"stage": "generate", "action": "create", "reason": None, "detail": detail,
+                            "run": None}])
 
 
 def _rng_state(numbers: list[int]) -> tuple:

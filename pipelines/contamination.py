@@ -8,7 +8,6 @@ and an eval item that quote the same catalog page are not contamination.
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -17,10 +16,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.dedup import DedupConfig, find_duplicates, shingle_texts
+from pipelines.minhash import DedupConfig, find_duplicates, shingle_texts
 from workbench.core.errors import InputError
-from workbench.core.io import Problem, read_json_lines
+from workbench.core.io import Problem, atomic_write_json, load_records, read_json_lines
 from workbench.core.records import Record
+from workbench.core.runs import Outputs, StepResult
 
 QUESTION_FIELDS = ("question", "instruction", "prompt")
 ANSWER_FIELDS = ("references", "answers", "reference", "answer", "response")
@@ -106,7 +106,21 @@ def check(train: list[Record], items: list[EvalItem], config: ContaminationConfi
     return [findings[i] for i in sorted(findings)]
 
 
-def report(train_path: str, eval_paths: list[str], items: int, findings: list[Finding],
-           config: ContaminationConfig) -> str:
-    return json.dumps({"train": train_path, "eval": eval_paths, "config": config.model_dump(),
-                       "items_checked": items, "contaminated": [f.to_dict() for f in findings]}, indent=2) + "\n"
+@dataclass
+class ContaminationResult(StepResult):
+    findings: list[Finding] = field(default_factory=list)
+
+
+def run(train: Path, evals: list[Path], config: ContaminationConfig, out: Outputs) -> ContaminationResult:
+    """The contamination check: every item of the eval files or suite folders EVALS against the training records
+    in TRAIN; the findings go to out["report.json"]. Deciding what a finding means (a gate, an exit code) is the
+    caller's."""
+    ledger = out.start(config, [train, *evals], drops=False)
+    problems: list[Problem] = []
+    items = [item for path in evals for item in load_eval_items(path, problems)]
+    findings = check(load_records(train, problems), items, config)
+    atomic_write_json(out["report.json"], {"train": str(train), "eval": [str(p) for p in evals],
+                                           "config": config.model_dump(), "items_checked": len(items),
+                                           "contaminated": [f.to_dict() for f in findings]})
+    result = out.finish(ledger, {"items_checked": len(items), "contaminated": len(findings)}, problems)
+    return ContaminationResult(result.manifest, result.problems, findings)

@@ -1,487 +1,211 @@
-"""Near-duplicate removal: MinHash LSH finds candidate pairs, exact Jaccard decides, union-find clusters.
+"""The dedup stage: near-duplicates removed from record files, in two streaming passes over worker processes, with
+no Record held in memory (the engine is `pipelines.minhash`).
 
-Definitions (so that anyone can reproduce a result):
-- text = the `fields` of a record joined with one space;
-- shingles = the set of word n-grams of `re.findall(r"\\w+", NFKC(text).lower())` (a text with fewer than n
-  words has the one shingle of all its words; an empty text has none and is never a duplicate);
-- two records are duplicates when the Jaccard similarity of their shingle sets is >= `threshold`.
-
-LSH alone at the threshold misses pairs (measured: recall 0.845 at 0.7 on 20k documents), so the index is
-built 0.2 lower and every candidate pair is verified by exact Jaccard (bench/dedup.py: recall and precision
-1.0 on 20k and 200k). Shingles are compared as 64-bit hashes (two distinct shingles collide with probability
-~2^-64). Signatures are one-permutation MinHash with densification, band buckets are found with numpy sorts
-using datasketch's (bands, rows) choice, and `storage="redis"` runs the same banding through datasketch's
-MinHashLSH with its Redis storage. `pipelines.dedup_file` runs this over a file in worker processes.
+Pass 1 (workers, one byte range of a file each): read and validate lines, shingle, hash and sign the texts; the main
+process keeps only ids, lengths, shingle hashes and signatures. Then candidates, exact verification and clusters.
+Pass 2 (workers again): read the ranges once more; each worker's ledger keeps or drops every record of its range and
+writes its part files, which are joined in order into records.jsonl, dropped.jsonl and ledger.jsonl, each atomically.
+`workbench dedup` and a recipe's dedup stage both run `run`; several input files are deduplicated as one.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Literal
+import json
+import multiprocessing
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
-from workbench.core.records import Record
-from workbench.core.runs import Ledger
+from pipelines.minhash import (
+    SEED_SOURCES,
+    DedupConfig,
+    Plan,
+    Shingled,
+    cluster_line,
+    cluster_plan,
+    find_duplicates,
+    record_text,
+    shingle_texts,
+    signatures,
+)
+from workbench.core.errors import InputError
+from workbench.core.io import (
+    Problem,
+    atomic_open,
+    line_ranges,
+    load_records,
+    read_json_range,
+    records_from_objects,
+)
+from workbench.core.ledger import Ledger
+from workbench.core.records import DEFAULT_MAX_FIELD_BYTES, Record
+from workbench.core.runs import Outputs, StepResult
 
-SEED_SOURCES = ("seed", "human")  # what --keep seed prefers
+__all__ = ["DedupConfig", "SPEED_ONLY", "ThresholdRow", "preview", "run"]
 
-
-class DedupConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    fields: tuple[str, ...] = ("instruction", "context")  # joined with one space
-    ngram: int = Field(3, ge=1)  # word n-grams
-    threshold: float = Field(0.7, gt=0, le=1)  # Jaccard at or above this: duplicates
-    num_perm: Literal[16, 32, 64, 128, 256, 512] = 128  # MinHash bins (one-permutation hashing: a power of 2)
-    index_threshold: float | None = Field(None, gt=0, le=1)  # LSH threshold for candidates (default: 0.2 lower)
-    keep: Literal["first", "longest", "seed"] = "first"  # which record of a cluster stays
-    seed: int = 1  # MinHash permutation seed
-    workers: int = Field(1, ge=1)  # processes that shingle and hash the texts; does not change results
-    storage: Literal["memory", "redis"] = "memory"  # redis: datasketch's MinHashLSH with its Redis storage
-    redis_url: str = "redis://127.0.0.1:6379/0"  # with storage redis
-    redis_prefix: str = "workbench-dedup"  # keys are PREFIX:RUN-ID:..., deleted when the run ends
-
-
-def shingles(text: str, n: int) -> set[str]:
-    """The shingle set of `text` (the module docstring's definition)."""
-    tokens = re.findall(r"\w+", unicodedata.normalize("NFKC", text).lower())
-    if not tokens:
-        return set()
-    if len(tokens) < n:
-        return {" ".join(tokens)}
-    return {" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
-
-
-# Odd 64-bit multipliers that combine the hashes of a shingle's words by position, and mark short texts.
-_MULTIPLIERS = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
-                         0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9],
-                        dtype=np.uint64)
-_SHORT = np.uint64(0xA0761D6478BD642F)
-
-
-def _fmix64(x: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 64-bit finaliser, in place: spreads every input bit over the output."""
-    with np.errstate(over="ignore"):
-        x ^= x >> np.uint64(33)
-        x *= np.uint64(0xFF51AFD7ED558CCD)
-        x ^= x >> np.uint64(33)
-        x *= np.uint64(0xC4CEB9FE1A85EC53)
-        x ^= x >> np.uint64(33)
-    return x
+SPEED_ONLY = frozenset({"workers"})  # config fields that do not change which records are removed
 
 
 @dataclass
-class Shingled:
-    """Shingle hashes of many texts: text i's are hashes[offsets[i]:offsets[i+1]] (repeats possible)."""
+class Scanned:
+    """Pass 1 over one byte range: what dedup needs of its valid records."""
 
-    offsets: np.ndarray
-    hashes: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def sizes(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def set(self, i: int) -> np.ndarray:
-        return np.unique(self.hashes[self.offsets[i]:self.offsets[i + 1]])
-
-    @classmethod
-    def join(cls, parts: list[Shingled]) -> Shingled:
-        sizes = np.concatenate([p.sizes() for p in parts]) if parts else np.empty(0, dtype=np.int64)
-        hashes = np.concatenate([p.hashes for p in parts]) if parts else np.empty(0, dtype=np.uint64)
-        return cls(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64), hashes)
+    ids: list[str]
+    lines: list[int]
+    explicit: list[bool]  # the id was given in the file (not computed from the texts)
+    lengths: list[int]
+    seedlike: list[bool]
+    problems: list[Problem]
+    shingled: Shingled
+    sigs: np.ndarray
 
 
-_TOKEN_CACHE: dict[str, int] = {}
+Range = tuple[str, int, int, int]  # (file, first byte, end byte, number of its first line)
+_PLAN: dict = {}  # set before pass 2's workers are forked: they inherit it
 
 
-def shingle_texts(texts: list[str], n: int) -> Shingled:
-    """Shingle hashes of many texts at once.
-
-    A shingle's hash combines its words' xxhash64 values by position (then MurmurHash3's finaliser), so
-    equal shingles hash equally and distinct ones collide with probability ~2^-64; only the words are
-    hashed in Python (cached), the n-grams are formed with numpy over all texts together.
-    """
-    import xxhash
-
-    cache, words, counts = _TOKEN_CACHE, [], []
-    lookup, findall = cache.__getitem__, re.compile(r"\w+").findall
-    for text in texts:
-        # NFKC leaves ASCII unchanged; skipping it there saves a call per text.
-        tokens = findall((text if text.isascii() else unicodedata.normalize("NFKC", text)).lower())
-        try:
-            values = list(map(lookup, tokens))  # C-speed when every word is cached, as most are
-        except KeyError:
-            for token in tokens:
-                if token not in cache:
-                    cache[token] = xxhash.xxh64_intdigest(token.encode())
-            values = list(map(lookup, tokens))
-        words.extend(values)
-        counts.append(len(tokens))
-    if len(cache) > 2_000_000:
-        cache.clear()  # bound the cache's memory on huge vocabularies
-    word = np.array(words, dtype=np.uint64)
-    counts = np.array(counts, dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    # Full n-grams: positions p whose n words lie inside one text.
-    per_text = np.maximum(counts - n + 1, 0)
-    positions = np.repeat(starts, per_text) + (np.arange(per_text.sum()) - np.repeat(np.cumsum(per_text) - per_text,
-                                                                                    per_text))
-    acc = np.zeros(len(positions), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for k in range(n):
-            acc += word[positions + k] * _MULTIPLIERS[k % len(_MULTIPLIERS)] + np.uint64(k)
-    # Texts with 1..n-1 words have one shingle of all their words, tagged with the count.
-    short = np.flatnonzero((counts > 0) & (counts < n))
-    tail = np.zeros(len(short), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for k in range(n - 1):
-            has = counts[short] > k
-            tail[has] += word[starts[short[has]] + k] * _MULTIPLIERS[k % len(_MULTIPLIERS)] + np.uint64(k)
-        tail += counts[short].astype(np.uint64) * _SHORT
-    sizes = per_text.copy()
-    sizes[short] = 1
-    hashes = np.empty(int(sizes.sum()), dtype=np.uint64)
-    text_of = np.repeat(np.arange(len(texts)), sizes)
-    is_short = np.zeros(len(texts), dtype=bool)
-    is_short[short] = True
-    hashes[~is_short[text_of]] = acc
-    hashes[is_short[text_of]] = tail
-    return Shingled(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64), _fmix64(hashes))
+def _records(part: Range, problems: list[Problem], max_field_bytes: int) -> list[tuple[int, Record, dict]]:
+    """(line, record, object) of each valid line; ids are checked within the range here, across the files later."""
+    path, start, end, line = part
+    seen: dict[str, str] = {}
+    found = []
+    for row in read_json_range(path, start, end, line, problems):
+        for record in records_from_objects(path, [row], problems, seen_ids=seen, max_field_bytes=max_field_bytes):
+            found.append((row[0], record, row[1]))
+    return found
 
 
-_PARALLEL_TEXTS: list[str] = []
+def _scan(task: tuple[Range, DedupConfig, int]) -> Scanned:
+    part, config, max_field_bytes = task
+    problems: list[Problem] = []
+    rows = _records(part, problems, max_field_bytes)
+    texts = [record_text(r, config.fields) for _, r, _ in rows]
+    shingled = shingle_texts(texts, config.ngram)
+    return Scanned([r.id for _, r, _ in rows], [n for n, _, _ in rows], [bool(o.get("id")) for _, _, o in rows],
+                   [len(t) for t in texts], [r.source in SEED_SOURCES for _, r, _ in rows], problems, shingled,
+                   signatures(shingled, config.num_perm, config.seed))
 
 
-def _shingle_range(task: tuple[int, int, int, int, int]) -> tuple[Shingled, np.ndarray | None]:
-    start, end, n, num_perm, seed = task
-    shingled = shingle_texts(_PARALLEL_TEXTS[start:end], n)
-    return shingled, (signatures(shingled, num_perm, seed) if num_perm else None)
-
-
-def shingle_texts_parallel(texts: list[str], n: int, workers: int, chunk: int = 20_000, num_perm: int = 0,
-                           seed: int = 1) -> tuple[Shingled, np.ndarray | None]:
-    """shingle_texts (and, with num_perm, the MinHash signatures) over `workers` processes; the same
-    result. Forked workers inherit the texts instead of receiving them pickled."""
-    import multiprocessing
-
-    global _PARALLEL_TEXTS
-    _PARALLEL_TEXTS = texts
-    tasks = [(s, min(s + chunk, len(texts)), n, num_perm, seed) for s in range(0, len(texts), chunk)] or \
-        [(0, 0, n, num_perm, seed)]
-    try:
-        if workers <= 1 or len(tasks) == 1 or "fork" not in multiprocessing.get_all_start_methods():
-            parts = [_shingle_range(task) for task in tasks]
-        else:
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                parts = pool.map(_shingle_range, tasks)
-    finally:
-        _PARALLEL_TEXTS = []
-    shingled = Shingled.join([p for p, _ in parts])
-    return shingled, (np.concatenate([sig for _, sig in parts]) if num_perm else None)
-
-
-def shingle_hashes(text: str, n: int) -> np.ndarray:
-    """Sorted unique shingle hashes of one text."""
-    return np.unique(shingle_texts([text], n).hashes)
-
-
-def record_text(record: Record, fields: tuple[str, ...]) -> str:
-    return " ".join(str(getattr(record, f, "") or record.meta.get(f, "")) for f in fields)
-
-
-def jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    """Exact Jaccard of two sorted unique hash arrays."""
-    if not len(a) or not len(b):
-        return 0.0
-    inter = len(np.intersect1d(a, b, assume_unique=True))
-    return inter / (len(a) + len(b) - inter)
-
-
-def signatures(shingled: Shingled, num_perm: int, seed: int, chunk: int = 50_000) -> np.ndarray:
-    """MinHash signatures of all texts, computed `chunk` texts at a time to bound the work arrays."""
-    out = np.empty((len(shingled), num_perm), dtype=np.uint32)
-    for start in range(0, len(shingled), chunk):
-        end = min(start + chunk, len(shingled))
-        lo, hi = shingled.offsets[start], shingled.offsets[end]
-        part = Shingled(shingled.offsets[start:end + 1] - lo, shingled.hashes[lo:hi])
-        out[start:end] = _signatures(part, num_perm, seed)
-    return out
-
-
-def _signatures(shingled: Shingled, num_perm: int, seed: int) -> np.ndarray:
-    """MinHash signatures (texts x num_perm, uint32) by one-permutation hashing with densification.
-
-    One hash per shingle instead of num_perm (Li et al. 2012): the seeded shingle hash picks one of
-    num_perm bins (its top bits) and the bin keeps the minimum of the low 32 bits. A bin no shingle fell
-    into borrows the value of the next non-empty bin (rotation densification, Shrivastava & Li 2014).
-    Measured: the k-permutation version cost ~80 µs per 75-shingle text, this ~2 µs.
-    """
-    if num_perm & (num_perm - 1):
-        raise ValueError("num_perm must be a power of two for one-permutation hashing")
-    sizes = shingled.sizes()
-    texts = len(sizes)
-    mixed = _fmix64(shingled.hashes ^ np.uint64(seed * 0x9E3779B97F4A7C15 & 0xFFFFFFFFFFFFFFFF))
-    bins = (mixed >> np.uint64(64 - int(np.log2(num_perm)))).astype(np.int64)
-    values = (mixed & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-    full = np.uint32(0xFFFFFFFF)
-    sig = np.full(texts * num_perm, full, dtype=np.uint32)
-    owner = np.repeat(np.arange(texts, dtype=np.int64), sizes)
-    np.minimum.at(sig, owner * num_perm + bins, values)
-    sig = sig.reshape(texts, num_perm)
-    own = sig != full
-    # Densify by rotation (Shrivastava & Li 2014): an empty bin takes the value of the next non-empty bin
-    # to its right (wrapping round), mixed with the distance so borrowed values differ from own ones.
-    column = np.arange(num_perm, dtype=np.int16)  # small types: these arrays are texts x num_perm
-    position = np.where(own, column, np.int16(2 * num_perm))
-    nearest = np.minimum.accumulate(position[:, ::-1], axis=1)[:, ::-1]
-    first = np.where(own.any(axis=1), own.argmax(axis=1), 0).astype(np.int16)
-    nearest = np.where(nearest >= num_perm, (first + np.int16(num_perm))[:, None], nearest)
-    distance = (nearest - column).astype(np.uint32)
-    borrowed = np.take_along_axis(sig, nearest % num_perm, axis=1)
-    with np.errstate(over="ignore"):
-        densified = borrowed * np.uint32(2654435761) + distance
-    sig = np.where(own | (sizes[:, None] == 0), sig, densified)
-    return sig
-
-
-def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) that minimise false positives + negatives around `threshold` (datasketch's choice)."""
-    from datasketch.lsh import _optimal_param
-
-    return _optimal_param(threshold, num_perm, 0.5, 0.5)
-
-
-def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """One 64-bit key per (text, band): the band's rows folded together (texts x bands)."""
-    parts = sigs[:, :bands * rows].reshape(len(sigs), bands, rows).astype(np.uint64)
-    key = np.zeros((len(sigs), bands), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for r in range(rows):
-            key += parts[:, :, r] * _MULTIPLIERS[r % len(_MULTIPLIERS)]
-            key = _fmix64(key)
-    return key
-
-
-def candidate_pairs(sigs: np.ndarray, bands: int, rows: int, empty: np.ndarray) -> np.ndarray:
-    """Pairs (i < j) that share a band bucket, as MinHashLSH would find them, with numpy sorts.
-
-    Each band's rows are folded into one 64-bit key (a collision only adds a candidate, which exact
-    verification then rejects); buckets of two, the common case, become pairs without a Python loop.
-    """
-    index = np.flatnonzero(~empty)
-    keys = band_keys(sigs[index], bands, rows)
-    pairs = []
-    for band in range(bands):
-        key = keys[:, band]
-        order = np.argsort(key)  # any order within a bucket: pairs are normalised and deduplicated below
-        sorted_key = key[order]
-        same = sorted_key[1:] == sorted_key[:-1]
-        if not same.any():
-            continue
-        starts = np.flatnonzero(np.concatenate([[True], ~same]))
-        sizes = np.diff(np.append(starts, len(order)))
-        two = starts[sizes == 2]
-        pairs.append(np.stack([index[order[two]], index[order[two + 1]]], axis=1))
-        for start, size in zip(starts[sizes > 2], sizes[sizes > 2]):
-            members = index[order[start:start + size]]
-            i, j = np.triu_indices(size, k=1)
-            pairs.append(np.stack([members[i], members[j]], axis=1))
-    if not pairs:
-        return np.empty((0, 2), dtype=np.int64)
-    found = np.concatenate(pairs)  # i < j already: members come from `index`, which is sorted
-    codes = np.unique(np.minimum(found[:, 0], found[:, 1]) * len(sigs) + np.maximum(found[:, 0], found[:, 1]))
-    return np.stack([codes // len(sigs), codes % len(sigs)], axis=1)
-
-
-def redis_candidate_pairs(sigs: np.ndarray, empty: np.ndarray, config: DedupConfig,
-                          index_threshold: float) -> np.ndarray:
-    """The same candidate pairs through datasketch's MinHashLSH with Redis storage (same bands, same
-    buckets), for an index that lives outside this process. Its keys are removed afterwards."""
-    import uuid
-
-    import redis
-    from datasketch import LeanMinHash, MinHashLSH
-
-    from workbench.core.errors import WorkbenchError
-
-    basename = f"{config.redis_prefix}:{uuid.uuid4().hex}"
-    params = redis.connection.parse_url(config.redis_url)
-    client = redis.Redis(**params)
-    try:
-        client.ping()
-    except redis.RedisError as e:
-        raise WorkbenchError(f"Redis at {config.redis_url}: {e}", hint="start Redis or use --storage memory") from None
-    lsh = MinHashLSH(threshold=index_threshold, num_perm=config.num_perm,
-                     storage_config={"type": "redis", "basename": basename.encode(), "redis": params})
-    index = np.flatnonzero(~empty)
-    try:
-        # Our uint32 values travel in datasketch's uint32 layout ("affine32"); the index only bands them.
-        minhashes = {int(i): LeanMinHash(seed=config.seed, hashvalues=sigs[i], scheme="affine32") for i in index}
-        with lsh.insertion_session() as session:
-            for i, minhash in minhashes.items():
-                session.insert(i, minhash, check_duplication=False)
-        pairs = {(min(i, int(j)), max(i, int(j))) for i, minhash in minhashes.items()
-                 for j in lsh.query(minhash) if int(j) != i}
-    finally:
-        keys = list(client.scan_iter(match=f"{basename}*"))
-        if keys:
-            client.delete(*keys)
-    return np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
-
-
-@dataclass
-class Plan:
-    """What dedup decided, by position in the input (references after the records)."""
-
-    n_records: int
-    similarities: dict[tuple[int, int], float] = field(default_factory=dict)  # verified pairs >= threshold
-    kept: list[bool] = field(default_factory=list)
-    cluster_size: list[int] = field(default_factory=list)
-    removed: dict[int, dict] = field(default_factory=dict)  # index -> duplicate_of, linked_to, similarity
-    candidates: int = 0
-
-
-def find_duplicates(shingled: Shingled, config: DedupConfig, n_records: int | None = None,
-                    lengths: list[int] | None = None, seedlike: list[bool] | None = None,
-                    sigs: np.ndarray | None = None, excluded: np.ndarray | None = None) -> Plan:
-    """Cluster near-duplicates among the first `n_records` texts; the rest are references that are
-    matched against but never removed or deduplicated among themselves."""
-    total = len(shingled)
-    n_records = total if n_records is None else n_records
-    empty = shingled.sizes() == 0
-    if excluded is not None:
-        empty[:len(excluded)] |= excluded  # left out of the index: never a candidate
-    index_threshold = config.index_threshold or max(0.05, config.threshold - 0.2)
-    if sigs is None:
-        sigs = signatures(shingled, config.num_perm, config.seed)
-    if config.storage == "redis":
-        pairs = redis_candidate_pairs(sigs, empty, config, index_threshold)
-    else:
-        pairs = candidate_pairs(sigs, *lsh_params(index_threshold, config.num_perm), empty)
-    plan = Plan(n_records, candidates=len(pairs))
-    pairs = pairs[(pairs[:, 0] < n_records) | (pairs[:, 1] < n_records)]  # two references: not deduplicated
-    similarity = exact_jaccard(shingled, pairs)
-    for (i, j), value in zip(pairs[similarity >= config.threshold].tolist(),
-                             similarity[similarity >= config.threshold].tolist()):
-        plan.similarities[(i, j)] = value
-    _cluster(plan, total, config, lengths or [0] * total, seedlike or [False] * total)
-    return plan
-
-
-def exact_jaccard(shingled: Shingled, pairs: np.ndarray) -> np.ndarray:
-    """Exact Jaccard of each pair's shingle sets (each text's set is built once). A vectorised version
-    (every pair's sets laid side by side and sorted) was measured slower: 1.77 s vs 0.85 s for 25k pairs."""
-    sets: dict[int, np.ndarray] = {}
-    result = np.empty(len(pairs))
-    for k, (i, j) in enumerate(pairs.tolist()):
-        a = sets[i] if i in sets else sets.setdefault(i, shingled.set(i))
-        b = sets[j] if j in sets else sets.setdefault(j, shingled.set(j))
-        result[k] = jaccard(a, b)
-    return result
-
-
-def _cluster(plan: Plan, total: int, config: DedupConfig, lengths: list[int], seedlike: list[bool]) -> None:
-    """Union-find over the verified pairs; each removed record is linked to the cluster member it matched on
-    the breadth-first path from the kept record (or reference)."""
-    parent = list(range(total))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    neighbours: dict[int, list[int]] = {}
-    for i, j in plan.similarities:
-        neighbours.setdefault(i, []).append(j)
-        neighbours.setdefault(j, []).append(i)
-        a, b = find(i), find(j)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-    members: dict[int, list[int]] = {}
-    for node in sorted(neighbours):
-        members.setdefault(find(node), []).append(node)
-    plan.kept = [True] * plan.n_records
-    plan.cluster_size = [1] * plan.n_records
-    for nodes in members.values():
-        references = [n for n in nodes if n >= plan.n_records]
-        records = [n for n in nodes if n < plan.n_records]
-        root = references[0] if references else _choose(records, config.keep, lengths, seedlike)
-        came_from, frontier = {root: root}, [root]
-        while frontier:  # breadth first, neighbours in index order: deterministic links
-            following = []
-            for node in frontier:
-                for n in sorted(neighbours[node]):
-                    if n not in came_from:
-                        came_from[n] = node
-                        following.append(n)
-            frontier = following
-        for node in records:
-            plan.cluster_size[node] = len(records)
-            if node == root:
-                continue
-            plan.kept[node] = False
-            link = came_from[node]
-            plan.removed[node] = {"duplicate_of": root, "linked_to": link,
-                                  "similarity": plan.similarities[(min(node, link), max(node, link))]}
-
-
-def _choose(nodes: list[int], keep: str, lengths: list[int], seedlike: list[bool]) -> int:
-    if keep == "longest":
-        return min(nodes, key=lambda n: (-lengths[n], n))
-    if keep == "seed":
-        return min(nodes, key=lambda n: (not seedlike[n], n))
-    return min(nodes)
-
-
-def decide(record: Record, index: int, plan: Plan, ids: list[str], run: str | None) -> tuple[Record, str | None]:
-    """A record with its dedup event (keep, with the cluster size in meta; or drop, with why), and the drop
-    reason (None when kept). `ids` are the ids of every text in the plan, references after the records."""
+def _decide(record: Record, index: int, plan: Plan, ids: list[str], ledger: Ledger) -> Record | None:
+    """The record kept (its cluster size in meta and lineage) or dropped through the ledger (None)."""
     if plan.kept[index]:
         size = plan.cluster_size[index]
-        return record.with_event("dedup", "keep", None, {"cluster_size": size}, run,
-                                 meta={**record.meta, "dedup_cluster_size": size}), None
+        return ledger.keep(record, {"cluster_size": size}, meta={**record.meta, "dedup_cluster_size": size})
     line = cluster_line(index, plan, ids)
     reason = "near-duplicate of a reference" if plan.removed[index]["duplicate_of"] >= plan.n_records \
         else "near-duplicate"
-    return record.with_event("dedup", "drop", reason, {k: v for k, v in line.items() if k != "id"}, run), reason
+    ledger.drop(record, reason, {k: v for k, v in line.items() if k != "id"})
+    return None
 
 
-def cluster_line(index: int, plan: Plan, ids: list[str]) -> dict:
-    """The clusters-file line of a removed record."""
-    info = plan.removed[index]
-    return {"id": ids[index], "duplicate_of": ids[info["duplicate_of"]], "linked_to": ids[info["linked_to"]],
-            "similarity": round(info["similarity"], 6)}
+def _write(task: tuple[Range, int, Path, int]) -> tuple[int, Counter]:
+    """Pass 2 over one range: kept records to PART.k, dropped ones and the ledger's events to PART.d and PART.e."""
+    part, first_index, prefix, max_field_bytes = task
+    plan, ids, excluded, run = _PLAN["plan"], _PLAN["ids"], _PLAN["excluded"], _PLAN["run"]
+    ledger, kept = Ledger("dedup", run), 0
+    with open(f"{prefix}.k", "w", encoding="utf-8") as keep_file:
+        for offset, (_, record, _) in enumerate(_records(part, [], max_field_bytes)):
+            index = first_index + offset
+            if excluded[index]:
+                continue  # quarantined in pass 1 (an id seen earlier)
+            decided = _decide(record, index, plan, ids, ledger)
+            if decided is not None:
+                keep_file.write(decided.to_json() + "\n")
+                kept += 1
+    with open(f"{prefix}.d", "w", encoding="utf-8") as dropped, open(f"{prefix}.e", "w", encoding="utf-8") as events:
+        ledger.write(dropped, events)
+    return kept, ledger.counts
 
 
-def run(records: Iterable[Record], config: DedupConfig, ledger: Ledger, references: Iterable[Record] = (),
-        removed_out: list[dict] | None = None, dropped: list[Record] | None = None) -> Iterator[Record]:
-    """Kept records, in input order, with meta.dedup_cluster_size; removed ones go to `dropped` with the
-    reason in their lineage and one clusters line each in `removed_out`."""
-    records, references = list(records), list(references)
-    everything = records + references
-    shingled, sigs = shingle_texts_parallel([record_text(r, config.fields) for r in everything], config.ngram,
-                                            config.workers, num_perm=config.num_perm, seed=config.seed)
-    plan = find_duplicates(shingled, config, len(records), [len(record_text(r, config.fields)) for r in everything],
-                           [r.source in SEED_SOURCES for r in everything], sigs)
-    ids = [r.id for r in everything]
-    for index, record in enumerate(records):
-        decided, reason = decide(record, index, plan, ids, ledger.run)
-        if reason is None:
-            yield decided
-            continue
-        ledger.count(record, "drop", reason)
-        if removed_out is not None:
-            removed_out.append(cluster_line(index, plan, ids))
-        if dropped is not None:
-            dropped.append(decided)
+def _pool(workers: int):
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork").Pool(workers)
+    return None
+
+
+def _map(workers: int, fn, tasks: list) -> list:
+    pool = _pool(workers)
+    if pool is None:
+        return [fn(t) for t in tasks]
+    try:
+        return pool.map(fn, tasks)
+    finally:
+        pool.close()
+
+
+def run(sources: list[Path], config: DedupConfig, out: Outputs, references: list[Path] = (),
+        max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES) -> StepResult:
+    """Deduplicate the records of SOURCES (as one set, in order) into out["records.jsonl"]; removed records go to
+    out["dropped.jsonl"] with why in their lineage, one line each to out["clusters.jsonl"]. Records that match a
+    reference (read whole: usually small) are removed too; references are never deduplicated among themselves."""
+    sources, references = [Path(p) for p in sources], [Path(p) for p in references]
+    ledger = out.start(config, [*sources, *references], SPEED_ONLY)
+    parts = [(str(p), s, e, line) for p in sources for s, e, line in line_ranges(p, max(1, config.workers * 4))]
+    scanned = _map(config.workers, _scan, [(part, config, max_field_bytes) for part in parts])
+    refs = [_scan(((str(p), s, e, line), config, max_field_bytes)) for p in references
+            for s, e, line in line_ranges(p, 1)]
+    problems = [p for part in [*scanned, *refs] for p in part.problems]
+    excluded = _repeated_ids(parts, scanned, problems)
+    order = {str(p): k for k, p in enumerate([*sources, *references])}
+    problems.sort(key=lambda p: (order.get(p.file, len(order)), p.line))
+    ids = [i for part in scanned for i in part.ids]
+    everything = [*scanned, *refs]
+    sigs = np.concatenate([p.sigs for p in everything]) if everything else np.empty((0, config.num_perm), np.uint32)
+    plan = find_duplicates(Shingled.join([p.shingled for p in everything]), config, len(ids),
+                           [n for p in everything for n in p.lengths], [s for p in everything for s in p.seedlike],
+                           sigs, excluded=excluded)
+    all_ids = ids + [i for part in refs for i in part.ids]
+    kept, removed = _write_outputs(parts, scanned, plan, all_ids, excluded, config, out, ledger, max_field_bytes)
+    with atomic_open(out["clusters.jsonl"]) as f:
+        for index in sorted(plan.removed):
+            f.write(json.dumps(cluster_line(index, plan, all_ids)) + "\n")
+    counts = {"in": len(ids) - int(excluded.sum()), "out": kept, "removed": removed, "candidates": plan.candidates}
+    return out.finish(ledger, counts, problems)
+
+
+def _repeated_ids(parts: list[Range], scanned: list[Scanned], problems: list[Problem]) -> np.ndarray:
+    """Ids repeated across ranges or files (each range checked its own): the later ones are quarantined with the
+    reasons one reader of all the files gives."""
+    first: dict[str, tuple[str, int]] = {}
+    excluded = []
+    for (path, *_), part in zip(parts, scanned):
+        for record_id, line, explicit in zip(part.ids, part.lines, part.explicit):
+            if record_id in first:
+                where = "{}:{}".format(*first[record_id])
+                reason = (f"duplicate id {record_id!r} (first at {where})" if explicit
+                          else f"exact duplicate of {where} (same instruction, context and response)")
+                problems.append(Problem(path, line, "id" if explicit else "-", reason))
+            excluded.append(first.setdefault(record_id, (path, line)) != (path, line))
+    return np.array(excluded, dtype=bool)
+
+
+def _write_outputs(parts: list[Range], scanned: list[Scanned], plan: Plan, ids: list[str], excluded: np.ndarray,
+                   config: DedupConfig, out: Outputs, ledger: Ledger, max_field_bytes: int) -> tuple[int, int]:
+    firsts = np.concatenate([[0], np.cumsum([len(p.ids) for p in scanned])[:-1]]).astype(int).tolist()
+    records_path = out["records.jsonl"]
+    parts_dir = Path(tempfile.mkdtemp(prefix=".dedup-parts-", dir=records_path.parent))
+    try:
+        tasks = [(part, first, parts_dir / str(n), max_field_bytes)
+                 for n, (part, first) in enumerate(zip(parts, firsts))]
+        _PLAN.update(plan=plan, ids=ids, excluded=excluded, run=out.run)
+        try:
+            results = _map(config.workers, _write, tasks)
+        finally:
+            _PLAN.clear()
+        for target, suffix in ((records_path, "k"), (out["dropped.jsonl"], "d"), (out["ledger.jsonl"], "e")):
+            with atomic_open(target, "wb") as joined:
+                for n in range(len(tasks)):
+                    with open(parts_dir / f"{n}.{suffix}", "rb") as part:
+                        shutil.copyfileobj(part, joined, 1 << 20)
+        for _, counts in results:
+            ledger.merge(counts)
+        return sum(k for k, _ in results), sum(n for k, n in ledger.counts.items() if k.startswith("drop: "))
+    finally:
+        shutil.rmtree(parts_dir, ignore_errors=True)
 
 
 @dataclass
@@ -491,23 +215,35 @@ class ThresholdRow:
     examples: list[tuple[str, str, float]]  # pairs with similarity in [threshold, next threshold)
 
 
-def dry_run(records: list[Record], config: DedupConfig, thresholds: list[float], examples: int = 3,
-            references: Iterable[Record] = ()) -> list[ThresholdRow]:
+def parse_thresholds(text: str) -> list[float]:
+    """'0.5,0.6,0.7' -> [0.5, 0.6, 0.7]."""
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"{text!r} is not a comma-separated list of numbers") from None
+    if not values or not all(0 < v <= 1 for v in values):
+        raise InputError(f"{text!r}: thresholds are Jaccard similarities in (0, 1]")
+    return values
+
+
+def preview(sources: list[Path], config: DedupConfig, thresholds: list[float], references: list[Path] = (),
+            examples: int = 3) -> tuple[list[ThresholdRow], list[Problem]]:
     """How many records each threshold would remove, with example pairs per band; nothing is written."""
+    problems: list[Problem] = []
+    records = [r for source in sources for r in load_records(source, problems)]
+    everything = records + [r for path in references for r in load_records(path, problems)]
     thresholds = sorted(thresholds)
-    everything = records + list(references)
-    shingled = shingle_texts([record_text(r, config.fields) for r in everything], config.ngram)
+    texts = [record_text(r, config.fields) for r in everything]
     lowest = config.model_copy(update={"threshold": thresholds[0]})
-    plan = find_duplicates(shingled, lowest, len(records))
-    lengths = [len(record_text(r, config.fields)) for r in everything]
+    plan = find_duplicates(shingle_texts(texts, config.ngram), lowest, len(records))
+    lengths = [len(t) for t in texts]
     seedlike = [r.source in SEED_SOURCES for r in everything]
     rows = []
     for k, threshold in enumerate(thresholds):
         upper = thresholds[k + 1] if k + 1 < len(thresholds) else 1.01
         at = Plan(len(records), {p: s for p, s in plan.similarities.items() if s >= threshold})
-        _cluster(at, len(everything), config, lengths, seedlike)
-        band = [(record_text(everything[i], config.fields), record_text(everything[j], config.fields), s)
-                for (i, j), s in sorted(plan.similarities.items(), key=lambda kv: kv[1])
+        cluster_plan(at, len(everything), config, lengths, seedlike)
+        band = [(texts[i], texts[j], s) for (i, j), s in sorted(plan.similarities.items(), key=lambda kv: kv[1])
                 if threshold <= s < upper][:examples]
         rows.append(ThresholdRow(threshold, len(at.removed), band))
-    return rows
+    return rows, problems

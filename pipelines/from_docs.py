@@ -13,10 +13,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.resumable import GenerationResult, ResumableOutput, run_key
+from pipelines.resumable import ResumableOutput
 from workbench.core.backends import Backend
-from workbench.core.config import config_hash
 from workbench.core.errors import InputError
+from workbench.core.fingerprint import fingerprint
 from workbench.core.models import GenerationParams
 from workbench.core.prompts import (
     ANSWER_STOPS,
@@ -26,7 +26,7 @@ from workbench.core.prompts import (
     format_prompt,
 )
 from workbench.core.records import Record
-from workbench.core.runs import fingerprint
+from workbench.core.runs import Outputs, StepResult
 from workbench.core.text import grounding
 
 DOC_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm")
@@ -104,23 +104,22 @@ def parse_questions(completion: str, limit: int) -> list[str]:
     return list(dict.fromkeys(q for q in items if len(q.split()) >= 3))[:limit]
 
 
-def run(backend: Backend, docs: Path, config: FromDocsConfig, output: Path, rejected_output: Path,
-        force: bool = False, progress: Callable[[int, int], None] | None = None) -> GenerationResult:
-    """closed_qa records whose context is the document; ungrounded answers go to REJECTED_OUTPUT."""
-    count = _token_counter(backend)
-    documents = load_documents(docs, config.max_doc_tokens, count)
-    out = ResumableOutput({"records": output, "rejected": rejected_output},
-                          run_key(config_hash(config), fingerprint(docs), backend), force)
-    result = GenerationResult(resumed=bool(out.state.get("next")))
-    usage = Counter(out.state.get("usage", {}))
-    start = out.state.get("next", 0)
-    for index in range(start, len(documents)):
+def run(backend: Backend, docs: Path, config: FromDocsConfig, out: Outputs, force: bool = False,
+        progress: Callable[[int, int], None] | None = None) -> StepResult:
+    """The from-docs stage: closed_qa records whose context is the document into out["records.jsonl"]; empty and
+    ungrounded answers are dropped with why. Resumes after a kill."""
+    ledger = out.start(config, [docs])
+    documents = load_documents(docs, config.max_doc_tokens, _token_counter(backend))
+    key = fingerprint(config=config, docs=Path(docs), backend=backend.backend, model=backend.name)
+    output = ResumableOutput(out, key, ledger, force)
+    usage = Counter(output.state.get("usage", {}))
+    for index in range(output.state.get("next", 0), len(documents)):
         document = documents[index]
         params = config.question_sampling.model_copy(update={"seed": config.question_sampling.seed + index})
         [asked] = backend.complete([doc_questions_prompt(document.text, config.num)], params)
         questions = parse_questions(asked.text, config.num)
         answers = backend.complete([format_prompt(q, document.text) for q in questions], config.answer_sampling)
-        kept, dropped = [], []
+        kept = []
         for question, answer in zip(questions, answers):
             score = round(grounding(answer.text, document.text), 4)
             detail = {"backend": backend.backend, "model": backend.name, "document": document.name,
@@ -131,18 +130,17 @@ def run(backend: Backend, docs: Path, config: FromDocsConfig, output: Path, reje
                             lineage=[{"stage": "from-docs", "action": "create", "reason": None, "detail": detail,
                                       "run": None}])
             if not answer.text.strip():
-                dropped.append(record.with_event("grounding", "drop", "empty answer"))
+                ledger.drop(record, "empty answer")
             elif score < config.grounding:
-                dropped.append(record.with_event("grounding", "drop", f"not grounded (< {config.grounding})",
-                                                 {"grounding": score}))
+                ledger.drop(record, f"not grounded (< {config.grounding})", {"grounding": score})
             else:
-                kept.append(record.with_event("grounding", "keep", None, {"grounding": score}))
+                kept.append(ledger.keep(record, {"grounding": score}))
         usage.update(backend.usage)
         backend.usage.clear()
-        out.append({"records": kept, "rejected": dropped}, next=index + 1, usage=dict(usage))
+        output.append(kept, next=index + 1, usage=dict(usage))
         if progress:
             progress(index + 1, len(documents))
-    return out.finish(result, usage)
+    return output.finish(usage, [], resumed=output.resumed, documents=len(documents))
 
 
 def _token_counter(backend: Backend) -> Callable[[str], int]:

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.resumable import GenerationResult, ResumableOutput, records_fingerprint, run_key
+from pipelines.resumable import ResumableOutput
 from workbench.core.backends import Backend
-from workbench.core.config import config_hash
+from workbench.core.fingerprint import fingerprint
+from workbench.core.io import Problem, load_records
 from workbench.core.models import GenerationParams
 from workbench.core.prompts import (
     INSTANCE_INPUT_FIRST_TEMPLATE_ID,
@@ -28,6 +29,7 @@ from workbench.core.prompts import (
     is_classification_prompt,
 )
 from workbench.core.records import Record
+from workbench.core.runs import Outputs, StepResult
 
 Instance = tuple[str, str]  # (input, output)
 
@@ -116,27 +118,30 @@ def _is_classification(backend: Backend, records: list[Record], seeds: list[Reco
     return [k or (False, "default") for k in known]
 
 
-def run(backend: Backend, instructions: list[Record], seeds: list[Record], config: InstancesConfig,
-        output: Path, rejected_output: Path, force: bool = False,
-        progress: Callable[[int, int], None] | None = None) -> GenerationResult:
-    """One record per kept instance (instruction, context = input, response = output)."""
-    key = run_key(config_hash(config), records_fingerprint([*instructions, *seeds]), backend)
-    out = ResumableOutput({"records": output, "rejected": rejected_output}, key, force)
-    result = GenerationResult(resumed=bool(out.state.get("next")))
+def run(backend: Backend, instructions: Path, seeds: Path, config: InstancesConfig, out: Outputs,
+        force: bool = False, progress: Callable[[int, int], None] | None = None) -> StepResult:
+    """The instances stage: one record per kept instance (instruction, context = input, response = output) into
+    out["records.jsonl"]; instructions without a valid instance are dropped with why. Resumes after a kill."""
+    ledger = out.start(config, [instructions, seeds])
+    problems: list[Problem] = []
+    tasks, seed_records = load_records(instructions, problems), load_records(seeds, problems)
+    key = fingerprint(config=config, instructions=Path(instructions), seeds=Path(seeds), backend=backend.backend,
+                      model=backend.name)
+    output = ResumableOutput(out, key, ledger, force)
     rng = random.Random(config.seed)
-    usage = Counter(out.state.get("usage", {}))
-    start, batch = out.state.get("next", 0), config.sampling.batch_size
-    for begin in range(start, len(instructions), batch):
+    usage = Counter(output.state.get("usage", {}))
+    start, batch = output.state.get("next", 0), config.sampling.batch_size
+    for begin in range(start, len(tasks), batch):
         rng.seed(config.seed * 1_000_003 + begin)  # per batch, so a resumed run draws the same examples
-        chunk = instructions[begin:begin + batch]
-        kinds = _is_classification(backend, chunk, seeds, config, rng)
+        chunk = tasks[begin:begin + batch]
+        kinds = _is_classification(backend, chunk, seed_records, config, rng)
         prompts = []
         for record, (clf, _) in zip(chunk, kinds):
-            shots = [s for s in seeds if bool(s.meta.get("is_classification")) == clf] or seeds
+            shots = [s for s in seed_records if bool(s.meta.get("is_classification")) == clf] or seed_records
             prompts.append(instance_prompt(record.instruction, rng.sample(shots, min(config.examples, len(shots))),
                                            output_first=clf))
         completions = backend.complete(prompts, config.sampling)
-        kept, dropped = [], []
+        kept = []
         for record, (clf, how), completion in zip(chunk, kinds, completions):
             parse = parse_classification_instances if clf else parse_generation_instances
             instances, reasons = filter_instances(parse(completion.text, completion.finish_reason))
@@ -154,10 +159,10 @@ def run(backend: Backend, instructions: list[Record], seeds: list[Record], confi
                                    meta={**record.meta, "is_classification": clf}))
             if not instances:
                 reason = "no valid instance" if not reasons else f"no valid instance ({', '.join(sorted(reasons))})"
-                dropped.append(record.with_event("instances", "drop", reason, detail))
+                ledger.drop(record, reason, detail)
         usage.update(backend.usage)
         backend.usage.clear()
-        out.append({"records": kept, "rejected": dropped}, next=begin + len(chunk), usage=dict(usage))
+        output.append(kept, next=begin + len(chunk), usage=dict(usage))
         if progress:
-            progress(begin + len(chunk), len(instructions))
-    return out.finish(result, usage)
+            progress(begin + len(chunk), len(tasks))
+    return output.finish(usage, problems, resumed=output.resumed)

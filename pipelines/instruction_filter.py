@@ -20,15 +20,17 @@ import math
 import re
 import string
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from workbench.core.io import Problem, load_records, write_records
+from workbench.core.ledger import Ledger
 from workbench.core.records import Record
-from workbench.core.runs import Ledger
+from workbench.core.runs import Outputs, StepResult
 
 SELF_INSTRUCT_KEYWORDS = ("image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map",
                           "maps", "draw", "plot", "go to")
@@ -255,16 +257,26 @@ class InstructionFilter:
         return Verdict(True)
 
 
-def run(records: Iterable[Record], config: FilterConfig, ledger: Ledger, pool: Iterable[str] = (),
-        rejected: list[Record] | None = None) -> Iterator[Record]:
-    """Keep the records whose instruction passes, in input order; dropped ones go to `rejected`."""
-    records = list(records)
+def filter_records(records: list[Record], config: FilterConfig, ledger: Ledger, pool: Iterable[str] = ()
+                   ) -> list[Record]:
+    """The records whose instruction passes, in input order; the others are dropped through the ledger."""
     judge = InstructionFilter.create(config, pool, [r.instruction for r in records])
+    kept = []
     for record in records:
         verdict = judge.judge(record.instruction)
         if verdict.kept:
-            yield record.with_event("filter", "keep", None, {"preset": config.preset}, ledger.run)
+            kept.append(ledger.keep(record, {"preset": config.preset}))
         else:
-            dropped = ledger.drop(record, verdict.reason or "", verdict.as_detail())
-            if rejected is not None:
-                rejected.append(dropped)
+            ledger.drop(record, verdict.reason or "", verdict.as_detail())
+    return kept
+
+
+def run(source: Path, config: FilterConfig, out: Outputs, pool: Path | None = None) -> StepResult:
+    """The filter stage (`workbench generate filter`): SOURCE's records judged in file order, against the
+    instructions of POOL first; kept ones (ids unchanged) to out["records.jsonl"], dropped ones with why."""
+    ledger = out.start(config, [source, *([pool] if pool else [])])
+    problems: list[Problem] = []
+    starting_pool = [r.instruction for r in load_records(pool, problems)] if pool else []
+    records = load_records(source, problems)
+    kept = write_records(out["records.jsonl"], filter_records(records, config, ledger, starting_pool))
+    return out.finish(ledger, {"in": len(records), "out": kept}, problems)

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -23,8 +22,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from workbench.core.errors import WorkbenchError
+from workbench.core.io import Problem, load_records, write_records
+from workbench.core.ledger import Ledger
 from workbench.core.records import TEXT_FIELDS, Record
-from workbench.core.runs import Ledger
+from workbench.core.runs import Outputs, StepResult
 
 ROUTES = ("pass", "review", "reject")
 # Patterns for personal data. Deliberately simple and documented: they flag for human review, never delete.
@@ -57,6 +58,20 @@ class ScreenConfig(BaseModel):
 
 
 SPEED_ONLY = frozenset({"batch_tokens", "device"})
+
+
+def parse_label_thresholds(values: list[str] | None) -> dict[str, tuple[float, float]]:
+    """['insult=0.05:0.5', ...] -> {label: (pass below, reject at)}."""
+    thresholds = {}
+    for value in values or []:
+        label, _, pair = value.partition("=")
+        low, _, high = pair.partition(":")
+        try:
+            thresholds[label.strip()] = (float(low), float(high))
+        except ValueError:
+            raise WorkbenchError(f"--label-threshold {value!r} is not LABEL=PASS:REJECT, e.g. insult=0.05:0.5") \
+                from None
+    return thresholds
 
 
 class Scorer(Protocol):
@@ -178,18 +193,19 @@ def route(scores: dict[str, float], config: ScreenConfig) -> str:
 
 
 @dataclass
-class ScreenResult:
-    scorer: str
+class Screened:
+    """The screen's verdicts on a set of records: what goes on (pass and review), counts per route, the bias report."""
+
+    kept: list[Record]
+    routes: Counter
+    bias: dict[str, dict[str, float]]  # identity label -> route -> share
     int8_deviation: float | None = None
-    counts: Counter = field(default_factory=Counter)  # route -> records
-    bias: dict[str, dict[str, float]] = field(default_factory=dict)  # identity label -> route -> share
 
 
-def run(records: Iterable[Record], config: ScreenConfig, ledger: Ledger, scorer: Scorer,
-        rejected: list[Record], result: ScreenResult | None = None) -> Iterator[Record]:
-    """The pass and review records (scores in record.scores, route in meta.screen_route); rejected ones go to
-    `rejected`. Everything is scored before anything is yielded, so a failure passes nothing."""
-    records = list(records)
+def screen_records(records: list[Record], config: ScreenConfig, scorer: Scorer, ledger: Ledger) -> Screened:
+    """Score every text field and route each record: pass and review records come back (scores in record.scores,
+    route in meta.screen_route), rejected ones are dropped through the ledger. Everything is scored before any
+    record is routed, so a scorer failure passes nothing."""
     texts = [getattr(r, f) for r in records for f in TEXT_FIELDS]
     nonempty = [i for i, t in enumerate(texts) if t.strip()]
     try:
@@ -200,8 +216,7 @@ def run(records: Iterable[Record], config: ScreenConfig, ledger: Ledger, scorer:
         raise ScreenError(f"{scorer.name} returned {scored.shape} scores for {len(nonempty)} texts, or non-numbers")
     table = np.zeros((len(texts), len(scorer.labels)), dtype=np.float32)
     table[nonempty] = scored
-    result = result if result is not None else ScreenResult(scorer.name)
-    identity_rows: list[tuple[str, np.ndarray]] = []
+    kept, routes, identity_rows = [], Counter(), []
     for k, record in enumerate(records):
         per_field = table[k * len(TEXT_FIELDS):(k + 1) * len(TEXT_FIELDS)]
         scores = {**record.scores}
@@ -216,17 +231,36 @@ def run(records: Iterable[Record], config: ScreenConfig, ledger: Ledger, scorer:
         reason = None if verdict == "pass" else ("personal data" if toxic_route == "pass" else f"toxicity: {verdict}")
         meta = {**record.meta, "screen_route": verdict, "screen_scorer": scorer.name, **({"pii": pii} if pii else {})}
         detail = {"route": verdict, "scorer": scorer.name, "toxicity_max": scores["toxicity_max"]}
-        result.counts[verdict] += 1
+        routes[verdict] += 1
         identity_rows.append((verdict, per_field.max(axis=0)))
         screened = replace(record, scores=scores, meta=meta)
         if verdict == "reject":
-            rejected.append(ledger.drop(screened, reason, detail))
-            continue
-        if reason:
-            ledger.counts[f"review: {reason}"] += 1
-        yield screened.with_event("screen", "route", reason, detail, ledger.run)
-    result.bias = bias_report(scorer.labels, identity_rows)
-    result.int8_deviation = getattr(scorer, "deviation", None)
+            ledger.drop(screened, reason, detail)
+        else:
+            kept.append(ledger.log(screened, verdict, reason, detail))
+    return Screened(kept, routes, bias_report(scorer.labels, identity_rows), getattr(scorer, "deviation", None))
+
+
+def run(source: Path, config: ScreenConfig, out: Outputs) -> StepResult:
+    """The screen stage: SOURCE's records scored and routed; pass and review records to out["records.jsonl"],
+    rejected ones to out["dropped.jsonl"]; bad input lines quarantined. Nothing is written if the scorer fails."""
+    ledger = out.start(config, [source], SPEED_ONLY)
+    problems: list[Problem] = []
+    records = load_records(source, problems)
+    scorer = load_scorer(config)
+    screened = screen_records(records, config, scorer, ledger)
+    kept = write_records(out["records.jsonl"], screened.kept)
+    counts = {"in": len(records), "out": kept, **{f"route_{k}": v for k, v in sorted(screened.routes.items())}}
+    return out.finish(ledger, counts, problems, scorer=scorer.name, bias=screened.bias,
+                      int8_deviation=screened.int8_deviation)
+
+
+def preview(source: Path, config: ScreenConfig) -> tuple[Screened, list[Record], list[Problem]]:
+    """What the screen would do, writing nothing: (verdicts, every record with its scores, bad input lines)."""
+    problems: list[Problem] = []
+    ledger = Ledger("screen")
+    screened = screen_records(load_records(source, problems), config, load_scorer(config), ledger)
+    return screened, screened.kept + ledger.dropped, problems
 
 
 IDENTITY_LABELS = ("male", "female", "homosexual_gay_or_lesbian", "christian", "jewish", "muslim", "black", "white",

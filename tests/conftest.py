@@ -1,4 +1,9 @@
-"""Shared fixtures: offline hub settings, a per-test WORKBENCH_HOME, tiny models built once per session."""
+"""Shared fixtures: offline hub settings, a per-test WORKBENCH_HOME, the fixture files, one `invoke` for the CLI, tiny
+models built once per session.
+
+Markers (pyproject.toml): `slow` trains a model or runs the demo, `server` starts Argilla, uvicorn or `transformers
+serve`, `browser` drives a browser. `make test-fast` runs everything else.
+"""
 
 import os
 
@@ -10,14 +15,33 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-FIXTURES = Path(__file__).parent / "fixtures"
-
 
 @pytest.fixture(autouse=True)
 def workbench_home(tmp_path, monkeypatch):
     home = tmp_path / "workbench-home"
     monkeypatch.setenv("WORKBENCH_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def fixtures() -> Path:
+    """tests/fixtures: hand-written Dolly, OASST1 and Alpaca files, good records, and a folder of bad files."""
+    return Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def invoke():
+    """Run a `workbench` command as a user would type it; returns click's Result (exit_code, output)."""
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    runner = CliRunner()
+
+    def run(*args, input: str | None = None):
+        return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
+
+    return run
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +59,8 @@ def tiny_llama(tmp_path_factory):
 
 
 def _pretrained_tiny(folder, arch: str):
-    from workbench.core.tiny import TinySpec, build_tiny_model, domain_texts, pretrain_tiny
+    from workbench.core.teaching import domain_texts
+    from workbench.core.tiny import TinySpec, build_tiny_model, pretrain_tiny
 
     path = build_tiny_model(folder, TinySpec(arch=arch))
     pretrain_tiny(path, domain_texts(listings=150), steps=150, seq_len=128, batch_size=16)
@@ -60,3 +85,75 @@ def seeds():
     from workbench.core.io import load_records
 
     return load_records(SEED_TASKS, [])
+
+
+@pytest.fixture()
+def records_file(tmp_path):
+    """Write records (or dicts) to a JSONL file in the test's folder; returns its path."""
+    import json
+
+    from workbench.core.records import Record
+
+    def write(rows, name: str = "records.jsonl") -> Path:
+        path = tmp_path / name
+        path.write_text("".join((r.to_json() if isinstance(r, Record) else json.dumps(r)) + "\n" for r in rows))
+        return path
+
+    return write
+
+
+@pytest.fixture()
+def sample_run():
+    """make(runs_dir, name): a run folder as a recipe leaves one, with two stages: filter (3 records in, 1 kept,
+    2 dropped as too short) and train."""
+    from pydantic import BaseModel
+
+    from workbench.core.io import write_records
+    from workbench.core.records import Record
+    from workbench.core.runs import Stage, run_stage
+
+    class Settings(BaseModel):
+        threshold: float = 0.5
+
+    def filter_step(out):
+        ledger = out.start(Settings(), [])
+        for text in ("short", "tiny"):
+            ledger.drop(Record(text), "too short")
+        write_records(out["records.jsonl"], [Record("long enough text")])
+        return out.finish(ledger, {"in": 3, "out": 1})
+
+    def train_step(out):
+        return out.finish(out.start(Settings(), [], drops=False), {"examples": 1})
+
+    def make(runs_dir: Path, name: str = "r1") -> Path:
+        run_stage(Stage(runs_dir / name, "filter", Settings(), []), filter_step)
+        run_stage(Stage(runs_dir / name, "train", Settings(), []), train_step)
+        return runs_dir / name
+
+    return make
+
+
+class NearDuplicates:
+    """A catalog-like sentence, copies with words changed, and the exact word 3-gram Jaccard of two texts."""
+
+    BASE = ("the business information systems msc brings together management and information technology and "
+            "students learn how organisations plan build and run their information systems")
+
+    @staticmethod
+    def edit(text: str, changes: int) -> str:
+        words = text.split()
+        for i in range(changes):
+            words[2 + i * 4] = f"changed{i}"
+        return " ".join(words)
+
+    @staticmethod
+    def exact(a: str, b: str, n: int = 3) -> float:
+        from pipelines.minhash import shingles
+
+        sa, sb = shingles(a, n), shingles(b, n)
+        return len(sa & sb) / len(sa | sb)
+
+
+@pytest.fixture(scope="session")
+def near():
+    return NearDuplicates

@@ -1,11 +1,8 @@
 """The course-advisor assistant: retrieval of the right catalog page, streaming, `ask` and `chat`."""
 
-from typer.testing import CliRunner
-
 from eval_suites.registry import load_suite
 from workbench.assistant import Retriever, advisor_prompt, stream_answer
 from workbench.core.catalog import CATALOG_DIR, load_catalog
-from workbench.cli import app
 from workbench.core.models import GenerationParams, get_model
 from workbench.core.prompts import ANSWER_STOPS
 
@@ -38,15 +35,12 @@ def test_streaming_gives_the_same_text_as_generate(tiny_generator):
     assert "e" not in streamed and streamed == model.generate([prompt], short)[0]
 
 
-def test_ask_and_chat_commands(tiny_generator):
-    runner = CliRunner()
-    result = runner.invoke(app, ["ask", "--model", str(tiny_generator), "--catalog", str(CATALOG_DIR),
-                                 "--max-new-tokens", "16", FLAGSHIP])
+def test_ask_and_chat_commands(tiny_generator, invoke):
+    result = invoke("ask", "--model", tiny_generator, "--catalog", CATALOG_DIR, "--max-new-tokens", "16", FLAGSHIP)
     assert result.exit_code == 0, result.output
     assert "Context: Business Information Systems (MSc)" in result.output
-    result = runner.invoke(app, ["chat", "--model", str(tiny_generator), "--catalog", str(CATALOG_DIR),
-                                 "--max-new-tokens", "8"],
-                           input="Can I study nursing in English?\nwhat does it cost?\nexit\n")
+    result = invoke("chat", "--model", tiny_generator, "--catalog", CATALOG_DIR, "--max-new-tokens", "8",
+                    input="Can I study nursing in English?\nwhat does it cost?\nexit\n")
     assert result.exit_code == 0, result.output
     assert result.output.count("Context: Nursing (BSc)") == 2  # the follow-up keeps the page
     assert result.output.count("advisor>") == 2

@@ -1,16 +1,10 @@
+"""The command line as people use it: help, the data commands, the stage commands on files, the demo."""
+
 import json
 
 import pytest
-from conftest import FIXTURES
-from typer.testing import CliRunner
 
 from workbench.cli import app
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 def all_commands(group=None, prefix=()):
@@ -24,7 +18,7 @@ def all_commands(group=None, prefix=()):
             yield (*prefix, name)
 
 
-def test_help_lists_the_commands():
+def test_help_lists_the_commands(invoke):
     result = invoke("--help")
     assert result.exit_code == 0
     for name in ("data", "models", "demo"):
@@ -32,15 +26,15 @@ def test_help_lists_the_commands():
 
 
 @pytest.mark.parametrize("command", list(all_commands()), ids=" ".join)
-def test_every_command_has_help_with_an_example(command):
+def test_every_command_has_help_with_an_example(command, invoke):
     result = invoke(*command, "--help")
     assert result.exit_code == 0
     assert "Example:" in result.output
 
 
-def test_import_writes_records_and_quarantines_bad_rows(tmp_path):
+def test_import_writes_records_and_quarantines_bad_rows(tmp_path, fixtures, invoke):
     out = tmp_path / "dolly.jsonl"
-    result = invoke("data", "import", FIXTURES / "dolly.jsonl", "-o", out)
+    result = invoke("data", "import", fixtures / "dolly.jsonl", "-o", out)
     assert result.exit_code == 0, result.output
     assert "Imported 6 records (dolly)" in result.output
     assert "2 bad line(s) quarantined to" in result.output
@@ -49,14 +43,14 @@ def test_import_writes_records_and_quarantines_bad_rows(tmp_path):
     assert [(q["line"], q["field"]) for q in quarantine] == [(5, "-"), (7, "instruction")]
 
 
-def test_import_strict_exits_1(tmp_path):
-    result = invoke("data", "import", FIXTURES / "dolly.jsonl", "-o", tmp_path / "o.jsonl", "--strict")
+def test_import_strict_exits_1(tmp_path, fixtures, invoke):
+    result = invoke("data", "import", fixtures / "dolly.jsonl", "-o", tmp_path / "o.jsonl", "--strict")
     assert result.exit_code == 1
     assert (tmp_path / "o.jsonl").exists()  # the good records are still written
 
 
-def test_import_oasst_with_lang_and_map_options(tmp_path):
-    result = invoke("data", "import", FIXTURES / "oasst1_messages.jsonl", "--lang", "en", "-o", tmp_path / "o.jsonl")
+def test_import_oasst_with_lang_and_map_options(tmp_path, fixtures, invoke):
+    result = invoke("data", "import", fixtures / "oasst1_messages.jsonl", "--lang", "en", "-o", tmp_path / "o.jsonl")
     assert result.exit_code == 0 and "Imported 2 records (oasst1)" in result.output
     assert "left out 1: oasst1: language not en" in result.output
     qa = tmp_path / "qa.jsonl"
@@ -65,7 +59,7 @@ def test_import_oasst_with_lang_and_map_options(tmp_path):
     assert result.exit_code == 0 and "Imported 1 records (jsonl)" in result.output
 
 
-def test_errors_are_one_line_with_exit_1(tmp_path):
+def test_errors_are_one_line_with_exit_1(tmp_path, invoke):
     result = invoke("data", "import", tmp_path / "missing.jsonl", "-o", tmp_path / "o.jsonl")
     assert result.exit_code == 1
     assert result.output.strip() == f"Error: {tmp_path / 'missing.jsonl'}: no such file or folder"
@@ -74,8 +68,8 @@ def test_errors_are_one_line_with_exit_1(tmp_path):
     assert "Traceback" not in result.output
 
 
-def test_validate_prints_file_line_field_reason_and_exits_1(tmp_path):
-    bad = FIXTURES / "bad"
+def test_validate_prints_file_line_field_reason_and_exits_1(tmp_path, fixtures, invoke):
+    bad = fixtures / "bad"
     result = invoke("data", "validate", bad / "invalid_json.jsonl", bad / "unknown_category.jsonl",
                     "--quarantine", tmp_path / "q.jsonl")
     assert result.exit_code == 1
@@ -85,19 +79,19 @@ def test_validate_prints_file_line_field_reason_and_exits_1(tmp_path):
     assert len((tmp_path / "q.jsonl").read_text().splitlines()) == 2
 
 
-def test_validate_good_and_empty_files_exit_0():
-    result = invoke("data", "validate", FIXTURES / "good_records.jsonl", FIXTURES / "bad" / "empty.jsonl",
-                    FIXTURES / "bad" / "bom.jsonl")
+def test_validate_good_and_empty_files_exit_0(fixtures, invoke):
+    result = invoke("data", "validate", fixtures / "good_records.jsonl", fixtures / "bad" / "empty.jsonl",
+                    fixtures / "bad" / "bom.jsonl")
     assert result.exit_code == 0, result.output
     assert "3 valid record(s), 0 problem(s)" in result.output
 
 
-def test_validate_size_limit_flag():
-    result = invoke("data", "validate", FIXTURES / "good_records.jsonl", "--max-field-bytes", "5")
+def test_validate_size_limit_flag(fixtures, invoke):
+    result = invoke("data", "validate", fixtures / "good_records.jsonl", "--max-field-bytes", "5")
     assert result.exit_code == 1 and "over the limit of 5" in result.output
 
 
-def test_stats_json_and_tokens(tmp_path, tiny_falcon):
+def test_stats_json_and_tokens(tmp_path, tiny_falcon, invoke):
     from workbench.core.catalog import SEED_TASKS
 
     result = invoke("data", "stats", SEED_TASKS, "--json", "--tokenizer", tiny_falcon)
@@ -107,7 +101,7 @@ def test_stats_json_and_tokens(tmp_path, tiny_falcon):
     assert stats["dolly_shares"]["open_qa"] == pytest.approx(3742 / 15011)
 
 
-def test_stats_table_quarantines_bad_lines(tmp_path):
+def test_stats_table_quarantines_bad_lines(tmp_path, invoke):
     bad = tmp_path / "mixed.jsonl"
     bad.write_text('{"instruction": "ok", "category": "open_qa"}\n{oops\n')
     result = invoke("data", "stats", bad)
@@ -116,7 +110,7 @@ def test_stats_table_quarantines_bad_lines(tmp_path):
     assert (tmp_path / "mixed.quarantine.jsonl").exists()
 
 
-def test_models_tiny_and_check_8bit(tmp_path):
+def test_models_tiny_and_check_8bit(tmp_path, invoke):
     result = invoke("models", "tiny", tmp_path / "m", "--arch", "llama", "--hidden", "64", "--heads", "2")
     assert result.exit_code == 0, result.output
     assert "Built a llama model" in result.output
@@ -125,12 +119,14 @@ def test_models_tiny_and_check_8bit(tmp_path):
     assert "quantization 8bit (14 layers)" in result.output
 
 
-def test_models_tiny_rejects_bad_shapes(tmp_path):
+def test_models_tiny_rejects_bad_shapes(tmp_path, invoke):
     result = invoke("models", "tiny", tmp_path / "m", "--hidden", "100", "--heads", "3")
     assert result.exit_code == 1 and "divisible" in result.output
 
 
-def test_demo_runs_then_skips_unchanged_stages(tmp_path):
+@pytest.mark.slow
+@pytest.mark.server
+def test_demo_runs_then_skips_unchanged_stages(tmp_path, invoke):
     result = invoke("demo", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
     stages = ("seeds", "catalog", "tiny-model", "instructions", "instances", "from-docs", "dedup", "screen", "review",
@@ -184,6 +180,8 @@ def test_demo_runs_then_skips_unchanged_stages(tmp_path):
     events = [e["stage"] for e in life["record"]["lineage"]]
     assert events[0] in ("generate", "from-docs") and {"dedup", "screen", "review"} <= set(events)
     assert [a["used"] for a in life["adapters"]] == ["in the training file"] and life["contaminated"] == []
+    verdicts = {(v["stage"], v["action"], v["reason"]) for v in life["verdicts"]}
+    assert verdicts & {("review", "keep", "kept by review"), ("review", "edit", "corrected by review")}
     assert "Timeline:" in invoke("trace", curated[0]["id"], "--run", tmp_path / "runs" / "demo").output
     again = invoke("demo", "--runs-dir", tmp_path / "runs", "--keep-server")
     assert again.output.count("skipped (unchanged)") == len(stages)
@@ -193,7 +191,7 @@ def test_demo_runs_then_skips_unchanged_stages(tmp_path):
     assert not (review / "argilla" / "server.json").exists()
 
 
-def test_generate_filter_command(tmp_path):
+def test_generate_filter_command(tmp_path, invoke):
     candidates = tmp_path / "c.jsonl"
     candidates.write_text("\n".join(json.dumps({"instruction": t}) for t in [
         "Suggest three ways to meet other students in the first week",
@@ -203,15 +201,15 @@ def test_generate_filter_command(tmp_path):
     pool.write_text(json.dumps({"instruction": "Explain how the semester fee is used by the university."}) + "\n")
     result = invoke("generate", "filter", candidates, "--pool", pool, "-o", tmp_path / "kept.jsonl")
     assert result.exit_code == 0, result.output
-    assert "Kept 1 records" in result.output and "3 rejected" in result.output
+    assert "Kept 1 of 4 records" in result.output and "3 rejected" in result.output
     assert "ROUGE-L > 0.7 against the pool" in result.output and "too short (<= 3 words)" in result.output
     rules = tmp_path / "rules.yaml"
     rules.write_text("preset: none\n")
     result = invoke("generate", "filter", candidates, "--rules", rules, "-o", tmp_path / "all.jsonl")
-    assert "Kept 4 records" in result.output
+    assert "Kept 4 of 4 records" in result.output
 
 
-def test_generate_instructions_and_from_docs_commands(tiny_generator, tmp_path):
+def test_generate_instructions_and_from_docs_commands(tiny_generator, tmp_path, invoke):
     result = invoke("generate", "instructions", "--model", tiny_generator, "--num", "5", "--rounds", "1",
                     "--max-new-tokens", "120", "--quota", "brainstorming=1", "-o", tmp_path / "i.jsonl")
     assert result.exit_code == 0, result.output
@@ -228,7 +226,7 @@ def test_generate_instructions_and_from_docs_commands(tiny_generator, tmp_path):
     assert result.exit_code == 0, result.output and "Kept" in result.output
 
 
-def test_dedup_command(tmp_path):
+def test_dedup_command(tmp_path, invoke):
     base = "students of the nursing programme receive a training allowance during every practice placement"
     rows = [{"instruction": base}, {"instruction": base.replace("every", "each")},
             {"instruction": "what does the business information systems degree cost for international students"}]
@@ -240,7 +238,13 @@ def test_dedup_command(tmp_path):
     assert "Kept 2 of 3 records" in result.output and "1  drop: near-duplicate" in result.output
     [line] = [json.loads(x) for x in (tmp_path / "cl.jsonl").read_text().splitlines()]
     assert set(line) == {"id", "duplicate_of", "linked_to", "similarity"} and line["similarity"] >= 0.5
-    assert (tmp_path / "u.rejected.jsonl").exists()
+    # Beside -o: the removed records with why, the ledger's events, the manifest (config, inputs, counts, reasons).
+    [removed] = [json.loads(x) for x in (tmp_path / "u.rejected.jsonl").read_text().splitlines()]
+    [event] = [json.loads(x) for x in (tmp_path / "u.ledger.jsonl").read_text().splitlines()]
+    assert event == {"record_id": removed["id"], "stage": "dedup", "action": "drop", "reason": "near-duplicate"}
+    manifest = json.loads((tmp_path / "u.manifest.json").read_text())
+    assert manifest["config"]["threshold"] == 0.5 and manifest["ledger"] == {"drop: near-duplicate": 1}
+    assert manifest["inputs"][0]["path"] == str(path) and f"Manifest: {tmp_path / 'u.manifest.json'}" in result.output
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_text(json.dumps(rows[2]) + "\n")
     result = invoke("dedup", path, "--against", seeds, "-o", tmp_path / "v.jsonl")
@@ -251,9 +255,12 @@ def test_dedup_command(tmp_path):
     assert result.exit_code == 0 and "Dry run" in result.output and not (tmp_path / "w.jsonl").exists()
     result = invoke("dedup", path)
     assert result.exit_code != 0 and "-o/--output is required" in result.output
+    result = invoke("dedup", path, "-o", path)
+    assert result.exit_code == 1 and "is an input of this dedup run and would be written over" in result.output
+    assert len(path.read_text().splitlines()) == 3
 
 
-def test_contamination_command(tmp_path):
+def test_contamination_command(tmp_path, invoke):
     question = "Do I have to know programming to apply for the Business Information Systems course?"
     answer = "No, programming knowledge is not required; the first semester starts from zero."
     train = tmp_path / "train.jsonl"
@@ -269,7 +276,7 @@ def test_contamination_command(tmp_path):
     assert invoke("contamination", train, "--eval", items, "--fail-on-contamination").exit_code == 1
 
 
-def test_screen_command(tmp_path):
+def test_screen_command(tmp_path, invoke):
     rows = [{"instruction": "What does the Nursing BSc cost?"}, {"instruction": "you are a stupid idiot"},
             {"instruction": "Email me at someone@example.org about the fees"}]
     path = tmp_path / "c.jsonl"

@@ -2,53 +2,29 @@
 
 import json
 
-from pydantic import BaseModel
-from typer.testing import CliRunner
 
-from workbench.cli import app
-from workbench.core.runs import Stage, run_stage
-
-
-class Settings(BaseModel):
-    threshold: float = 0.5
-
-
-def make_run(runs_dir, name="r1"):
-    def first(stage, ledger):
-        stage.path("records.jsonl").write_text("{}\n")
-        ledger.counts["drop: too short"] += 2
-        return {"in": 3, "out": 1}
-
-    def second(stage, ledger):
-        return {"examples": 1}
-
-    run_stage(Stage(runs_dir / name, "filter", Settings(), []), first)
-    run_stage(Stage(runs_dir / name, "train", Settings(), []), second)
-
-
-def test_runs_list_and_show(tmp_path):
-    runner = CliRunner()
-    make_run(tmp_path / "runs")
+def test_runs_list_and_show(tmp_path, invoke, sample_run):
+    sample_run(tmp_path / "runs")
     (tmp_path / "runs" / "r1" / "train" / "DONE").unlink()  # as if a rerun of this stage was killed
-    listed = runner.invoke(app, ["runs", "list", "--runs-dir", str(tmp_path / "runs"), "--json"])
+    listed = invoke(*["runs", "list", "--runs-dir", str(tmp_path / "runs"), "--json"])
     assert listed.exit_code == 0, listed.output
     [run] = json.loads(listed.output)
     assert run["run"] == "r1" and run["stages"] == 2 and run["done"] == 1
-    shown = runner.invoke(app, ["runs", "show", "r1", "--runs-dir", str(tmp_path / "runs"), "--json"])
+    shown = invoke(*["runs", "show", "r1", "--runs-dir", str(tmp_path / "runs"), "--json"])
     stages = json.loads(shown.output)["stages"]
     assert [s["stage"] for s in stages] == ["filter", "train"]
     assert stages[0]["counts"] == {"in": 3, "out": 1} and stages[0]["ledger"] == {"drop: too short": 2}
-    assert stages[0]["files"] == ["records.jsonl"] and stages[1]["status"] == "incomplete"
-    text = runner.invoke(app, ["runs", "show", "r1", "--runs-dir", str(tmp_path / "runs")])
+    assert stages[0]["files"] == ["dropped.jsonl", "records.jsonl"] and stages[1]["status"] == "incomplete"
+    text = invoke(*["runs", "show", "r1", "--runs-dir", str(tmp_path / "runs")])
     assert "filter: done" in text.output and "2  drop: too short" in text.output and "train: incomplete" in text.output
-    missing = runner.invoke(app, ["runs", "show", "nope", "--runs-dir", str(tmp_path / "runs")])
+    missing = invoke(*["runs", "show", "nope", "--runs-dir", str(tmp_path / "runs")])
     assert missing.exit_code == 1 and "no such run folder" in missing.output
 
 
-def test_doctor_checks_for_real_and_names_fixes(monkeypatch):
+def test_doctor_checks_for_real_and_names_fixes(monkeypatch, invoke):
     from annotation import server
 
-    result = CliRunner().invoke(app, ["doctor", "--json"])
+    result = invoke("doctor", "--json")
     checks = {c["name"]: c for c in json.loads(result.output)}
     assert {"python", "torch", "cuda", "8-bit", "argilla server", "redis", "model hub"} <= set(checks)
     assert checks["8-bit"]["status"] == "ok" and "really quantized" in checks["8-bit"]["detail"]
@@ -59,6 +35,6 @@ def test_doctor_checks_for_real_and_names_fixes(monkeypatch):
         raise server.ServerError("argilla-server's environment is not built")
 
     monkeypatch.setattr(server, "server_python", missing)
-    result = CliRunner().invoke(app, ["doctor", "--json"])
+    result = invoke("doctor", "--json")
     broken = {c["name"]: c for c in json.loads(result.output)}["argilla server"]
     assert result.exit_code == 1 and broken["status"] == "fail" and "workbench annotate setup" in broken["fix"]

@@ -1,28 +1,112 @@
-"""The layering rules: only workbench/cli.py knows the CLI framework; heavy imports stay lazy."""
+"""The layering rules: the foundation (workbench/core) imports no stage and no app code; the stage packages import
+the foundation and each other, never the app; no import cycle between project modules; only workbench/cli.py knows
+the CLI framework; heavy imports stay lazy; docs/cli.md is generated from the commands."""
 
 import ast
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
-LIBRARY = ["workbench", "pipelines", "annotation", "eval_suites"]
+PACKAGES = ("workbench", "pipelines", "annotation", "eval_suites")
+STAGES = ("pipelines", "annotation", "eval_suites")
 
 
-def imported_modules(path: Path) -> set[str]:
-    names = set()
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
+
+
+def imports(path: Path) -> set[str]:
+    """The project modules a file imports, at the top or inside functions (a lazy import is an import too)."""
+    found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module.split(".")[0])
-    return names
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from pipelines import dedup` imports the module pipelines.dedup; `from x.y import name`, x.y.
+            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module
+                     for a in node.names]
+        else:
+            continue
+        found |= {name for name in names if name.split(".")[0] in PACKAGES}
+    return found
 
 
-def test_only_the_cli_imports_typer_or_click():
-    offenders = [str(p.relative_to(ROOT)) for package in LIBRARY for p in (ROOT / package).rglob("*.py")
-                 if p.name != "cli.py" and imported_modules(p) & {"typer", "click"}]
-    assert offenders == []
+def floor(name: str) -> str:
+    if name == "workbench.core" or name.startswith("workbench.core."):
+        return "foundation"
+    return "app" if name.split(".")[0] == "workbench" else "stage"
+
+
+GRAPH = {name: {i for i in imports(path) if i in MODULES and i != name} for name, path in MODULES.items()}
+
+
+def test_the_foundation_imports_no_stage_and_no_app_module():
+    offenders = {name: sorted(i for i in targets if floor(i) != "foundation")
+                 for name, targets in GRAPH.items() if floor(name) == "foundation"}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_stage_packages_import_the_foundation_and_each_other_never_the_app():
+    offenders = {name: sorted(i for i in targets if floor(i) == "app")
+                 for name, targets in GRAPH.items() if floor(name) == "stage"}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), i.e. import cycles."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle_between_project_modules():
+    assert cycles(GRAPH) == []
+
+
+def test_the_checks_catch_what_they_are_for():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert floor("workbench.core.records") == "foundation" and floor("workbench.recipe") == "app"
+    assert floor("pipelines.dedup") == "stage"
+    assert "workbench.core.runs" in GRAPH["pipelines.dedup"]  # the graph sees what a stage imports
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in MODULES.values()))
+def test_only_the_cli_imports_typer_or_click(path):
+    tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
+    used = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    used |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert path == "workbench/cli.py" or not used & {"typer", "click"}
 
 
 def test_help_does_not_import_torch_transformers_or_argilla():

@@ -34,6 +34,7 @@ def server(tiny_generator):
     thread.join(10)
 
 
+@pytest.mark.server
 def test_models_and_completions(server):
     model, client = server
     assert [m.id for m in client.models.list().data] == ["advisor"]
@@ -44,6 +45,7 @@ def test_models_and_completions(server):
         client.completions.create(model="gpt-4", prompt="x", max_tokens=2)
 
 
+@pytest.mark.server
 def test_chat_is_the_grounded_advisor_prompt_streamed_or_not(server):
     from workbench.serve import Message, chat_prompt
 

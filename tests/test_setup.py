@@ -4,6 +4,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 ARGILLA_PYTHON = ROOT / ".argilla-venv" / "bin" / "python"
 
@@ -13,6 +15,7 @@ def test_extras_are_installed():
         assert metadata.version(package)
 
 
+@pytest.mark.server
 def test_argilla_server_environment_is_separate_and_its_cli_runs():
     assert ARGILLA_PYTHON.exists(), "run `make setup`: it builds .argilla-venv with argilla-server"
     out = subprocess.run([str(ARGILLA_PYTHON), "-c", "import argilla_server, click, typer; "

@@ -87,3 +87,31 @@ def stream_answer(model: Model, prompt: str, params: GenerationParams | None = N
         for _ in streamer:  # let generation finish (it stops at the stop string itself)
             pass
     worker.join()
+
+
+@dataclass
+class Assistant:
+    """A loaded model (with its adapter) and, with a catalog, the retriever that finds each question's page."""
+
+    model: Model
+    retriever: Retriever | None = None
+    system_prompt: bool = True  # the course-advisor system prompt
+
+    def page_for(self, question: str, previous: Page | None = None) -> Page | None:
+        """The best page for the question; a follow-up that names no programme keeps the previous page."""
+        found = self.retriever.search(question, k=1) if self.retriever else []
+        return found[0][0] if found else previous
+
+    def answer(self, question: str, page: Page | None, max_new_tokens: int = 128) -> Iterator[str]:
+        prompt = advisor_prompt(question, page.text if page else "", self.model.tokenizer,
+                                ADVISOR_SYSTEM_PROMPT if self.system_prompt else None)
+        return stream_answer(self.model, prompt, GenerationParams(max_new_tokens=max_new_tokens, stop=ANSWER_STOPS))
+
+
+def load_assistant(model: str, adapter: str | None = None, catalog: str | Path | None = None, quant: str = "none",
+                   system_prompt: bool = True) -> Assistant:
+    """The assistant as `ask`, `chat` and `serve` use it."""
+    from workbench.core.models import get_model
+
+    retriever = Retriever.from_catalog(catalog) if catalog else None
+    return Assistant(get_model(model, quant=quant, adapter=adapter), retriever, system_prompt)

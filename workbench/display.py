@@ -78,9 +78,9 @@ def metrics_table(title: str, metrics: dict, extra: dict | None = None) -> Table
     return table
 
 
-def eval_run_summary(runs) -> None:
-    """A metrics table per suite run, with where the answers came from and the contamination check."""
-    for run in runs:
+def eval_run_summary(result) -> None:
+    """A metrics table per suite, with where the answers came from and the contamination check."""
+    for run in result.runs:
         m = run.manifest
         extra = {"answers": f"{m['cache']['hits']} cached, {m['cache']['generated']} generated"}
         c = m["contamination"]
@@ -91,6 +91,26 @@ def eval_run_summary(runs) -> None:
                                     extra))
         for note in run.scores.notes:
             err_console.print(f"Note: {note}")
+    console.print(f"Results in {result.files['results']}; manifest: {result.files['manifest.json']}",
+                  markup=False)
+
+
+def score_summary(result: dict, suite, predictions) -> None:
+    console.print(metrics_table(f"{predictions} on {suite.name}", result["metrics"]))
+    for note in result["notes"]:
+        err_console.print(f"Note: {note}")
+    if result["missing"]:
+        err_console.print(f"Warning: {len(result['missing'])} of {len(suite.items)} items have no prediction "
+                          f"(first: {result['missing'][0]}); scored on the other {len(result['items'])}")
+
+
+def compare_summary(result) -> None:
+    from eval_suites.report import markdown
+
+    console.print(markdown(result.comparison), markup=False)
+    console.print(f"Report: {result.files['report.html']}; summary: {result.files['summary.json']}", markup=False)
+    for violation in result.comparison.toxicity_violations:
+        err_console.print(f"Error: {violation}")
 
 
 def next_token_tables(steps, labels: list[str]) -> list[Table]:
@@ -164,6 +184,7 @@ def trace_lines(t: dict) -> list[str]:
         lines.append(f"Made from {t['parent']['id']} ({t['parent']['stage']}): {t['parent']['instruction'][:120]}")
     if t["dedup_cluster"]:
         lines.append(f"Dedup cluster: {json.dumps(t['dedup_cluster'], ensure_ascii=False)[:300]}")
+    lines += [f"Ledger: {v['stage']} {v['action']}: {v['reason']}" for v in t["verdicts"]]
     lines.append("Found in: " + ", ".join(p["file"] for p in t["places"]))
     lines += [f"Trained into: {a['adapter']} ({a['used']}; base {a['base']})" for a in t["adapters"]] or \
         ["Trained into: no adapter in this run"]
@@ -205,50 +226,99 @@ def run_summary(result) -> None:
     console.print(f"Run folder: {result.run_dir}")
 
 
-def generation_summary(result, output, rejected) -> None:
-    resumed = " (resumed)" if result.resumed else ""
-    console.print(f"Kept {result.kept:,} records in {output}; {result.rejected:,} rejected in {rejected}{resumed}")
-    for reason, count in result.reasons.most_common():
-        console.print(f"  {count:,}  {reason}")
-    if result.usage:
-        console.print(f"Tokens: {result.usage.get('prompt_tokens', 0):,} prompt, "
-                      f"{result.usage.get('completion_tokens', 0):,} completion, "
-                      f"{result.usage.get('requests', 0):,} requests")
+def problems_summary(problems, quarantine: str | None) -> None:
+    """The first bad input lines, and where all of them went."""
+    for problem in problems[:5]:
+        err_console.print(str(problem), markup=False, highlight=False)
+    more = " (first 5 shown)" if len(problems) > 5 else ""
+    err_console.print(f"{len(problems)} bad line(s) quarantined to {quarantine}{more}", markup=False)
 
 
-def dedup_dry_run_table(rows) -> Table:
+def step_summary(result) -> None:
+    """What one run of a stage did, as a command prints it: where the records went and how many were dropped, why,
+    the tokens a generator used, the manifest, and the bad input lines."""
+    m = result.manifest
+    files, counts = m["files"], m["counts"]
+    kept = counts.get("out", counts.get("kept"))
+    if kept is not None and "records.jsonl" in files:
+        line = f"Kept {kept:,}" + (f" of {counts['in']:,}" if "in" in counts else "") + \
+            f" records in {files['records.jsonl']}"
+        if "dropped.jsonl" in files:
+            dropped = sum(n for k, n in m["ledger"].items() if k.startswith("drop: "))
+            line += f"; {dropped:,} rejected in {files['dropped.jsonl']}"
+        console.print(line + (" (resumed)" if m.get("details", {}).get("resumed") else ""), markup=False)
+    for reason, n in sorted(m["ledger"].items(), key=lambda kv: -kv[1]):
+        console.print(f"  {n:,}  {reason}", markup=False, highlight=False)
+    if "prompt_tokens" in counts:
+        console.print(f"Tokens: {counts.get('prompt_tokens', 0):,} prompt, {counts.get('completion_tokens', 0):,} "
+                      f"completion, {counts.get('requests', 0):,} requests")
+    console.print(f"Manifest: {files['manifest.json']}", markup=False, highlight=False)
+    if result.problems:
+        problems_summary(result.problems, files.get("quarantine.jsonl"))
+
+
+def dedup_dry_run_table(rows, problems) -> None:
     table = Table(title="Dry run: records removed at each threshold (nothing written)")
     for column in ("threshold", "removed", "example pairs in this band (similarity)"):
         table.add_column(column, justify="left" if column.startswith("example") else "right")
     for row in rows:
         examples = "\n".join(f"{s:.2f}: {a[:60]!r} ~ {b[:60]!r}" for a, b, s in row.examples) or "-"
         table.add_row(f"{row.threshold:.2f}", f"{row.removed:,}", examples)
-    return table
+    console.print(table)
+    if problems:
+        problems_summary(problems, "nowhere (a dry run writes nothing)")
 
 
-def screen_summary(result, records, dry_run: bool) -> None:
-    console.print(f"Scorer: {result.scorer}" + (" (dry run: nothing written)" if dry_run else ""))
+def _routes(scorer: str, routes: dict, bias: dict, deviation: float | None, dry_run: bool = False) -> None:
+    console.print(f"Scorer: {scorer}" + (" (dry run: nothing written)" if dry_run else ""))
     for route in ("pass", "review", "reject"):
-        console.print(f"  {route}: {result.counts.get(route, 0):,}")
-    if dry_run:
-        top = sorted(records, key=lambda r: -r.scores.get("toxicity_max", 0))[:5]
-        for record in top:
-            console.print(f"  {record.scores['toxicity_max']:.3f}  {record.instruction[:80]!r}", markup=False)
-    if result.int8_deviation is not None:
-        console.print(f"  int8: largest score change against fp32 on the first texts: {result.int8_deviation:.4f}")
-    for label, shares in result.bias.items():
+        console.print(f"  {route}: {routes.get(route, 0):,}")
+    if deviation is not None:
+        console.print(f"  int8: largest score change against fp32 on the first texts: {deviation:.4f}")
+    for label, shares in bias.items():
         console.print(f"  mentions {label}: " + ", ".join(f"{r} {v:.1%}" for r, v in shares.items()))
 
 
-def pull_summary(pulled, paths: dict) -> None:
-    console.print(f"Curated {len(pulled.curated):,} records in {paths['curated']}; "
-                  f"{len(pulled.disputed):,} disputed in {paths['disputed']}; "
-                  f"{len(pulled.discarded):,} discarded in {paths['discarded']}")
-    corrected = sum(1 for r in pulled.curated if r.lineage and r.lineage[-1].get("action") == "edit")
-    waiting = f"; {pulled.unchanged:,} already pulled" if pulled.unchanged else ""
-    console.print(f"{corrected:,} corrected by annotators; {pulled.pending:,} not yet complete{waiting}")
-    for reason, n in pulled.ledger.counts.most_common():
-        console.print(f"  {n:,}  {reason}")
+def screen_summary(result) -> None:
+    """A screen run: its routes, the bias report and int8's score change (step_summary says where files went)."""
+    d = result.details
+    routes = {k.removeprefix("route_"): v for k, v in result.counts.items() if k.startswith("route_")}
+    _routes(d["scorer"], routes, d["bias"], d["int8_deviation"])
+
+
+def screen_preview(screened, records, problems, scorer: str) -> None:
+    """A screen dry run: the routes and the five highest scores."""
+    _routes(scorer, screened.routes, screened.bias, screened.int8_deviation, dry_run=True)
+    for record in sorted(records, key=lambda r: -r.scores.get("toxicity_max", 0))[:5]:
+        console.print(f"  {record.scores['toxicity_max']:.3f}  {record.instruction[:80]!r}", markup=False)
+    if problems:
+        problems_summary(problems, "nowhere (a dry run writes nothing)")
+
+
+def served_summary(served, where) -> None:
+    state = "already running" if served.already_running else "started"
+    console.print(f"Argilla {state}: {served.api_url}  (data: {where}; Redis: {served.redis})")
+    console.print(f"Log in as [bold]{served.credentials.username}[/] with the password in {where}/credentials.json; "
+                  f"stop it with `workbench annotate stop`.")
+
+
+def push_summary(result) -> None:
+    console.print(f"Pushed {result.pushed:,} records to {result.workspace}/{result.dataset} "
+                  f"({'created' if result.created else 'updated'}); {result.on_server:,} records on the server"
+                  + (f" ({result.retries} retries)" if result.retries else ""))
+
+
+def pull_summary(result) -> None:
+    c, files = result.counts, result.files
+    console.print(f"Curated {c['curated']:,} records in {files['records.jsonl']}; {c['disputed']:,} disputed in "
+                  f"{files['disputed.jsonl']}; {c['discarded']:,} discarded in {files['dropped.jsonl']}",
+                  markup=False)
+    waiting = f"; {c['unchanged']:,} already pulled" if c.get("unchanged") else ""
+    console.print(f"{c['corrected']:,} corrected by annotators; {c['pending']:,} not yet complete{waiting}")
+    for reason, n in sorted(result.reasons.items(), key=lambda kv: -kv[1]):
+        console.print(f"  {n:,}  {reason}", markup=False)
+    for problem in result.review_problems:
+        err_console.print(problem, markup=False)
 
 
 def _number(value: float | None, digits: int = 3) -> str:
@@ -298,12 +368,68 @@ def dry_run_report(report, config) -> None:
 
 
 def finetune_summary(result) -> None:
-    m = result.manifest
+    m = result.adapter
     losses = m["train_loss"]
     first, last = (losses[0]["loss"], losses[-1]["loss"]) if losses else (float("nan"), float("nan"))
     evaluated = f", eval loss {m['final_eval_loss']:.3f}" if m["final_eval_loss"] is not None else ""
-    console.print(f"Adapter in {result.out_dir}: {m['steps']} steps, {m['epochs']:.2f} epochs on "
+    console.print(f"Adapter in {result.files['adapter']}: {m['steps']} steps, {m['epochs']:.2f} epochs on "
                   f"{m['train_examples']:,} examples ({m['quant']}, {m['quantized_layers']} quantized layers); "
                   f"train loss {first:.3f} -> {last:.3f}{evaluated}")
     console.print(f"{m['useful_tokens_per_s']:,} trained tokens/s; peak memory {m['peak_memory_gib']:.2f} GiB "
-                  f"(estimated {m['estimated_memory_gib']:.2f}); manifest.json and loss.png beside the adapter")
+                  f"(estimated {m['estimated_memory_gib']:.2f}); manifest.json and loss.png in the adapter folder")
+    for reason, n in sorted(result.reasons.items(), key=lambda kv: -kv[1]):
+        console.print(f"  {n:,}  {reason}", markup=False)
+    if result.problems:
+        problems_summary(result.problems, result.files.get("quarantine.jsonl"))
+
+
+def contamination_summary(result, train) -> None:
+    for finding in result.findings:
+        matches = {**finding.near_duplicates, **{k: "13-gram" for k in finding.shared_ngrams}}
+        console.print(f"{finding.item.source}: {finding.item.id}: {finding.item.question[:70]!r} ~ train "
+                      + ", ".join(f"{k} ({v})" for k, v in matches.items()), markup=False)
+    console.print(f"{result.counts['contaminated']} of {result.counts['items_checked']} eval item(s) contaminated by "
+                  f"{train}; report: {result.files['report.json']}", markup=False)
+    if result.problems:
+        problems_summary(result.problems, result.files.get("quarantine.jsonl"))
+
+
+def answer(assistant, question: str, previous=None, max_new_tokens: int = 128, prefix: str = ""):
+    """Stream the assistant's answer, saying (on stderr) which catalog page grounds it; returns that page, which a
+    follow-up that names no programme keeps."""
+    page = assistant.page_for(question, previous)
+    if assistant.retriever:
+        err_console.print(f"[dim]Context: {page.name} ({page.path})[/]" if page else "[dim]Context: none matched[/]")
+    console.print(prefix, end="")
+    for piece in assistant.answer(question, page, max_new_tokens):
+        console.print(piece, end="", markup=False, highlight=False)
+    console.print()
+    return page
+
+
+def lines(texts: list[str]) -> None:
+    for line in texts:
+        console.print(line, markup=False, highlight=False)
+
+
+def questions():
+    """Questions typed at a `you>` prompt, until `exit`, `quit`, Ctrl-D or Ctrl-C."""
+    while True:
+        try:
+            question = console.input("[bold]you>[/] ").strip()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if question.lower() in ("exit", "quit"):
+            return
+        if question:
+            yield question
+
+
+def suites_table(suites) -> Table:
+    table = Table(title="Eval suites")
+    for column in ("suite", "items", "task", "metrics", "folder"):
+        table.add_column(column)
+    for suite in suites:
+        table.add_row(suite.name, str(len(suite.items)), suite.config.task, ", ".join(suite.config.metrics),
+                      str(suite.path))
+    return table

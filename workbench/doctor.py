@@ -135,7 +135,7 @@ def check_extras() -> list[Check]:
 
 
 def run_checks() -> list[Check]:
-    from workbench.core.runs import workbench_home
+    from workbench.core.io import workbench_home
 
     return [check_python(), *check_torch(), check_8bit(), *check_argilla(), check_hub(),
             *check_disk([Path.cwd(), workbench_home()]), *check_extras()]

@@ -8,32 +8,54 @@ spells it out and `recipes/course-advisor.yaml` is the seed lecture's setup for 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-# Aliases: the recipe's sections are named like the stage modules.
-from pipelines import bootstrap as bootstrap_stage
-from pipelines import dedup as dedup_stage
-from pipelines import finetune as finetune_stage
-from pipelines import from_docs as from_docs_stage
-from pipelines import instances as instances_stage
-from pipelines import screen as screen_stage
-from workbench import demo
+from annotation.review import ReviewConfig
+from eval_suites.report import ReportConfig
+from eval_suites.runner import EvalConfig
+from pipelines import bootstrap, from_docs, instances, screen
+from pipelines.bootstrap import BootstrapConfig
+from pipelines.dedup import DedupConfig
+from pipelines.finetune import FinetuneConfig
+from pipelines.from_docs import FromDocsConfig
+from pipelines.instances import InstancesConfig
+from pipelines.screen import ScreenConfig
+from workbench import steps
 from workbench.core.backends import BackendConfig
 from workbench.core.catalog import CATALOG_DIR, SEED_TASKS
-from workbench.core.config import build_config
+from workbench.core.config import build_config, load_yaml
 from workbench.core.errors import ConfigError, InputError
-from workbench.core.io import load_records
+from workbench.core.io import Problem, load_records
+from workbench.core.models import GenerationParams
 from workbench.core.runs import StageOutcome, StagePending, run_stage
-from workbench.core.stats import compute_stats
+from workbench.core.stats import Stats, compute_stats
+from workbench.core.teaching import TinyModelConfig
 
 TINY_MODELS = {"tiny": "model", "tiny-instruct": "instruct"}  # name in a recipe -> folder in tiny-model/
 GROUPS = ("generate", "dedup", "screen", "review", "finetune", "eval", "report")
+
+# The demo's settings (the embedded tiny recipe). Generation: shorter completions for a tiny model on a CPU, and wider
+# sampling than the paper's (temperature 0.7, top-p 0.5), with which the tiny instruct model repeats its seed tasks
+# (all 34 dropped by the ROUGE-L filter in one measured run).
+DEMO_BOOTSTRAP = BootstrapConfig(num=40, rounds=4, sampling=bootstrap.PAPER_SAMPLING.model_copy(
+    update={"max_new_tokens": 320, "temperature": 1.0, "top_p": 0.9}))
+DEMO_INSTANCES = InstancesConfig(sampling=GenerationParams(max_new_tokens=100, stop=("Task:",)))
+DEMO_FROM_DOCS = FromDocsConfig(num=8)
+# The context is left out: questions about one catalog page share it, and it would make them near-duplicates.
+DEMO_DEDUP = DedupConfig(fields=("instruction", "response"))
+# detoxify when its weights were downloaded before (they cannot be downloaded here), else the offline scorer;
+# the stage's manifest and the demo's output say which ran.
+DEMO_SCREEN = ScreenConfig(scorer="detoxify" if screen.cached_detoxify_weights() else "profanity-check")
+# The demo's adapter: the tiny base, full precision on the CPU, eight epochs over the ~90 curated records (three
+# left it at a loss near 1.6), with the advisor's system prompt as the course-advisor suite asks.
+DEMO_FINETUNE = FinetuneConfig(quant="none", epochs=8, lr=1e-2, batch_size=4, max_length=1024, eval_split=0.1,
+                               grad_checkpointing=False, save_steps=50, logging_steps=5, system_prompt=True)
 
 
 class ModelRef(BaseModel):
@@ -67,21 +89,21 @@ class GenerateSettings(BaseModel):
 
     seeds: str = "bundled"  # a record file, or the bundled course-advisor seeds
     documents: str = "bundled"  # a catalog folder (*.md programme pages), or the bundled catalog
-    instructions: bootstrap_stage.BootstrapConfig = demo.DEMO_BOOTSTRAP
-    instances: instances_stage.InstancesConfig = demo.DEMO_INSTANCES
-    from_docs: from_docs_stage.FromDocsConfig = demo.DEMO_FROM_DOCS
+    instructions: BootstrapConfig = DEMO_BOOTSTRAP
+    instances: InstancesConfig = DEMO_INSTANCES
+    from_docs: FromDocsConfig = DEMO_FROM_DOCS
 
 
 class Stages(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     generate: GenerateSettings = GenerateSettings()
-    dedup: dedup_stage.DedupConfig = demo.DEMO_DEDUP
-    screen: screen_stage.ScreenConfig = demo.DEMO_SCREEN
-    review: demo.ReviewConfig = demo.ReviewConfig()
-    finetune: finetune_stage.FinetuneConfig = demo.DEMO_FINETUNE
-    eval: demo.EvalStageConfig = demo.DEMO_EVAL
-    report: demo.ReportConfig = demo.DEMO_REPORT
+    dedup: DedupConfig = DEMO_DEDUP
+    screen: ScreenConfig = DEMO_SCREEN
+    review: ReviewConfig = ReviewConfig()
+    finetune: FinetuneConfig = DEMO_FINETUNE
+    eval: EvalConfig = EvalConfig()
+    report: ReportConfig = ReportConfig()
     judge: ModelRef | None = None  # pairwise LLM judge in the report
 
 
@@ -90,7 +112,7 @@ class Recipe(BaseModel):
 
     name: str = "course-advisor-tiny"
     description: str = "The embedded demo: a tiny Falcon trained on the bundled catalog runs the whole loop on a CPU."
-    tiny: demo.TinyModelConfig | None = demo.TinyModelConfig()  # needed when a model is "tiny" or "tiny-instruct"
+    tiny: TinyModelConfig | None = TinyModelConfig()  # needed when a model is "tiny" or "tiny-instruct"
     models: Models = Models()
     stages: Stages = Stages()
 
@@ -105,14 +127,7 @@ class Recipe(BaseModel):
 def load_recipe(path: str | Path) -> Recipe:
     """A recipe file, validated; mistakes are reported as `FILE: stages.dedup.threshold: reason`."""
     path = Path(path)
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise ConfigError(f"{path}:{(mark.line + 1) if mark else 1}: invalid YAML ({getattr(e, 'problem', e)})") \
-            from None
+    values = load_yaml(path) or {}
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: a recipe is a mapping of settings")
     recipe = build_config(Recipe, values, str(path))
@@ -129,9 +144,24 @@ def _path(value: str, bundled: Path) -> Path:
     return bundled if value == "bundled" else Path(value)
 
 
+@dataclass
+class RunResult:
+    """What a recipe run did: each stage's outcome, and what it left to show."""
+
+    run_dir: Path
+    outcomes: list[StageOutcome] = field(default_factory=list)
+    stats: Stats | None = None  # of the seed tasks
+    problems: list[Problem] = field(default_factory=list)
+    programmes: list[dict] = field(default_factory=list)
+    report: Path | None = None  # report.html of the comparison
+    argilla: object | None = None  # the review server left running (--keep-server): annotation.server.Served
+    plan: list[tuple[str, str, str]] = field(default_factory=list)  # dry run: (stage, run or skip, why)
+    pending: str | None = None  # the stage the run stopped at, waiting (manual review), and what it waits for
+
+
 def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo", *, force: bool = False,
                from_stage: str | None = None, until: str | None = None, dry_run: bool = False,
-               on_stage: Callable[[str], None] | None = None, keep_server: bool = False) -> demo.DemoResult:
+               on_stage: Callable[[str], None] | None = None, keep_server: bool = False) -> RunResult:
     """Run the recipe's stages in runs_dir/name; see the module doc. `dry_run` says what would run and why
     (in result.plan) and runs nothing."""
     for value in (from_stage, until):
@@ -142,34 +172,30 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # tiny models load in milliseconds
-    result = demo.DemoResult(run_dir=Path(runs_dir) / name)
-    result.plan = []
+    result = RunResult(run_dir=Path(runs_dir) / name)
     say = on_stage or (lambda text: None)
     changed = False  # in a dry run: an earlier stage would run, so every later one would too
 
-    def step(group: str, label: str, make: Callable[[], demo.Step]) -> StageOutcome | None:
+    def step(group: str, label: str, make: Callable[[], steps.Step]) -> StageOutcome | None:
         nonlocal changed
         index = GROUPS.index(group)
+        if index > last:
+            return None
         if dry_run:
-            if index > last:
-                return None
             try:
                 planned = make()
             except InputError:  # its inputs do not exist yet
                 planned = None
-            if planned is None or changed:
-                why = "an earlier stage runs first" if changed else "its inputs are not made yet"
-            elif planned.stage.is_done() and not force:
+            if planned is not None and not changed and planned.stage.is_done() and not force:
                 result.plan.append((planned.stage.name, "skip", "unchanged"))
                 return None
+            if planned is None or changed:
+                why = "an earlier stage runs first" if changed else "its inputs are not made yet"
             else:
-                manifest = planned.stage.manifest()
                 why = "forced" if force and planned.stage.is_done() else \
-                    "not run yet" if manifest is None else "its config or inputs changed"
+                    "not run yet" if planned.stage.manifest() is None else "its config or inputs changed"
             changed = True
             result.plan.append((planned.stage.name if planned else label, "run", why))
-            return None
-        if index > last:
             return None
         planned = make()
         if index < first:  # before --from: use what is there
@@ -179,66 +205,57 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
             outcome = StageOutcome(planned.stage, True, planned.stage.manifest() or {})
         else:
             say(label)
-            outcome = run_stage(planned.stage, planned.work, force=force)
+            outcome = run_stage(planned.stage, planned.call, force=force)
         result.outcomes.append(outcome)
         return outcome
 
     run_dir = result.run_dir
-    settings = recipe.stages
-    seeds_path = _path(settings.generate.seeds, SEED_TASKS)
-    documents = _path(settings.generate.documents, CATALOG_DIR)
+    settings, models, g = recipe.stages, recipe.models, recipe.stages.generate
+    seeds_path = _path(g.seeds, SEED_TASKS)
+    documents = _path(g.documents, CATALOG_DIR)
     tiny_dir = run_dir / "tiny-model"
-    models = recipe.models
+    seed_file = run_dir / "seeds" / "records.jsonl"
+    made = run_dir / "instructions" / "records.jsonl"
+    candidates = [run_dir / "instances" / "records.jsonl", run_dir / "from-docs" / "records.jsonl"]
+    curated = run_dir / "review" / "records.jsonl"
+    generator, base = models.generator.resolve(tiny_dir), models.base.resolve(tiny_dir)
+    evaluated = [("eval-base", "base", base)]
+    if models.instruct is not None:
+        evaluated.append(("eval-instruct", "instruct", models.instruct.resolve(tiny_dir)))
+    evaluated.append(("eval-finetuned", "finetuned", models.base.resolve(tiny_dir, run_dir / "finetune" / "adapter")))
     try:
-        seeds = step("generate", "seeds", lambda: demo.seeds_step(run_dir, demo.SeedsConfig(), seeds_path))
-        step("generate", "catalog", lambda: demo.catalog_step(run_dir, demo.CatalogConfig(), documents))
+        seeds = step("generate", "seeds", lambda: steps.seeds(run_dir, steps.SeedsConfig(), seeds_path))
+        step("generate", "catalog", lambda: steps.catalog(run_dir, steps.CatalogConfig(), documents))
         if recipe.tiny is not None:
             step("generate", "tiny-model (training a tiny Falcon on the bundled text)",
-                 lambda: demo.tiny_model_step(run_dir, recipe.tiny))
-        seed_file = run_dir / "seeds" / "records.jsonl"
-        generator = models.generator.resolve(tiny_dir)
-        g = settings.generate
-
-        def seed_records():
-            return load_records(seed_file, [])
-
-        step("generate", "instructions", lambda: demo.generation_step(
+                 lambda: steps.tiny_models(run_dir, recipe.tiny))
+        step("generate", "instructions", lambda: steps.generation(
             run_dir, "instructions", g.instructions, [seed_file], generator,
-            lambda m, out, rej: bootstrap_stage.run(m, seed_records(), g.instructions, out, rej, force)))
-        made = run_dir / "instructions" / "records.jsonl"
-        step("generate", "instances", lambda: demo.generation_step(
+            lambda backend, out, again: bootstrap.run(backend, seed_file, g.instructions, out, again), force))
+        step("generate", "instances", lambda: steps.generation(
             run_dir, "instances", g.instances, [made, seed_file], generator,
-            lambda m, out, rej: instances_stage.run(m, load_records(made, []), seed_records(), g.instances, out, rej,
-                                              force)))
-        step("generate", "from-docs", lambda: demo.generation_step(
+            lambda backend, out, again: instances.run(backend, made, seed_file, g.instances, out, again), force))
+        step("generate", "from-docs", lambda: steps.generation(
             run_dir, "from-docs", g.from_docs, [documents], generator,
-            lambda m, out, rej: from_docs_stage.run(m, documents, g.from_docs, out, rej, force)))
-        candidates = [run_dir / "instances" / "records.jsonl", run_dir / "from-docs" / "records.jsonl"]
-        step("dedup", "dedup", lambda: demo.dedup_step(run_dir, settings.dedup, candidates, seed_file))
+            lambda backend, out, again: from_docs.run(backend, documents, g.from_docs, out, again), force))
+        step("dedup", "dedup", lambda: steps.dedup(run_dir, settings.dedup, candidates, seed_file))
         step("screen", f"screen (scorer: {settings.screen.scorer})",
-             lambda: demo.screen_step(run_dir, settings.screen, run_dir / "dedup" / "records.jsonl"))
+             lambda: steps.screen(run_dir, settings.screen, run_dir / "dedup" / "records.jsonl"))
         step("review", f"review (a local Argilla server; {settings.review.mode} review)",
-             lambda: demo.review_step(run_dir, settings.review, run_dir / "screen" / "records.jsonl",
-                                      say=lambda text: say(f"review: {text}")))
-        curated = run_dir / "review" / "records.jsonl"
+             lambda: steps.review(run_dir, settings.review, run_dir / "screen" / "records.jsonl",
+                                  say=lambda text: say(f"review: {text}")))
         step("finetune", "contamination (the curated set against the eval suites)",
-             lambda: demo.contamination_step(run_dir, settings.eval.suites, curated))
-        base = models.base.resolve(tiny_dir)
+             lambda: steps.contamination_gate(run_dir, settings.eval.suites, curated))
         step("finetune", "finetune (a LoRA adapter on the curated set)",
-             lambda: demo.finetune_step(run_dir, settings.finetune, curated, base))
-        evaluated = [("eval-base", "base", base)]
-        if models.instruct is not None:
-            evaluated.append(("eval-instruct", "instruct", models.instruct.resolve(tiny_dir)))
-        evaluated.append(("eval-finetuned", "finetuned",
-                          models.base.resolve(tiny_dir, run_dir / "finetune" / "adapter")))
+             lambda: steps.finetune(run_dir, settings.finetune, curated, base))
         for stage_name, label, model in evaluated:
             step("eval", f"{stage_name} ({label} on {', '.join(settings.eval.suites)})",
-                 lambda stage_name=stage_name, label=label, model=model: demo.eval_step(
+                 lambda stage_name=stage_name, label=label, model=model: steps.evaluation(
                      run_dir, stage_name, label, settings.eval, model))
         judge = settings.judge.resolve(tiny_dir) if settings.judge else None
         report = step("report", "report (bootstrap CIs, paired differences, answers side by side)",
-                      lambda: demo.report_step(run_dir, settings.report,
-                                               [run_dir / s / "results" for s, _, _ in evaluated], judge))
+                      lambda: steps.report(run_dir, settings.report,
+                                           [run_dir / s / "results" for s, _, _ in evaluated], judge))
     except StagePending as pending:
         result.pending = pending.message
         return result
@@ -246,8 +263,7 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
         return result
     if seeds is not None:
         result.stats = compute_stats(load_records(seed_file, result.problems))
-    programmes = run_dir / "catalog" / "programmes.json"
-    result.programmes = json.loads(programmes.read_text()) if programmes.exists() else []
+    result.programmes = steps.programmes(run_dir)
     if report is not None:
         result.report = report.stage.path("report.html")
     if keep_server and (run_dir / "review" / "argilla").is_dir():  # the review stage stops its server: restart it

@@ -131,3 +131,10 @@ def create_app(model: Model, name: str, retriever=None):
             yield "data: [DONE]\n\n"
 
     return app
+
+
+def run_server(assistant, name: str, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve the assistant (its model and catalog retriever) until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(assistant.model, name, assistant.retriever), host=host, port=port, log_level="warning")

@@ -1,9 +1,10 @@
 """`workbench trace RECORD_ID --run RUN`: one record's whole life in a run folder.
 
 Every stage writes the records it kept (`records.jsonl`), dropped (`dropped.jsonl`) or could not decide
-(`disputed.jsonl`), each carrying its lineage; the last stage that holds the record has the whole story. Around it:
-the record it was made from (instances name their parent), its dedup cluster, the adapters trained on a file that
-holds it, and the eval items it was found to contaminate.
+(`disputed.jsonl`), each carrying its lineage; the last stage that holds the record has the whole story. Each stage's
+ledger (`ledger.jsonl`, the same events `runs show` counts) gives its verdicts with their reasons. Around it: the
+record it was made from (instances name their parent), its dedup cluster, the adapters trained on a file that holds
+it, and the eval items it was found to contaminate.
 """
 
 from __future__ import annotations
@@ -55,14 +56,16 @@ def trace(run_dir: str | Path, record_id: str) -> dict[str, Any]:
         _, parent_places = find(run_dir, parent_id)
         parent = {"id": parent_id, "instruction": parent_places[-1]["record"]["instruction"],
                   "stage": parent_places[0]["stage"]}
-    cluster = next((row for stage in stage_summaries(run_dir)
-                    for row in _rows(Path(stage["path"]) / "clusters.jsonl")
+    stages = stage_summaries(run_dir)
+    cluster = next((row for stage in stages for row in _rows(Path(stage["path"]) / "clusters.jsonl")
                     if full_id in json.dumps(row)), None)
+    verdicts = [event for stage in stages for event in _rows(Path(stage["path"]) / "ledger.jsonl")
+                if event.get("record_id") == full_id]
     adapters, contaminated = [], []
     for manifest_path in run_dir.rglob("manifest.json"):
         manifest = json.loads(manifest_path.read_text())
         data = manifest.get("data")
-        if manifest.get("base_model") and data and Path(data).exists() and \
+        if (manifest_path.parent / "adapter_config.json").exists() and data and Path(data).exists() and \
                 any(r.get("id") == full_id for r in _rows(Path(data))):
             too_long = any(d.get("id") == full_id for d in manifest.get("dropped_too_long", []))
             adapters.append({"adapter": str(manifest_path.parent), "data": data, "base": manifest["base_model"],
@@ -74,4 +77,5 @@ def trace(run_dir: str | Path, record_id: str) -> dict[str, Any]:
     return {"id": full_id, "run": str(run_dir), "status": (f"{Path(last['file']).stem} at {last['stage']}" if dropped
                                                           else f"kept through {last['stage']}"),
             "record": record, "places": [{"stage": p["stage"], "file": p["file"]} for p in places],
-            "parent": parent, "dedup_cluster": cluster, "adapters": adapters, "contaminated": contaminated}
+            "parent": parent, "dedup_cluster": cluster, "verdicts": verdicts, "adapters": adapters,
+            "contaminated": contaminated}

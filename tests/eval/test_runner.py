@@ -3,12 +3,12 @@
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from eval_suites.registry import load_suite
-from eval_suites.runner import GenerationCache, evaluate, score_suite
+from eval_suites.runner import EvalConfig, GenerationCache, evaluate, score_suite
+from eval_suites.runner import run as eval_stage
 from workbench.core.backends import BackendConfig
-from workbench.cli import app
+from workbench.core.runs import Outputs
 
 ITEMS = [
     {"id": "fee", "question": "What is the semester fee?", "context": "The semester fee is 980 EUR for all.",
@@ -47,6 +47,17 @@ def test_run_writes_results_and_a_rerun_is_served_from_the_cache(tiny_generator,
     # Other generation parameters are other answers.
     [longer] = evaluate([str(suite)], config, tmp_path / "out3", max_new_tokens=20)
     assert longer.manifest["cache"]["generated"] == 4 and longer.manifest["cache"]["key"] != manifest["cache"]["key"]
+    # The eval stage's entry: the same answers (from the cache), results in a folder, its manifest beside them.
+    stage = eval_stage(config, EvalConfig(suites=(str(suite),)), Outputs.folder(tmp_path / "stage", "eval-base"),
+                       name="b")
+    assert stage.counts == {"items": 4, "generated": 0, "mini_f1_x1000": round(1000 * manifest_f1(folder))}
+    assert (tmp_path / "stage" / "results" / "mini" / "predictions.jsonl").exists()
+    assert json.loads((tmp_path / "stage" / "manifest.json").read_text())["config"]["model"]["model"] == str(
+        tiny_generator)
+
+
+def manifest_f1(folder) -> float:
+    return json.loads((folder / "metrics.json").read_text())["f1"]["value"]
 
 
 def test_an_interrupted_run_continues_without_regenerating(tiny_generator, tmp_path):
@@ -61,8 +72,9 @@ def test_an_interrupted_run_continues_without_regenerating(tiny_generator, tmp_p
     assert len(cache.path.read_text().splitlines()) == 4  # the broken line is gone, nothing duplicated
 
 
+@pytest.mark.slow
 def test_an_adapter_gets_its_own_answers_and_its_training_data_is_checked(tiny_generator, tmp_path):
-    from pipelines.finetune import FinetuneConfig, finetune
+    from pipelines import finetune
     from workbench.core.io import load_records, sha256_file, write_records
     from workbench.core.records import Record
 
@@ -71,9 +83,9 @@ def test_an_adapter_gets_its_own_answers_and_its_training_data_is_checked(tiny_g
     write_records(train, [Record("What is the semester fee?", response="980 EUR"),  # the suite's item: a leak
                           *[Record(f"Name fruit number {n}.", response=f"Fruit {n} is an apple.") for n in range(7)]])
     adapter = tmp_path / "adapter"
-    config = FinetuneConfig(quant="none", max_steps=2, batch_size=2, eval_split=0, grad_checkpointing=False)
-    finetune(str(tiny_generator), load_records(train, []), adapter, config, device="cpu",
-             data_sha256=sha256_file(train), data_path=str(train))
+    config = finetune.FinetuneConfig(quant="none", max_steps=2, batch_size=2, eval_split=0, grad_checkpointing=False)
+    finetune.train(str(tiny_generator), load_records(train, []), adapter, config, device="cpu",
+                   data_sha256=sha256_file(train), data_path=str(train))
     card = (adapter / "README.md").read_text()  # our model card, not peft's empty template
     assert f"# LoRA adapter for {tiny_generator}" in card and str(train) in card
     base = evaluate([str(suite)], BackendConfig(model=str(tiny_generator)), tmp_path / "base")[0]
@@ -85,8 +97,8 @@ def test_an_adapter_gets_its_own_answers_and_its_training_data_is_checked(tiny_g
     # A retrained adapter (other weights) never reuses the old answers; the changed data is reported, not checked.
     import shutil
     shutil.rmtree(adapter)
-    finetune(str(tiny_generator), load_records(train, []), adapter, config.model_copy(update={"seed": 1}),
-             device="cpu", data_sha256=sha256_file(train), data_path=str(train))
+    finetune.train(str(tiny_generator), load_records(train, []), adapter, config.model_copy(update={"seed": 1}),
+                   device="cpu", data_sha256=sha256_file(train), data_path=str(train))
     train.write_text(train.read_text() + "\n")
     [retrained] = evaluate([str(suite)], BackendConfig(model=str(tiny_generator), adapter=str(adapter)),
                            tmp_path / "tuned2")
@@ -107,14 +119,13 @@ def test_score_suite_by_hand():
     assert len(scores.missing) == len(suite.items) - 3 and "toxicity_rate skipped" in scores.notes[0]
 
 
-def test_eval_score_command(tmp_path):
+def test_eval_score_command(tmp_path, invoke):
     predictions = tmp_path / "answers.jsonl"
     predictions.write_text(json.dumps({"id": "honeybees-1", "prediction": "six weeks"}) + "\n"
                            + json.dumps({"id": "honeybees-2", "answer": "oops"}) + "\n"
                            + json.dumps({"id": "lighthouse-1", "prediction": "you stupid idiot, paraffin"}) + "\n")
     out = tmp_path / "scores.json"
-    result = CliRunner().invoke(app, ["eval", "score", "--suite", "closed_qa", "--predictions", str(predictions),
-                                      "-o", str(out), "--json"])
+    result = invoke("eval", "score", "--suite", "closed_qa", "--predictions", predictions, "-o", out, "--json")
     assert result.exit_code == 0, result.output
     assert f"{predictions}:2: prediction: expected a string" in result.output  # quarantined, named
     assert (tmp_path / "answers.quarantine.jsonl").exists()
@@ -124,11 +135,11 @@ def test_eval_score_command(tmp_path):
     assert len(scores["missing"]) == len(load_suite("closed_qa").items) - 2
     unknown = tmp_path / "unknown.jsonl"
     unknown.write_text(json.dumps({"id": "nope", "prediction": "x"}) + "\n")
-    result = CliRunner().invoke(app, ["eval", "score", "--suite", "closed_qa", "--predictions", str(unknown)])
+    result = invoke("eval", "score", "--suite", "closed_qa", "--predictions", unknown)
     assert result.exit_code == 1 and "name no item of suite closed_qa: nope" in result.output
 
 
-def test_brainstorming_with_the_tiny_model_and_the_list_command(tiny_generator, tmp_path):
+def test_brainstorming_with_the_tiny_model_and_the_list_command(tiny_generator, tmp_path, invoke):
     from eval_suites.metrics import load_embedder
 
     [run] = evaluate(["brainstorming"], BackendConfig(model=str(tiny_generator)), tmp_path / "out", limit=3,
@@ -140,5 +151,5 @@ def test_brainstorming_with_the_tiny_model_and_the_list_command(tiny_generator, 
     assert all(r["requested"] in (3, 4, 5) and "toxic" in r for r in rows)
     if load_embedder() is not None:
         assert any(r["relevance"] is not None for r in rows) or all(r["items"] == 0 for r in rows)
-    listed = CliRunner().invoke(app, ["eval", "list"])
+    listed = invoke("eval", "list")
     assert listed.exit_code == 0 and all(n in listed.output for n in ("closed_qa", "brainstorming", "course_advisor"))

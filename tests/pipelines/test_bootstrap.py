@@ -9,10 +9,12 @@ import time
 import pytest
 
 from pipelines.bootstrap import PAPER_SAMPLING, BootstrapConfig, _build_prompts, parse_category, parse_instructions, run
+from workbench.core.catalog import SEED_TASKS
 from workbench.core.errors import InputError
 from workbench.core.io import load_records
 from workbench.core.models import get_model
 from workbench.core.prompts import bootstrap_prompt
+from workbench.core.runs import Outputs
 
 SMALL = PAPER_SAMPLING.model_copy(update={"max_new_tokens": 160})
 
@@ -55,14 +57,21 @@ def test_quota_steers_the_seeds_shown(seeds):
         assert "A machine task to show" in prompt
 
 
+def generate(model, config, output, force=False):
+    """The instructions stage from the bundled seeds into OUTPUT (rejected ones beside it), as the CLI runs it."""
+    return run(model, SEED_TASKS, config, Outputs.beside(output, "instructions"), force)
+
+
 def test_generates_instructions_with_lineage_and_rejections(tiny_generator, seeds, tmp_path):
     model = get_model(str(tiny_generator))
-    config = BootstrapConfig(num=30, rounds=2, sampling=SMALL)
-    result = run(model, seeds, config, tmp_path / "out.jsonl", tmp_path / "rej.jsonl")
-    kept, rejected = load_records(tmp_path / "out.jsonl", []), load_records(tmp_path / "rej.jsonl", [])
-    assert result.rounds == 2 and result.kept == len(kept) and result.rejected == len(rejected)
+    result = generate(model, BootstrapConfig(num=30, rounds=2, sampling=SMALL), tmp_path / "out.jsonl")
+    kept, rejected = load_records(tmp_path / "out.jsonl", []), load_records(tmp_path / "out.rejected.jsonl", [])
+    assert result.details["rounds"] == 2 and result.counts["kept"] == len(kept)
+    # Every rejection is a line and a ledger event; the same text rejected twice is one record read back.
+    lines = (tmp_path / "out.rejected.jsonl").read_text().splitlines()
+    assert result.counts["rejected"] == len(lines) == sum(result.reasons.values()) >= len(rejected)
     assert kept, "the trained tiny generator should get some instructions through"
-    assert result.usage["completion_tokens"] > 0 and result.usage["prompt_tokens"] > 0
+    assert result.counts["completion_tokens"] > 0 and result.counts["prompt_tokens"] > 0
     record = kept[0]
     assert record.source == "generated" and record.category in {s.category for s in seeds}
     created = record.lineage[0]
@@ -72,36 +81,34 @@ def test_generates_instructions_with_lineage_and_rejections(tiny_generator, seed
     assert created["detail"]["category_method"] in ("model", "majority-of-shown-seeds")
     assert record.lineage[-1]["action"] == "keep"
     assert all(r.lineage[-1]["action"] == "drop" and r.lineage[-1]["reason"] for r in rejected)
+    events = [json.loads(line) for line in (tmp_path / "out.ledger.jsonl").read_text().splitlines()]
+    assert [e["record_id"] for e in events] == [json.loads(line)["id"] for line in lines]
     seeds_text = {s.instruction for s in seeds}
     assert not seeds_text & {r.instruction for r in kept}  # a copied seed has ROUGE-L 1.0 against the pool
 
 
-def test_refuses_to_overwrite_and_to_mix_settings(tiny_generator, seeds, tmp_path):
+def test_refuses_to_overwrite_and_to_mix_settings(tiny_generator, tmp_path):
     model = get_model(str(tiny_generator))
     (tmp_path / "out.jsonl").write_text("mine\n")
     with pytest.raises(InputError, match="exists and was not written by this command"):
-        run(model, seeds, BootstrapConfig(num=2, rounds=1, sampling=SMALL), tmp_path / "out.jsonl",
-            tmp_path / "r.jsonl")
-    run(model, seeds, BootstrapConfig(num=2, rounds=1, sampling=SMALL), tmp_path / "out.jsonl", tmp_path / "r.jsonl",
-        force=True)
+        generate(model, BootstrapConfig(num=2, rounds=1, sampling=SMALL), tmp_path / "out.jsonl")
+    generate(model, BootstrapConfig(num=2, rounds=1, sampling=SMALL), tmp_path / "out.jsonl", force=True)
     with pytest.raises(InputError, match="started with other settings"):
-        run(model, seeds, BootstrapConfig(num=2, rounds=1, sampling=SMALL, seed=9), tmp_path / "out.jsonl",
-            tmp_path / "r.jsonl")
+        generate(model, BootstrapConfig(num=2, rounds=1, sampling=SMALL, seed=9), tmp_path / "out.jsonl")
 
 
-def test_a_finished_run_continues_with_more_rounds(tiny_generator, seeds, tmp_path):
+def test_a_finished_run_continues_with_more_rounds(tiny_generator, tmp_path):
     model = get_model(str(tiny_generator))
-    out, rejected = tmp_path / "o.jsonl", tmp_path / "r.jsonl"
-    one = run(model, seeds, BootstrapConfig(num=100, rounds=1, sampling=SMALL), out, rejected)
-    two = run(model, seeds, BootstrapConfig(num=100, rounds=2, sampling=SMALL), out, rejected)
-    assert (one.rounds, two.rounds) == (1, 2) and two.resumed
-    straight = run(model, seeds, BootstrapConfig(num=100, rounds=2, sampling=SMALL), tmp_path / "s.jsonl",
-                   tmp_path / "sr.jsonl")
-    assert (tmp_path / "o.jsonl").read_bytes() == (tmp_path / "s.jsonl").read_bytes()
-    assert (tmp_path / "r.jsonl").read_bytes() == (tmp_path / "sr.jsonl").read_bytes()
-    assert straight.kept == two.kept
+    one = generate(model, BootstrapConfig(num=100, rounds=1, sampling=SMALL), tmp_path / "o.jsonl")
+    two = generate(model, BootstrapConfig(num=100, rounds=2, sampling=SMALL), tmp_path / "o.jsonl")
+    assert (one.details["rounds"], two.details["rounds"]) == (1, 2) and two.details["resumed"]
+    straight = generate(model, BootstrapConfig(num=100, rounds=2, sampling=SMALL), tmp_path / "s.jsonl")
+    for suffix in (".jsonl", ".rejected.jsonl", ".ledger.jsonl"):
+        assert (tmp_path / f"o{suffix}").read_bytes() == (tmp_path / f"s{suffix}").read_bytes()
+    assert straight.counts["kept"] == two.counts["kept"] and straight.reasons == two.reasons
 
 
+@pytest.mark.slow
 def test_kill_minus_9_and_rerun_loses_and_duplicates_nothing(tiny_generator, tmp_path):
     command = [sys.executable, "-m", "workbench.cli", "generate", "instructions", "--model", str(tiny_generator),
                "--num", "500", "--rounds", "5", "--max-new-tokens", "160"]
@@ -124,6 +131,7 @@ def test_kill_minus_9_and_rerun_loses_and_duplicates_nothing(tiny_generator, tmp
         f.write('{"instruction": "half a line written as the kill came')  # what a kill mid-write leaves
     subprocess.run([*command, "-o", str(killed)], check=True, capture_output=True, env=env)
     assert killed.read_bytes() == (tmp_path / "straight.jsonl").read_bytes()
-    assert (tmp_path / "killed.rejected.jsonl").read_bytes() == (tmp_path / "straight.rejected.jsonl").read_bytes()
+    for suffix in (".rejected.jsonl", ".ledger.jsonl"):
+        assert (tmp_path / f"killed{suffix}").read_bytes() == (tmp_path / f"straight{suffix}").read_bytes()
     ids = [r.id for r in load_records(killed, [])]
     assert len(ids) == len(set(ids))

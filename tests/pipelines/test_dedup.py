@@ -1,228 +1,132 @@
-import numpy as np
+"""The dedup stage on record files, as `workbench dedup` and a recipe run it: kept and dropped records, clusters,
+lineage and ledger, references, workers, several files as one set, bad lines quarantined."""
+
+import json
+from itertools import count
+
 import pytest
 
-from pipelines.dedup import (
-    DedupConfig,
-    Shingled,
-    find_duplicates,
-    jaccard,
-    run,
-    shingle_hashes,
-    shingle_texts,
-    shingles,
-    signatures,
-)
+from pipelines.dedup import DedupConfig, run
+from workbench.core.io import load_records, write_records
 from workbench.core.records import Record
-from workbench.core.runs import Ledger
+from workbench.core.runs import Outputs
 
-BASE = ("the business information systems msc brings together management and information technology and "
-        "students learn how organisations plan build and run their information systems")
-
-
-def exact(a: str, b: str, n: int = 3) -> float:
-    sa, sb = shingles(a, n), shingles(b, n)
-    return len(sa & sb) / len(sa | sb)
+_runs = count()
 
 
-def edit(text: str, changes: int) -> str:
-    words = text.split()
-    for i in range(changes):
-        words[2 + i * 4] = f"changed{i}"
-    return " ".join(words)
-
-
-def test_shingle_definition():
-    assert shingles("Café  costs, 980 EUR!", 3) == {"café costs 980", "costs 980 eur"}
-    assert shingles("Two words", 3) == {"two words"}
-    assert shingles("  ...  ", 3) == set()
-    assert shingles("ﬁle", 1) == {"file"}  # NFKC folds the ligature
-
-
-def test_hash_sets_give_the_exact_jaccard():
-    a, b = BASE, edit(BASE, 2)
-    assert jaccard(shingle_hashes(a, 3), shingle_hashes(b, 3)) == pytest.approx(exact(a, b))
+def dedup(tmp_path, records, config=None, references=(), run_name=None):
+    """The stage on RECORDS (and REFERENCES) written to files; returns (kept, dropped, clusters, result)."""
+    folder = tmp_path / f"run{next(_runs)}"
+    folder.mkdir()
+    source = folder / "in.jsonl"
+    write_records(source, records)
+    refs = []
+    if references:
+        refs = [folder / "refs.jsonl"]
+        write_records(refs[0], references)
+    out = Outputs.folder(folder / "dedup", "dedup", run=run_name)
+    result = run([source], config or DedupConfig(), out, refs)
+    clusters = [json.loads(line) for line in out["clusters.jsonl"].read_text().splitlines()]
+    return load_records(out["records.jsonl"], []), load_records(out["dropped.jsonl"], []), clusters, result
 
 
 @pytest.mark.parametrize("changes", [1, 2, 3, 4, 6])
-def test_pairs_just_above_and_below_the_threshold(changes):
-    other = edit(BASE, changes)
-    similarity = exact(BASE, other)
-    records = [Record(BASE), Record(other)]
-    kept = list(run(records, DedupConfig(threshold=0.6), Ledger("dedup")))
+def test_pairs_just_above_and_below_the_threshold(tmp_path, changes, near):
+    other = near.edit(near.BASE, changes)
+    similarity = near.exact(near.BASE, other)
+    kept, *_ = dedup(tmp_path, [Record(near.BASE), Record(other)], DedupConfig(threshold=0.6))
     assert (len(kept) == 1) == (similarity >= 0.6), similarity
 
 
-def test_empty_and_short_texts_are_never_duplicates_of_everything():
+def test_empty_and_short_texts_are_never_duplicates_of_everything(tmp_path):
     records = [Record("x", context=""), Record(".", context="!"), Record("Fees?"), Record("fees")]
-    kept = list(run(records, DedupConfig(), Ledger("dedup")))
+    kept, *_ = dedup(tmp_path, records)
     # "Fees?" and "fees" have the same single shingle; "x" differs; "." has no shingles at all.
     assert [r.instruction for r in kept] == ["x", ".", "Fees?"]
 
 
-def test_unicode_variants_are_duplicates():
+def test_unicode_variants_are_duplicates(tmp_path):
     records = [Record("Ｆｕｌｌ-width ＢＩＳ fees for the ﬁrst semester"),
                Record("Full-width BIS fees for the first semester")]
-    assert len(list(run(records, DedupConfig(), Ledger("dedup")))) == 1
+    assert len(dedup(tmp_path, records)[0]) == 1
 
 
-def test_clusters_file_and_lineage(tmp_path):
-    a, b, c = BASE, edit(BASE, 1), edit(edit(BASE, 1), 2)
+def test_clusters_lineage_and_ledger(tmp_path, near):
+    a, b, c = near.BASE, near.edit(near.BASE, 1), near.edit(near.edit(near.BASE, 1), 2)
     records = [Record(a), Record("something else entirely about nursing placements"), Record(b), Record(c)]
-    ledger, removed, dropped = Ledger("dedup", "r"), [], []
-    kept = list(run(records, DedupConfig(), ledger, removed_out=removed, dropped=dropped))
+    kept, dropped, removed, result = dedup(tmp_path, records, run_name="r")
     assert [r.id for r in kept] == [records[0].id, records[1].id]
     assert kept[0].meta["dedup_cluster_size"] == 3 and kept[1].meta["dedup_cluster_size"] == 1
-    by_id = {line["id"]: line for line in removed}
-    assert set(by_id) == {records[2].id, records[3].id}
+    assert kept[0].lineage[-1] == {"stage": "dedup", "action": "keep", "reason": None,
+                                   "detail": {"cluster_size": 3}, "run": "r"}
+    assert {line["id"] for line in removed} == {records[2].id, records[3].id}
     for line in removed:
         assert line["duplicate_of"] == records[0].id and line["similarity"] >= 0.7
         partner = next(r for r in records if r.id == line["linked_to"])
         removed_record = next(r for r in records if r.id == line["id"])
-        assert line["similarity"] == pytest.approx(exact(removed_record.instruction, partner.instruction), abs=1e-6)
+        similarity = near.exact(removed_record.instruction, partner.instruction)
+        assert line["similarity"] == pytest.approx(similarity, abs=1e-6)
     assert all(r.lineage[-1]["reason"] == "near-duplicate" for r in dropped)
-    assert ledger.counts["drop: near-duplicate"] == 2
+    assert result.reasons == {"drop: near-duplicate": 2} and result.counts["removed"] == 2
+    events = [json.loads(line) for line in open(result.files["ledger.jsonl"])]
+    assert {e["record_id"] for e in events} == {records[2].id, records[3].id}
 
 
 @pytest.mark.parametrize("keep, expected", [("first", 0), ("longest", 1), ("seed", 1)])
-def test_keep_strategies(keep, expected):
-    longer = BASE + " and more words"
-    records = [Record(BASE, source="generated"), Record(longer, source="seed")]
-    kept = list(run(records, DedupConfig(keep=keep), Ledger("dedup")))
+def test_keep_strategies(tmp_path, keep, expected, near):
+    longer = near.BASE + " and more words"
+    records = [Record(near.BASE, source="generated"), Record(longer, source="seed")]
+    kept, *_ = dedup(tmp_path, records, DedupConfig(keep=keep))
     assert [r.id for r in kept] == [records[expected].id]
 
 
-def test_against_references_removes_matches_without_deduplicating_references():
-    references = [Record(BASE, source="seed"), Record(edit(BASE, 1), source="seed")]
-    records = [Record(edit(BASE, 2)), Record("a completely different question about the nursing allowance")]
-    removed: list[dict] = []
-    kept = list(run(records, DedupConfig(), Ledger("dedup"), references, removed_out=removed))
+def test_against_references_removes_matches_without_deduplicating_references(tmp_path, near):
+    references = [Record(near.BASE, source="seed"), Record(near.edit(near.BASE, 1), source="seed")]
+    records = [Record(near.edit(near.BASE, 2)), Record("a completely different question about the nursing allowance")]
+    kept, dropped, removed, _ = dedup(tmp_path, records, references=references)
     assert [r.id for r in kept] == [records[1].id]
     assert removed[0]["duplicate_of"] in {r.id for r in references}
+    assert dropped[0].lineage[-1]["reason"] == "near-duplicate of a reference"
 
 
-def test_deterministic():
-    records = [Record(BASE), Record(edit(BASE, 1)), Record(edit(BASE, 3)), Record("other text entirely here")]
-    first = [r.to_json() for r in run(records, DedupConfig(), Ledger("dedup"))]
-    assert first == [r.to_json() for r in run(records, DedupConfig(), Ledger("dedup"))]
+def test_deterministic_and_workers_change_nothing(tmp_path, near):
+    records = [Record(near.edit(near.BASE, i % 5) + f" number {i % 40}", source="seed" if i % 7 == 0 else "generated")
+               for i in range(120)] + [Record(f"unrelated text number {i} here") for i in range(30)]
+    one = dedup(tmp_path, records, DedupConfig(keep="seed"))
+    again = dedup(tmp_path, records, DedupConfig(keep="seed"))
+    many = dedup(tmp_path, records, DedupConfig(keep="seed", workers=2))
+    for a, b in ((one, again), (one, many)):
+        assert [r.to_json() for r in a[0]] == [r.to_json() for r in b[0]]
+        assert [r.to_json() for r in a[1]] == [r.to_json() for r in b[1]] and a[2] == b[2]
+    assert one[3].reasons == many[3].reasons and one[3].counts == many[3].counts
 
 
-def exact_pairs(hashes: list[np.ndarray], threshold: float) -> set[tuple[int, int]]:
-    """All pairs at or above the threshold, by a sparse X·Xᵀ over shingle ids (intersection sizes)."""
-    from scipy.sparse import csr_matrix, triu
-
-    ids = {h: k for k, h in enumerate(np.unique(np.concatenate(hashes)).tolist())}
-    rows = np.repeat(np.arange(len(hashes)), [len(h) for h in hashes])
-    cols = [ids[h] for h in np.concatenate(hashes).tolist()]
-    x = csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(hashes), len(ids)))
-    inter = triu(x @ x.T, k=1).tocoo()
-    sizes = np.array([len(h) for h in hashes])
-    similarity = inter.data / (sizes[inter.row] + sizes[inter.col] - inter.data)
-    keep = similarity >= threshold
-    return set(zip(inter.row[keep].tolist(), inter.col[keep].tolist()))
-
-
-def test_recall_and_precision_against_exact_all_pairs():
-    import random
-
-    rng = random.Random(3)
-    vocabulary = [f"w{i}" for i in range(2000)]
-    texts: list[str] = []
-    for _ in range(1500):
-        if texts and rng.random() < 0.15:
-            words = rng.choice(texts).split()
-            for _ in range(rng.randint(1, 6)):
-                words[rng.randrange(len(words))] = rng.choice(vocabulary)
-            texts.append(" ".join(words))
-        else:
-            texts.append(" ".join(rng.choice(vocabulary) for _ in range(rng.randint(40, 80))))
-    shingled = shingle_texts(texts, 3)
-    hashes = [shingled.set(i) for i in range(len(texts))]
-    plan = find_duplicates(shingled, DedupConfig())
-    truth = exact_pairs(hashes, 0.7)
-    found = set(plan.similarities)
-    assert found <= truth  # exact verification: no false pairs
-    assert len(found) >= 0.99 * len(truth) and len(truth) > 50
+def test_several_files_are_one_set_and_bad_lines_are_quarantined_with_their_file(tmp_path, near):
+    texts = [near.edit(near.BASE, i % 4) + f" variant {i}" for i in range(20)] + [f"unrelated text {i} here"
+                                                                                  for i in range(10)]
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_records(first, [Record(t) for t in texts[:15]])
+    write_records(second, [Record(t) for t in texts[15:]])
+    with open(second, "a") as f:  # lines 16 to 18: a broken line and a record that repeats one of file a
+        f.write("{broken\n" + json.dumps({"instruction": texts[3]}) + "\n")
+    result = run([first, second], DedupConfig(), Outputs.beside(tmp_path / "kept.jsonl", "dedup"))
+    joined = tmp_path / "joined.jsonl"
+    joined.write_bytes(first.read_bytes() + second.read_bytes())
+    together = run([joined], DedupConfig(), Outputs.beside(tmp_path / "together.jsonl", "dedup"))
+    assert (tmp_path / "kept.jsonl").read_text() == (tmp_path / "together.jsonl").read_text()
+    assert result.counts == together.counts and result.reasons == together.reasons
+    assert [(p.file, p.line) for p in result.problems] == [(str(second), 16), (str(second), 17)]
+    assert result.problems[0].reason.startswith("invalid JSON")
+    assert result.problems[1].reason == f"exact duplicate of {first}:4 (same instruction, context and response)"
+    quarantined = [json.loads(line) for line in (tmp_path / "kept.quarantine.jsonl").read_text().splitlines()]
+    assert [(q["file"], q["line"]) for q in quarantined] == [(str(second), 16), (str(second), 17)]
 
 
-def test_signatures_estimate_jaccard():
-    a = shingle_hashes(BASE, 3)
-    b = shingle_hashes(edit(BASE, 2), 3)
-    sa, sb = signatures(Shingled.join([shingle_texts([BASE], 3), shingle_texts([edit(BASE, 2)], 3)]), 256, 1)
-    assert abs((sa == sb).mean() - jaccard(a, b)) < 0.1
-
-
-def test_redis_storage_finds_the_same_pairs_and_cleans_up():
-    import random
-
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=6379, db=0)
-    rng = random.Random(4)
-    texts = [BASE, edit(BASE, 1), edit(BASE, 3)] + [
-        " ".join(f"w{rng.randrange(500)}" for _ in range(30)) for _ in range(40)]
-    shingled = shingle_texts(texts, 3)
-    memory = find_duplicates(shingled, DedupConfig())
-    shared = find_duplicates(shingled, DedupConfig(storage="redis", redis_prefix="workbench-test-dedup"))
-    assert shared.similarities == memory.similarities and shared.candidates == memory.candidates
-    assert not list(client.scan_iter(match="workbench-test-dedup*"))
-
-
-def test_unreachable_redis_is_a_clear_error():
-    from workbench.core.errors import WorkbenchError
-
-    with pytest.raises(WorkbenchError, match="Redis at redis://127.0.0.1:1/0"):
-        find_duplicates(shingle_texts([BASE], 3), DedupConfig(storage="redis", redis_url="redis://127.0.0.1:1/0"))
-
-
-def test_batched_shingling_equals_one_text_at_a_time():
-    texts = [BASE, "", "two words", "x", edit(BASE, 2), "Ｆｕｌｌ width"]
-    together = shingle_texts(texts, 3)
-    for i, text in enumerate(texts):
-        assert np.array_equal(together.set(i), shingle_hashes(text, 3))
-        assert len(together.set(i)) == len(shingles(text, 3))
-
-
-def test_workers_give_the_same_result():
-    from pipelines.dedup import shingle_texts_parallel
-
-    texts = [edit(BASE, i % 5) + f" number {i}" for i in range(120)]
-    one = shingle_texts(texts, 3)
-    many, sigs = shingle_texts_parallel(texts, 3, workers=2, chunk=25, num_perm=128)
-    assert np.array_equal(one.offsets, many.offsets) and np.array_equal(one.hashes, many.hashes)
-    assert np.array_equal(sigs, signatures(one, 128, 1))
-    records = [Record(t) for t in texts]
-    assert [r.id for r in run(records, DedupConfig(workers=2), Ledger("d"))] == \
-        [r.id for r in run(records, DedupConfig(), Ledger("d"))]
-
-
-def test_signatures_in_chunks_equal_all_at_once():
-    shingled = shingle_texts([edit(BASE, i % 7) for i in range(50)] + [""], 3)
-    assert np.array_equal(signatures(shingled, 128, 1, chunk=7), signatures(shingled, 128, 1, chunk=1000))
-
-
-def test_file_path_gives_the_same_output_as_run(tmp_path):
-    import json
-
-    from pipelines.dedup_file import dedup_file
-    from workbench.core.io import load_records, write_records
-
-    texts = [edit(BASE, i % 4) + (" tail" * (i % 3)) for i in range(30)] + [f"unrelated text number {i} here"
-                                                                            for i in range(30)]
-    records = [Record(t, source="seed" if i % 5 == 0 else "generated") for i, t in enumerate(texts)]
-    source = tmp_path / "in.jsonl"
-    write_records(source, records)  # i and i + 12 repeat a text: exact duplicate rows, quarantined on reading
-    with open(source, "a") as f:
-        f.write("{broken\n")
-    config = DedupConfig(keep="seed", workers=2)
-    result = dedup_file(source, tmp_path / "out.jsonl", config, tmp_path / "rej.jsonl", tmp_path / "cl.jsonl")
-    problems: list = []
-    readable = load_records(source, problems)
-    removed: list[dict] = []
-    expected = list(run(readable, config, Ledger("dedup"), removed_out=removed))
-    assert (tmp_path / "out.jsonl").read_text() == "".join(r.to_json() + "\n" for r in expected)
-    order = [r.id for r in readable]
-    assert [json.loads(x) for x in (tmp_path / "cl.jsonl").read_text().splitlines()] == \
-        sorted(removed, key=lambda line: order.index(line["id"]))
-    assert result.kept == len(expected) and result.removed == len(removed)
-    assert len(load_records(tmp_path / "rej.jsonl", [])) == len(removed) > 0
-    assert sorted((p.line, p.reason) for p in result.problems) == sorted((p.line, p.reason) for p in problems)
+def test_an_empty_file_among_the_sources_is_fine(tmp_path, near):
+    empty, full = tmp_path / "empty.jsonl", tmp_path / "full.jsonl"
+    empty.write_text("")
+    write_records(full, [Record(near.BASE), Record(near.edit(near.BASE, 1))])
+    result = run([empty, full, empty], DedupConfig(workers=2), Outputs.beside(tmp_path / "kept.jsonl", "dedup"))
+    assert result.counts["in"] == 2 and result.counts["out"] == 1
+    nothing = run([empty], DedupConfig(), Outputs.beside(tmp_path / "none.jsonl", "dedup"))
+    assert nothing.counts == {"in": 0, "out": 0, "removed": 0, "candidates": 0}

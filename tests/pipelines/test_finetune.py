@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from pipelines import finetune as ft
-from workbench.core.errors import ConfigError
+from workbench.core.errors import ConfigError, InputError
 from workbench.core.models import load_tokenizer
 from workbench.core.records import Record
 
@@ -72,6 +72,7 @@ def test_packing_keeps_examples_apart_and_gives_the_padded_loss(tiny_generator, 
     assert (padded["attention_mask"] == 0).sum() > filler  # less compute spent on padding
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["falcon", "llama"])
 def test_a_tiny_model_overfits_twenty_examples_and_the_adapter_loads(arch, tiny_generator, tiny_llama_generator,
                                                                      twenty, tmp_path):
@@ -81,7 +82,7 @@ def test_a_tiny_model_overfits_twenty_examples_and_the_adapter_loads(arch, tiny_
     base = tiny_generator if arch == "falcon" else tiny_llama_generator
     config = ft.FinetuneConfig(epochs=40, lr=1e-2, batch_size=1, max_length=512, eval_split=0.0, logging_steps=1,
                                grad_checkpointing=False, dropout=0.0, warmup_ratio=0.0)
-    result = ft.finetune(str(base), twenty, tmp_path / "adapter", config, data_sha256="abc")
+    result = ft.train(str(base), twenty, tmp_path / "adapter", config, data_sha256="abc")
     values = losses(result.manifest)
     assert sum(values[-3:]) / 3 < 0.5 * sum(values[:3]) / 3
     manifest = json.loads((tmp_path / "adapter" / "manifest.json").read_text())
@@ -93,29 +94,32 @@ def test_a_tiny_model_overfits_twenty_examples_and_the_adapter_loads(arch, tiny_
     assert sum(1 for name, _ in model.named_parameters() if "lora_A" in name) > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["falcon", "llama"])
 def test_8bit_on_the_cpu_quantizes_the_layers_and_trains(arch, tiny_falcon, tiny_llama, twenty, tmp_path):
     base = tiny_falcon if arch == "falcon" else tiny_llama
     config = ft.FinetuneConfig(quant="8bit", max_steps=3, batch_size=2, max_length=256, eval_split=0.1,
                                logging_steps=1, lr=1e-3)
-    result = ft.finetune(str(base), twenty, tmp_path / "adapter", config)
+    result = ft.train(str(base), twenty, tmp_path / "adapter", config)
     assert result.manifest["quant"] == "8bit" and result.manifest["quantized_layers"] > 0
     assert result.manifest["steps"] == 3 and all(torch.isfinite(torch.tensor(losses(result.manifest))))
     assert result.manifest["eval_loss"]
 
 
+@pytest.mark.slow
 def test_an_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(tiny_falcon, twenty, tmp_path):
     config = ft.FinetuneConfig(max_steps=2, save_steps=1, batch_size=2, max_length=256, eval_split=0.0)
-    ft.finetune(str(tiny_falcon), twenty, tmp_path / "a", config)
-    with pytest.raises(ft.InputError, match="already holds checkpoints"):
-        ft.finetune(str(tiny_falcon), twenty, tmp_path / "a", config)
-    with pytest.raises(ft.InputError, match="no checkpoint"):
-        ft.finetune(str(tiny_falcon), twenty, tmp_path / "b", config, resume=True)
-    with pytest.raises(ft.InputError, match="config, records differ"):
-        ft.finetune(str(tiny_falcon), twenty[:10], tmp_path / "a", config.model_copy(update={"lr": 1e-3}),
+    ft.train(str(tiny_falcon), twenty, tmp_path / "a", config)
+    with pytest.raises(InputError, match="already holds checkpoints"):
+        ft.train(str(tiny_falcon), twenty, tmp_path / "a", config)
+    with pytest.raises(InputError, match="no checkpoint"):
+        ft.train(str(tiny_falcon), twenty, tmp_path / "b", config, resume=True)
+    with pytest.raises(InputError, match="config, records differ"):
+        ft.train(str(tiny_falcon), twenty[:10], tmp_path / "a", config.model_copy(update={"lr": 1e-3}),
                     resume=True)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_reaches_the_same_adapter(tiny_generator, twenty, tmp_path):
     from safetensors.torch import load_file
 
@@ -150,11 +154,12 @@ def test_kill_and_resume_reaches_the_same_adapter(tiny_generator, twenty, tmp_pa
     assert manifest["resumed"] and manifest["steps"] == 60
 
 
+@pytest.mark.slow
 def test_merge_gives_the_logits_of_base_plus_adapter(tiny_generator, twenty, tmp_path):
     from transformers import AutoModelForCausalLM
 
     config = ft.FinetuneConfig(max_steps=10, lr=1e-2, batch_size=2, max_length=256, eval_split=0.0, dropout=0.0)
-    ft.finetune(str(tiny_generator), twenty, tmp_path / "adapter", config)
+    ft.train(str(tiny_generator), twenty, tmp_path / "adapter", config)
     report = ft.merge(tmp_path / "adapter", tmp_path / "merged", dtype="float32")
     assert report["max_logit_difference"] <= report["tolerance"] and report["dtype"] == "float32"
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
@@ -181,28 +186,30 @@ def test_preflight_matches_the_measured_falcon_7b_anchors_and_refuses_what_does_
         ft.preflight(str(tmp_path / "falcon-7b"), anchor, 1)
 
 
-def test_cli_dry_run_finetune_and_merge(tiny_generator, twenty, tmp_path):
-    from typer.testing import CliRunner
-
-    from workbench.cli import app
-
+@pytest.mark.slow
+def test_cli_dry_run_finetune_and_merge(tiny_generator, twenty, tmp_path, invoke):
     data = tmp_path / "curated.jsonl"
     data.write_text("".join(r.to_json() + "\n" for r in twenty))
-    runner = CliRunner()
-    dry = runner.invoke(app, ["finetune", "--base", str(tiny_generator), "--data", str(data), "--dry-run",
-                              "--max-length", "128"])
+    dry = invoke("finetune", "--base", tiny_generator, "--data", data, "--dry-run", "--max-length", "128")
     assert dry.exit_code == 0, dry.output
     assert "<<MASKED>>" in dry.output and "<<TRAINED>>" in dry.output and "EOS is a trained token: yes" in dry.output
     assert "longer than 128 tokens (dropped)" in dry.output and "too long:" in dry.output
     out = tmp_path / "adapter"
-    trained = runner.invoke(app, ["finetune", "--base", str(tiny_generator), "--data", str(data), "-o", str(out),
-                                  "--max-steps", "4", "--batch-size", "2", "--max-length", "256"])
+    trained = invoke("finetune", "--base", tiny_generator, "--data", data, "-o", out, "--max-steps", "4",
+                     "--batch-size", "2", "--max-length", "128")
     assert trained.exit_code == 0, trained.output
     assert "Adapter in" in trained.output and (out / "adapter_config.json").exists()
-    refused = runner.invoke(app, ["finetune", "--base", str(tiny_generator), "--data", str(data), "-o",
-                                  str(tmp_path / "x"), "--budget-gib", "0.0001"])
+    # The stage's own files beside the adapter: what it dropped (through the ledger) and its manifest.
+    stage = json.loads((tmp_path / "adapter.manifest.json").read_text())
+    too_long = stage["ledger"]["drop: longer than max_length"]
+    assert too_long > 0 and stage["counts"]["steps"] == 4 and stage["counts"]["examples"] + too_long <= 20
+    dropped = [json.loads(line) for line in (tmp_path / "adapter.rejected.jsonl").read_text().splitlines()]
+    assert len(dropped) == too_long and dropped[0]["lineage"][-1]["detail"]["max_length"] == 128
+    assert json.loads((out / "manifest.json").read_text())["data"] == str(data.resolve())
+    refused = invoke("finetune", "--base", tiny_generator, "--data", data, "-o", tmp_path / "x",
+                     "--budget-gib", "0.0001")
     assert refused.exit_code == 1 and "fits 0.0001 GiB" in refused.output and "Hint:" in refused.output
-    merged = runner.invoke(app, ["merge", str(out), "-o", str(tmp_path / "merged"), "--dtype", "float32"])
+    merged = invoke("merge", out, "-o", tmp_path / "merged", "--dtype", "float32")
     assert merged.exit_code == 0 and "logits agree" in merged.output
     assert Path(tmp_path / "merged" / "merge.json").exists()
 

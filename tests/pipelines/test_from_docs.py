@@ -2,6 +2,7 @@ from pipelines.from_docs import FromDocsConfig, load_documents, parse_questions,
 from workbench.core.catalog import CATALOG_DIR
 from workbench.core.io import load_records
 from workbench.core.models import get_model
+from workbench.core.runs import Outputs
 from workbench.core.text import content_words, grounding
 
 
@@ -55,12 +56,12 @@ def test_run_keeps_grounded_answers_as_closed_qa(tiny_generator, tmp_path):
         (docs / name).write_text((CATALOG_DIR / name).read_text())
     model = get_model(str(tiny_generator))
     config = FromDocsConfig(num=3, grounding=0.5)
-    result = run(model, docs, config, tmp_path / "qa.jsonl", tmp_path / "rej.jsonl")
-    kept, rejected = load_records(tmp_path / "qa.jsonl", []), load_records(tmp_path / "rej.jsonl", [])
-    assert result.kept == len(kept) and result.rejected == len(rejected) and kept + rejected
+    result = run(model, docs, config, Outputs.beside(tmp_path / "qa.jsonl", "from-docs"))
+    kept, rejected = load_records(tmp_path / "qa.jsonl", []), load_records(tmp_path / "qa.rejected.jsonl", [])
+    assert result.counts["kept"] == len(kept) and result.counts["rejected"] == len(rejected) and kept + rejected
     for record in kept:
         assert record.category == "closed_qa" and record.meta["grounding"] >= 0.5
         assert record.context == read_document(docs / record.meta["document"])
     for record in rejected:
         assert record.lineage[-1]["reason"] in ("empty answer", "not grounded (< 0.5)")
-    assert result.usage["requests"] >= 2
+    assert result.counts["requests"] >= 2 and sum(result.reasons.values()) == result.counts["rejected"]

@@ -8,9 +8,11 @@ from pipelines.instances import (
     parse_input_output,
     run,
 )
+from workbench.core.catalog import SEED_TASKS
 from workbench.core.io import load_records
 from workbench.core.models import GenerationParams, get_model
 from workbench.core.records import Record
+from workbench.core.runs import Outputs
 
 
 def test_parse_input_output():
@@ -49,14 +51,14 @@ def test_filter_instances(instances, kept, reason):
     assert (reason in reasons) if reason else not reasons
 
 
-def test_run_with_the_tiny_generator(tiny_generator, seeds, tmp_path):
+def test_run_with_the_tiny_generator(tiny_generator, seeds, tmp_path, records_file):
     model = get_model(str(tiny_generator))
     tasks = [s for s in seeds if s.category in ("classification", "open_qa")][:6]
     tasks.append(Record("Tell me which of these programmes is taught in German.", source="generated"))
     config = InstancesConfig(sampling=GenerationParams(max_new_tokens=80, stop=("Task:",)))
-    result = run(model, tasks, seeds, config, tmp_path / "out.jsonl", tmp_path / "rej.jsonl")
-    kept, rejected = load_records(tmp_path / "out.jsonl", []), load_records(tmp_path / "rej.jsonl", [])
-    assert result.kept == len(kept) and result.rejected == len(rejected)
+    result = run(model, records_file(tasks), SEED_TASKS, config, Outputs.beside(tmp_path / "out.jsonl", "instances"))
+    kept, rejected = load_records(tmp_path / "out.jsonl", []), load_records(tmp_path / "out.rejected.jsonl", [])
+    assert result.counts["kept"] == len(kept) and result.counts["rejected"] == len(rejected)
     parents = {e["detail"]["parent"] for r in kept for e in r.lineage if e["stage"] == "instances"}
     parents |= {r.id for r in rejected}
     assert parents == {t.id for t in tasks}  # every task either gave instances or is in the rejected file

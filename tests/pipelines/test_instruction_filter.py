@@ -3,10 +3,17 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.instruction_filter import InstructionFilter, RougeIndex, decision_text, filter_config, lcs_length, run
+from pipelines.instruction_filter import (
+    InstructionFilter,
+    RougeIndex,
+    decision_text,
+    filter_config,
+    filter_records,
+    lcs_length,
+)
 from workbench.core.errors import ConfigError
+from workbench.core.ledger import Ledger
 from workbench.core.records import Record
-from workbench.core.runs import Ledger
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from rouge_filter import exhaustive, synthetic_instructions  # noqa: E402
@@ -62,7 +69,7 @@ def test_accepted_candidates_join_the_pool_in_order():
 def test_decisions_use_the_capitalised_form_but_never_change_the_text():
     assert decision_text("  write   A program\tthat") == "Write a program that"
     ledger = Ledger("filter")
-    kept = list(run([Record("explain   the ECTS system to a new student")], filter_config(), ledger))
+    kept = filter_records([Record("explain   the ECTS system to a new student")], filter_config(), ledger)
     assert kept[0].instruction == "explain   the ECTS system to a new student"
 
 
@@ -106,12 +113,12 @@ def test_bit_parallel_lcs_matches_rouge_score_table():
         assert lcs_length(masks, len(a), b) == _lcs_table(a, b)[-1][-1]
 
 
-def test_run_streams_records_and_logs_drops():
+def test_filter_keeps_in_order_and_drops_through_the_ledger():
     ledger = Ledger("filter", "r1")
-    rejected: list[Record] = []
     records = [Record("Describe the campus in winter for a brochure"), Record("Draw a picture of it"),
                Record("Describe the campus in winter for a leaflet")]
-    kept = list(run(records, filter_config(), ledger, pool=[], rejected=rejected))
+    kept = filter_records(records, filter_config(), ledger, pool=[])
+    rejected = ledger.dropped
     assert [r.id for r in kept] == [records[0].id]
     assert [r.lineage[-1]["reason"] for r in rejected] == ["keyword: draw", "ROUGE-L > 0.7 against the pool"]
     assert rejected[1].lineage[-1]["detail"]["similar_to"] == "Describe the campus in winter for a brochure"

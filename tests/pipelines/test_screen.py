@@ -5,15 +5,17 @@ from pipelines.screen import (
     ProfanityScorer,
     ScreenConfig,
     ScreenError,
-    ScreenResult,
     bias_report,
     find_pii,
     load_scorer,
     route,
     run,
+    screen_records,
 )
+from workbench.core.io import write_records
+from workbench.core.ledger import Ledger
 from workbench.core.records import Record
-from workbench.core.runs import Ledger
+from workbench.core.runs import Outputs
 
 
 @pytest.fixture(scope="module")
@@ -63,15 +65,15 @@ def test_label_thresholds_override_the_defaults():
 def test_run_scores_every_field_and_routes():
     scorer = Fixed(["toxicity", "insult"], {"bad": [0.9, 0.1], "meh": [0.2, 0.05], "ok": [0.01, 0.01]})
     records = [Record("ok", response="ok"), Record("ok", context="meh"), Record("bad"), Record("ok", response="")]
-    rejected: list[Record] = []
-    ledger, result = Ledger("screen"), ScreenResult("fixed")
-    kept = list(run(records, ScreenConfig(pii=False), ledger, scorer, rejected, result))
+    ledger = Ledger("screen")
+    screened = screen_records(records, ScreenConfig(pii=False), scorer, ledger)
+    kept, rejected = screened.kept, ledger.dropped
     assert [r.meta["screen_route"] for r in kept] == ["pass", "review", "pass"]
     assert [r.id for r in rejected] == [records[2].id] and rejected[0].meta["screen_route"] == "reject"
     assert kept[1].scores["toxicity_context_toxicity"] == pytest.approx(0.2)
     assert kept[1].scores["toxicity_max"] == pytest.approx(0.2)
     assert kept[0].scores["toxicity_response_insult"] == pytest.approx(0.01)
-    assert result.counts == {"pass": 2, "review": 1, "reject": 1}
+    assert screened.routes == {"pass": 2, "review": 1, "reject": 1}
     assert ledger.counts["drop: toxicity: reject"] == 1 and ledger.counts["review: toxicity: review"] == 1
 
 
@@ -81,9 +83,10 @@ def test_personal_data_goes_to_review():
     found = find_pii(record)
     assert set(found) == {"email", "phone", "student_id"}
     assert find_pii(Record("Transfer to DE89 3704 0044 0532 0130 00 please"))["iban"]
-    [kept] = run([record], ScreenConfig(), Ledger("screen"), Fixed(["toxicity"], {}), [])
+    [kept] = screen_records([record], ScreenConfig(), Fixed(["toxicity"], {}), Ledger("screen")).kept
     assert kept.meta["screen_route"] == "review" and kept.lineage[-1]["reason"] == "personal data"
-    assert "pii" not in next(run([record], ScreenConfig(pii=False), Ledger("s"), Fixed(["toxicity"], {}), [])).meta
+    [unflagged] = screen_records([record], ScreenConfig(pii=False), Fixed(["toxicity"], {}), Ledger("s")).kept
+    assert "pii" not in unflagged.meta
 
 
 def test_fails_closed_on_a_broken_checkpoint(tmp_path, tiny_detoxify):
@@ -93,17 +96,19 @@ def test_fails_closed_on_a_broken_checkpoint(tmp_path, tiny_detoxify):
         load_scorer(ScreenConfig(checkpoint=str(bad), hf_config=str(tiny_detoxify[1])))
 
 
-def test_fails_closed_when_scoring_fails_and_writes_nothing(tmp_path):
-    from workbench.core.io import write_records
+def test_fails_closed_when_scoring_fails_and_writes_nothing(tmp_path, monkeypatch):
+    import pipelines.screen
 
     class Broken(Fixed):
         def score(self, texts):
             raise RuntimeError("CUDA out of memory")
 
-    out = tmp_path / "out.jsonl"
+    monkeypatch.setattr(pipelines.screen, "load_scorer", lambda config: Broken(["t"], {}))
+    source = tmp_path / "in.jsonl"
+    write_records(source, [Record("fine text")])
     with pytest.raises(ScreenError, match="failed while scoring"):
-        write_records(out, run([Record("fine text")], ScreenConfig(), Ledger("s"), Broken(["t"], {}), []))
-    assert not out.exists()
+        run(source, ScreenConfig(), Outputs.beside(tmp_path / "out.jsonl", "screen"))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "workbench-home") == ["in.jsonl"]
 
 
 def test_profanity_check_orders_an_insult_above_a_polite_sentence():
@@ -123,6 +128,5 @@ def test_int8_reports_its_deviation(tiny_detoxify):
     checkpoint, folder = tiny_detoxify
     config = ScreenConfig(checkpoint=str(checkpoint), hf_config=str(folder), int8=True, device="cpu")
     scorer = load_scorer(config)
-    result = ScreenResult(scorer.name)
-    list(run([Record("the fee is 980 EUR"), Record("a second text")], config, Ledger("s"), scorer, [], result))
+    result = screen_records([Record("the fee is 980 EUR"), Record("a second text")], config, scorer, Ledger("s"))
     assert scorer.name.endswith("(int8)") and result.int8_deviation is not None and result.int8_deviation < 0.1

@@ -1,9 +1,7 @@
-"""Stage configs: frozen pydantic models loaded from YAML, overridden by CLI flags, hashed for reruns."""
+"""Stage configs: frozen pydantic models loaded from YAML (the one YAML loader) and overridden by CLI flags."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,20 +28,26 @@ def build_config(cls: type[C], values: dict[str, Any], where: str = "config") ->
         raise ConfigError("\n".join(lines)) from None
 
 
+def load_yaml(path: str | Path) -> Any:
+    """A YAML file's data; unreadable files and YAML errors become a ConfigError naming the file and line."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise ConfigError(f"{path}:{(mark.line + 1) if mark else 1}: invalid YAML ({getattr(e, 'problem', e)})") \
+            from None
+
+
 def load_config(cls: type[C], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> C:
     """Config from a YAML file (optional) with `overrides` (CLI flags; None means 'not given') on top."""
     values: dict[str, Any] = {}
     where = "config"
     if path is not None:
         where = str(path)
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from e
+        loaded = load_yaml(path)
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
         values.update(loaded or {})
@@ -51,14 +55,6 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: dict[st
     return build_config(cls, values, where)
 
 
-def config_hash(config: BaseModel, exclude: set[str] | frozenset[str] = frozenset()) -> str:
-    """sha256 of the config as sorted-key JSON, leaving out fields that do not change results."""
-    spec: dict = {}
-    for path in exclude:  # "settings.batch_size" leaves out a nested field
-        *parents, leaf = path.split(".")
-        node = spec
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = True
-    data = config.model_dump(mode="json", exclude=spec)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+def options(cls: type[C], where: str = "options", **values: Any) -> C:
+    """A config from command-line options; None means 'not given', so the config's default applies."""
+    return build_config(cls, {k: v for k, v in values.items() if v is not None}, where)

@@ -9,6 +9,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,29 @@ def write_export(records: list[Record], fmt: str, out: str | Path) -> Path:
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     atomic_write_text(out, text)
     return Path(out)
+
+
+@dataclass
+class Exported:
+    records: int
+    card: Path
+    non_commercial: list[str]  # licences mixed in that forbid commercial use
+    problems: list
+
+
+def export_file(source: Path, fmt: str, output: Path, run: Path | None = None) -> Exported:
+    """`workbench data export`: SOURCE's records as FMT in OUTPUT, its dataset card beside it (NAME.README.md),
+    with the stage counts and rejection reasons of the run that made them when RUN is given."""
+    from workbench.core.io import load_records
+    from workbench.core.runs import stage_summaries
+
+    problems: list = []
+    records = load_records(source, problems)
+    write_export(records, fmt, output)
+    card = output.with_name(output.name.removesuffix(output.suffix) + ".README.md")
+    atomic_write_text(card, dataset_card(records, fmt, output.name, stage_summaries(run) if run else None))
+    licenses = {str(r.meta.get("license")) for r in records if r.meta.get("license")}
+    return Exported(len(records), card, non_commercial(licenses), problems)
 
 
 def non_commercial(licenses: Iterable[str]) -> list[str]:

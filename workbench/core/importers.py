@@ -89,6 +89,16 @@ def import_records(source: str | Path, config: ImportConfig, problems: list[Prob
     return result
 
 
+def import_file(source: str | Path, config: ImportConfig, output: str | Path) -> tuple[ImportResult, list[Problem]]:
+    """`workbench data import`: SOURCE's records written to OUTPUT; returns what was read and the bad rows."""
+    from workbench.core.io import write_records
+
+    problems: list[Problem] = []
+    result = import_records(source, config, problems)
+    write_records(output, result.records)
+    return result, problems
+
+
 def guess_format(sample: list[dict[str, Any]], field_map: dict[str, str]) -> str:
     """Name the format whose fields the sample rows have; our own JSONL when nothing else fits."""
     if not sample or field_map:

@@ -41,14 +41,20 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)  # read once: the mode a plain open() would give new files (mkstemp makes them 0600)
 
 
+def workbench_home() -> Path:
+    """Per-user state (caches, the local Argilla data dir): $WORKBENCH_HOME, default ~/.workbench."""
+    return Path(os.environ.get("WORKBENCH_HOME") or "~/.workbench").expanduser()
+
+
 @contextmanager
-def atomic_open(path: str | Path, mode: str = "w"):
-    """Open a temp file beside `path`; on success fsync it and rename it over `path`, else remove it."""
+def atomic_open(path: str | Path, mode: str = "w", permissions: int | None = None):
+    """Open a temp file beside `path`; on success fsync it and rename it over `path`, else remove it.
+    The file gets `permissions` (e.g. 0o600 for secrets), else the mode a plain open() would give it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, permissions if permissions is not None else 0o666 & ~_UMASK)
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as f:
             yield f
             f.flush()
@@ -60,9 +66,13 @@ def atomic_open(path: str | Path, mode: str = "w"):
         raise
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    with atomic_open(path) as f:
+def atomic_write_text(path: str | Path, text: str, permissions: int | None = None) -> None:
+    with atomic_open(path, permissions=permissions) as f:
         f.write(text)
+
+
+def atomic_write_json(path: str | Path, data: Any, permissions: int | None = None) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n", permissions)
 
 
 def sha256_file(path: str | Path) -> str:

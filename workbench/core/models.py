@@ -38,6 +38,10 @@ class GenerationParams(BaseModel):
     seed: int = 0  # sampling seed, so sampled output is reproducible
     batch_size: int = Field(8, ge=1)  # prompts per forward pass; does not change greedy results
 
+    def override(self, **values: Any) -> GenerationParams:
+        """These parameters with the given ones changed (None: left as they are), validated."""
+        return GenerationParams(**{**self.model_dump(), **{k: v for k, v in values.items() if v is not None}})
+
 
 def resolve_device(device: str = "auto") -> str:
     import torch

@@ -1,19 +1,22 @@
-"""Run folders: runs/NAME/STAGE/ with manifest.json, records, dropped records, a ledger and a DONE marker.
+"""Run folders and the step contract: where a stage writes, the manifest it leaves, and when it may be skipped.
 
-A stage is skipped on rerun when DONE exists and the hash of its config and its inputs' sha256s is
-unchanged; DONE is written last, so a stage killed half-way runs again.
+Every stage has one entry, `entry(inputs..., config, out: Outputs) -> StepResult`, that the CLI command and the
+recipe runner both call. The entry starts the outputs with its config and inputs (which gives it a Ledger), writes
+its files through `out["NAME"]`, and ends with `out.finish(ledger, counts)`, which writes what the ledger holds
+(dropped.jsonl, ledger.jsonl), the quarantine of bad input lines, and manifest.json (config, inputs and their
+sha256, versions, git commit, times, counts, reasons). A command writes beside the file its -o names
+(`Outputs.beside`); a recipe writes into runs/NAME/STAGE/ (`Outputs.folder`), where `run_stage` skips a stage whose
+DONE marker holds the fingerprint of the same config and inputs, and writes DONE last, so a stage killed half-way
+runs again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import platform
 import subprocess
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -22,65 +25,18 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from workbench.core.config import config_hash
 from workbench.core.errors import InputError, WorkbenchError
-from workbench.core.io import atomic_write_text, sha256_file
-from workbench.core.records import Record
+from workbench.core.fingerprint import config_data, config_hash, fingerprint, path_sha256
+from workbench.core.io import Problem, atomic_open, atomic_write_json, atomic_write_text, write_problems
+from workbench.core.ledger import Ledger
 
 PACKAGES = ("instruct-workbench", "torch", "transformers", "tokenizers", "peft", "bitsandbytes", "datasets",
             "datasketch", "detoxify", "argilla", "pydantic", "rouge-score")
 
 
-def workbench_home() -> Path:
-    """Per-user state (caches, the local Argilla data dir): $WORKBENCH_HOME, default ~/.workbench."""
-    return Path(os.environ.get("WORKBENCH_HOME") or "~/.workbench").expanduser()
-
-
 class StagePending(WorkbenchError):
     """A stage waits for something outside the program (people reviewing): the run stops here, not as a failure,
     and the next run continues the stage."""
-
-
-class Ledger:
-    """What a stage did to records: one event per drop or edit, counted by reason."""
-
-    def __init__(self, stage: str, run: str | None = None):
-        self.stage = stage
-        self.run = run
-        self.events: list[dict[str, Any]] = []
-        self.counts: Counter = Counter()
-
-    def log(self, record: Record, action: str, reason: str, detail: Any = None, **changes: Any) -> Record:
-        """Count the event and return the record with it in its lineage (and `changes` applied)."""
-        self.count(record, action, reason)
-        return record.with_event(self.stage, action, reason, detail, self.run, **changes)
-
-    def count(self, record: Record, action: str, reason: str) -> None:
-        """Count an event whose lineage entry the caller has already written."""
-        self.events.append({"record_id": record.id, "stage": self.stage, "action": action, "reason": reason})
-        self.counts[f"{action}: {reason}"] += 1
-
-    def drop(self, record: Record, reason: str, detail: Any = None) -> Record:
-        return self.log(record, "drop", reason, detail)
-
-    def edit(self, record: Record, reason: str, detail: Any = None, **changes: Any) -> Record:
-        return self.log(record, "edit", reason, detail, **changes)
-
-    def to_jsonl(self) -> str:
-        return "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in self.events)
-
-
-def fingerprint(path: str | Path, file_sha256: Callable[[Path], str] = sha256_file) -> str:
-    """sha256 of a file, or of a folder's sorted (relative path, file sha256) list."""
-    path = Path(path)
-    if path.is_file():
-        return file_sha256(path)
-    if path.is_dir():
-        digest = hashlib.sha256()
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
-        return digest.hexdigest()
-    raise InputError(f"{path}: no such file or folder")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -107,6 +63,131 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")  # stages can start within one second
 
 
+def stage_key(config: BaseModel, inputs: Iterable[Path], exclude: frozenset[str] = frozenset()) -> str:
+    """What decides a stage's output: its config (without speed-only fields) and its inputs' contents."""
+    return fingerprint(config=config_data(config, exclude), inputs=sorted(path_sha256(p) for p in inputs))
+
+
+@dataclass
+class StepResult:
+    """What one run of a stage did: its manifest (counts, reasons, files) and the bad input lines it quarantined."""
+
+    manifest: dict[str, Any]
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.manifest["counts"]
+
+    @property
+    def reasons(self) -> dict[str, int]:
+        return self.manifest["ledger"]
+
+    @property
+    def files(self) -> dict[str, str]:
+        return self.manifest["files"]
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return self.manifest.get("details", {})
+
+
+class Outputs:
+    """Where one run of a stage writes, named by role: `out["records.jsonl"]`, `out["dropped.jsonl"]`, ...
+
+    In a folder (`Outputs.folder`, a recipe's stage folder) each file has that plain name. Beside a file
+    (`Outputs.beside`, what a command's -o names) the records (or the stage's main output) go to that file and every
+    other file is named after it: NAME.rejected.jsonl for the dropped records, NAME.ledger.jsonl, NAME.manifest.json,
+    NAME.clusters.jsonl.
+    `files` puts any of them elsewhere (a command's --rejected or --clusters). No output may be one of the inputs.
+    """
+
+    def __init__(self, stage: str, resolve: Callable[[str], Path], run: str | None = None, key: str | None = None,
+                 files: dict[str, Path | None] | None = None):
+        self.stage, self.run, self.key = stage, run, key
+        self._resolve = resolve
+        self._files = {name: Path(path) for name, path in (files or {}).items() if path is not None}
+        self._used: dict[str, Path] = {}
+        self._inputs: set[Path] = set()
+        self._started: tuple[str, float] | None = None
+        self._drops = True
+        self._manifest: dict[str, Any] = {}
+
+    @classmethod
+    def folder(cls, directory: str | Path, stage: str, *, run: str | None = None, key: str | None = None,
+               files: dict[str, Path | None] | None = None) -> Outputs:
+        directory = Path(directory)
+        return cls(stage, lambda name: directory / name, run, key, files)
+
+    @classmethod
+    def beside(cls, path: str | Path, stage: str, *, main: str = "records.jsonl", dropped: str = ".rejected.jsonl",
+               files: dict[str, Path | None] | None = None) -> Outputs:
+        """PATH is the output named `main` (the records, a report, an adapter folder); the rest are named after it."""
+        path = Path(path)
+        stem = path.name.removesuffix(path.suffix) if path.suffix else path.name
+
+        def resolve(name: str) -> Path:
+            if name == main:
+                return path
+            return path.with_name(stem + (dropped if name == "dropped.jsonl" else "." + name))
+
+        return cls(stage, resolve, files=files)
+
+    def __getitem__(self, name: str) -> Path:
+        path = self._files.get(name) or self._resolve(name)
+        if path.resolve() in self._inputs:
+            raise InputError(f"{path}: is an input of this {self.stage} run and would be written over",
+                             hint="write the output to another file")
+        self._used[name] = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def start(self, config: BaseModel, inputs: Iterable[str | Path], exclude: frozenset[str] = frozenset(),
+              drops: bool = True) -> Ledger:
+        """Begin the run: note the config and the inputs (and their sha256) for the manifest; returns its ledger.
+        `drops`: the stage can drop records, so it always leaves a dropped file and a ledger (empty or not)."""
+        self._drops = drops
+        inputs = [Path(p) for p in inputs]
+        self._inputs = {p.resolve() for p in inputs}
+        hashes = {str(p): path_sha256(p) for p in inputs}
+        self._manifest = {
+            "stage": self.stage, "run": self.run, "key": self.key or stage_key(config, inputs, exclude),
+            "config": config.model_dump(mode="json"), "config_hash": config_hash(config, exclude),
+            "inputs": [{"path": p, "sha256": h} for p, h in hashes.items()],
+        }
+        self._started = (_now(), time.perf_counter())
+        return Ledger(self.stage, self.run)
+
+    def finish(self, ledger: Ledger, counts: dict[str, int], problems: Iterable[Problem] = (),
+               **details: Any) -> StepResult:
+        """Write what the ledger holds, the quarantine (if any line was bad) and manifest.json; `details` are
+        stage facts worth keeping (the scorer, a bias report, token usage)."""
+        if self._started is None:
+            raise RuntimeError("Outputs.finish before Outputs.start")
+        problems = list(problems)
+        if problems:
+            write_problems(self["quarantine.jsonl"], problems)
+        if ledger.pending or (self._drops and not ledger.written):
+            mode = "a" if ledger.written else "w"
+            if mode == "a":
+                with open(self["dropped.jsonl"], "a", encoding="utf-8") as d, \
+                        open(self["ledger.jsonl"], "a", encoding="utf-8") as e:
+                    ledger.write(d, e)
+            else:
+                with atomic_open(self["dropped.jsonl"]) as d, atomic_open(self["ledger.jsonl"]) as e:
+                    ledger.write(d, e)
+        manifest_path = self["manifest.json"]
+        started, clock = self._started
+        files = {name: str(path) for name, path in self._used.items() if name != "manifest.json" and path.exists()}
+        files["manifest.json"] = str(manifest_path)
+        manifest = {**self._manifest, "versions": package_versions(), "git": git_hash(),
+                    "started": started, "finished": _now(), "seconds": round(time.perf_counter() - clock, 3),
+                    "counts": counts, "ledger": dict(sorted(ledger.counts.items())), "files": files,
+                    "quarantined": len(problems), **({"details": details} if details else {})}
+        atomic_write_json(manifest_path, manifest)
+        return StepResult(manifest, problems)
+
+
 @dataclass
 class Stage:
     """One stage's folder inside a run, and what decides whether it must run again."""
@@ -116,11 +197,11 @@ class Stage:
     config: BaseModel
     inputs: list[Path]
     exclude: frozenset[str] = frozenset()  # config fields that do not change results (batch size, device)
-    input_hashes: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
-        self.input_hashes = {str(p): fingerprint(p) for p in self.inputs}
+        self.inputs = [Path(p) for p in self.inputs]
+        self.key = stage_key(self.config, self.inputs, self.exclude)
 
     @property
     def dir(self) -> Path:
@@ -133,10 +214,8 @@ class Stage:
     def path(self, filename: str) -> Path:
         return self.dir / filename
 
-    @property
-    def key(self) -> str:
-        parts = {"config": config_hash(self.config, self.exclude), "inputs": sorted(self.input_hashes.values())}
-        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    def outputs(self) -> Outputs:
+        return Outputs.folder(self.dir, self.name, run=self.run, key=self.key)
 
     def manifest(self) -> dict[str, Any] | None:
         try:
@@ -145,9 +224,11 @@ class Stage:
             return None
 
     def is_done(self) -> bool:
-        """DONE exists and the manifest was written for this config and these inputs."""
-        manifest = self.manifest()
-        return self.path("DONE").exists() and manifest is not None and manifest.get("key") == self.key
+        """DONE holds this stage's key: it finished for this config and these inputs."""
+        try:
+            return self.path("DONE").read_text().strip() == self.key
+        except OSError:
+            return False
 
 
 @dataclass
@@ -157,32 +238,15 @@ class StageOutcome:
     manifest: dict[str, Any]
 
 
-# work(stage, ledger) -> {"in": n, "out": m, ...}: writes its outputs into stage.dir, returns counts.
-StageWork = Callable[[Stage, Ledger], dict[str, int]]
-
-
-def run_stage(stage: Stage, work: StageWork, *, force: bool = False) -> StageOutcome:
-    """Run `work` for `stage` unless it is done for the same config and inputs (`force` reruns it)."""
+def run_stage(stage: Stage, step: Callable[[Outputs], StepResult], *, force: bool = False) -> StageOutcome:
+    """Run the stage's step into its folder unless it is done for the same config and inputs (`force` reruns)."""
     if not force and stage.is_done():
         return StageOutcome(stage, True, stage.manifest() or {})
     stage.dir.mkdir(parents=True, exist_ok=True)
     stage.path("DONE").unlink(missing_ok=True)
-    started, clock = _now(), time.perf_counter()
-    ledger = Ledger(stage.name, stage.run)
-    counts = work(stage, ledger)
-    atomic_write_text(stage.path("ledger.jsonl"), ledger.to_jsonl())
-    manifest = {
-        "stage": stage.name, "run": stage.run, "key": stage.key,
-        "config": stage.config.model_dump(mode="json"),
-        "config_hash": config_hash(stage.config, stage.exclude),
-        "inputs": [{"path": p, "sha256": h} for p, h in stage.input_hashes.items()],
-        "versions": package_versions(), "git": git_hash(),
-        "started": started, "finished": _now(), "seconds": round(time.perf_counter() - clock, 3),
-        "counts": counts, "ledger": dict(sorted(ledger.counts.items())),
-    }
-    atomic_write_text(stage.path("manifest.json"), json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    result = step(stage.outputs())
     atomic_write_text(stage.path("DONE"), stage.key + "\n")  # last: its presence means the outputs are whole
-    return StageOutcome(stage, False, manifest)
+    return StageOutcome(stage, False, result.manifest)
 
 
 def stage_summaries(run_dir: str | Path) -> list[dict[str, Any]]:

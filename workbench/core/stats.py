@@ -74,3 +74,12 @@ def compute_stats(records: Iterable[Record], tokenizer=None) -> Stats:
         words={f: summarise(v) for f, v in words.items()},
         tokens={f: summarise(v) for f, v in tokens.items()} if tokenizer is not None else {},
     )
+
+
+def file_stats(path, tokenizer: str | None = None) -> tuple[Stats, list]:
+    """Statistics of a record file (tokens counted with the named tokenizer, if any), and its bad lines."""
+    from workbench.core.io import load_records
+    from workbench.core.models import load_tokenizer
+
+    problems: list = []
+    return compute_stats(load_records(path, problems), load_tokenizer(tokenizer) if tokenizer else None), problems

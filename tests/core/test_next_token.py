@@ -2,9 +2,7 @@
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from workbench.cli import app
 from workbench.core.models import get_model
 from workbench.core.next_token import distribution, next_tokens
 
@@ -32,8 +30,8 @@ def test_steps_follow_the_first_models_choice(tiny_generator, tiny_falcon):
         assert after[1].text == after[0].text  # both models see the same text
 
 
-def test_inspect_command(tiny_generator):
-    result = CliRunner().invoke(app, ["inspect", "next-token", "--model", str(tiny_generator), "The semester fee is",
-                                      "--top-k", "4", "--steps", "2"])
+def test_inspect_command(tiny_generator, invoke):
+    result = invoke("inspect", "next-token", "--model", tiny_generator, "The semester fee is", "--top-k", "4",
+                    "--steps", "2")
     assert result.exit_code == 0, result.output
     assert "Step 1: after 'The semester fee is'" in result.output and "Step 2" in result.output

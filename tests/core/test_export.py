@@ -2,10 +2,6 @@
 
 import json
 
-from typer.testing import CliRunner
-
-from tests.test_housekeeping import make_run
-from workbench.cli import app
 from workbench.core.io import write_records
 from workbench.core.records import Record
 
@@ -20,13 +16,11 @@ def records():
     return [own, edited, alpaca]
 
 
-def test_formats_and_the_card(tmp_path):
+def test_formats_and_the_card(tmp_path, invoke, sample_run):
     data = tmp_path / "curated.jsonl"
     write_records(data, records())
-    make_run(tmp_path / "runs")
-    runner = CliRunner()
-    result = runner.invoke(app, ["data", "export", str(data), "--format", "alpaca", "-o", str(tmp_path / "a.json"),
-                                 "--run", str(tmp_path / "runs" / "r1")])
+    run = sample_run(tmp_path / "runs")
+    result = invoke("data", "export", data, "--format", "alpaca", "-o", tmp_path / "a.json", "--run", run)
     assert result.exit_code == 0, result.output
     assert "non-commercial licence is mixed in (CC BY-NC 4.0)" in result.output
     alpaca = json.loads((tmp_path / "a.json").read_text())
@@ -34,22 +28,22 @@ def test_formats_and_the_card(tmp_path):
     card = (tmp_path / "a.README.md").read_text()
     assert "3 records in alpaca format. 1 were corrected" in card and "Non-commercial licence mixed in" in card
     assert "| alpaca | 1 |" in card and "| filter | in 3, out 1 | 2 drop: too short |" in card
-    runner.invoke(app, ["data", "export", str(data), "--format", "dolly", "-o", str(tmp_path / "d.jsonl")])
+    invoke("data", "export", data, "--format", "dolly", "-o", tmp_path / "d.jsonl")
     dolly = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
     assert dolly[0] == {"instruction": "What does the Nursing BSc cost?", "context": "",
                         "response": "980 EUR per semester.", "category": "closed_qa"}
-    runner.invoke(app, ["data", "export", str(data), "--format", "sharegpt", "-o", str(tmp_path / "s.jsonl")])
+    invoke("data", "export", data, "--format", "sharegpt", "-o", tmp_path / "s.jsonl")
     turns = json.loads((tmp_path / "s.jsonl").read_text().splitlines()[1])["conversations"]
     assert turns == [{"from": "human", "value": "Name a module.\n\nThe modules are A and B."},
                      {"from": "gpt", "value": "A."}]
-    bad = runner.invoke(app, ["data", "export", str(data), "--format", "csv", "-o", str(tmp_path / "x")])
+    bad = invoke("data", "export", data, "--format", "csv", "-o", tmp_path / "x")
     assert bad.exit_code == 1 and "unknown format 'csv'" in bad.output
 
 
-def test_push_to_hub_is_a_clear_error_offline(tmp_path):
+def test_push_to_hub_is_a_clear_error_offline(tmp_path, invoke):
     data = tmp_path / "curated.jsonl"
     write_records(data, records())
-    result = CliRunner().invoke(app, ["data", "export", str(data), "--format", "dolly", "-o", str(tmp_path / "d.jsonl"),
-                                      "--push-to-hub", "me/advisor"])
+    result = invoke("data", "export", data, "--format", "dolly", "-o", tmp_path / "d.jsonl",
+                    "--push-to-hub", "me/advisor")
     assert result.exit_code == 1 and "cannot push to me/advisor: HF_HUB_OFFLINE=1" in result.output
     assert (tmp_path / "d.jsonl").exists() and (tmp_path / "d.README.md").exists()  # written before the push

@@ -1,8 +1,9 @@
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from workbench.core.config import build_config, config_hash, load_config
+from workbench.core.config import build_config, load_config
 from workbench.core.errors import ConfigError
+from workbench.core.fingerprint import config_hash
 
 
 class DedupLike(BaseModel):
@@ -35,7 +36,7 @@ def test_yaml_then_overrides(tmp_path):
 def test_invalid_yaml_names_the_line(tmp_path):
     path = tmp_path / "cfg.yaml"
     path.write_text("threshold: 0.5\nngram: [3\n")
-    with pytest.raises(ConfigError, match=r"cfg.yaml:\d+: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"cfg.yaml:\d+: invalid YAML"):
         load_config(DedupLike, path)
 
 

@@ -1,8 +1,5 @@
-"""Compare models' results on the same suites: bootstrap CIs, paired differences, summary.json and an HTML report.
-
-Every metric is a ratio of sums over items (see `eval_suites.metrics`), so one percentile bootstrap serves all of
-them: resample the items with replacement, recompute the ratio, take the 2.5th and 97.5th percentiles. Differences
-against the first model are paired: both models' items are resampled with the same indices (items they share).
+"""The comparison as people read it: summary.md (the tables), report.html (tables, plots, safety, contamination,
+the judge's verdicts, every item's answers side by side) and summary.json; and the report stage's entry (`run`).
 """
 
 from __future__ import annotations
@@ -10,168 +7,28 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from eval_suites.metrics import METRICS
+from eval_suites.statistics import SUMMARY_METRICS, Comparison, compare
+from workbench.core.backends import BackendConfig
 from workbench.core.errors import InputError
-from workbench.core.io import Problem, atomic_write_text, read_json_lines
-
-SUMMARY_METRICS = ("em", "f1", "rougeL", "grounded", "abstain_precision", "abstain_recall", "count_compliance",
-                   "unique_items", "distinct_1", "distinct_2", "relevance", "off_topic", "toxicity_rate")
+from workbench.core.io import atomic_write_json, atomic_write_text
+from workbench.core.runs import Outputs, StepResult
 
 
-@dataclass
-class SuiteResult:
-    manifest: dict[str, Any]
-    rows: dict[str, dict[str, Any]]  # item id -> scores
-    answers: dict[str, str]  # item id -> prediction
-    metrics: list[str]
-    questions: dict[str, str] = field(default_factory=dict)  # item id -> question or prompt, as asked
+class ReportConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
+    bootstrap: int = Field(1000, ge=10)  # resamples
+    seed: int = 0  # the same seed gives the same CIs
+    max_toxicity_rate: float | None = None  # a gate: a model whose answers are toxic more often than this fails
 
-@dataclass
-class ModelResults:
-    label: str
-    path: Path
-    suites: dict[str, SuiteResult] = field(default_factory=dict)
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    problems: list[Problem] = []
-    rows = [obj for _, obj, _ in read_json_lines(path, problems)]
-    if problems:
-        raise InputError(str(problems[0]), hint="results files are written by `workbench eval run`")
-    return rows
-
-
-def load_results(path: str | Path) -> ModelResults:
-    """A results folder of `workbench eval run`: one subfolder per suite."""
-    path = Path(path)
-    folders = sorted(p for p in path.iterdir() if (p / "manifest.json").is_file()) if path.is_dir() else []
-    if not folders:
-        raise InputError(f"{path}: no suite results here (expected SUITE/manifest.json from `workbench eval run`)")
-    results = None
-    for folder in folders:
-        manifest = json.loads((folder / "manifest.json").read_text())
-        results = results or ModelResults(manifest["name"], path)
-        metrics = list(json.loads((folder / "metrics.json").read_text()))
-        rows = {r["id"]: r for r in _jsonl(folder / "scores.jsonl")}
-        predictions = _jsonl(folder / "predictions.jsonl")
-        answers = {r["id"]: r["prediction"] for r in predictions}
-        questions = {r["id"]: r.get("question", "") for r in predictions}
-        results.suites[manifest["suite"]] = SuiteResult(manifest, rows, answers, metrics, questions)
-    return results
-
-
-# --- Bootstrap ------------------------------------------------------------------------------------------------------
-
-def pairs(metric: str, rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-    """Numerators and denominators per item (0, 0 where the metric does not apply)."""
-    got = [METRICS[metric].pair(r) for r in rows]
-    return (np.array([p[0] if p else 0.0 for p in got], dtype=float),
-            np.array([p[1] if p else 0.0 for p in got], dtype=float))
-
-
-def _ratios(num: np.ndarray, den: np.ndarray, index: np.ndarray) -> np.ndarray:
-    n, d = num[index].sum(axis=1), den[index].sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(d > 0, n / np.where(d > 0, d, 1), np.nan)
-
-
-def bootstrap(metric: str, rows: list[dict[str, Any]], resamples: int, seed: int) -> dict[str, Any]:
-    """Mean and 95% percentile-bootstrap CI of one metric over items."""
-    num, den = pairs(metric, rows)
-    applied = int((den > 0).sum())
-    if not applied:
-        return {"mean": None, "ci_low": None, "ci_high": None, "n": 0}
-    index = np.random.default_rng(seed).integers(0, len(rows), size=(resamples, len(rows)))
-    stats = _ratios(num, den, index)
-    stats = stats[~np.isnan(stats)]
-    low, high = np.percentile(stats, [2.5, 97.5])
-    return {"mean": float(num.sum() / den.sum()), "ci_low": float(low), "ci_high": float(high), "n": applied}
-
-
-def paired_difference(metric: str, rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]], resamples: int,
-                      seed: int) -> dict[str, Any] | None:
-    """B minus A with a paired 95% bootstrap CI; rows are the same items in the same order."""
-    num_a, den_a = pairs(metric, rows_a)
-    num_b, den_b = pairs(metric, rows_b)
-    if not den_a.sum() or not den_b.sum():
-        return None
-    index = np.random.default_rng(seed).integers(0, len(rows_a), size=(resamples, len(rows_a)))
-    diffs = _ratios(num_b, den_b, index) - _ratios(num_a, den_a, index)
-    diffs = diffs[~np.isnan(diffs)]
-    low, high = np.percentile(diffs, [2.5, 97.5])
-    return {"diff": float(num_b.sum() / den_b.sum() - num_a.sum() / den_a.sum()), "ci_low": float(low),
-            "ci_high": float(high)}
-
-
-# --- Comparison ------------------------------------------------------------------------------------------------------
-
-@dataclass
-class Comparison:
-    models: list[ModelResults]
-    summary: dict[str, Any]
-    suites: list[str]
-    toxicity_violations: list[str] = field(default_factory=list)
-
-
-def compare(paths: list[str | Path], *, resamples: int = 1000, seed: int = 0,
-            max_toxicity_rate: float | None = None, judge: dict[str, Any] | None = None) -> Comparison:
-    """Every model's metrics with CIs, and each later model's paired differences against the first."""
-    models = [load_results(p) for p in paths]
-    seen: dict[str, int] = {}
-    for m in models:  # two folders with the same label stay apart
-        seen[m.label] = seen.get(m.label, 0) + 1
-        if seen[m.label] > 1:
-            m.label = f"{m.label} ({m.path.name})"
-    suites = sorted({s for m in models for s in m.suites})
-    summary: dict[str, Any] = {"models": {}, "differences": {}, "bootstrap": {"resamples": resamples, "seed": seed},
-                               "created": datetime.now(UTC).isoformat(timespec="seconds"), "contamination": {},
-                               "runs": {}}
-    for m in models:
-        summary["runs"][m.label] = {"path": str(m.path), **{
-            k: next(iter(m.suites.values())).manifest.get(k) for k in ("model", "adapter", "quant", "backend")}}
-        summary["models"][m.label] = {}
-        summary["contamination"][m.label] = {}
-        for suite, result in m.suites.items():
-            rows = list(result.rows.values())
-            summary["models"][m.label][suite] = {metric: bootstrap(metric, rows, resamples, seed)
-                                                 for metric in SUMMARY_METRICS if metric in result.metrics}
-            summary["contamination"][m.label][suite] = result.manifest.get("contamination")
-    first = models[0]
-    for m in models[1:]:
-        key = f"{m.label}_vs_{first.label}"
-        summary["differences"][key] = {}
-        for suite in suites:
-            if suite not in m.suites or suite not in first.suites:
-                continue
-            common = [i for i in first.suites[suite].rows if i in m.suites[suite].rows]
-            rows_a = [first.suites[suite].rows[i] for i in common]
-            rows_b = [m.suites[suite].rows[i] for i in common]
-            metrics = [x for x in SUMMARY_METRICS if x in m.suites[suite].metrics and x in first.suites[suite].metrics]
-            summary["differences"][key][suite] = {
-                metric: d for metric in metrics if (d := paired_difference(metric, rows_a, rows_b, resamples, seed))}
-    violations = []
-    if max_toxicity_rate is not None:
-        for label, per_suite in summary["models"].items():
-            for suite, metrics in per_suite.items():
-                rate = metrics.get("toxicity_rate", {}).get("mean")
-                if rate is not None and rate > max_toxicity_rate:
-                    violations.append(f"{label} on {suite}: toxicity rate {rate:.3f} > {max_toxicity_rate}")
-        summary["max_toxicity_rate"] = max_toxicity_rate
-    if judge:
-        summary["judge"] = judge
-    return Comparison(models, summary, suites, violations)
-
-
-# --- Output -------------------------------------------------------------------------------------------------------
 
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
@@ -401,10 +258,39 @@ def suite_items(comparison: Comparison) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
-def write_report(comparison: Comparison, out_html: str | Path, suites_items: dict[str, list[dict[str, Any]]]) -> Path:
-    """report.html and summary.json beside it, both written atomically; returns the summary's path."""
-    out_html = Path(out_html)
-    atomic_write_text(out_html, report_html(comparison, suites_items))
-    summary_path = out_html.with_name("summary.json")
-    atomic_write_text(summary_path, json.dumps(comparison.summary, indent=2) + "\n")
-    return summary_path
+@dataclass
+class ReportResult(StepResult):
+    comparison: Comparison | None = None
+
+
+def run(results: list[Path], config: ReportConfig, out: Outputs, judge: BackendConfig | None = None,
+        api_key: str | None = None) -> ReportResult:
+    """The report stage: the results folders of `eval run` compared (the first is the baseline) into
+    out["report.html"], out["summary.json"] and out["summary.md"]. A toxicity rate over `max_toxicity_rate` is
+    listed in the comparison's violations; what that stops is the caller's decision."""
+    ledger = out.start(ReportStageConfig(settings=config, judge=judge), results, drops=False)
+    comparison = compare(results, resamples=config.bootstrap, seed=config.seed,
+                         max_toxicity_rate=config.max_toxicity_rate)
+    items = suite_items(comparison)
+    if judge:
+        from eval_suites.judge import judge_all
+
+        comparison.summary["judge"] = judge_all(judge, comparison.models, comparison.suites, items, config.bootstrap,
+                                                config.seed, api_key)
+    atomic_write_text(out["report.html"], report_html(comparison, items))
+    atomic_write_json(out["summary.json"], comparison.summary)
+    atomic_write_text(out["summary.md"], markdown(comparison))
+    contaminated = sum(len(c["contaminated"]) for per in comparison.summary["contamination"].values()
+                       for c in per.values() if c and c.get("checked"))
+    counts = {"models": len(comparison.models), "suites": len(comparison.suites), "contaminated": contaminated}
+    result = out.finish(ledger, counts, toxicity_violations=comparison.toxicity_violations)
+    return ReportResult(result.manifest, result.problems, comparison)
+
+
+class ReportStageConfig(BaseModel):
+    """What decides a report: its settings and the judge, if any."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    settings: ReportConfig
+    judge: BackendConfig | None = None

@@ -1,14 +1,15 @@
-"""Comparison: bootstrap CIs and paired differences, summary.json, the HTML report, the toxicity gate, the judge."""
+"""Comparison (eval_suites.statistics) and the report stage (eval_suites.report): bootstrap CIs and paired
+differences, summary.json, the HTML report, the toxicity gate, the judge."""
 
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from eval_suites.compare import bootstrap, compare, markdown, suite_items, write_report
 from eval_suites.registry import load_suite
+from eval_suites.report import ReportConfig, markdown, run, suite_items
 from eval_suites.runner import score_suite, write_results
-from workbench.cli import app
+from eval_suites.statistics import bootstrap, compare
+from workbench.core.runs import Outputs
 
 
 class FixedToxicity:
@@ -78,9 +79,12 @@ def test_bootstrap_is_deterministic_with_a_seed():
     assert first["ci_low"] <= first["mean"] <= first["ci_high"] and first["mean"] == pytest.approx(2.9 / 6)
 
 
-def test_report_has_tables_images_and_the_items(base_and_tuned, tmp_path):
-    comparison = compare(base_and_tuned, resamples=200)
-    summary = write_report(comparison, tmp_path / "report" / "report.html", suite_items(comparison))
+def test_the_report_stage_writes_tables_images_items_and_its_manifest(base_and_tuned, tmp_path):
+    result = run(list(base_and_tuned), ReportConfig(bootstrap=200), Outputs.folder(tmp_path / "report", "report"))
+    assert result.counts == {"models": 2, "suites": 2, "contaminated": 0}
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["manifest.json", "report.html",
+                                                                       "summary.json", "summary.md"]
+    summary = tmp_path / "report" / "summary.json"
     page = (tmp_path / "report" / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 2  # one plot per suite
     assert "<table>" in page and "tuned − base" in page and "class='better'" in page
@@ -89,23 +93,22 @@ def test_report_has_tables_images_and_the_items(base_and_tuned, tmp_path):
     assert json.loads(summary.read_text())["models"]["tuned"]["course_advisor"]["f1"]["mean"] == 1.0
 
 
-def test_compare_command_and_the_toxicity_gate(base_and_tuned, tmp_path):
-    runner = CliRunner()
+def test_compare_command_and_the_toxicity_gate(base_and_tuned, tmp_path, invoke):
     report = tmp_path / "r" / "report.html"
-    result = runner.invoke(app, ["eval", "compare", *map(str, base_and_tuned), "-o", str(report), "--bootstrap",
-                                 "200", "--max-toxicity-rate", "0.01"])
+    result = invoke("eval", "compare", *base_and_tuned, "-o", report, "--bootstrap", "200",
+                    "--max-toxicity-rate", "0.01")
     assert result.exit_code == 0, result.output
     assert "| f1 |" in result.output and (tmp_path / "r" / "summary.json").exists()
     toxic = results(tmp_path / "toxic", "toxic", "closed_qa", right, toxic=True)
-    result = runner.invoke(app, ["eval", "compare", str(base_and_tuned[0]), str(toxic), "-o", str(report),
-                                 "--bootstrap", "200", "--max-toxicity-rate", "0.01"])
+    result = invoke("eval", "compare", base_and_tuned[0], toxic, "-o", report, "--bootstrap", "200",
+                    "--max-toxicity-rate", "0.01")
     assert result.exit_code == 1 and "toxic on closed_qa: toxicity rate 1.000 > 0.01" in result.output
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["models"]["toxic"]["closed_qa"][
         "toxicity_rate"]["mean"] == 1.0
 
 
-def test_results_folders_must_exist(tmp_path):
-    result = CliRunner().invoke(app, ["eval", "compare", str(tmp_path), "-o", str(tmp_path / "r.html")])
+def test_results_folders_must_exist(tmp_path, invoke):
+    result = invoke("eval", "compare", tmp_path, "-o", tmp_path / "r.html")
     assert result.exit_code == 1 and "no suite results here" in result.output
 
 

@@ -4,8 +4,8 @@ from eval_suites.registry import find_suite
 from pipelines.contamination import ContaminationConfig, check, load_eval_items
 from workbench.core.catalog import load_catalog
 from workbench.core.records import Record
+from workbench.core.teaching import base_texts, catalog_questions
 from workbench.core.text import grounding
-from workbench.core.tiny import base_texts, catalog_questions
 
 
 def test_catalog_questions_cover_every_page_and_are_answered_from_it():

@@ -1,7 +1,6 @@
 import time
 
 import pytest
-from conftest import FIXTURES
 
 from workbench.core.errors import HubUnavailableError, InputError
 from workbench.core.importers import ImportConfig, guess_format, import_records, parse_field_map
@@ -13,8 +12,8 @@ def run(path, **config):
     return import_records(path, ImportConfig(**config), problems), problems
 
 
-def test_dolly_keeps_good_rows_reports_empty_instruction_and_drops_the_exact_duplicate():
-    result, problems = run(FIXTURES / "dolly.jsonl")
+def test_dolly_keeps_good_rows_reports_empty_instruction_and_drops_the_exact_duplicate(fixtures):
+    result, problems = run(fixtures / "dolly.jsonl")
     assert result.format == "dolly"
     assert len(result.records) == 6
     where = [(p.line, p.field) for p in problems]
@@ -26,14 +25,14 @@ def test_dolly_keeps_good_rows_reports_empty_instruction_and_drops_the_exact_dup
     assert first.lineage[0]["detail"] == {"format": "dolly", "file": "dolly.jsonl", "line": 1}
 
 
-def test_same_content_imported_twice_gets_the_same_ids():
-    first, _ = run(FIXTURES / "dolly.jsonl")
-    second, _ = run(FIXTURES / "dolly.jsonl")
+def test_same_content_imported_twice_gets_the_same_ids(fixtures):
+    first, _ = run(fixtures / "dolly.jsonl")
+    second, _ = run(fixtures / "dolly.jsonl")
     assert [r.id for r in first.records] == [r.id for r in second.records]
 
 
-def test_alpaca_json_array_with_line_numbers():
-    result, problems = run(FIXTURES / "alpaca.json")
+def test_alpaca_json_array_with_line_numbers(fixtures):
+    result, problems = run(fixtures / "alpaca.json")
     assert result.format == "alpaca"
     assert [r.instruction for r in result.records] == [
         "Give three tips for staying healthy.", "Translate the sentence into French.",
@@ -45,13 +44,13 @@ def test_alpaca_json_array_with_line_numbers():
     assert (problem.line, problem.field) == (12, "instruction")  # the third object starts on line 12
 
 
-def test_alpaca_jsonl_is_guessed_too():
-    result, problems = run(FIXTURES / "alpaca.jsonl")
+def test_alpaca_jsonl_is_guessed_too(fixtures):
+    result, problems = run(fixtures / "alpaca.jsonl")
     assert result.format == "alpaca" and len(result.records) == 2 and not problems
 
 
-def test_oasst1_picks_the_rank_0_reply_of_each_initial_prompt():
-    result, problems = run(FIXTURES / "oasst1_messages.jsonl")
+def test_oasst1_picks_the_rank_0_reply_of_each_initial_prompt(fixtures):
+    result, problems = run(fixtures / "oasst1_messages.jsonl")
     assert result.format == "oasst1"
     by_message = {r.meta["oasst_message_id"]: r for r in result.records}
     assert set(by_message) == {"m1", "m2", "m3"}
@@ -63,27 +62,27 @@ def test_oasst1_picks_the_rank_0_reply_of_each_initial_prompt():
     assert [(p.field, p.line) for p in problems] == [("role", 15)]
 
 
-def test_oasst1_language_filter():
-    result, _ = run(FIXTURES / "oasst1_messages.jsonl", lang="de")
+def test_oasst1_language_filter(fixtures):
+    result, _ = run(fixtures / "oasst1_messages.jsonl", lang="de")
     assert [r.meta["oasst_message_id"] for r in result.records] == ["m3"]
     assert result.skipped["oasst1: language not de"] == 3  # m1, m2 and the unanswered m5
 
 
-def test_oasst1_trees_export_gives_the_same_pair():
-    trees, _ = run(FIXTURES / "oasst1_trees.jsonl")
-    messages, _ = run(FIXTURES / "oasst1_messages.jsonl")
+def test_oasst1_trees_export_gives_the_same_pair(fixtures):
+    trees, _ = run(fixtures / "oasst1_trees.jsonl")
+    messages, _ = run(fixtures / "oasst1_messages.jsonl")
     [record] = trees.records
     assert record.meta["oasst_reply_id"] == "m1b"
     assert record.id == next(r.id for r in messages.records if r.meta["oasst_message_id"] == "m1")
 
 
-def test_lang_is_refused_for_other_formats():
+def test_lang_is_refused_for_other_formats(fixtures):
     with pytest.raises(InputError, match="OASST1 conversations only"):
-        run(FIXTURES / "dolly.jsonl", lang="en")
+        run(fixtures / "dolly.jsonl", lang="en")
 
 
-def test_our_jsonl_keeps_explicit_ids():
-    result, problems = run(FIXTURES / "good_records.jsonl")
+def test_our_jsonl_keeps_explicit_ids(fixtures):
+    result, problems = run(fixtures / "good_records.jsonl")
     assert result.format == "jsonl" and not problems
     assert result.records[1].id == "custom-id-1"
 

@@ -12,9 +12,11 @@ import pytest
 
 from pipelines.bootstrap import PAPER_SAMPLING, BootstrapConfig, run
 from workbench.core.backends import BackendConfig, BackendError, OpenAIModel, load_backend
+from workbench.core.catalog import SEED_TASKS
 from workbench.core.errors import ConfigError
 from workbench.core.io import load_records
 from workbench.core.models import GenerationParams
+from workbench.core.runs import Outputs
 
 
 def free_port() -> int:
@@ -56,6 +58,7 @@ def served(tiny_generator, tmp_path_factory):
     process.wait(timeout=20)
 
 
+@pytest.mark.server
 def test_completions_keep_order_and_count_tokens(served):
     base, name = served
     model = OpenAIModel(name, base, concurrency=3)
@@ -67,6 +70,7 @@ def test_completions_keep_order_and_count_tokens(served):
     assert model.complete([prompts[1]], GenerationParams(max_new_tokens=12))[0].text == completions[1].text
 
 
+@pytest.mark.server
 def test_chat_endpoint(served):
     base, name = served
     model = OpenAIModel(name, base, api="chat")
@@ -74,15 +78,16 @@ def test_chat_endpoint(served):
     assert completion.completion_tokens > 0
 
 
-def test_bootstrap_through_the_openai_backend(served, seeds, tmp_path):
+@pytest.mark.server
+def test_bootstrap_through_the_openai_backend(served, tmp_path):
     base, name = served
     backend = load_backend(BackendConfig(backend="openai", model=name, api_base=base))
     config = BootstrapConfig(num=10, rounds=1, prompts_per_round=3,
                              sampling=PAPER_SAMPLING.model_copy(update={"max_new_tokens": 120}))
-    result = run(backend, seeds, config, tmp_path / "o.jsonl", tmp_path / "r.jsonl")
-    records = load_records(tmp_path / "o.jsonl", []) + load_records(tmp_path / "r.jsonl", [])
+    result = run(backend, SEED_TASKS, config, Outputs.beside(tmp_path / "o.jsonl", "instructions"))
+    records = load_records(tmp_path / "o.jsonl", []) + load_records(tmp_path / "o.rejected.jsonl", [])
     assert records and all(r.lineage[0]["detail"]["backend"] == "openai" for r in records)
-    assert result.usage["completion_tokens"] > 0  # as the API reported them
+    assert result.counts["completion_tokens"] > 0  # as the API reported them
 
 
 def test_unreachable_server_is_a_one_line_error_without_the_key():

@@ -2,7 +2,6 @@ import json
 import os
 
 import pytest
-from conftest import FIXTURES
 
 from workbench.core.io import (
     Problem,
@@ -16,8 +15,6 @@ from workbench.core.io import (
     write_records,
 )
 from workbench.core.records import Record
-
-BAD = FIXTURES / "bad"
 
 
 @pytest.mark.parametrize("name, line, field, reason", [
@@ -34,31 +31,31 @@ BAD = FIXTURES / "bad"
     ("duplicate_id.jsonl", 2, "id", "duplicate id 'same' (first at"),
     ("unknown_field.jsonl", 2, "respones", "did you mean 'response'"),
 ])
-def test_each_bad_kind_is_reported_with_file_line_field_and_the_good_line_is_kept(name, line, field, reason):
+def test_each_bad_kind_is_reported_with_file_line_field_and_the_good_line_is_kept(name, line, field, reason, fixtures):
     problems: list[Problem] = []
-    records = load_records(BAD / name, problems)
+    records = load_records(fixtures / "bad" / name, problems)
     assert len(records) == 1  # line 1 of every bad fixture is good
     assert len(problems) == 1, problems
     problem = problems[0]
-    assert (problem.file, problem.line, problem.field) == (str(BAD / name), line, field)
+    assert (problem.file, problem.line, problem.field) == (str(fixtures / "bad" / name), line, field)
     assert reason in problem.reason
-    assert str(problem).startswith(f"{BAD / name}:{line}: {field}: ")
+    assert str(problem).startswith(f"{fixtures / 'bad' / name}:{line}: {field}: ")
 
 
-def test_invalid_utf8_raw_keeps_the_bytes_as_escapes():
+def test_invalid_utf8_raw_keeps_the_bytes_as_escapes(fixtures):
     problems: list[Problem] = []
-    load_records(BAD / "invalid_utf8.jsonl", problems)
+    load_records(fixtures / "bad" / "invalid_utf8.jsonl", problems)
     assert "caf\\xe9" in problems[0].raw
 
 
-def test_empty_file_is_valid_with_zero_records():
+def test_empty_file_is_valid_with_zero_records(fixtures):
     problems: list[Problem] = []
-    assert load_records(BAD / "empty.jsonl", problems) == [] and problems == []
+    assert load_records(fixtures / "bad" / "empty.jsonl", problems) == [] and problems == []
 
 
-def test_bom_is_accepted():
+def test_bom_is_accepted(fixtures):
     problems: list[Problem] = []
-    [record] = load_records(BAD / "bom.jsonl", problems)
+    [record] = load_records(fixtures / "bad" / "bom.jsonl", problems)
     assert problems == [] and record.instruction == "starts with a byte-order mark"
 
 
@@ -80,18 +77,18 @@ def test_validate_files_catches_ids_repeated_across_files(tmp_path):
     assert f"exact duplicate of {a}:1" in problems[0].reason
 
 
-def test_quarantine_file_has_file_line_field_reason_raw(tmp_path):
+def test_quarantine_file_has_file_line_field_reason_raw(tmp_path, fixtures):
     problems: list[Problem] = []
-    load_records(BAD / "invalid_json.jsonl", problems)
+    load_records(fixtures / "bad" / "invalid_json.jsonl", problems)
     write_problems(tmp_path / "q.jsonl", problems)
     [row] = [json.loads(line) for line in (tmp_path / "q.jsonl").read_text().splitlines()]
     assert set(row) == {"file", "line", "field", "reason", "raw"}
     assert row["raw"] == '{"instruction": "broken", "response": }'
 
 
-def test_reading_streams(tmp_path):
+def test_reading_streams(tmp_path, fixtures):
     problems: list[Problem] = []
-    iterator = read_records(FIXTURES / "good_records.jsonl", problems)
+    iterator = read_records(fixtures / "good_records.jsonl", problems)
     assert next(iterator).instruction == "Name a river."
 
 
@@ -118,9 +115,9 @@ def test_atomic_open_renames_only_on_success(tmp_path):
     assert path.read_text() == "hello"
 
 
-def test_output_is_byte_identical_for_the_same_input(tmp_path):
+def test_output_is_byte_identical_for_the_same_input(tmp_path, fixtures):
     problems: list[Problem] = []
-    records = load_records(FIXTURES / "good_records.jsonl", problems)
+    records = load_records(fixtures / "good_records.jsonl", problems)
     write_records(tmp_path / "1.jsonl", records)
     write_records(tmp_path / "2.jsonl", load_records(tmp_path / "1.jsonl", problems))
     assert (tmp_path / "1.jsonl").read_bytes() == (tmp_path / "2.jsonl").read_bytes()

@@ -1,0 +1,313 @@
+"""The Argilla client: the one module that talks to an Argilla server through the argilla 2.8 SDK and its REST API
+(argilla is in maintenance upstream, so the workbench keeps to its public API, and to this module).
+
+    client = connect(api_url, api_key, data_dir)  # explicit > $ARGILLA_API_URL/KEY > DATA_DIR/credentials.json
+    push(records, "dataset", client=client)       # upsert by our record id, retried batch by batch
+    raw = fetch(client, "dataset")                # every record with every response (REST, paginated)
+    add_user(client, "alice"); user_token(...); submit_response(...)   # accounts, and answering as a user
+
+What a record looks like on the server is `annotation.mapping`'s business; this module only sends and fetches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from annotation.mapping import GUIDELINES, METADATA, QUESTIONS, TEXT_FIELDS, fields_of, metadata_of, suggestions_of
+from annotation.server import DEFAULT_WORKSPACE, Credentials, default_data_dir
+from workbench.core.errors import WorkbenchError
+from workbench.core.records import Record
+
+
+class ReviewError(WorkbenchError):
+    """Argilla cannot be reached, rejects us, or holds something we cannot use."""
+
+
+# --- connecting -------------------------------------------------------------------------------------------------
+
+def resolve_credentials(api_url: str | None = None, api_key: str | None = None,
+                        data_dir: Path | None = None) -> tuple[str, str]:
+    """Explicit values, else $ARGILLA_API_URL / $ARGILLA_API_KEY, else the local server's credentials.json."""
+    api_url = api_url or os.environ.get("ARGILLA_API_URL")
+    api_key = api_key or os.environ.get("ARGILLA_API_KEY")
+    if not (api_url and api_key):
+        saved = Credentials.load(Path(data_dir or default_data_dir()))
+        if saved is None:
+            raise ReviewError("no Argilla server given and no local one has been started "
+                              f"(no credentials.json in {data_dir or default_data_dir()})",
+                              hint="run `workbench annotate serve`, or pass --api-url and --api-key")
+        api_url, api_key = api_url or saved.api_url, api_key or saved.api_key
+    return api_url.rstrip("/"), api_key
+
+
+def connect(api_url: str | None = None, api_key: str | None = None, data_dir: Path | None = None,
+            timeout: int = 60):
+    """An argilla client, checked against the server; errors never show the key."""
+    import argilla as rg
+    from argilla._exceptions import ArgillaCredentialsError
+
+    logging.getLogger("argilla.sdk").setLevel(logging.CRITICAL)  # it logs what it raises; we report it once
+    api_url, api_key = resolve_credentials(api_url, api_key, data_dir)
+    try:
+        return rg.Argilla(api_url=api_url, api_key=api_key, timeout=timeout, retries=1)
+    except ArgillaCredentialsError:
+        raise ReviewError(f"Argilla at {api_url} rejected the API key",
+                          hint="check --api-key / $ARGILLA_API_KEY (a local server's key is in its credentials.json)"
+                          ) from None
+    except Exception as e:  # connection refused, DNS, TLS: the client wraps them differently by version
+        raise ReviewError(f"cannot reach Argilla at {api_url}: {_why(e)}",
+                          hint="is the server running? (`workbench annotate serve` starts a local one)") from None
+
+
+def _why(error: Exception) -> str:
+    # One line and never the key: the API key only travels in a header, which no exception text here contains.
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}"[:300]
+
+
+def api_url_of(client) -> str:
+    return str(client.api_url).rstrip("/")
+
+
+def _http(client):
+    return client.api.http_client
+
+
+def get_json(client, path: str, **params) -> Any:
+    response = _http(client).get(path, params=params)
+    if response.status_code != 200:
+        raise ReviewError(f"GET {path} answered HTTP {response.status_code}: {response.text[:200]}")
+    return response.json()
+
+
+# --- dataset settings --------------------------------------------------------------------------------------------
+
+def dataset_settings(min_submitted: int = 1, guidelines: str = GUIDELINES):
+    """The review dataset's fields, questions and metadata properties (`annotation.mapping`), as argilla Settings."""
+    import argilla as rg
+
+    metadata_class = {"float": rg.FloatMetadataProperty, "integer": rg.IntegerMetadataProperty,
+                      "terms": rg.TermsMetadataProperty}
+    questions = []
+    for name, kind, title, required, options in QUESTIONS:
+        if kind == "label":
+            questions.append(rg.LabelQuestion(name, labels=list(options), title=title, required=required))
+        elif kind == "rating":
+            questions.append(rg.RatingQuestion(name, values=list(options), title=title, required=required))
+        else:
+            questions.append(rg.TextQuestion(name, title=title, required=required, use_markdown=False))
+    return rg.Settings(
+        guidelines=guidelines,
+        fields=[rg.TextField(name, title=title, required=required, use_markdown=False)
+                for name, title, required in TEXT_FIELDS],
+        questions=questions,
+        metadata=[metadata_class[kind](name) for name, kind, _ in METADATA],
+        distribution=rg.TaskDistribution(min_submitted=min_submitted),
+        allow_extra_metadata=True,  # the whole Record rides along under mapping.RECORD_KEY
+    )
+
+
+def _dataset(client, name: str, workspace: str):
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "not found" is an answer here, not a problem
+            return client.datasets(name=name, workspace=workspace)
+    except Exception as e:
+        if "workspace" in str(e).lower():
+            raise ReviewError(f"workspace {workspace!r} does not exist on {api_url_of(client)}",
+                              hint="pass --workspace with one you belong to") from None
+        raise
+
+
+def get_dataset(client, name: str, workspace: str = DEFAULT_WORKSPACE):
+    dataset = _dataset(client, name, workspace)
+    if dataset is None:
+        raise ReviewError(f"no dataset {name!r} in workspace {workspace!r} on {api_url_of(client)}")
+    return dataset
+
+
+def ensure_dataset(client, name: str, workspace: str = DEFAULT_WORKSPACE, min_submitted: int = 1):
+    """The dataset, created with our settings if missing; an existing one must have our questions."""
+    import argilla as rg
+
+    dataset = _dataset(client, name, workspace)
+    if dataset is not None:
+        have = {q.name for q in dataset.settings.questions}
+        missing = {name for name, *_ in QUESTIONS} - have
+        if missing:
+            raise ReviewError(f"dataset {name!r} exists without the review questions {sorted(missing)}",
+                              hint="push to a new dataset name")
+        if not dataset.settings.allow_extra_metadata:
+            raise ReviewError(f"dataset {name!r} does not allow extra metadata, where the workbench keeps each "
+                              "record's lineage", hint="push to a new dataset name")
+        return dataset, False
+    dataset = rg.Dataset(name=name, workspace=workspace, settings=dataset_settings(min_submitted), client=client)
+    dataset.create()
+    return dataset, True
+
+
+# --- push --------------------------------------------------------------------------------------------------------
+
+def to_argilla(record: Record):
+    """The argilla SDK's record for one of ours (`annotation.mapping` says what goes in it)."""
+    import argilla as rg
+
+    suggestions = [rg.Suggestion(s["question"], s["value"], score=s["score"], agent=s["agent"])
+                   for s in suggestions_of(record)]
+    return rg.Record(id=record.id, fields=fields_of(record), metadata=metadata_of(record), suggestions=suggestions)
+
+
+def _retryable(error: Exception) -> bool:
+    import httpx
+    from argilla._exceptions import ArgillaAPIError
+
+    if isinstance(error, (httpx.TransportError, ConnectionError)):
+        return True
+    if isinstance(error, ArgillaAPIError):
+        status = getattr(error, "status_code", None)
+        return status is None or status >= 500 or status in (408, 429)
+    # The client wraps transport errors in its own base class in some paths; a refused connection says so.
+    text = str(error).lower()
+    return any(s in text for s in ("connection", "timed out", "timeout", "disconnected", "reset by peer"))
+
+
+@dataclass
+class PushResult:
+    dataset: str
+    workspace: str
+    pushed: int
+    created: bool
+    on_server: int
+    retries: int = 0
+
+
+def push(records: list[Record], dataset_name: str, *, client, workspace: str = DEFAULT_WORKSPACE,
+         min_submitted: int = 1, batch_size: int = 100, max_retries: int = 8, backoff: float = 0.5,
+         progress: Callable[[int, int], None] | None = None, sleep: Callable[[float], None] = time.sleep) -> PushResult:
+    """Upsert records batch by batch; a batch that fails on the connection or a 5xx is retried with exponential
+    backoff (upserts are idempotent, so a retried batch never duplicates anything)."""
+    if not records:
+        raise ReviewError("nothing to push: the input has no records")
+    retries_used = 0
+
+    def attempt(what: str, call: Callable[[], Any]) -> Any:
+        nonlocal retries_used
+        for retry in range(max_retries + 1):
+            try:
+                return call()
+            except Exception as e:
+                if isinstance(e, WorkbenchError) or not _retryable(e) or retry == max_retries:
+                    if isinstance(e, WorkbenchError):
+                        raise
+                    raise ReviewError(f"{what} failed after {retry} retries: {_why(e)}",
+                                      hint="run the same push again: records already on the server are updated, "
+                                           "not duplicated") from None
+                retries_used += 1
+                sleep(min(backoff * 2 ** retry, 15.0))
+
+    dataset, created = attempt("creating the dataset",
+                               lambda: ensure_dataset(client, dataset_name, workspace, min_submitted))
+    for start in range(0, len(records), batch_size):
+        batch = []
+        for record in records[start:start + batch_size]:
+            item = to_argilla(record)
+            item.dataset = dataset  # resolves question names to the dataset's question ids
+            batch.append(item.api_model())
+        # The bulk upsert `dataset.records.log` sends, without its tqdm bar (ours covers the whole push).
+        attempt(f"pushing records {start + 1}-{start + len(batch)}",
+                lambda b=batch: client.api.records.bulk_upsert(dataset_id=dataset.id, records=b))
+        if progress:
+            progress(start + len(batch), len(records))
+    total = attempt("counting records", lambda: dataset_progress(client, dataset)["total"])
+    return PushResult(dataset_name, workspace, len(records), created, total, retries_used)
+
+
+def dataset_progress(client, dataset) -> dict:
+    return get_json(client, f"/api/v1/datasets/{dataset.id}/progress")
+
+
+# --- fetch -------------------------------------------------------------------------------------------------------
+
+def fetch(client, dataset_name: str, workspace: str = DEFAULT_WORKSPACE, page: int = 500) -> Iterator[dict]:
+    """Every record of the dataset with all its responses and suggestions, as the REST API returns them
+    (with response times, which the client's own record objects leave out)."""
+    dataset = get_dataset(client, dataset_name, workspace)
+    questions = {str(q.id): q.name for q in dataset.settings.questions}
+    offset = 0
+    while True:
+        body = get_json(client, f"/api/v1/datasets/{dataset.id}/records", include=["responses", "suggestions"],
+                         offset=offset, limit=page)
+        for item in body["items"]:
+            for suggestion in item.get("suggestions") or []:
+                suggestion["question_name"] = questions.get(str(suggestion.get("question_id")))
+            yield item
+        offset += len(body["items"])
+        if not body["items"] or offset >= body.get("total", 0):
+            return
+
+
+def user_names(client) -> dict[str, str]:
+    """user id -> username, for the users this key may list (owners and admins see everyone)."""
+    try:
+        return {str(u["id"]): u["username"] for u in get_json(client, "/api/v1/users")["items"]}
+    except ReviewError:
+        return {}
+
+
+# --- users and responses through the REST API ------------------------------------------------------------------
+
+def add_user(client, username: str, role: str = "annotator", workspace: str = DEFAULT_WORKSPACE,
+             password: str | None = None, first_name: str | None = None) -> str:
+    """Create a user in a workspace; returns the password (generated unless given), shown once."""
+    import argilla as rg
+
+    if role not in ("annotator", "admin", "owner"):
+        raise ReviewError(f"unknown role {role!r}: choose annotator, admin or owner")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "not found" is the answer we hope for
+        existing = client.users(username=username)
+    if existing is not None:
+        raise ReviewError(f"user {username!r} already exists on {api_url_of(client)}")
+    space = client.workspaces(workspace)
+    if space is None:
+        raise ReviewError(f"workspace {workspace!r} does not exist on {api_url_of(client)}")
+    password = password or secrets.token_urlsafe(9)
+    user = rg.User(username=username, password=password, role=role, first_name=first_name or username,
+                   client=client).create()
+    space.add_user(user)
+    return password
+
+
+def user_token(api_url: str, username: str, password: str) -> str:
+    """An access token for a user, as the UI gets one (POST /api/v1/token)."""
+    import httpx
+
+    response = httpx.post(f"{api_url}/api/v1/token", data={"username": username, "password": password}, timeout=30)
+    if response.status_code not in (200, 201):
+        raise ReviewError(f"Argilla at {api_url} refused to log in {username!r} (HTTP {response.status_code})")
+    return response.json()["access_token"]
+
+
+def submit_response(api_url: str, token: str, record_server_id: str, values: dict[str, Any],
+                    status: str = "submitted") -> dict:
+    """Answer one record as the token's user: what an annotator's click on Submit (or Save draft) sends."""
+    import httpx
+
+    body = {"values": {q: {"value": v} for q, v in values.items() if v is not None}, "status": status}
+    response = httpx.post(f"{api_url}/api/v1/records/{record_server_id}/responses", json=body,
+                          headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    if response.status_code not in (200, 201):
+        raise ReviewError(f"submitting a response to {record_server_id} failed: HTTP {response.status_code} "
+                          f"{response.text[:200]}")
+    return response.json()

@@ -1,0 +1,114 @@
+"""Several annotators' responses resolved into one decision per record: a policy decides keep or discard,
+corrections and the category come from the winning side, and every outcome goes through the ledger. Pure: it reads
+records as the server returns them and needs no server.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from annotation.client import ReviewError
+from annotation.mapping import CORRECTIONS, DECISIONS, record_of, response_values
+from workbench.core.ledger import Ledger
+from workbench.core.records import Record
+
+POLICIES = ("majority", "unanimous", "any-discard")
+
+
+@dataclass
+class Pulled:
+    curated: list[Record] = field(default_factory=list)
+    disputed: list[Record] = field(default_factory=list)  # the policy cannot decide: for a person to settle
+    pending: int = 0  # records not yet completed (fewer submitted responses than the dataset's min_submitted)
+    unchanged: int = 0  # --since-last: completed records already pulled with the same responses
+    discarded: int = 0  # dropped through the ledger
+    seen: dict[str, str] = field(default_factory=dict)  # record id -> latest response time, for --since-last
+
+
+def vote(decisions: list[str], policy: str) -> str | None:
+    """keep / discard, or None when the policy cannot decide (the record is disputed)."""
+    counts = Counter(decisions)
+    if policy == "any-discard":
+        return "discard" if counts["discard"] else "keep"
+    if policy == "unanimous":
+        return decisions[0] if len(counts) == 1 else None
+    if counts["keep"] == counts["discard"]:
+        return None
+    return "keep" if counts["keep"] > counts["discard"] else "discard"
+
+
+def agreed(values: list[Any]) -> tuple[bool, Any]:
+    """The most common value among those given; (False, None) when two values tie for most common."""
+    values = [v for v in values if v not in (None, "")]
+    if not values:
+        return True, None
+    ranked = Counter(values).most_common()
+    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+        return False, None
+    return True, ranked[0][0]
+
+
+def resolve(raw: Iterable[dict], policy: str, ledger: Ledger, *, dataset: str = "",
+            users: dict[str, str] | None = None, since: dict[str, str] | None = None) -> tuple[Pulled, list[str]]:
+    """Submitted responses only (drafts and discarded-as-skipped are not votes); one decision per completed record by
+    `policy`; corrections and category from the winning side. Kept records come back curated (edited where
+    annotators corrected them), discarded ones are dropped through the ledger, undecidable ones are disputed.
+    Returns (what was pulled, problems)."""
+    if policy not in POLICIES:
+        raise ReviewError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
+    users = users or {}
+    out, problems = Pulled(), []
+    for item in raw:
+        submitted = [r for r in item.get("responses") or [] if r.get("status") == "submitted"]
+        if item.get("status") != "completed" or not submitted:
+            out.pending += 1
+            continue
+        latest = max(str(r.get("updated_at") or "") for r in submitted)
+        record = record_of(item, problems)
+        if record is None:
+            continue
+        out.seen[record.id] = latest
+        if since is not None and since.get(record.id) == latest:
+            out.unchanged += 1
+            continue
+        _decide(record, [(str(r["user_id"]), response_values(r)) for r in submitted], policy, ledger, out,
+                {"dataset": dataset, "policy": policy}, users)
+    return out, problems
+
+
+def _decide(record: Record, values: list[tuple[str, dict[str, Any]]], policy: str, ledger: Ledger, out: Pulled,
+            detail: dict[str, Any], users: dict[str, str]) -> None:
+    votes = {user: v.get("decision") for user, v in values}
+    detail = {**detail, "votes": votes, "users": {u: users.get(u) for u in votes}}
+    bad = [u for u, d in votes.items() if d not in DECISIONS]
+    decision = None if bad else vote(list(votes.values()), policy)
+    if decision is None:
+        reason = "no decision in a submitted response" if bad else f"annotators disagree ({policy})"
+        out.disputed.append(ledger.log(record, "dispute", reason, detail))
+        return
+    winners = [v for user, v in values if votes[user] == decision]
+    ratings = [v.get("quality") for _, v in values if isinstance(v.get("quality"), (int, float))]
+    scores = {**record.scores, **({"review_quality": round(sum(ratings) / len(ratings), 3)} if ratings else {})}
+    if decision == "discard":
+        ledger.drop(replace(record, scores=scores), "discarded by review", detail)
+        out.discarded += 1
+        return
+    changes, conflicts = {}, []
+    for question, attribute in CORRECTIONS:
+        answers = [v.get(question).strip() if isinstance(v.get(question), str) else v.get(question) for v in winners]
+        same, value = agreed(answers)
+        if not same:
+            conflicts.append(question)
+        elif value is not None and value != getattr(record, attribute):
+            changes[attribute] = value
+    if conflicts:
+        reason = f"conflicting {' and '.join(conflicts)}"
+        out.disputed.append(ledger.log(record, "dispute", reason, detail))
+    elif changes:
+        detail["original"] = {k: getattr(record, k) for k in changes}
+        out.curated.append(ledger.edit(record, "corrected by review", detail, scores=scores, **changes))
+    else:
+        out.curated.append(ledger.log(record, "keep", "kept by review", detail, scores=scores))

@@ -1,0 +1,68 @@
+"""What a LoRA finetune is asked to do: its settings, the layers LoRA adapts, and the precision it trains in."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+IGNORE = -100  # label of tokens that carry no loss (the prompt, padding)
+
+# LoRA targets per architecture. Falcon: all four linears — measured: with 8-bit layers, LoRA on only
+# query_key_value + dense fails with an in-place-view error in the residual add; all four train.
+LORA_TARGETS = {
+    "falcon": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gpt_neox": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+}
+
+
+class FinetuneConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    quant: Literal["auto", "none", "8bit", "4bit"] = "auto"  # auto: 8bit on CUDA, none on the CPU
+    epochs: float = Field(3.0, gt=0)
+    lr: float = Field(2e-4, gt=0)
+    rank: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    max_length: int = Field(1024, ge=16)  # longer examples are dropped and reported, never cut mid-response
+    packing: bool = True
+    batch_size: int = Field(8, ge=1)  # packed: rows of max_length tokens per step; else examples per step
+    grad_accum: int = Field(1, ge=1)
+    grad_checkpointing: bool = True
+    save_steps: int = Field(200, ge=1)
+    eval_split: float = Field(0.05, ge=0, lt=1)
+    seed: int = 42  # the split, the data order and LoRA's initialisation
+    system_prompt: bool = False  # the course-advisor system prompt in every example
+    chat_template: Literal["auto", "never"] = "auto"  # auto: the tokenizer's chat template when it has one
+    max_steps: int = -1  # stop after this many optimizer steps (-1: the epochs decide)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    logging_steps: int = Field(10, ge=1)
+
+
+# Fields that change speed or memory but not what is learned (they stay out of a run's fingerprint).
+SPEED_ONLY = frozenset({"save_steps", "logging_steps"})
+
+
+def resolve_quant(config: FinetuneConfig, device: str) -> str:
+    if config.quant != "auto":
+        return config.quant
+    return "8bit" if device.startswith("cuda") else "none"
+
+
+def lora_targets(model) -> list[str]:
+    """The module names LoRA adapts for this architecture (every linear but the output head when unknown)."""
+    import torch
+
+    model_type = getattr(model.config, "model_type", "")
+    if model_type in LORA_TARGETS:
+        return LORA_TARGETS[model_type]
+    names = set()
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) or type(module).__name__.startswith("Linear"):
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf not in ("lm_head", "embed_out", "score"):
+                names.add(leaf)
+    return sorted(names)

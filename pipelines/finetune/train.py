@@ -1,0 +1,222 @@
+"""Training a LoRA adapter, and the finetune stage's entry (`run`): the base loaded (8-bit verified on CUDA),
+LoRA on the architecture's linears, transformers' Trainer over packed rows, checkpoints and resume, then the adapter,
+its manifest, a model card and the loss plot."""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.finetune.config import SPEED_ONLY, FinetuneConfig, lora_targets, resolve_quant
+from pipelines.finetune.data import PackedCollator, PaddedCollator, pack, prepare, unpacked
+from pipelines.finetune.memory import GIB, budget_of_device, preflight
+from workbench.core.errors import InputError
+from workbench.core.export import model_card
+from workbench.core.fingerprint import path_sha256
+from workbench.core.io import Problem, atomic_write_json, atomic_write_text, load_records
+from workbench.core.records import Record
+from workbench.core.runs import Outputs, StepResult, package_versions
+
+
+@dataclass
+class FinetuneResult:
+    """What `train` made: the adapter folder and its manifest, and the records it could not train on."""
+
+    out_dir: Path
+    manifest: dict[str, Any]
+    too_long: list[tuple[Record, int]] = field(default_factory=list)  # (record, tokens)
+    no_response: list[Record] = field(default_factory=list)
+
+
+def _peak_memory_gib(device: str) -> float:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / GIB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB  # Linux: KiB
+
+
+def _checkpoints(out_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first: Trainer writes trainer_state.json after the weights, optimizer and RNG
+    states, so a checkpoint without it was cut short by a kill and is skipped."""
+    found = [p for p in (out_dir / "checkpoints").glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def train(base: str, records: list[Record], out_dir: str | Path, config: FinetuneConfig, *,
+          resume: bool = False, device: str = "auto", data_sha256: str | None = None,
+          data_path: str | None = None, budget_gib: float | None = None, progress=None) -> FinetuneResult:
+    """Train a LoRA adapter on `records`; writes the adapter, manifest.json, README.md and loss.png to out_dir."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from workbench.core.models import get_model, resolve_device
+
+    out_dir = Path(out_dir)
+    device = resolve_device(device)
+    quant = resolve_quant(config, device)
+    existing = _checkpoints(out_dir)
+    if existing and not resume:
+        raise InputError(f"{out_dir} already holds checkpoints ({existing[-1].name})",
+                         hint="--resume continues from the last one; or choose another output folder")
+    if resume and not existing:
+        raise InputError(f"--resume: no checkpoint in {out_dir / 'checkpoints'}")
+    run = {"base_model": base, "data_sha256": data_sha256, "records": [r.id for r in records],
+           "config": config.model_dump(), "quant": quant}
+    run_file = out_dir / "run.json"
+    if resume and run_file.exists():
+        before = json.loads(run_file.read_text())
+        changed = sorted(k for k in run if before.get(k) != run[k])
+        if changed:
+            # Another base, data or config would not continue the same run (and not in the same data order).
+            raise InputError(f"--resume: {', '.join(changed)} differ from the run in {out_dir}",
+                             hint="resume with the same base, data and options, or train into a new folder")
+    budget = budget_gib if budget_gib is not None else budget_of_device(device)
+    estimate = preflight(base, config, budget, device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_file, run)
+
+    loaded = get_model(base, quant=quant, device=device)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    tokenizer.padding_side = "right"
+    prepared = prepare(records, tokenizer, config)
+    if quant != "none":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.grad_checkpointing)
+    elif config.grad_checkpointing:
+        model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
+    model.config.use_cache = False  # no KV cache in training (and packed rows need none to stay apart)
+    torch.manual_seed(config.seed)
+    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout, bias="none",
+                      task_type="CAUSAL_LM", target_modules=lora_targets(model))
+    model = get_peft_model(model, lora)
+
+    if config.packing:
+        train_rows = pack(prepared.train, config.max_length, config.seed)
+        eval_rows = pack(prepared.eval, config.max_length, config.seed)
+        collator = PackedCollator(tokenizer.pad_token_id)
+    else:
+        train_rows, eval_rows = unpacked(prepared.train), unpacked(prepared.eval)
+        collator = PaddedCollator(tokenizer.pad_token_id)
+    useful = sum(e.trained for e in prepared.train)
+    report = ["tensorboard"] if _installed("tensorboard") else []
+    args = TrainingArguments(
+        output_dir=str(out_dir / "checkpoints"), per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
+        num_train_epochs=config.epochs, max_steps=config.max_steps, learning_rate=config.lr,
+        warmup_steps=config.warmup_ratio, lr_scheduler_type="cosine", logging_steps=config.logging_steps,
+        save_strategy="steps", save_steps=config.save_steps, save_total_limit=3,
+        eval_strategy="epoch" if eval_rows else "no", seed=config.seed, data_seed=config.seed,
+        gradient_checkpointing=config.grad_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if config.grad_checkpointing else None,
+        bf16=device.startswith("cuda") and torch.cuda.is_bf16_supported(), use_cpu=device == "cpu",
+        report_to=report, remove_unused_columns=False,
+        dataloader_num_workers=0, disable_tqdm=progress is None, optim="adamw_torch",
+    )
+
+    class Progress(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if progress:
+                progress(state.global_step, state.max_steps)
+
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    trainer = Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows or None,
+                      data_collator=collator, callbacks=[Progress()])
+    start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=str(existing[-1]) if resume else None)
+    seconds = time.perf_counter() - start
+    eval_loss = trainer.evaluate()["eval_loss"] if eval_rows else None
+
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    history = trainer.state.log_history
+    steps_done = trainer.state.global_step
+    epochs_done = trainer.state.epoch or 0
+    manifest = {
+        # The training file, so that evaluation can check it against eval suites (contamination).
+        "base_model": base, "data": data_path, "data_sha256": data_sha256, "records": len(records),
+        "train_examples": len(prepared.train), "eval_examples": len(prepared.eval),
+        "dropped_too_long": [{"id": r.id, "tokens": n} for r, n in prepared.too_long],
+        "dropped_no_response": [r.id for r in prepared.no_response],
+        "config": config.model_dump(), "quant": quant, "quantized_layers": loaded.quantized_layers,
+        "device": device, "lora_targets": lora_targets(model.get_base_model()),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "versions": package_versions(),
+        "train_loss": [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h],
+        "eval_loss": [{"epoch": h["epoch"], "loss": h["eval_loss"]} for h in history if "eval_loss" in h],
+        "final_eval_loss": eval_loss, "steps": steps_done, "epochs": epochs_done,
+        "train_runtime_s": round(seconds, 2), "resumed": bool(resume),
+        # Label-bearing tokens trained per second (this process's share when resumed).
+        "useful_tokens_per_s": round(useful * epochs_done / seconds, 1) if seconds else None,
+        "peak_memory_gib": round(_peak_memory_gib(device), 3), "estimated_memory_gib": round(estimate.total_gib, 3),
+        "train_loss_mean": output.training_loss,
+    }
+    atomic_write_json(out_dir / "manifest.json", manifest)
+    atomic_write_text(out_dir / "README.md", model_card(manifest))  # replaces peft's empty template
+    plot_losses(manifest, out_dir / "loss.png")
+    return FinetuneResult(out_dir, manifest, prepared.too_long, prepared.no_response)
+
+
+@dataclass
+class FinetuneRun(StepResult):
+    adapter: dict[str, Any] = field(default_factory=dict)  # the adapter's own manifest
+
+
+def run(base: str, data: Path, config: FinetuneConfig, out: Outputs, *, resume: bool = False, device: str = "auto",
+        budget_gib: float | None = None, progress=None) -> FinetuneRun:
+    """The finetune stage: a LoRA adapter on the records of DATA in out["adapter"] (a folder: the adapter, its
+    manifest naming the data, a model card, the loss plot); records it cannot train on are dropped with why."""
+    data = Path(data)
+    ledger = out.start(config, [data, *([Path(base)] if Path(base).exists() else [])], SPEED_ONLY)
+    problems: list[Problem] = []
+    records = load_records(data, problems)
+    trained = train(base, records, out["adapter"], config, resume=resume, device=device,
+                    data_sha256=path_sha256(data), data_path=str(data.resolve()), budget_gib=budget_gib,
+                    progress=progress)
+    for record, tokens in trained.too_long:
+        ledger.drop(record, "longer than max_length", {"tokens": tokens, "max_length": config.max_length})
+    for record in trained.no_response:
+        ledger.drop(record, "no response")
+    m = trained.manifest
+    losses = [p["loss"] for p in m["train_loss"]]
+    counts = {"examples": m["train_examples"], "held_out": m["eval_examples"], "steps": m["steps"],
+              "first_loss_x100": round(100 * losses[0]) if losses else 0,
+              "last_loss_x100": round(100 * losses[-1]) if losses else 0}
+    result = out.finish(ledger, counts, problems, base=base, quant=m["quant"],
+                        peak_memory_gib=m["peak_memory_gib"], useful_tokens_per_s=m["useful_tokens_per_s"])
+    return FinetuneRun(result.manifest, result.problems, m)
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def plot_losses(manifest: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 3.5), dpi=100)
+    train = manifest["train_loss"]
+    axes.plot([p["step"] for p in train], [p["loss"] for p in train], label="train")
+    if manifest["eval_loss"] and manifest["steps"]:
+        per_epoch = manifest["steps"] / max(manifest["epochs"], 1e-9)
+        axes.plot([p["epoch"] * per_epoch for p in manifest["eval_loss"]], [p["loss"] for p in manifest["eval_loss"]],
+                  "o-", label="eval")
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    base = Path(manifest["base_model"])
+    precision = {"none": "full precision", "8bit": "8-bit", "4bit": "4-bit"}.get(manifest["quant"], manifest["quant"])
+    axes.set_title(f"LoRA on {'/'.join(base.parts[-2:])} ({precision}), {manifest['train_examples']} examples")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

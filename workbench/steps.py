@@ -1,0 +1,198 @@
+"""The recipe's stages as steps: for each, the Stage (its folder, and the config and inputs that decide whether it
+must run again) and the call of that stage's one entry, with the stage folder as where it writes. The CLI calls the
+same entries with the files a user names. `workbench.recipe.run_recipe` decides which steps run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from annotation import review as review_stage
+from eval_suites import report as report_stage
+from eval_suites import runner as eval_stage
+from eval_suites.registry import find_suite
+from pipelines import contamination as contamination_stage
+from pipelines import dedup as dedup_stage
+from pipelines import finetune as finetune_stage
+from pipelines import screen as screen_stage
+from workbench.core import teaching
+from workbench.core.backends import BackendConfig, load_backend
+from workbench.core.catalog import load_catalog
+from workbench.core.errors import InputError, WorkbenchError
+from workbench.core.io import Problem, atomic_write_json, load_records, write_records
+from workbench.core.runs import Outputs, Stage, StepResult
+from workbench.core.stats import compute_stats
+
+
+@dataclass(frozen=True)
+class Step:
+    """A stage and the call of its entry; the recipe runner decides whether the call runs."""
+
+    stage: Stage
+    call: Callable[[Outputs], StepResult]
+
+
+class SeedsConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_field_bytes: int = 1_000_000  # longer text fields are quarantined
+    allow_unknown_categories: bool = False  # only Dolly's eight categories
+
+
+class CatalogConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_programmes: int = 12  # the course-advisor suite asks about a dozen programmes
+
+
+class GenerationStageConfig(BaseModel):
+    """What decides a generation stage's output: its settings and the generator."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    settings: dict
+    generator: BackendConfig
+
+
+class FinetuneStageConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    settings: finetune_stage.FinetuneConfig
+    base: str
+
+
+class ContaminationGateConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    suites: tuple[str, ...]
+    check: contamination_stage.ContaminationConfig
+
+
+def _local(*names: str | None) -> list[Path]:
+    """The ones that are files or folders here (a hub id is in the config by name, not hashed)."""
+    return [Path(n) for n in names if n and Path(n).exists()]
+
+
+def seeds(run_dir: Path, config: SeedsConfig, path: Path) -> Step:
+    """The seed tasks checked: valid ones in records.jsonl, bad lines quarantined, statistics in stats.json."""
+    def call(out: Outputs) -> StepResult:
+        ledger = out.start(config, [path], drops=False)
+        problems: list[Problem] = []
+        records = load_records(path, problems, max_field_bytes=config.max_field_bytes,
+                               allow_unknown_categories=config.allow_unknown_categories)
+        write_records(out["records.jsonl"], records)
+        atomic_write_json(out["stats.json"], compute_stats(records).to_dict())
+        counts = {"in": len(records) + len(problems), "out": len(records), "quarantined": len(problems)}
+        return out.finish(ledger, counts, problems)
+
+    return Step(Stage(run_dir, "seeds", config, [path]), call)
+
+
+def catalog(run_dir: Path, config: CatalogConfig, folder: Path) -> Step:
+    """The programme pages checked: programmes.json lists them."""
+    def call(out: Outputs) -> StepResult:
+        ledger = out.start(config, [folder], drops=False)
+        programmes = load_catalog(folder)
+        if len(programmes) < config.min_programmes:
+            raise InputError(f"{folder}: {len(programmes)} programmes, fewer than {config.min_programmes}")
+        listed = [{"slug": p.slug, "name": p.name, "words": len(p.text.split()),
+                   "programming_required": bool(p.header["programming_required"]),
+                   "language": p.header["language"], "path": p.path.name} for p in programmes]
+        atomic_write_json(out["programmes.json"], listed)
+        return out.finish(ledger, {"programmes": len(listed), "words": sum(p["words"] for p in listed)})
+
+    return Step(Stage(run_dir, "catalog", config, [folder]), call)
+
+
+def tiny_models(run_dir: Path, config: teaching.TinyModelConfig) -> Step:
+    """model/: the tiny base; instruct/: the base trained further on the prompt formats."""
+    return Step(Stage(run_dir, "tiny-model", config, teaching.default_corpus()),
+                lambda out: teaching.train_pair(config, out))
+
+
+def generation(run_dir: Path, name: str, settings: BaseModel, inputs: list[Path], generator: BackendConfig,
+               entry: Callable, force: bool = False) -> Step:
+    """A generation stage (instructions, instances, from-docs): entry(backend, out, force) -> StepResult."""
+    stage_config = GenerationStageConfig(settings=settings.model_dump(mode="json"), generator=generator)
+    return Step(Stage(run_dir, name, stage_config, [*inputs, *_local(generator.model)]),
+                lambda out: entry(load_backend(generator), out, force))
+
+
+def dedup(run_dir: Path, config: dedup_stage.DedupConfig, candidates: list[Path], seed_file: Path) -> Step:
+    """All generated candidates together, near-duplicates removed, also against the seed tasks."""
+    return Step(Stage(run_dir, "dedup", config, [*candidates, seed_file], dedup_stage.SPEED_ONLY),
+                lambda out: dedup_stage.run(candidates, config, out, [seed_file]))
+
+
+def screen(run_dir: Path, config: screen_stage.ScreenConfig, candidates: Path) -> Step:
+    return Step(Stage(run_dir, "screen", config, [candidates], screen_stage.SPEED_ONLY),
+                lambda out: screen_stage.run(candidates, config, out))
+
+
+def review(run_dir: Path, config: review_stage.ReviewConfig, candidates: Path,
+           say: Callable[[str], None] = lambda text: None) -> Step:
+    return Step(Stage(run_dir, "review", config, [candidates]),
+                lambda out: review_stage.review(candidates, config, out, say))
+
+
+def contamination_gate(run_dir: Path, suites: tuple[str, ...], curated: Path) -> Step:
+    """Before finetuning: the curated set against the eval suites; any contaminated item stops the run."""
+    config = contamination_stage.ContaminationConfig()
+    folders = [find_suite(s) for s in suites]
+
+    def call(out: Outputs) -> StepResult:
+        result = contamination_stage.run(curated, folders, config, out)
+        if result.findings:
+            raise WorkbenchError(f"contamination: {len(result.findings)} eval item(s) near-duplicate or share a "
+                                 f"13-gram with the curated set ({', '.join(f.item.id for f in result.findings[:5])});"
+                                 f" see {out['report.json']}",
+                                 hint="remove those records from the curated set (or the items from the suite) "
+                                      "and run again")
+        return result
+
+    gate = ContaminationGateConfig(suites=suites, check=config)
+    return Step(Stage(run_dir, "contamination", gate, [curated, *folders]), call)
+
+
+def finetune(run_dir: Path, config: finetune_stage.FinetuneConfig, curated: Path, base: BackendConfig) -> Step:
+    """A LoRA adapter on the curated set in adapter/, with its manifest and loss plot."""
+    def call(out: Outputs) -> StepResult:
+        shutil.rmtree(out["adapter"], ignore_errors=True)  # a stage that runs again trains again
+        return finetune_stage.run(base.model, curated, config, out, device=base.device)
+
+    stage_config = FinetuneStageConfig(settings=config, base=base.model)
+    return Step(Stage(run_dir, "finetune", stage_config, [curated, *_local(base.model)],
+                      frozenset({f"settings.{k}" for k in finetune_stage.SPEED_ONLY})), call)
+
+
+def evaluation(run_dir: Path, name: str, label: str, config: eval_stage.EvalConfig, model: BackendConfig) -> Step:
+    """One model (a base, an instruct model, or a base with its adapter) answers and is scored on the suites."""
+    stage_config = eval_stage.EvalRunConfig(settings=config, model=model)
+    inputs = [*_local(model.model, model.adapter), *(find_suite(s) for s in config.suites)]
+    return Step(Stage(run_dir, name, stage_config, inputs, frozenset({"settings.batch_size"})),
+                lambda out: eval_stage.run(model, config, out, name=label))
+
+
+def report(run_dir: Path, config: report_stage.ReportConfig, results: list[Path],
+           judge: BackendConfig | None = None) -> Step:
+    """The evaluated models compared (the first is the baseline); a toxicity gate, when set, stops the run."""
+    def call(out: Outputs) -> StepResult:
+        result = report_stage.run(results, config, out, judge)
+        if result.comparison.toxicity_violations:
+            raise WorkbenchError("; ".join(result.comparison.toxicity_violations),
+                                 hint=f"the report is in {out['report.html']}")
+        return result
+
+    stage_config = report_stage.ReportStageConfig(settings=config, judge=judge)
+    return Step(Stage(run_dir, "report", stage_config, results), call)
+
+
+def programmes(run_dir: Path) -> list[dict]:
+    path = run_dir / "catalog" / "programmes.json"
+    return json.loads(path.read_text()) if path.exists() else []
