@@ -1,4 +1,5 @@
-"""Run a model on eval suites and score its answers: `evaluate` (generate + score) and `score_suite` (score only).
+"""Run a model on eval suites and score its answers: `run` (the eval stage's entry, for the CLI and recipes),
+`evaluate` (generate + score) and `score_suite` (score only).
 
 Results of one model go to RESULTS_DIR/SUITE/ as predictions.jsonl, scores.jsonl (one row per item),
 metrics.json and manifest.json; `eval_suites.statistics` compares several such folders.

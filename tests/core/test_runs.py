@@ -142,3 +142,25 @@ def test_the_ledger_records_drops_and_changes_with_reasons_and_keeps_without():
 def test_finish_refuses_a_ledger_it_did_not_start(tmp_path):
     with pytest.raises(RuntimeError):
         Outputs.beside(tmp_path / "x.jsonl", "x").finish(Ledger("x"), {})
+
+
+def test_bad_input_lines_are_quarantined_beside_the_output_and_a_clean_rerun_clears_them(tmp_path):
+    source = make_input(tmp_path)
+    source.write_text(source.read_text() + "{broken\n")
+
+    def step(out):
+        from workbench.core.io import Problem
+
+        problems: list[Problem] = []
+        ledger = out.start(Cfg(), [source], drops=False)
+        write_records(out["records.jsonl"], load_records(source, problems))
+        return out.finish(ledger, {}, problems)
+
+    result = step(Outputs.beside(tmp_path / "out.jsonl", "check"))
+    assert [(p.line, p.field) for p in result.problems] == [(4, "-")] and result.manifest["quarantined"] == 1
+    [line] = [json.loads(x) for x in (tmp_path / "out.quarantine.jsonl").read_text().splitlines()]
+    assert line["file"] == str(source) and line["line"] == 4 and line["raw"] == "{broken"
+    assert not (tmp_path / "out.rejected.jsonl").exists()  # a stage that drops nothing leaves no dropped file
+    make_input(tmp_path)
+    assert step(Outputs.beside(tmp_path / "out.jsonl", "check")).problems == []
+    assert not (tmp_path / "out.quarantine.jsonl").exists()

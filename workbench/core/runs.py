@@ -167,15 +167,17 @@ class Outputs:
         problems = list(problems)
         if problems:
             write_problems(self["quarantine.jsonl"], problems)
-        if ledger.pending or (self._drops and not ledger.written):
-            mode = "a" if ledger.written else "w"
-            if mode == "a":
+        elif self["quarantine.jsonl"].exists():
+            self["quarantine.jsonl"].unlink()  # an earlier run's bad lines: not this run's
+            del self._used["quarantine.jsonl"]
+        if ledger.written:  # resumable generation and dedup's workers wrote theirs already: append what is left
+            if ledger.pending:
                 with open(self["dropped.jsonl"], "a", encoding="utf-8") as d, \
                         open(self["ledger.jsonl"], "a", encoding="utf-8") as e:
                     ledger.write(d, e)
-            else:
-                with atomic_open(self["dropped.jsonl"]) as d, atomic_open(self["ledger.jsonl"]) as e:
-                    ledger.write(d, e)
+        elif ledger.pending or self._drops:
+            with atomic_open(self["dropped.jsonl"]) as d, atomic_open(self["ledger.jsonl"]) as e:
+                ledger.write(d, e)
         manifest_path = self["manifest.json"]
         started, clock = self._started
         files = {name: str(path) for name, path in self._used.items() if name != "manifest.json" and path.exists()}
