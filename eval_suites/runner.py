@@ -28,7 +28,15 @@ from eval_suites.registry import Suite, load_suite
 from workbench.core.backends import BackendConfig, load_backend
 from workbench.core.errors import InputError
 from workbench.core.fingerprint import fingerprint, path_sha256
-from workbench.core.io import Problem, atomic_write_text, load_records, read_json_lines, sha256_file, workbench_home
+from workbench.core.io import (
+    Problem,
+    atomic_write_text,
+    load_records,
+    read_json_lines,
+    refuse_overwrite,
+    sha256_file,
+    workbench_home,
+)
 from workbench.core.runs import Outputs, StepResult, package_versions
 
 Progress = Callable[[int, int], None]
@@ -307,6 +315,8 @@ def score_file(suite: str, predictions: Path, output: Path | None = None,
                suites_dirs: list[str | Path] | None = None) -> tuple[dict[str, Any], list[Problem], Suite]:
     """`workbench eval score`: a predictions file scored on a suite (and written to OUTPUT as JSON when given).
     Returns (the scores, bad prediction lines, the suite)."""
+    if output:
+        refuse_overwrite(output, [predictions], "this scoring")
     loaded = load_suite(suite, suites_dirs)
     problems: list[Problem] = []
     answers = read_predictions(predictions, problems)

@@ -15,7 +15,7 @@ import multiprocessing
 import shutil
 import tempfile
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ from workbench.core.io import (
     atomic_open,
     line_ranges,
     load_records,
+    parquet_rows,
     read_json_range,
     records_from_objects,
 )
@@ -144,27 +145,51 @@ def run(sources: list[Path], config: DedupConfig, out: Outputs, references: list
     reference (read whole: usually small) are removed too; references are never deduplicated among themselves."""
     sources, references = [Path(p) for p in sources], [Path(p) for p in references]
     ledger = out.start(config, [*sources, *references], SPEED_ONLY)
-    parts = [(str(p), s, e, line) for p in sources for s, e, line in line_ranges(p, max(1, config.workers * 4))]
-    scanned = _map(config.workers, _scan, [(part, config, max_field_bytes) for part in parts])
-    refs = [_scan(((str(p), s, e, line), config, max_field_bytes)) for p in references
-            for s, e, line in line_ranges(p, 1)]
-    problems = [p for part in [*scanned, *refs] for p in part.problems]
-    excluded = _repeated_ids(parts, scanned, problems)
-    order = {str(p): k for k, p in enumerate([*sources, *references])}
-    problems.sort(key=lambda p: (order.get(p.file, len(order)), p.line))
-    ids = [i for part in scanned for i in part.ids]
-    everything = [*scanned, *refs]
-    sigs = np.concatenate([p.sigs for p in everything]) if everything else np.empty((0, config.num_perm), np.uint32)
-    plan = find_duplicates(Shingled.join([p.shingled for p in everything]), config, len(ids),
-                           [n for p in everything for n in p.lengths], [s for p in everything for s in p.seedlike],
-                           sigs, excluded=excluded)
-    all_ids = ids + [i for part in refs for i in part.ids]
-    kept, removed = _write_outputs(parts, scanned, plan, all_ids, excluded, config, out, ledger, max_field_bytes)
+    work = Path(tempfile.mkdtemp(prefix=".dedup-", dir=out["records.jsonl"].parent))
+    try:
+        problems: list[Problem] = []
+        readable = {p: _json_lines(p, work, problems) for p in [*sources, *references]}
+        parts = [(str(readable[p]), s, e, line) for p in sources
+                 for s, e, line in line_ranges(readable[p], max(1, config.workers * 4))]
+        scanned = _map(config.workers, _scan, [(part, config, max_field_bytes) for part in parts])
+        refs = [_scan(((str(readable[p]), s, e, line), config, max_field_bytes)) for p in references
+                for s, e, line in line_ranges(readable[p], 1)]
+        named = {str(path): str(original) for original, path in readable.items()}  # a Parquet file by its own name
+        problems += [replace(p, file=named[p.file]) for part in [*scanned, *refs] for p in part.problems]
+        excluded = _repeated_ids([(named[path], *rest) for path, *rest in parts], scanned, problems)
+        order = {str(p): k for k, p in enumerate(readable)}
+        problems.sort(key=lambda p: (order.get(p.file, len(order)), p.line))
+        ids = [i for part in scanned for i in part.ids]
+        everything = [*scanned, *refs]
+        sigs = np.concatenate([p.sigs for p in everything]) if everything else np.empty((0, config.num_perm),
+                                                                                       np.uint32)
+        plan = find_duplicates(Shingled.join([p.shingled for p in everything]), config, len(ids),
+                               [n for p in everything for n in p.lengths], [s for p in everything for s in p.seedlike],
+                               sigs, excluded=excluded)
+        all_ids = ids + [i for part in refs for i in part.ids]
+        kept, removed = _write_outputs(parts, scanned, plan, all_ids, excluded, config, out, ledger, max_field_bytes,
+                                       work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     with atomic_open(out["clusters.jsonl"]) as f:
         for index in sorted(plan.removed):
             f.write(json.dumps(cluster_line(index, plan, all_ids)) + "\n")
     counts = {"in": len(ids) - int(excluded.sum()), "out": kept, "removed": removed, "candidates": plan.candidates}
     return out.finish(ledger, counts, problems)
+
+
+def _json_lines(path: Path, work: Path, problems: list[Problem]) -> Path:
+    """A Parquet file's rows as JSON lines in WORK (row N on line N; an unreadable row is a blank line and a
+    problem), so that the byte-range readers can split it; a JSON lines file as it is."""
+    if path.suffix != ".parquet":
+        return path
+    target = work / f"{len(list(work.glob('*.jsonl')))}.jsonl"
+    with open(target, "w", encoding="utf-8") as f:
+        line = 0
+        for number, _, raw in parquet_rows(path, problems):
+            f.write("\n" * (number - line - 1) + raw + "\n")
+            line = number
+    return target
 
 
 def _repeated_ids(parts: list[Range], scanned: list[Scanned], problems: list[Problem]) -> np.ndarray:
@@ -184,28 +209,24 @@ def _repeated_ids(parts: list[Range], scanned: list[Scanned], problems: list[Pro
 
 
 def _write_outputs(parts: list[Range], scanned: list[Scanned], plan: Plan, ids: list[str], excluded: np.ndarray,
-                   config: DedupConfig, out: Outputs, ledger: Ledger, max_field_bytes: int) -> tuple[int, int]:
+                   config: DedupConfig, out: Outputs, ledger: Ledger, max_field_bytes: int,
+                   work: Path) -> tuple[int, int]:
+    """Pass 2: each worker writes its range's part files into WORK; they are joined in order into the outputs."""
     firsts = np.concatenate([[0], np.cumsum([len(p.ids) for p in scanned])[:-1]]).astype(int).tolist()
-    records_path = out["records.jsonl"]
-    parts_dir = Path(tempfile.mkdtemp(prefix=".dedup-parts-", dir=records_path.parent))
+    tasks = [(part, first, work / f"part{n}", max_field_bytes) for n, (part, first) in enumerate(zip(parts, firsts))]
+    _PLAN.update(plan=plan, ids=ids, excluded=excluded, run=out.run)
     try:
-        tasks = [(part, first, parts_dir / str(n), max_field_bytes)
-                 for n, (part, first) in enumerate(zip(parts, firsts))]
-        _PLAN.update(plan=plan, ids=ids, excluded=excluded, run=out.run)
-        try:
-            results = _map(config.workers, _write, tasks)
-        finally:
-            _PLAN.clear()
-        for target, suffix in ((records_path, "k"), (out["dropped.jsonl"], "d"), (out["ledger.jsonl"], "e")):
-            with atomic_open(target, "wb") as joined:
-                for n in range(len(tasks)):
-                    with open(parts_dir / f"{n}.{suffix}", "rb") as part:
-                        shutil.copyfileobj(part, joined, 1 << 20)
-        for _, counts in results:
-            ledger.merge(counts)
-        return sum(k for k, _ in results), sum(n for k, n in ledger.counts.items() if k.startswith("drop: "))
+        results = _map(config.workers, _write, tasks)
     finally:
-        shutil.rmtree(parts_dir, ignore_errors=True)
+        _PLAN.clear()
+    for target, suffix in ((out["records.jsonl"], "k"), (out["dropped.jsonl"], "d"), (out["ledger.jsonl"], "e")):
+        with atomic_open(target, "wb") as joined:
+            for n in range(len(tasks)):
+                with open(work / f"part{n}.{suffix}", "rb") as part:
+                    shutil.copyfileobj(part, joined, 1 << 20)
+    for _, counts in results:
+        ledger.merge(counts)
+    return sum(k for k, _ in results), sum(n for k, n in ledger.counts.items() if k.startswith("drop: "))
 
 
 @dataclass

@@ -294,3 +294,27 @@ def test_screen_command(tmp_path, invoke):
     broken.write_bytes(b"x")
     failed = invoke("screen", path, "--checkpoint", broken, "--hf-config", tmp_path, "-o", tmp_path / "t.jsonl")
     assert failed.exit_code == 1 and "did not load" in failed.output and not (tmp_path / "t.jsonl").exists()
+
+
+def test_no_command_writes_over_its_input_or_reads_a_compressed_file_as_lines(tmp_path, invoke, fixtures):
+    import gzip
+    import shutil
+
+    data = tmp_path / "records.jsonl"
+    shutil.copy(fixtures / "good_records.jsonl", data)
+    before = data.read_bytes()
+    for args in (("data", "import", data, "-o", data), ("data", "export", data, "--format", "dolly", "-o", data),
+                 ("data", "validate", data, "--quarantine", data),
+                 ("eval", "score", "--suite", "closed_qa", "--predictions", data, "-o", data),
+                 ("screen", data, "--scorer", "profanity-check", "-o", data)):
+        result = invoke(*args)
+        assert result.exit_code == 1, args
+        assert result.output.startswith(f"Error: {data}: is an input of ") and "Traceback" not in result.output
+    assert data.read_bytes() == before
+    packed = tmp_path / "records.jsonl.gz"
+    packed.write_bytes(gzip.compress(before))
+    for args in (("data", "validate", packed), ("data", "stats", packed), ("generate", "filter", packed, "-o",
+                                                                         tmp_path / "kept.jsonl")):
+        result = invoke(*args)
+        assert result.exit_code == 1 and result.output.splitlines()[0] == \
+            f"Error: {packed}: a gzip-compressed file, not JSON lines", args

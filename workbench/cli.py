@@ -23,7 +23,7 @@ from workbench.core.catalog import SEED_TASKS
 from workbench.core.config import options
 from workbench.core.errors import WorkbenchError
 from workbench.core.importers import ImportConfig, import_file, parse_field_map
-from workbench.core.io import validate_files, write_problems
+from workbench.core.io import refuse_overwrite, validate_files, write_problems
 from workbench.core.models import GenerationParams, get_model
 from workbench.core.next_token import next_tokens
 from workbench.core.runs import Outputs, list_runs, stage_summaries
@@ -101,6 +101,7 @@ def _sibling(path: Path, suffix: str) -> Path:
 def _quarantine(problems, quarantine: Path, strict: bool) -> None:
     """Commands that read records without a stage's outputs: write the quarantine file, say where, honour --strict."""
     if problems:
+        refuse_overwrite(quarantine, {p.file for p in problems}, "this command")
         write_problems(quarantine, problems)
         display.problems_summary(problems, str(quarantine))
         if strict:
@@ -158,6 +159,8 @@ def data_validate(
     """Check record files line by line; exit 1 when any line is bad.
 
     Example: workbench data validate seeds.jsonl --quarantine bad.jsonl"""
+    if quarantine is not None:
+        refuse_overwrite(quarantine, files, "this validation")
     problems, valid = validate_files(files, max_field_bytes=max_field_bytes,
                                      allow_unknown_categories=allow_unknown_categories)
     for problem in problems:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.errors import ConfigError, InputError
-from workbench.core.io import atomic_write_json
+from workbench.core.io import atomic_write_json, refuse_overwrite
 from workbench.core.prompts import format_prompt
 
 
@@ -22,6 +22,7 @@ def merge(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "bfloat16",
     from workbench.core.models import _load_error, load_tokenizer, resolve_dtype
 
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
+    refuse_overwrite(out_dir, [adapter_dir, *([base] if base else [])], "this merge")
     try:
         peft_config = PeftConfig.from_pretrained(str(adapter_dir))
     except (OSError, ValueError) as e:

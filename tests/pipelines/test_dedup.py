@@ -130,3 +130,25 @@ def test_an_empty_file_among_the_sources_is_fine(tmp_path, near):
     assert result.counts["in"] == 2 and result.counts["out"] == 1
     nothing = run([empty], DedupConfig(), Outputs.beside(tmp_path / "none.jsonl", "dedup"))
     assert nothing.counts == {"in": 0, "out": 0, "removed": 0, "candidates": 0}
+
+
+def test_a_parquet_file_is_deduplicated_and_its_rows_are_named(tmp_path, near):
+    records = [Record(near.BASE), Record("a different question about the fees"), Record(near.edit(near.BASE, 1))]
+    write_records(tmp_path / "in.parquet", records + [records[1]])  # the last row repeats the second
+    result = run([tmp_path / "in.parquet"], DedupConfig(), Outputs.beside(tmp_path / "kept.jsonl", "dedup"))
+    assert [r.id for r in load_records(tmp_path / "kept.jsonl", [])] == [records[0].id, records[1].id]
+    [problem] = result.problems
+    assert (problem.file, problem.line) == (str(tmp_path / "in.parquet"), 4)
+    assert problem.reason == f"duplicate id {records[1].id!r} (first at {tmp_path / 'in.parquet'}:2)"
+    assert not list(tmp_path.glob(".dedup-*"))  # the working copy is gone
+
+
+def test_a_compressed_file_is_one_clear_error(tmp_path, invoke, near):
+    import gzip
+
+    path = tmp_path / "in.jsonl.gz"
+    path.write_bytes(gzip.compress(Record(near.BASE).to_json().encode() + b"\n"))
+    result = invoke("dedup", path, "-o", tmp_path / "kept.jsonl")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.splitlines()[0] == f"Error: {path}: a gzip-compressed file, not JSON lines"
+    assert f"gunzip -k {path}" in result.output and not (tmp_path / "kept.jsonl").exists()

@@ -53,13 +53,15 @@ class Exported:
 def export_file(source: Path, fmt: str, output: Path, run: Path | None = None) -> Exported:
     """`workbench data export`: SOURCE's records as FMT in OUTPUT, its dataset card beside it (NAME.README.md),
     with the stage counts and rejection reasons of the run that made them when RUN is given."""
-    from workbench.core.io import load_records
+    from workbench.core.io import load_records, refuse_overwrite
     from workbench.core.runs import stage_summaries
 
+    card = output.with_name(output.name.removesuffix(output.suffix) + ".README.md")
+    for written in (output, card):
+        refuse_overwrite(written, [source], "this export")
     problems: list = []
     records = load_records(source, problems)
     write_export(records, fmt, output)
-    card = output.with_name(output.name.removesuffix(output.suffix) + ".README.md")
     atomic_write_text(card, dataset_card(records, fmt, output.name, stage_summaries(run) if run else None))
     licenses = {str(r.meta.get("license")) for r in records if r.meta.get("license")}
     return Exported(len(records), card, non_commercial(licenses), problems)

@@ -91,8 +91,9 @@ def import_records(source: str | Path, config: ImportConfig, problems: list[Prob
 
 def import_file(source: str | Path, config: ImportConfig, output: str | Path) -> tuple[ImportResult, list[Problem]]:
     """`workbench data import`: SOURCE's records written to OUTPUT; returns what was read and the bad rows."""
-    from workbench.core.io import write_records
+    from workbench.core.io import refuse_overwrite, write_records
 
+    refuse_overwrite(output, [source], "this import")
     problems: list[Problem] = []
     result = import_records(source, config, problems)
     write_records(output, result.records)

@@ -83,6 +83,28 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+# Magic bytes of the compressed files people pass for JSON lines, and how to unpack each.
+COMPRESSED = ((b"\x1f\x8b", "gzip", "gunzip -k"), (b"BZh", "bzip2", "bunzip2 -k"), (b"\xfd7zXZ\x00", "xz", "unxz -k"),
+              (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"), (b"PK\x03\x04", "zip", "unzip"))
+
+
+def refuse_compressed(path: str | Path) -> None:
+    """A compressed file is one clear error, not a line-by-line report of binary garbage."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    for magic, kind, unpack in COMPRESSED:
+        if head.startswith(magic):
+            raise InputError(f"{path}: a {kind}-compressed file, not JSON lines",
+                             hint=f"unpack it first: {unpack} {path}")
+
+
+def refuse_overwrite(output: str | Path, inputs: Iterable[str | Path], what: str = "this command") -> None:
+    """An output never replaces an input: refuse before anything is written."""
+    if Path(output).resolve() in {Path(p).resolve() for p in inputs}:
+        raise InputError(f"{output}: is an input of {what} and would be written over",
+                         hint="write the output to another file")
+
+
 def read_json_lines(path: str | Path, problems: list[Problem]) -> Iterator[tuple[int, dict[str, Any], str]]:
     """Yield (line number, object, raw line) for each line that is a JSON object; the rest go to `problems`.
 
@@ -94,6 +116,7 @@ def read_json_lines(path: str | Path, problems: list[Problem]) -> Iterator[tuple
     except OSError as e:
         raise InputError(f"{name}: cannot read: {e.strerror}") from e
     with f:
+        refuse_compressed(path)
         previous: bytes | None = None
         number = 0
         # Look one line ahead so the last line can be recognised (a truncated write lacks its newline).
@@ -266,6 +289,7 @@ def validate_files(paths: Iterable[str | Path], **options: Any) -> tuple[list[Pr
 def line_ranges(path: str | Path, parts: int) -> list[tuple[int, int, int]]:
     """Split a file into about `parts` byte ranges on line boundaries: (start, end, number of its first line),
     so that several processes can read one JSONL file and still name lines correctly."""
+    refuse_compressed(path)
     size = os.path.getsize(path)
     cuts = [0]
     with open(path, "rb") as f:

@@ -27,7 +27,14 @@ from pydantic import BaseModel
 
 from workbench.core.errors import InputError, WorkbenchError
 from workbench.core.fingerprint import config_data, config_hash, fingerprint, path_sha256
-from workbench.core.io import Problem, atomic_open, atomic_write_json, atomic_write_text, write_problems
+from workbench.core.io import (
+    Problem,
+    atomic_open,
+    atomic_write_json,
+    atomic_write_text,
+    refuse_overwrite,
+    write_problems,
+)
 from workbench.core.ledger import Ledger
 
 PACKAGES = ("instruct-workbench", "torch", "transformers", "tokenizers", "peft", "bitsandbytes", "datasets",
@@ -108,7 +115,7 @@ class Outputs:
         self._resolve = resolve
         self._files = {name: Path(path) for name, path in (files or {}).items() if path is not None}
         self._used: dict[str, Path] = {}
-        self._inputs: set[Path] = set()
+        self._inputs: list[Path] = []
         self._started: tuple[str, float] | None = None
         self._drops = True
         self._manifest: dict[str, Any] = {}
@@ -135,9 +142,7 @@ class Outputs:
 
     def __getitem__(self, name: str) -> Path:
         path = self._files.get(name) or self._resolve(name)
-        if path.resolve() in self._inputs:
-            raise InputError(f"{path}: is an input of this {self.stage} run and would be written over",
-                             hint="write the output to another file")
+        refuse_overwrite(path, self._inputs, f"this {self.stage} run")
         self._used[name] = path
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
@@ -148,7 +153,7 @@ class Outputs:
         `drops`: the stage can drop records, so it always leaves a dropped file and a ledger (empty or not)."""
         self._drops = drops
         inputs = [Path(p) for p in inputs]
-        self._inputs = {p.resolve() for p in inputs}
+        self._inputs = inputs
         hashes = {str(p): path_sha256(p) for p in inputs}
         self._manifest = {
             "stage": self.stage, "run": self.run, "key": self.key or stage_key(config, inputs, exclude),
