@@ -20,9 +20,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from annotation.agreement import agreement, to_dict
 from annotation.client import DEFAULT_WORKSPACE, PushResult, api_url_of, connect, fetch, push, user_names
 from annotation.mapping import export_rows
-from annotation.votes import POLICIES, Pulled, resolve
+from annotation.votes import Pulled, resolve
 from workbench.core.errors import InputError
 from workbench.core.fingerprint import path_sha256
 from workbench.core.io import Problem, atomic_open, atomic_write_json, load_records, write_records
@@ -49,7 +50,7 @@ class PullConfig(BaseModel):
     api_url: str
     workspace: str
     dataset: str
-    policy: Literal["majority", "unanimous", "any-discard"] = "majority"
+    policy: str = "majority"  # annotation.votes.POLICIES; resolve says which when it is none of them
     since_last: bool = False
 
 
@@ -69,13 +70,17 @@ def push_file(path: Path, dataset: str, client, *, workspace: str = DEFAULT_WORK
                 batch_size=batch_size, progress=progress), problems
 
 
-def _write_pulled(pulled: Pulled, out: Outputs) -> dict[str, int]:
-    """records.jsonl (curated) and disputed.jsonl; returns the counts both doors report."""
+def _pull(raw, users: dict[str, str], policy: str, dataset: str, ledger: Ledger, out: Outputs,
+          since: dict[str, str] | None = None) -> tuple[Pulled, list[str], dict[str, int]]:
+    """What both doors of the stage do with the server's records: votes resolved (discards dropped through the
+    ledger), curated ones to records.jsonl, disputed ones to disputed.jsonl. Returns (pulled, problems, counts)."""
+    pulled, problems = resolve(raw, policy, ledger, dataset=dataset, users=users, since=since)
     write_records(out["records.jsonl"], pulled.curated)
     write_records(out["disputed.jsonl"], pulled.disputed)
     corrected = sum(1 for r in pulled.curated if r.lineage[-1]["action"] == "edit")
-    return {"curated": len(pulled.curated), "corrected": corrected, "disputed": len(pulled.disputed),
-            "discarded": pulled.discarded, "pending": pulled.pending}
+    return pulled, problems, {"curated": len(pulled.curated), "corrected": corrected,
+                              "disputed": len(pulled.disputed), "discarded": pulled.discarded,
+                              "pending": pulled.pending}
 
 
 def pull(client, dataset: str, out: Outputs, *, policy: str = "majority", workspace: str = DEFAULT_WORKSPACE,
@@ -83,8 +88,6 @@ def pull(client, dataset: str, out: Outputs, *, policy: str = "majority", worksp
     """The reviewed records of a dataset: submitted responses resolved by `policy`, corrections applied; curated
     ones to out["records.jsonl"], disputed to out["disputed.jsonl"], discarded ones dropped with the votes.
     `since_last`: only records completed (or answered again) since the previous pull into another file."""
-    if policy not in POLICIES:
-        raise InputError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
     if since_last and out["records.jsonl"].exists():
         # A since-last pull holds only the new records: writing it over an earlier pull would lose that one.
         raise InputError(f"{out['records.jsonl']} exists; --since-last writes only the records completed since the "
@@ -96,9 +99,9 @@ def pull(client, dataset: str, out: Outputs, *, policy: str = "majority", worksp
 
     state_dir = Path(state_dir or default_data_dir())
     since = load_pull_state(state_dir, url, workspace, dataset) if since_last else None
-    pulled, problems = resolve(fetch(client, dataset, workspace), policy, ledger, dataset=dataset,
-                               users=user_names(client), since=since)
-    counts = {**_write_pulled(pulled, out), "unchanged": pulled.unchanged}
+    pulled, problems, counts = _pull(fetch(client, dataset, workspace), user_names(client), policy, dataset, ledger,
+                                     out, since)
+    counts["unchanged"] = pulled.unchanged
     save_pull_state(state_dir, url, workspace, dataset, {**(since or {}), **pulled.seen})
     result = out.finish(ledger, counts, review_problems=problems)
     return PullResult(result.manifest, result.problems, pulled, problems)
@@ -144,15 +147,8 @@ def review(candidates: Path, config: ReviewConfig, out: Outputs, say: Callable[[
     finally:
         if not keep_running:
             server.stop(data_dir)
-    return _pulled_stage(raw, users, config, ledger, out, len(records), problems)
-
-
-def _pulled_stage(raw: list[dict], users: dict[str, str], config: ReviewConfig, ledger: Ledger, out: Outputs,
-                  pushed: int, problems: list[Problem]) -> StepResult:
-    from annotation.agreement import agreement, to_dict
-
-    pulled, review_problems = resolve(raw, config.policy, ledger, dataset=config.dataset, users=users)
-    counts = {"pushed": pushed, **_write_pulled(pulled, out), "problems": len(review_problems)}
+    _, review_problems, counts = _pull(raw, users, config.policy, config.dataset, ledger, out)
+    counts = {"pushed": len(records), **counts, "problems": len(review_problems)}
     rows = list(export_rows(raw, users))
     _write_rows(out["export.jsonl"], rows)
     atomic_write_json(out["agreement.json"], to_dict(agreement(rows)))

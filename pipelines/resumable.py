@@ -45,7 +45,7 @@ class ResumableOutput:
                 path.write_bytes(b"")
             self.state = {"key": self.key, "offsets": {n: 0 for n in FILES}, "done": False}
             atomic_write_json(self.state_file, self.state)
-            self.ledger.merge({})  # its files exist from here on: finish appends, never replaces
+            self.ledger.written = True  # its files exist from here on: finish appends, never replaces
             return
         if not self.state_file.exists():
             raise InputError(f"{existing[0]} exists and was not written by this command",

@@ -150,7 +150,7 @@ def stage_lines(run: str, stages: list[dict]) -> list[str]:
         lines.append(f"{s['stage']}: {s['status']}, {s['seconds'] or 0:.1f} s, finished {s['finished']} ({s['path']}/)")
         lines.append("    " + ", ".join(f"{k} {v:,}" for k, v in s["counts"].items()))
         lines.append("    files: " + ", ".join(s["files"]))
-        lines += [f"    {n:,}  {reason}" for reason, n in sorted(s["ledger"].items(), key=lambda kv: -kv[1])]
+        lines += [f"    {line}" for line in reason_lines(s["ledger"])]
     return lines
 
 
@@ -204,8 +204,8 @@ def run_summary(result) -> None:
         state = "skipped (unchanged)" if outcome.skipped else f"done in {outcome.manifest['seconds']:.1f} s"
         counts = ", ".join(f"{k} {v:,}" for k, v in outcome.manifest["counts"].items())
         console.print(f"[bold]{outcome.stage.name}[/]: {state} — {counts}  ({outcome.stage.dir})")
-        for reason, n in sorted(outcome.manifest["ledger"].items(), key=lambda kv: -kv[1]):
-            console.print(f"    {n:,}  {reason}")
+        for line in reason_lines(outcome.manifest["ledger"]):
+            console.print(f"    {line}", markup=False, highlight=False)
     if result.pending:
         console.print(f"[bold]Waiting[/]: {result.pending}", markup=True, highlight=False)
         return
@@ -224,6 +224,11 @@ def run_summary(result) -> None:
                       f"password in {data_dir / 'credentials.json'}; stop it with "
                       f"`workbench annotate stop --data-dir {data_dir}`")
     console.print(f"Run folder: {result.run_dir}")
+
+
+def reason_lines(reasons: dict[str, int]) -> list[str]:
+    """A ledger's counts, most common first: "12  drop: near-duplicate"."""
+    return [f"{n:,}  {reason}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])]
 
 
 def problems_summary(problems, quarantine: str | None) -> None:
@@ -247,8 +252,8 @@ def step_summary(result) -> None:
             dropped = sum(n for k, n in m["ledger"].items() if k.startswith("drop: "))
             line += f"; {dropped:,} rejected in {files['dropped.jsonl']}"
         console.print(line + (" (resumed)" if m.get("details", {}).get("resumed") else ""), markup=False)
-    for reason, n in sorted(m["ledger"].items(), key=lambda kv: -kv[1]):
-        console.print(f"  {n:,}  {reason}", markup=False, highlight=False)
+    for line in reason_lines(m["ledger"]):
+        console.print(f"  {line}", markup=False, highlight=False)
     if "prompt_tokens" in counts:
         console.print(f"Tokens: {counts.get('prompt_tokens', 0):,} prompt, {counts.get('completion_tokens', 0):,} "
                       f"completion, {counts.get('requests', 0):,} requests")
@@ -315,8 +320,8 @@ def pull_summary(result) -> None:
                   markup=False)
     waiting = f"; {c['unchanged']:,} already pulled" if c.get("unchanged") else ""
     console.print(f"{c['corrected']:,} corrected by annotators; {c['pending']:,} not yet complete{waiting}")
-    for reason, n in sorted(result.reasons.items(), key=lambda kv: -kv[1]):
-        console.print(f"  {n:,}  {reason}", markup=False)
+    for line in reason_lines(result.reasons):
+        console.print(f"  {line}", markup=False, highlight=False)
     for problem in result.review_problems:
         err_console.print(problem, markup=False)
 
@@ -377,8 +382,8 @@ def finetune_summary(result) -> None:
                   f"train loss {first:.3f} -> {last:.3f}{evaluated}")
     console.print(f"{m['useful_tokens_per_s']:,} trained tokens/s; peak memory {m['peak_memory_gib']:.2f} GiB "
                   f"(estimated {m['estimated_memory_gib']:.2f}); manifest.json and loss.png in the adapter folder")
-    for reason, n in sorted(result.reasons.items(), key=lambda kv: -kv[1]):
-        console.print(f"  {n:,}  {reason}", markup=False)
+    for line in reason_lines(result.reasons):
+        console.print(f"  {line}", markup=False, highlight=False)
     if result.problems:
         problems_summary(result.problems, result.files.get("quarantine.jsonl"))
 
