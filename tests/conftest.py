@@ -24,6 +24,43 @@ def workbench_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """The machine's Redis (127.0.0.1:6379) when it answers, else a private redis-server on a free port for
+    this session: the tests must not depend on a service someone may have stopped."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    import redis
+
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
+        yield "127.0.0.1", 6379
+        return
+    except (redis.RedisError, OSError):
+        pass
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("no Redis answers on 127.0.0.1:6379 and there is no redis-server to start")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    folder = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                                "no", "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1).ping()
+            break
+        except (redis.RedisError, OSError):
+            time.sleep(0.05)
+    yield "127.0.0.1", port
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
 def fixtures() -> Path:
     """tests/fixtures: hand-written Dolly, OASST1 and Alpaca files, good records, and a folder of bad files."""
     return Path(__file__).parent / "fixtures"

@@ -226,7 +226,7 @@ def test_generate_instructions_and_from_docs_commands(tiny_generator, tmp_path, 
     assert result.exit_code == 0, result.output and "Kept" in result.output
 
 
-def test_dedup_command(tmp_path, invoke):
+def test_dedup_command(tmp_path, invoke, redis_server):
     base = "students of the nursing programme receive a training allowance during every practice placement"
     rows = [{"instruction": base}, {"instruction": base.replace("every", "each")},
             {"instruction": "what does the business information systems degree cost for international students"}]
@@ -249,7 +249,9 @@ def test_dedup_command(tmp_path, invoke):
     seeds.write_text(json.dumps(rows[2]) + "\n")
     result = invoke("dedup", path, "--against", seeds, "-o", tmp_path / "v.jsonl")
     assert "near-duplicate of a reference" in result.output
-    result = invoke("dedup", path, "--threshold", "0.5", "--storage", "redis", "-o", tmp_path / "r.jsonl")
+    host, port = redis_server
+    result = invoke("dedup", path, "--threshold", "0.5", "--storage", "redis", "--redis-url",
+                    f"redis://{host}:{port}/0", "-o", tmp_path / "r.jsonl")
     assert result.exit_code == 0 and "Kept 2 of 3 records" in result.output
     result = invoke("dedup", path, "--dry-run", "--thresholds", "0.5,0.9")
     assert result.exit_code == 0 and "Dry run" in result.output and not (tmp_path / "w.jsonl").exists()

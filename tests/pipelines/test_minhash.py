@@ -73,18 +73,20 @@ def test_signatures_estimate_jaccard(near):
     assert abs((sa == sb).mean() - jaccard(a, b)) < 0.1
 
 
-def test_redis_storage_finds_the_same_pairs_and_cleans_up(near):
+def test_redis_storage_finds_the_same_pairs_and_cleans_up(near, redis_server):
     import random
 
     import redis
 
-    client = redis.Redis(host="127.0.0.1", port=6379, db=0)
+    host, port = redis_server
+    client = redis.Redis(host=host, port=port, db=0)
     rng = random.Random(4)
     texts = [near.BASE, near.edit(near.BASE, 1), near.edit(near.BASE, 3)] + [
         " ".join(f"w{rng.randrange(500)}" for _ in range(30)) for _ in range(40)]
     shingled = shingle_texts(texts, 3)
     memory = find_duplicates(shingled, DedupConfig())
-    shared = find_duplicates(shingled, DedupConfig(storage="redis", redis_prefix="workbench-test-dedup"))
+    shared = find_duplicates(shingled, DedupConfig(storage="redis", redis_prefix="workbench-test-dedup",
+                                                    redis_url=f"redis://{host}:{port}/0"))
     assert shared.similarities == memory.similarities and shared.candidates == memory.candidates
     assert not list(client.scan_iter(match="workbench-test-dedup*"))
 
