@@ -1,5 +1,6 @@
-"""Inter-annotator agreement over submitted responses: percent agreement, Cohen's kappa per pair of annotators,
-Krippendorff's alpha (the `krippendorff` package), and what each annotator did.
+"""Inter-annotator agreement over the answers (submitted responses, and the Discard button as a discard vote):
+percent agreement, Cohen's kappa per pair of annotators, Krippendorff's alpha (the `krippendorff` package), and what
+each annotator did.
 
 Input is the export rows of `annotation.mapping.export_rows` (so it works on a backup file as well as on a live server).
 """
@@ -71,9 +72,12 @@ def agreement(rows: list[dict]) -> Agreement:
         for response in row.get("responses") or []:
             user = response.get("username") or str(response["user_id"])
             annotators[user][response["status"]] += 1
-            if response["status"] != "submitted":
+            if response["status"] == "discarded":  # the UI's Discard button: a discard vote (annotation.votes)
+                values = {"decision": "discard"}
+            elif response["status"] == "submitted":
+                values = response.get("values") or {}
+            else:
                 continue
-            values = response.get("values") or {}
             if values.get("decision") in ("keep", "discard"):
                 annotators[user][values["decision"]] += 1
             if values.get("corrected_instruction") or values.get("corrected_response"):

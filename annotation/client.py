@@ -231,6 +231,12 @@ def push(records: list[Record], dataset_name: str, *, client, workspace: str = D
     return PushResult(dataset_name, workspace, len(records), created, total, retries_used)
 
 
+def min_submitted_of(client, dataset_name: str, workspace: str = DEFAULT_WORKSPACE) -> int:
+    """How many answers the dataset asks of each record (its task distribution)."""
+    distribution = get_dataset(client, dataset_name, workspace).settings.distribution
+    return int(getattr(distribution, "min_submitted", 1) or 1)
+
+
 def dataset_progress(client, dataset) -> dict:
     return get_json(client, f"/api/v1/datasets/{dataset.id}/progress")
 

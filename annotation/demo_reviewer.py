@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from annotation import client as argilla_client
+from annotation.mapping import texts_of
 from workbench.core.io import atomic_write_json
 from workbench.core.text import grounding
 
@@ -91,7 +92,7 @@ def review_all(client, dataset: str, workspace: str, data_dir: Path,
         for item in items:
             answered = any(str(r["user_id"]) == user_id for r in item.get("responses") or [])
             if not answered:
-                answers = judge(style, item.get("fields") or {}, item.get("metadata") or {})
+                answers = judge(style, texts_of(item), item.get("metadata") or {})
                 argilla_client.submit_response(api_url, token, item["id"], answers)
                 counts[f"{username}: {answers['decision']}"] += 1
             done += 1

@@ -2,13 +2,19 @@
 questions they answer, and the Record rebuilt from what the server returns. Pure functions: no client, no server
 (`annotation.client` turns these into the argilla SDK's objects).
 
-Argilla record ids *are* our record ids (its `external_id`), so pushing the same file twice changes nothing. The whole
-Record (lineage, scores, meta) rides along in one extra metadata entry that annotators never see, so a pull rebuilds
-exactly what was pushed, plus what the annotators decided.
+Argilla record ids *are* our record ids (its `external_id`), so pushing the same file twice changes nothing. The rest
+of the Record (lineage, scores, meta: everything but the three texts) rides along in one extra metadata entry that
+annotators never see, so a pull rebuilds exactly what was pushed, plus what the annotators decided.
+
+Argilla 2.8's UI puts a plain-text field into the page as HTML (`List<String>` shows as "List"; a field with paired
+tags goes into an iframe where its scripts run, with the annotator's token in reach). So the texts are pushed with
+`& < >` written as entities, which the UI shows as exactly the characters of the record and which no browser runs;
+a pull turns them back (`html.unescape` undoes `html.escape` exactly). Its copy button copies the escaped form.
 """
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
@@ -17,6 +23,7 @@ from typing import Any
 from workbench.core.records import CATEGORIES, Record
 
 DECISIONS = ("keep", "discard")
+TEXT_NAMES = ("instruction", "context", "response")
 RECORD_KEY = "workbench_record"  # extra metadata (no property defined: not shown, not filterable) holding the Record
 TEXT_FIELDS = (  # (name, title, required)
     ("instruction", "Instruction", True),
@@ -31,50 +38,107 @@ QUESTIONS = (  # (name, kind, title, required, options): every question the revi
     ("corrected_response", "text", "Corrected response (optional)", False, ()),
 )
 CORRECTIONS = (("corrected_instruction", "instruction"), ("corrected_response", "response"), ("category", "category"))
-METADATA = (  # (name, kind, where the value comes from in a Record)
-    ("toxicity_max", "float", lambda r: r.scores.get("toxicity_max")),
+
+
+def _rounded(value: Any) -> float | None:
+    # 4 decimals: the server reports a float property's range rounded to 5, so a range filter from the slider's
+    # ends would miss a record at either extreme if more digits were sent.
+    return None if value is None else round(float(value), 4)
+
+
+def screen_reasons(record: Record) -> list[str]:
+    """Why the screen sent a record to review, as annotators can filter by it: the toxicity labels at or above
+    their pass threshold and the kinds of personal data found (older screen output: the top label)."""
+    if record.meta.get("screen_route") not in ("review", "reject"):
+        return []
+    reasons = record.meta.get("screen_reasons")
+    if reasons is None:  # screened before the screen kept its reasons: the top label
+        labels: dict[str, float] = {}
+        for key, value in record.scores.items():
+            _, field, label = (key.split("_", 2) + ["", ""])[:3]
+            if key.startswith("toxicity_") and field in TEXT_NAMES:
+                labels[label] = max(labels.get(label, 0.0), float(value))
+        top = [f"toxicity: {max(labels, key=labels.get)}"] if labels and max(labels.values()) > 0 else []
+        reasons = top + [f"personal data: {kind}" for kind in record.meta.get("pii") or {}]
+    return list(reasons)
+
+
+METADATA = (  # (name, kind, where the value comes from in a Record); every property is shown to annotators
+    ("record_id", "terms", lambda r: r.id),
+    ("toxicity_max", "float", lambda r: _rounded(r.scores.get("toxicity_max"))),
     ("screen_route", "terms", lambda r: r.meta.get("screen_route")),
+    ("screen_reason", "terms", lambda r: screen_reasons(r) or None),
     ("dedup_cluster_size", "integer", lambda r: r.meta.get("dedup_cluster_size")),
     ("source", "terms", lambda r: r.source),
     ("model", "terms", lambda r: r.meta.get("model")),
     ("round", "integer", lambda r: r.meta.get("round")),
 )
 GUIDELINES = """\
-Each record is one instruction-tuning example: an instruction, an optional context and the response a model
-should learn to give.
+Each record is one instruction-tuning example: an **instruction**, an optional **context** (the passage the answer
+must come from) and the **response** a model should learn to give. The text is shown exactly as it is in the
+record, code and markup included.
 
-- **decision** (required): *keep* if the instruction is clear and the response is correct, helpful and safe;
-  *discard* otherwise (wrong, unsafe, off-topic, a near-duplicate you have already seen, or not fixable quickly).
-- **quality**: 1 (poor) to 5 (excellent), for the pair as it stands after your corrections.
-- **category**: pre-filled from the record; change it if it is wrong.
-- **corrected_instruction / corrected_response**: only when a small edit makes the record good; write the whole
-  corrected text. Leave them empty otherwise.
+## Keep, discard, correct
 
-The metadata (toxicity, screen route, duplicate cluster size, source, model, round) lets you filter and sort; the
-suggested decision comes from the toxicity screen.
+- **Keep** when the instruction is clear and the response is correct, helpful, safe and answers from the context
+  (when there is one). Give it a **quality** from 1 (poor) to 5 (excellent), judged after your corrections.
+- **Correct** when a small edit makes the record good: choose *keep* and write the whole corrected text in
+  *corrected instruction* or *corrected response*. Leave them empty otherwise. (The copy button copies `<`, `>` and
+  `&` written as `&lt;`, `&gt;` and `&amp;`: type those characters back before you submit.)
+- **Discard** when the record is wrong, unsafe, off-topic, a near-duplicate of one you have seen, or not quickly
+  fixable: choose *discard* and submit, or press the **Discard** button at the bottom. Both count as a discard vote.
+- **Category**: pre-filled from the record; change it if it is wrong. When annotators who keep a record disagree
+  on its category, the most common choice wins (a tie keeps the record's own).
+
+A pre-selected *keep* or *discard* is the toxicity screen's suggestion, made only where the screen was confident
+(its confidence is the small number beside it); records the screen was unsure about come with no decision chosen,
+and the reason is in their metadata. Check the suggestion: submitting accepts it.
+
+## Metadata (filter and sort by it)
+
+- **record_id**: the record's id in the workbench (quote it when you report a problem with a record).
+- **toxicity_max**: the screen's highest toxicity score over every label and text, 0 to 1 (4 decimals).
+- **screen_route**: *pass* (the screen found nothing), *review* (it is unsure: read carefully) or *reject*.
+- **screen_reason**: why a record was routed to review: a toxicity label at or above its threshold
+  (`toxicity: insult`) or a kind of personal data found (`personal data: email`).
+- **dedup_cluster_size**: how many near-duplicates the record stood for (1 = unique).
+- **source**: where the record comes from (generated, from-docs, dolly, oasst, ...).
+- **model**: the model that generated it. **round**: the generation round.
 """
 
 
+def shown(text: str) -> str:
+    """A text as pushed, so that the UI shows its exact characters and runs none of it (see the module's note)."""
+    return html.escape(text, quote=False)
+
+
 def fields_of(record: Record) -> dict[str, str]:
-    return {"instruction": record.instruction, "context": record.context, "response": record.response}
+    return {name: shown(getattr(record, name)) for name in TEXT_NAMES}
+
+
+def texts_of(item: dict) -> dict[str, str]:
+    """The texts an annotator sees on a server record (REST shape): its fields with the escaping undone."""
+    return {name: html.unescape(value) for name, value in (item.get("fields") or {}).items() if isinstance(value, str)}
 
 
 def metadata_of(record: Record) -> dict[str, Any]:
-    """The filterable metadata, and the whole Record under RECORD_KEY."""
+    """The filterable metadata, and under RECORD_KEY the Record without its texts (they are the fields)."""
     metadata = {name: get(record) for name, _, get in METADATA}
     metadata = {k: v for k, v in metadata.items() if v is not None and v != ""}
-    metadata[RECORD_KEY] = record.to_json()
+    rest = {k: v for k, v in record.to_dict().items() if k not in TEXT_NAMES}
+    metadata[RECORD_KEY] = json.dumps(rest, ensure_ascii=False, separators=(",", ":"))
     return metadata
 
 
 def suggestions_of(record: Record) -> list[dict[str, Any]]:
-    """Pre-filled answers: the screen's decision with its confidence, and the record's category."""
+    """Pre-filled answers: a decision only where the screen was confident (pass: keep, reject: discard), with its
+    confidence as the score; none for a record it routed to review, where a pre-selected answer would be a vote
+    cast by a reviewer who only pressed Submit. And the record's category."""
     out = []
     route = record.meta.get("screen_route")
-    if route in ("pass", "review"):
+    if route in ("pass", "reject"):
         toxicity = float(record.scores.get("toxicity_max", 0.0))
         agent = f"screen:{record.meta.get('screen_scorer', 'toxicity')}"
-        # The screen's confidence: how far the toxicity score is from the side it routed to.
         value, score = ("keep", 1.0 - toxicity) if route == "pass" else ("discard", toxicity)
         out.append({"question": "decision", "value": value, "score": round(score, 4), "agent": agent})
     if record.category in CATEGORIES:
@@ -86,16 +150,20 @@ def suggestions_of(record: Record) -> list[dict[str, Any]]:
 
 
 def record_of(item: dict, problems: list[str]) -> Record | None:
-    """The Record behind a server record (REST shape): the pushed one, or one rebuilt from the fields when
-    something other than the workbench pushed it; None (and a problem) when neither can be had."""
+    """The Record behind a server record (REST shape): the pushed one (its texts from the escaped fields), or one
+    rebuilt from the fields when something other than the workbench pushed it; None (and a problem) when neither
+    can be had."""
     text = (item.get("metadata") or {}).get(RECORD_KEY)
+    fields = item.get("fields") or {}
     if text:
         try:
-            return Record.from_dict(json.loads(text))
-        except ValueError as e:
+            data = json.loads(text)
+            if "instruction" not in data:  # pushed without its texts, which are the escaped fields
+                data.update({name: texts_of(item).get(name, "") for name in TEXT_NAMES})
+            return Record.from_dict(data)
+        except (ValueError, TypeError, AttributeError) as e:
             problems.append(f"record {item.get('external_id')}: the pushed record cannot be read back ({e})")
             return None
-    fields = item.get("fields") or {}
     if not fields.get("instruction"):
         problems.append(f"record {item.get('external_id') or item['id']}: no instruction field")
         return None
@@ -115,14 +183,14 @@ def export_rows(raw: Iterable[dict], users: dict[str, str]) -> Iterator[dict]:
     """Backup rows: the Record as pushed plus every raw response (user, status, values, times)."""
     for item in raw:
         metadata = dict(item.get("metadata") or {})
-        record = metadata.pop(RECORD_KEY, None)
+        pushed = metadata.pop(RECORD_KEY, None) and record_of(item, [])
         yield {
             "id": item.get("external_id"),
             "argilla_id": item["id"],
             "status": item.get("status"),
-            "fields": item.get("fields"),
+            "fields": texts_of(item) if pushed else item.get("fields"),  # the texts as annotators saw them
             "metadata": metadata,
-            "record": json.loads(record) if record else None,
+            "record": pushed.to_dict() if pushed else None,
             "suggestions": [{k: s.get(k) for k in ("question_name", "value", "score", "agent")}
                             for s in item.get("suggestions") or []],
             "responses": [{"user_id": r["user_id"], "username": users.get(str(r["user_id"])), "status": r["status"],

@@ -21,9 +21,18 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from annotation.agreement import agreement, to_dict
-from annotation.client import DEFAULT_WORKSPACE, PushResult, api_url_of, connect, fetch, push, user_names
+from annotation.client import (
+    DEFAULT_WORKSPACE,
+    PushResult,
+    api_url_of,
+    connect,
+    fetch,
+    min_submitted_of,
+    push,
+    user_names,
+)
 from annotation.mapping import export_rows
-from annotation.votes import Pulled, resolve
+from annotation.votes import Pulled, is_complete, resolve
 from workbench.core.errors import InputError
 from workbench.core.fingerprint import path_sha256
 from workbench.core.io import Problem, atomic_open, atomic_write_json, load_records, write_records
@@ -38,7 +47,7 @@ class ReviewConfig(BaseModel):
 
     mode: Literal["auto", "manual"] = "auto"  # auto: three labelled demo reviewers; manual: people, resumable
     dataset: str = "demo-candidates"
-    min_submitted: int = Field(2, ge=1)  # a record is complete once this many reviewers submitted
+    min_submitted: int = Field(2, ge=1)  # a record is complete once this many reviewers answered
     policy: Literal["majority", "unanimous", "any-discard"] = "majority"
 
 
@@ -70,11 +79,12 @@ def push_file(path: Path, dataset: str, client, *, workspace: str = DEFAULT_WORK
                 batch_size=batch_size, progress=progress), problems
 
 
-def _pull(raw, users: dict[str, str], policy: str, dataset: str, ledger: Ledger, out: Outputs,
+def _pull(raw, users: dict[str, str], policy: str, dataset: str, min_submitted: int, ledger: Ledger, out: Outputs,
           since: dict[str, str] | None = None) -> tuple[Pulled, list[str], dict[str, int]]:
     """What both doors of the stage do with the server's records: votes resolved (discards dropped through the
     ledger), curated ones to records.jsonl, disputed ones to disputed.jsonl. Returns (pulled, problems, counts)."""
-    pulled, problems = resolve(raw, policy, ledger, dataset=dataset, users=users, since=since)
+    pulled, problems = resolve(raw, policy, ledger, min_submitted=min_submitted, dataset=dataset, users=users,
+                               since=since)
     write_records(out["records.jsonl"], pulled.curated)
     write_records(out["disputed.jsonl"], pulled.disputed)
     corrected = sum(1 for r in pulled.curated if r.lineage[-1]["action"] == "edit")
@@ -99,8 +109,8 @@ def pull(client, dataset: str, out: Outputs, *, policy: str = "majority", worksp
 
     state_dir = Path(state_dir or default_data_dir())
     since = load_pull_state(state_dir, url, workspace, dataset) if since_last else None
-    pulled, problems, counts = _pull(fetch(client, dataset, workspace), user_names(client), policy, dataset, ledger,
-                                     out, since)
+    pulled, problems, counts = _pull(fetch(client, dataset, workspace), user_names(client), policy, dataset,
+                                     min_submitted_of(client, dataset, workspace), ledger, out, since)
     counts["unchanged"] = pulled.unchanged
     save_pull_state(state_dir, url, workspace, dataset, {**(since or {}), **pulled.seen})
     result = out.finish(ledger, counts, review_problems=problems)
@@ -116,7 +126,6 @@ def review(candidates: Path, config: ReviewConfig, out: Outputs, say: Callable[[
     every pushed record has its `min_submitted` responses, and the next run pulls.
     """
     from annotation import demo_reviewer, server
-    from annotation.client import dataset_progress, get_dataset
 
     ledger = out.start(config, [candidates])
     problems: list[Problem] = []
@@ -130,24 +139,26 @@ def review(candidates: Path, config: ReviewConfig, out: Outputs, say: Callable[[
         if not marker.exists() or json.loads(marker.read_text()).get("sha256") != digest:
             pushed = push(records, config.dataset, client=client, min_submitted=config.min_submitted)
             atomic_write_json(marker, {"sha256": digest, "pushed": pushed.pushed})
+        min_submitted = min_submitted_of(client, config.dataset)
         if config.mode == "manual":
-            progress = dataset_progress(client, get_dataset(client, config.dataset, server.DEFAULT_WORKSPACE))
-            if progress.get("completed", 0) < progress.get("total", 0):
+            raw = list(fetch(client, config.dataset))
+            complete = sum(is_complete(item, min_submitted) for item in raw)
+            if complete < len(raw):
                 keep_running = True
                 raise StagePending(
-                    f"review: {progress.get('completed', 0)} of {progress.get('total', 0)} records complete at "
+                    f"review: {complete} of {len(raw)} records complete at "
                     f"{served.api_url} (user {served.credentials.username}, password in "
                     f"{data_dir / 'credentials.json'}; add annotators with `workbench annotate users add NAME "
                     f"--data-dir {data_dir}`); run the same command again once they are done")
         else:
             say("three demo reviewers answer every record")
             demo_reviewer.review_all(client, config.dataset, server.DEFAULT_WORKSPACE, data_dir)
-        raw = list(fetch(client, config.dataset))
+            raw = list(fetch(client, config.dataset))
         users = user_names(client)
     finally:
         if not keep_running:
             server.stop(data_dir)
-    _, review_problems, counts = _pull(raw, users, config.policy, config.dataset, ledger, out)
+    _, review_problems, counts = _pull(raw, users, config.policy, config.dataset, min_submitted, ledger, out)
     counts = {"pushed": len(records), **counts, "problems": len(review_problems)}
     rows = list(export_rows(raw, users))
     _write_rows(out["export.jsonl"], rows)

@@ -22,7 +22,7 @@ POLICIES = ("majority", "unanimous", "any-discard")
 class Pulled:
     curated: list[Record] = field(default_factory=list)
     disputed: list[Record] = field(default_factory=list)  # the policy cannot decide: for a person to settle
-    pending: int = 0  # records not yet completed (fewer submitted responses than the dataset's min_submitted)
+    pending: int = 0  # records not yet complete (fewer answers than the dataset's min_submitted)
     unchanged: int = 0  # --since-last: completed records already pulled with the same responses
     discarded: int = 0  # dropped through the ledger
     seen: dict[str, str] = field(default_factory=dict)  # record id -> latest response time, for --since-last
@@ -40,6 +40,25 @@ def vote(decisions: list[str], policy: str) -> str | None:
     return "keep" if counts["keep"] > counts["discard"] else "discard"
 
 
+ANSWERED = ("submitted", "discarded")  # a draft is not an answer yet
+
+
+def answers_of(item: dict) -> list[dict]:
+    """The responses that are votes: submitted ones, and the UI's Discard button (status *discarded*), which an
+    annotator presses to mean "discard this record"."""
+    return [r for r in item.get("responses") or [] if r.get("status") in ANSWERED]
+
+
+def decision_of(response: dict) -> Any:
+    """The decision a response votes for: a discarded response is a discard, whatever its form held."""
+    return "discard" if response.get("status") == "discarded" else response_values(response).get("decision")
+
+
+def is_complete(item: dict, min_submitted: int) -> bool:
+    # Counted here, not read from the record's server status, which counts submitted responses only.
+    return len(answers_of(item)) >= min_submitted
+
+
 def agreed(values: list[Any]) -> tuple[bool, Any]:
     """The most common value among those given; (False, None) when two values tie for most common."""
     values = [v for v in values if v not in (None, "")]
@@ -51,22 +70,23 @@ def agreed(values: list[Any]) -> tuple[bool, Any]:
     return True, ranked[0][0]
 
 
-def resolve(raw: Iterable[dict], policy: str, ledger: Ledger, *, dataset: str = "",
+def resolve(raw: Iterable[dict], policy: str, ledger: Ledger, *, min_submitted: int = 1, dataset: str = "",
             users: dict[str, str] | None = None, since: dict[str, str] | None = None) -> tuple[Pulled, list[str]]:
-    """Submitted responses only (drafts and discarded-as-skipped are not votes); one decision per completed record by
-    `policy`; corrections and category from the winning side. Kept records come back curated (edited where
-    annotators corrected them), discarded ones are dropped through the ledger, undecidable ones are disputed.
-    Returns (what was pulled, problems)."""
+    """A record is complete once it has `min_submitted` answers (submitted, or discarded with the UI's button;
+    drafts are not answers). One decision per complete record by `policy`; corrections from the winning side, the
+    category by majority among them. Kept records come back curated (edited where annotators corrected them),
+    discarded ones are dropped through the ledger, undecidable ones are disputed. Returns (what was pulled,
+    problems)."""
     if policy not in POLICIES:
         raise ReviewError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
     users = users or {}
     out, problems = Pulled(), []
     for item in raw:
-        submitted = [r for r in item.get("responses") or [] if r.get("status") == "submitted"]
-        if item.get("status") != "completed" or not submitted:
+        answers = answers_of(item)
+        if not answers or not is_complete(item, min_submitted):
             out.pending += 1
             continue
-        latest = max(str(r.get("updated_at") or "") for r in submitted)
+        latest = max(str(r.get("updated_at") or "") for r in answers)
         record = record_of(item, problems)
         if record is None:
             continue
@@ -74,8 +94,9 @@ def resolve(raw: Iterable[dict], policy: str, ledger: Ledger, *, dataset: str = 
         if since is not None and since.get(record.id) == latest:
             out.unchanged += 1
             continue
-        _decide(record, [(str(r["user_id"]), response_values(r)) for r in submitted], policy, ledger, out,
-                {"dataset": dataset, "policy": policy}, users)
+        values = [(str(r["user_id"]), response_values(r) if r.get("status") == "submitted" else {"decision": "discard"})
+                  for r in answers]
+        _decide(record, values, policy, ledger, out, {"dataset": dataset, "policy": policy}, users)
     return out, problems
 
 
@@ -100,7 +121,10 @@ def _decide(record: Record, values: list[tuple[str, dict[str, Any]]], policy: st
     for question, attribute in CORRECTIONS:
         answers = [v.get(question).strip() if isinstance(v.get(question), str) else v.get(question) for v in winners]
         same, value = agreed(answers)
-        if not same:
+        if not same and question == "category":
+            # A category is a detail of a kept record, not a reason to dispute it: a tie keeps the record's own.
+            detail["category_tie"] = sorted({a for a in answers if a})
+        elif not same:
             conflicts.append(question)
         elif value is not None and value != getattr(record, attribute):
             changes[attribute] = value

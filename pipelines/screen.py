@@ -230,6 +230,12 @@ def screen_records(records: list[Record], config: ScreenConfig, scorer: Scorer, 
         verdict = "review" if pii and toxic_route == "pass" else toxic_route
         reason = None if verdict == "pass" else ("personal data" if toxic_route == "pass" else f"toxicity: {verdict}")
         meta = {**record.meta, "screen_route": verdict, "screen_scorer": scorer.name, **({"pii": pii} if pii else {})}
+        if verdict != "pass":  # what a reviewer should look at (shown and filterable in the review UI)
+            meta["screen_reasons"] = [f"toxicity: {label}" for label, value in maxima.items()
+                                      if value >= config.label_thresholds.get(label, (config.pass_below,))[0]
+                                      ] + [f"personal data: {kind}" for kind in pii]
+        else:
+            meta.pop("screen_reasons", None)
         detail = {"route": verdict, "scorer": scorer.name, "toxicity_max": scores["toxicity_max"]}
         routes[verdict] += 1
         identity_rows.append((verdict, per_field.max(axis=0)))

@@ -44,6 +44,14 @@ def test_percent_agreement_kappa_per_pair_and_counts_per_annotator():
     assert quality["records"] == 1 and quality["percent_agreement"] == 0.0
 
 
+def test_the_discard_button_is_a_discard_decision():
+    rows = [row("r1", a={"decision": "discard"}, b=("discarded", {"decision": "keep"})),
+            row("r2", a={"decision": "keep"}, b=("discarded", {}))]
+    decision = to_dict(agreement(rows))["questions"][0]
+    assert decision["records"] == 2 and decision["percent_agreement"] == pytest.approx(0.5)
+    assert to_dict(agreement(rows))["annotators"]["b"] == {"discarded": 2, "discard": 2}
+
+
 def test_krippendorff_alpha_is_one_for_perfect_agreement_and_none_without_variation():
     perfect = agreement([row("r1", a={"decision": "keep"}, b={"decision": "keep"}),
                          row("r2", a={"decision": "discard"}, b={"decision": "discard"})])

@@ -81,19 +81,24 @@ def test_push_creates_the_dataset_and_pushing_again_changes_nothing(argilla, tmp
     assert all(not f.use_markdown for f in dataset.settings.fields)
     assert [q.name for q in dataset.settings.questions] == ["decision", "quality", "category",
                                                             "corrected_instruction", "corrected_response"]
-    assert {m.name for m in dataset.settings.metadata} == {"toxicity_max", "screen_route", "dedup_cluster_size",
-                                                          "source", "model", "round"}
+    assert {m.name for m in dataset.settings.metadata} == {"record_id", "toxicity_max", "screen_route",
+                                                          "screen_reason", "dedup_cluster_size", "source", "model",
+                                                          "round"}
+    assert all(m.visible_for_annotators for m in dataset.settings.metadata)
     assert dataset.settings.distribution.min_submitted == 1
-    assert "keep" in dataset.settings.guidelines
+    assert "**screen_reason**" in dataset.settings.guidelines
     raw = list(api.fetch(client, "push-twice"))
     assert sorted(item["external_id"] for item in raw) == sorted(r.id for r in records)
+    # Routed to review: no pre-selected decision, the category suggested, the record id visible as metadata.
     ninth = next(item for item in raw if item["external_id"] == records[9].id)
-    decision = next(s for s in ninth["suggestions"] if s["question_name"] == "decision")
-    assert (decision["value"], decision["agent"]) == ("discard", "screen:profanity-check")
-    assert decision["score"] == pytest.approx(0.09)
+    assert [s["question_name"] for s in ninth["suggestions"]] == ["category"]
+    assert ninth["suggestions"][0]["value"] == "open_qa"
     assert ninth["metadata"]["screen_route"] == "review" and ninth["metadata"]["dedup_cluster_size"] == 1
-    category = next(s for s in ninth["suggestions"] if s["question_name"] == "category")
-    assert category["value"] == "open_qa"
+    assert ninth["metadata"]["record_id"] == records[9].id
+    eighth = next(item for item in raw if item["external_id"] == records[8].id)
+    decision = next(s for s in eighth["suggestions"] if s["question_name"] == "decision")
+    assert (decision["value"], decision["agent"]) == ("keep", "screen:profanity-check")
+    assert decision["score"] == pytest.approx(0.92)
 
 
 def _answer(served, token, item, **values):
@@ -102,10 +107,10 @@ def _answer(served, token, item, **values):
 
 @pytest.fixture(scope="session")
 def voted(argilla, invoke):
-    """Seven records, min_submitted 2, three annotators answering in conflicting ways."""
+    """Nine records, min_submitted 2, three annotators answering in conflicting ways."""
     served, data_dir = argilla
     client = api.connect(data_dir=data_dir)
-    records = candidates(7, prefix="Which course")
+    records = candidates(9, prefix="Which course")
     api.push(records, "votes", client=client, min_submitted=2)
     passwords = {name: api.add_user(client, name) for name in ("ann-a", "ann-b")}
     result = invoke("annotate", "users", "add", "ann-c", "--role", "annotator", "--data-dir", data_dir)
@@ -132,6 +137,10 @@ def voted(argilla, invoke):
     _answer(served, c, item[5], decision="keep", category="closed_qa")
     _answer(served, a, item[6], decision="keep", corrected_instruction="Which course suits a statistician?")
     _answer(served, b, item[6], decision="keep", corrected_instruction="Which course is for statisticians?")
+    _answer(served, a, item[7], decision="discard")  # the Discard button (with the form's keep in it): discarded
+    api.submit_response(served.api_url, b, item[7]["id"], {"decision": "keep", "quality": 3}, status="discarded")
+    _answer(served, a, item[8], decision="keep", category="closed_qa")  # only the category differs: kept, as it was
+    _answer(served, b, item[8], decision="keep", category="brainstorming")
     return records, tokens, item
 
 
@@ -146,8 +155,8 @@ def test_pull_resolves_votes_by_majority_with_disputes_and_corrections(argilla, 
     disputed = {r.id: r for r in load_records(tmp_path / "curated.disputed.jsonl", [])}
     discarded = {r.id: r for r in load_records(tmp_path / "curated.discarded.jsonl", [])}
     ids = [r.id for r in records]
-    assert set(curated) == {ids[0], ids[3], ids[5]}
-    assert set(discarded) == {ids[1]} and set(disputed) == {ids[2], ids[6]}
+    assert set(curated) == {ids[0], ids[3], ids[5], ids[8]}
+    assert set(discarded) == {ids[1], ids[7]} and set(disputed) == {ids[2], ids[6]}
     assert ids[4] not in curated | disputed | discarded and "1 not yet complete" in result.output
 
     kept = curated[ids[0]]
@@ -163,6 +172,11 @@ def test_pull_resolves_votes_by_majority_with_disputes_and_corrections(argilla, 
     assert corrected.lineage[-1]["action"] == "edit"
     assert corrected.lineage[-1]["detail"]["original"] == {"response": records[3].response}
     assert curated[ids[5]].category == "closed_qa"
+    tied = curated[ids[8]]
+    assert tied.category == "open_qa" and tied.lineage[-1]["detail"]["category_tie"] == ["brainstorming", "closed_qa"]
+    button = discarded[ids[7]].lineage[-1]["detail"]
+    assert list(button["votes"].values()) == ["discard", "discard"]
+    assert sorted(button["users"].values()) == ["ann-a", "ann-b"]
     assert disputed[ids[2]].lineage[-1]["reason"] == "annotators disagree (majority)"
     assert disputed[ids[6]].lineage[-1]["reason"] == "conflicting corrected_instruction"
     ledger = [json.loads(line) for line in (tmp_path / "curated.ledger.jsonl").read_text().splitlines()]
@@ -180,12 +194,14 @@ def test_pull_policies_unanimous_and_any_discard(argilla, voted):
     client = api.connect(data_dir=data_dir)
     raw = list(api.fetch(client, "votes"))
     ids = [r.id for r in records]
-    unanimous, _ = votes.resolve(raw, "unanimous", Ledger("review"))
-    assert {r.id for r in unanimous.curated} == {ids[5]}
+    min_submitted = api.min_submitted_of(client, "votes")
+    assert min_submitted == 2
+    unanimous, _ = votes.resolve(raw, "unanimous", Ledger("review"), min_submitted=min_submitted)
+    assert {r.id for r in unanimous.curated} == {ids[5], ids[8]} and unanimous.pending == 1
     assert {r.id for r in unanimous.disputed} == {ids[0], ids[1], ids[2], ids[3], ids[6]}
     ledger = Ledger("review")
-    votes.resolve(raw, "any-discard", ledger)
-    assert {r.id for r in ledger.dropped} == {ids[0], ids[1], ids[2], ids[3]}
+    votes.resolve(raw, "any-discard", ledger, min_submitted=min_submitted)
+    assert {r.id for r in ledger.dropped} == {ids[0], ids[1], ids[2], ids[3], ids[7]}
     with pytest.raises(api.ReviewError, match="unknown policy"):
         votes.resolve(raw, "loudest", Ledger("review"))
 
@@ -241,14 +257,15 @@ def test_export_and_agreement(argilla, voted, tmp_path, invoke):
     report = json.loads(from_server.output)
     assert report == json.loads(from_file.output)
     decision = report["questions"][0]
-    # Two or more submitted decisions: records 0, 1, 2, 3, 5 and 6. Pairs agree on 0 (1 of 3), 1 (1 of 3),
-    # 2 (0 of 1), 3 (1 of 3), 5 (1 of 1), 6 (1 of 1).
-    assert decision["question"] == "decision" and decision["records"] == 6
-    assert decision["percent_agreement"] == pytest.approx((1 / 3 * 3 + 0 + 1 + 1) / 6)
+    # Two or more answered decisions (the Discard button is one): records 0-3 and 5-8. Pairs agree on 0 (1 of 3),
+    # 1 (1 of 3), 2 (0 of 1), 3 (1 of 3), 5, 6, 7 and 8 (1 of 1).
+    assert decision["question"] == "decision" and decision["records"] == 8
+    assert decision["percent_agreement"] == pytest.approx((1 / 3 * 3 + 0 + 1 + 1 + 1 + 1) / 8)
     pair = next(p for p in decision["cohen_kappa"] if p["annotators"] == ["ann-a", "ann-b"])
-    # a/b answered 0 (k,k) 1 (d,d) 2 (k,d) 3 (k,k) 6 (k,k): p_o = 4/5, p_e = (4*3 + 1*2)/25 = 14/25
-    assert pair["records"] == 5 and pair["kappa"] == pytest.approx((4 / 5 - 14 / 25) / (1 - 14 / 25))
-    assert report["annotators"]["ann-b"]["draft"] == 1
+    # a/b answered 0 (k,k) 1 (d,d) 2 (k,d) 3 (k,k) 6 (k,k) 7 (d,d) 8 (k,k): p_o = 6/7,
+    # a keeps 5 of 7, b 4 of 7: p_e = (5*4 + 2*3)/49 = 26/49
+    assert pair["records"] == 7 and pair["kappa"] == pytest.approx((6 / 7 - 26 / 49) / (1 - 26 / 49))
+    assert report["annotators"]["ann-b"]["draft"] == 1 and report["annotators"]["ann-b"]["discarded"] == 1
     tables = invoke("annotate", "agreement", "--dataset", "votes", "--data-dir", data_dir)
     assert "Krippendorff" in tables.output and "ann-c" in tables.output
 
@@ -267,7 +284,7 @@ def test_sql_search_engine_answers_the_ui_queries(argilla, voted):
                                     "values": ["pending"]}]}}
     body = httpx.post(url, json=pending, headers=me).json()
     found = {r["record"]["external_id"] for r in body["items"]}
-    assert found == {records[i].id for i in (2, 4, 6)} and body["total"] == 3  # ann-c answered 0, 1, 3 and 5
+    assert found == {records[i].id for i in (2, 4, 6, 7, 8)} and body["total"] == 5  # ann-c answered 0, 1, 3, 5
 
     search = f"{served.api_url}/api/v1/datasets/{dataset.id}/records/search"
     owner = {"X-Argilla-Api-Key": api.resolve_credentials(data_dir=data_dir)[1]}
@@ -276,7 +293,7 @@ def test_sql_search_engine_answers_the_ui_queries(argilla, voted):
                 "sort": [{"scope": {"entity": "metadata", "metadata_property": "toxicity_max"}, "order": "desc"}]}
     body = httpx.post(search, json=by_route, headers=owner).json()
     got = [r["record"]["external_id"] for r in body["items"]]
-    assert got == [records[4].id, records[1].id]  # cluster size 2: records 1 and 4, highest toxicity first
+    assert got == [records[7].id, records[4].id, records[1].id]  # cluster size 2, highest toxicity first
     text = httpx.post(search, json={"query": {"text": {"q": "number 5", "field": "instruction"}}},
                       headers=owner).json()
     assert [r["record"]["external_id"] for r in text["items"]] == [records[5].id]
@@ -286,10 +303,10 @@ def test_sql_search_engine_answers_the_ui_queries(argilla, voted):
         records[0].id]
     suggested = {"filters": {"and": [{"type": "terms", "scope": {"entity": "suggestion", "question": "decision",
                                                                  "property": "value"}, "values": ["discard"]}]}}
-    assert httpx.post(search, json=suggested, headers=owner).json()["total"] == 0  # no record routed to review
+    assert httpx.post(search, json=suggested, headers=owner).json()["total"] == 0  # no record the screen rejected
 
     progress = httpx.get(f"{served.api_url}/api/v1/datasets/{dataset.id}/progress", headers=owner).json()
-    assert progress["total"] == 7 and progress["completed"] + progress["pending"] == 7
+    assert progress["total"] == 9 and progress["completed"] + progress["pending"] == 9
     metrics = httpx.get(f"{served.api_url}/api/v1/me/datasets/{dataset.id}/metrics", headers=me).json()
     assert metrics["responses"]["submitted"] >= 4
     prop = next(m for m in dataset.settings.metadata if m.name == "round")
@@ -395,7 +412,7 @@ def test_the_environment_names_a_remote_server(argilla, voted, tmp_path, monkeyp
     result = invoke("annotate", "export", "--dataset", "votes", "-o", tmp_path / "e.jsonl",
                     "--data-dir", tmp_path / "never-served")
     assert result.exit_code == 0, result.output
-    assert len((tmp_path / "e.jsonl").read_text().splitlines()) == 7
+    assert len((tmp_path / "e.jsonl").read_text().splitlines()) == 9
 
 
 def test_agreement_from_a_file_quarantines_rows_that_are_not_export_rows(tmp_path, invoke):

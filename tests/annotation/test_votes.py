@@ -3,7 +3,7 @@
 import pytest
 
 from annotation.client import ReviewError
-from annotation.mapping import RECORD_KEY
+from annotation.mapping import RECORD_KEY, fields_of, metadata_of
 from annotation.votes import agreed, resolve, vote
 from workbench.core.ledger import Ledger
 from workbench.core.records import Record
@@ -12,8 +12,7 @@ from workbench.core.records import Record
 def item(record: Record, *responses, status: str = "completed") -> dict:
     """A server record with the pushed Record in its metadata and the given (user, values, status) responses."""
     return {"id": f"server-{record.id}", "external_id": record.id, "status": status,
-            "fields": {"instruction": record.instruction, "context": record.context, "response": record.response},
-            "metadata": {RECORD_KEY: record.to_json()},
+            "fields": fields_of(record), "metadata": metadata_of(record),
             "responses": [{"user_id": user, "status": state, "updated_at": f"2026-12-01T10:0{k}:00",
                            "values": {q: {"value": v} for q, v in values.items()}}
                           for k, (user, values, state) in enumerate(responses)]}
@@ -98,8 +97,36 @@ def test_drafts_and_incomplete_records_are_pending_not_votes():
     pending = [item(RECORD, submitted("u1", decision="keep"), ("u2", {"decision": "discard"}, "draft"),
                     status="pending"),
                item(Record("Q2?"), ("u1", {"decision": "keep"}, "draft"))]
-    pulled, _ = resolve(pending, "majority", Ledger("review"))
+    pulled, _ = resolve(pending, "majority", Ledger("review"), min_submitted=2)
     assert pulled.pending == 2 and not pulled.curated and not pulled.disputed
+
+
+def test_the_discard_button_is_a_discard_vote_and_completes_a_record():
+    # The UI's Discard button stores status "discarded" with whatever the form held (here the suggested keep).
+    button = ("u2", {"decision": "keep", "corrected_response": "typed before"}, "discarded")
+    ledger = Ledger("review")
+    pulled, _ = resolve([item(RECORD, submitted("u1", decision="discard"), button, status="pending"),
+                         item(Record("Q2?"), submitted("u1", decision="keep"), button, status="pending"),
+                         item(Record("Q3?"), button, status="pending")], "majority", ledger, min_submitted=2)
+    assert pulled.discarded == 1 and len(pulled.disputed) == 1 and pulled.pending == 1
+    [dropped] = ledger.dropped
+    assert dropped.id == RECORD.id and dropped.lineage[-1]["detail"]["votes"] == {"u1": "discard", "u2": "discard"}
+    assert pulled.disputed[0].lineage[-1]["detail"]["votes"] == {"u1": "keep", "u2": "discard"}
+
+
+def test_a_category_difference_between_keep_votes_is_settled_by_majority_and_never_disputes():
+    three = item(RECORD, submitted("u1", decision="keep", category="closed_qa"),
+                 submitted("u2", decision="keep", category="closed_qa"), submitted("u3", decision="keep"))
+    tie = item(Record("Q2?", category="open_qa"), submitted("u1", decision="keep", category="closed_qa"),
+               submitted("u2", decision="keep", category="brainstorming"))
+    only_category = item(Record("Q3?", category="open_qa"), submitted("u1", decision="keep", category="open_qa"),
+                         submitted("u2", decision="keep", category="closed_qa", quality=4))
+    pulled, _ = resolve([three, tie, only_category], "majority", Ledger("review"))
+    assert not pulled.disputed and [r.category for r in pulled.curated] == ["closed_qa", "open_qa", "open_qa"]
+    assert pulled.curated[0].lineage[-1]["reason"] == "corrected by review"
+    # A tie keeps the record's own category, and the lineage says which categories tied.
+    assert pulled.curated[1].lineage[-1]["detail"]["category_tie"] == ["brainstorming", "closed_qa"]
+    assert pulled.curated[2].lineage[-1]["detail"]["category_tie"] == ["closed_qa", "open_qa"]
 
 
 def test_since_keeps_back_what_was_pulled_with_the_same_responses():

@@ -73,6 +73,9 @@ def test_run_scores_every_field_and_routes():
     assert kept[1].scores["toxicity_context_toxicity"] == pytest.approx(0.2)
     assert kept[1].scores["toxicity_max"] == pytest.approx(0.2)
     assert kept[0].scores["toxicity_response_insult"] == pytest.approx(0.01)
+    # Why a record needs a reviewer travels with it (the review UI shows it); a pass has no reason.
+    assert kept[1].meta["screen_reasons"] == ["toxicity: toxicity"] and "screen_reasons" not in kept[0].meta
+    assert rejected[0].meta["screen_reasons"] == ["toxicity: toxicity", "toxicity: insult"]
     assert screened.routes == {"pass": 2, "review": 1, "reject": 1}
     assert ledger.counts["drop: toxicity: reject"] == 1 and ledger.counts["review: toxicity: review"] == 1
 
@@ -85,6 +88,7 @@ def test_personal_data_goes_to_review():
     assert find_pii(Record("Transfer to DE89 3704 0044 0532 0130 00 please"))["iban"]
     [kept] = screen_records([record], ScreenConfig(), Fixed(["toxicity"], {}), Ledger("screen")).kept
     assert kept.meta["screen_route"] == "review" and kept.lineage[-1]["reason"] == "personal data"
+    assert kept.meta["screen_reasons"] == ["personal data: email", "personal data: phone", "personal data: student_id"]
     [unflagged] = screen_records([record], ScreenConfig(pii=False), Fixed(["toxicity"], {}), Ledger("s")).kept
     assert "pii" not in unflagged.meta
 
