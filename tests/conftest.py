@@ -16,6 +16,50 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 
+def chromium_path() -> str | None:
+    """Debian's Chromium (apt-get install chromium), or $WORKBENCH_CHROMIUM; None when there is none."""
+    import shutil
+
+    return os.environ.get("WORKBENCH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+SKIPPED_BROWSER = pytest.StashKey[str]()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests need a Chromium and playwright; without them they are skipped, and said so once."""
+    browser_tests = [item for item in items if item.get_closest_marker("browser")]
+    if not browser_tests:
+        return
+    try:
+        import playwright  # noqa: F401
+        missing = None if chromium_path() else "no Chromium on PATH (apt-get install chromium)"
+    except ImportError:
+        missing = "playwright is not installed (pip install playwright)"
+    if missing:
+        config.stash[SKIPPED_BROWSER] = f"{len(browser_tests)} browser tests skipped: {missing}"
+        for item in browser_tests:
+            item.add_marker(pytest.mark.skip(reason=f"browser test: {missing}"))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if SKIPPED_BROWSER in config.stash:
+        terminalreporter.write_line(config.stash[SKIPPED_BROWSER], yellow=True, bold=True)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless Chromium driven by playwright (its own browser download needs the internet; Debian's does not)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        yield browser
+        browser.close()
+
+
 @pytest.fixture(autouse=True)
 def workbench_home(tmp_path, monkeypatch):
     home = tmp_path / "workbench-home"

@@ -19,24 +19,6 @@ from workbench.core.ledger import Ledger
 from workbench.core.records import Record
 
 
-def _own_redis_url(db: int = 11) -> str | None:
-    """A database of our own on the machine's Redis when there is one; else serve starts its own Redis."""
-    try:
-        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
-    except (redis.RedisError, OSError):
-        return None
-    return f"redis://127.0.0.1:6379/{db}"
-
-
-@pytest.fixture(scope="session")
-def argilla(tmp_path_factory):
-    """A local server on a free port with its own data dir, stopped by PID at the end."""
-    data_dir = tmp_path_factory.mktemp("argilla")
-    served = server.serve(data_dir, port=server.free_port(), redis_url=_own_redis_url())
-    yield served, data_dir
-    assert server.stop(data_dir)
-
-
 def candidates(n: int, prefix: str = "Which programme") -> list[Record]:
     return [Record(instruction=f"{prefix} number {i} suits a student who likes statistics?",
                    response=f"Programme {i} suits them: it teaches statistics and data analysis.",
@@ -315,10 +297,10 @@ def test_sql_search_engine_answers_the_ui_queries(argilla, voted):
 
 
 @pytest.mark.server
-def test_a_server_killed_during_a_push_is_restarted_and_nothing_is_missing_or_duplicated(tmp_path):
+def test_a_server_killed_during_a_push_is_restarted_and_nothing_is_missing_or_duplicated(tmp_path, own_redis_url):
     data_dir = tmp_path / "argilla"
     port = server.free_port()
-    served = server.serve(data_dir, port=port, redis_url=_own_redis_url(12))
+    served = server.serve(data_dir, port=port, redis_url=own_redis_url(12))
     try:
         records = candidates(200, prefix="Which module")
         client = api.connect(data_dir=data_dir)
@@ -327,7 +309,7 @@ def test_a_server_killed_during_a_push_is_restarted_and_nothing_is_missing_or_du
         def crash_and_restart():
             server.kill(data_dir)
             time.sleep(1.0)
-            server.serve(data_dir, port=port, redis_url=_own_redis_url(12))
+            server.serve(data_dir, port=port, redis_url=own_redis_url(12))
             restarted.set()
 
         def progress(done, total):
