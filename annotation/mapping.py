@@ -92,7 +92,8 @@ record, code and markup included.
 
 A pre-selected *keep* or *discard* is the toxicity screen's suggestion, made only where the screen was confident
 (its confidence is the small number beside it); records the screen was unsure about come with no decision chosen,
-and the reason is in their metadata. Check the suggestion: submitting accepts it.
+and the reason is in their metadata. Check the suggestion: submitting accepts it, and clicking a pre-selected
+answer unselects it (click the other one to change it).
 
 ## Metadata (filter and sort by it)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from workbench.core.errors import WorkbenchError
 from workbench.core.io import atomic_write_json, workbench_home
+from workbench.core.urls import masked
 
 ENGINE_SCRIPT = Path(__file__).with_name("argilla_engine.py")
 REQUIREMENTS = Path(__file__).with_name("server-requirements.txt")
@@ -107,7 +108,9 @@ class ServerState:
         return cls(**json.loads(path.read_text())) if path.exists() else None
 
     def save(self, data_dir: Path) -> None:
-        atomic_write_json(Path(data_dir) / "server.json", asdict(self))
+        # 0600, and a Redis URL given from outside is kept masked: only one serve started itself is reused.
+        state = {**asdict(self), "redis_url": self.redis_url if self.redis_pid else masked(self.redis_url)}
+        atomic_write_json(Path(data_dir) / "server.json", state, permissions=0o600)
 
 
 @dataclass
@@ -116,6 +119,22 @@ class Served:
     credentials: Credentials
     already_running: bool
     redis: str  # where the Redis came from, for the message
+
+
+def make_private(data_dir: Path) -> None:
+    """The data dir and its logs folder 0700, and every file already in them 0600: the database holds the owner's
+    API key, the logs what the server said, credentials.json the login (a data dir made before this is fixed too)."""
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    for folder in (data_dir, data_dir / "logs"):
+        folder.chmod(0o700)
+        for path in folder.iterdir():
+            if path.is_file() and not path.is_symlink():
+                path.chmod(0o600)
+
+
+def private_log(path: Path):
+    """A log file opened for appending, created 0600."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -188,11 +207,11 @@ def _start_redis(data_dir: Path, python: Path, binary: str | None = None) -> tup
     port = free_port()
     redis_dir = data_dir / "redis"
     redis_dir.mkdir(exist_ok=True)
-    log = open(data_dir / "logs" / "redis.log", "ab")
+    log = private_log(data_dir / "logs" / "redis.log")
     # Nothing is persisted: the queue holds only transient jobs, the data lives in SQLite.
     process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                                 "--dir", str(redis_dir)], stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+                               start_new_session=True, umask=0o077)
     url = f"redis://127.0.0.1:{port}/0"
     for _ in range(100):
         if _redis_answers(url):
@@ -221,11 +240,11 @@ def serve(data_dir: Path | None = None, host: str = "127.0.0.1", port: int = 690
           redis_url: str | None = None) -> Served:
     """Start argilla-server in the background (or find it running) and return its address and owner login."""
     data_dir = Path(data_dir or default_data_dir()).resolve()
-    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    make_private(data_dir)
     state = ServerState.load(data_dir)
     credentials = Credentials.load(data_dir)
     if state and credentials and _alive(state.pid, ENGINE_SCRIPT.name) and _api_answers(state.api_url):
-        return Served(state.api_url, credentials, already_running=True, redis=state.redis_url)
+        return Served(state.api_url, credentials, already_running=True, redis=masked(state.redis_url))
     python = server_python()
     api_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     if _api_answers(api_url, timeout=1.0):
@@ -236,8 +255,8 @@ def serve(data_dir: Path | None = None, host: str = "127.0.0.1", port: int = 690
     redis_pid = None
     if redis_url:
         if not _redis_answers(redis_url):
-            raise ServerError(f"Redis at {redis_url} does not answer")
-        source = redis_url
+            raise ServerError(f"Redis at {masked(redis_url)} does not answer")
+        source = masked(redis_url)
     elif state and state.redis_pid and _alive(state.redis_pid, "redis-server") and _redis_answers(state.redis_url):
         redis_url, redis_pid, source = state.redis_url, state.redis_pid, state.redis_url  # a restart keeps its Redis
     else:
@@ -256,9 +275,11 @@ def serve(data_dir: Path | None = None, host: str = "127.0.0.1", port: int = 690
         command += ["--owner", OWNER, "--workspace", DEFAULT_WORKSPACE]
     credentials.api_url = api_url
 
-    log = open(data_dir / "logs" / "server.log", "ab")
+    log = private_log(data_dir / "logs" / "server.log")
     # Migrations run first in that process, so an upgraded argilla-server upgrades the database on its next start.
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # umask 077: the database it creates (which holds the owner's API key) is the owner's alone.
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                               umask=0o077)
     ServerState(pid=process.pid, host=host, port=port, api_url=api_url, redis_url=redis_url,
                 redis_pid=redis_pid).save(data_dir)
     deadline = time.monotonic() + timeout

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from workbench.core.records import Record
+from workbench.core.urls import masked
 
 SEED_SOURCES = ("seed", "human")  # what --keep seed prefers
 
@@ -44,6 +45,10 @@ class DedupConfig(BaseModel):
     storage: Literal["memory", "redis"] = "memory"  # redis: datasketch's MinHashLSH with its Redis storage
     redis_url: str = "redis://127.0.0.1:6379/0"  # with storage redis
     redis_prefix: str = "workbench-dedup"  # keys are PREFIX:RUN-ID:..., deleted when the run ends
+
+    @field_serializer("redis_url")
+    def _without_password(self, url: str) -> str:
+        return masked(url)  # the manifest records where the index lived, never the password
 
 
 def shingles(text: str, n: int) -> set[str]:
@@ -287,7 +292,8 @@ def redis_candidate_pairs(sigs: np.ndarray, empty: np.ndarray, config: DedupConf
     try:
         client.ping()
     except redis.RedisError as e:
-        raise WorkbenchError(f"Redis at {config.redis_url}: {e}", hint="start Redis or use --storage memory") from None
+        raise WorkbenchError(f"Redis at {masked(config.redis_url)}: {e}",
+                             hint="start Redis or use --storage memory") from None
     lsh = MinHashLSH(threshold=index_threshold, num_perm=config.num_perm,
                      storage_config={"type": "redis", "basename": basename.encode(), "redis": params})
     index = np.flatnonzero(~empty)

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from workbench.core.urls import masked
+
 Status = Literal["ok", "warn", "fail"]
 
 
@@ -84,7 +86,9 @@ def check_argilla() -> list[Check]:
         return [Check("argilla server", "fail", e.message, "make setup (in a checkout) or workbench annotate setup")]
     checks = [Check("argilla server", "ok", f"environment at {python.parent.parent}")]
     url = os.environ.get("ARGILLA_REDIS_URL", "redis://127.0.0.1:6379/0")
-    if server._redis_answers(url):
+    answers = server._redis_answers(url)
+    url = masked(url)  # what is printed never carries the password
+    if answers:
         checks.append(Check("redis", "ok", f"{url} answers"))
     elif server.redis_server_binary(python):
         checks.append(Check("redis", "ok", f"none at {url}; the review server starts its own "

@@ -418,3 +418,90 @@ def test_setup_installs_into_an_existing_environment(monkeypatch):
     monkeypatch.setenv("WORKBENCH_ARGILLA_PYTHON", str(venv / "missing" / "python"))
     with pytest.raises(server.ServerError, match="not built"):
         server.server_python()
+
+
+@pytest.mark.server
+def test_no_secret_is_printed_or_written_outside_credentials_and_the_data_dir_is_private(tmp_path, monkeypatch,
+                                                                                         invoke, near):
+    """Serve with a Redis URL that carries a password, push, add a user, pull, export, doctor, serve again, stop,
+    dedup through that Redis: neither what they print nor any file they write (but credentials.json, and the
+    database, which is argilla's and 0600) holds the owner's key or password or the Redis password."""
+    import shutil
+    import subprocess
+
+    redis_password = "redis-" + "pw-7f3a9c"
+    port = server.free_port()
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    process = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save",
+                                "", "--appendonly", "no", "--dir", str(folder), "--requirepass", redis_password],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://:{redis_password}@127.0.0.1:{port}/0"
+    for _ in range(100):
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    monkeypatch.setenv("ARGILLA_REDIS_URL", url)
+    data_dir, out = tmp_path / "argilla", tmp_path / "out"
+    out.mkdir()
+    printed = []
+
+    def run(*args):
+        result = invoke(*args)
+        printed.append(result.output)
+        return result
+
+    try:
+        served = run("annotate", "serve", "--data-dir", data_dir, "--port", str(server.free_port()))
+        assert served.exit_code == 0, served.output
+        assert f"redis://:***@127.0.0.1:{port}/0" in served.output
+        path = out / "candidates.jsonl"
+        path.write_text("".join(r.to_json() + "\n" for r in candidates(3)))
+        assert run("annotate", "push", path, "--dataset", "secrets", "--data-dir", data_dir).exit_code == 0
+        assert run("annotate", "users", "add", "someone", "--data-dir", data_dir).exit_code == 0
+        assert run("annotate", "pull", "--dataset", "secrets", "-o", out / "pulled.jsonl",
+                   "--data-dir", data_dir).exit_code == 0
+        assert run("annotate", "export", "--dataset", "secrets", "-o", out / "export.jsonl",
+                   "--data-dir", data_dir).exit_code == 0
+        again = run("annotate", "serve", "--data-dir", data_dir)
+        assert "already running" in again.output
+        doctor = run("doctor", "--json")
+        assert f"redis://:***@127.0.0.1:{port}/0 answers" in doctor.output
+        texts = out / "texts.jsonl"
+        texts.write_text("".join(json.dumps({"instruction": t}) + "\n" for t in (near.BASE, near.edit(near.BASE, 1))))
+        dedup = run("dedup", texts, "--storage", "redis", "--redis-url", url, "-o", out / "unique.jsonl")
+        assert dedup.exit_code == 0, dedup.output
+        credentials = json.loads((data_dir / "credentials.json").read_text())
+        secrets = {"api key": credentials["api_key"], "owner password": credentials["password"],
+                   "redis password": redis_password}
+        # The files, with the modes the owner alone can read.
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+        assert stat.S_IMODE((data_dir / "logs").stat().st_mode) == 0o700
+        written = _files_without_secrets([data_dir, out], secrets)
+        assert {"argilla.db", "server.json", "credentials.json", "server.log", "export.jsonl",
+                "unique.manifest.json"} <= {p.name for p in written}
+        for p in written:
+            if p.is_relative_to(data_dir) and p.parent in (data_dir, data_dir / "logs"):
+                assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    finally:
+        run("annotate", "stop", "--data-dir", data_dir)
+        process.terminate()
+        process.wait(timeout=10)
+    _files_without_secrets([data_dir, out], secrets)  # and what the stop left
+    for output in printed:
+        for what, secret in secrets.items():
+            assert secret not in output, f"the {what} was printed: {output[:300]}"
+
+
+def _files_without_secrets(folders, secrets: dict[str, str]) -> list:
+    """Every file under the folders; none but credentials.json and argilla's database holds a secret."""
+    written = [p for folder in folders for p in folder.rglob("*") if p.is_file()]
+    for p in written:
+        if p.name == "credentials.json" or p.name.startswith("argilla.db"):
+            continue
+        text = p.read_bytes().decode(errors="replace")
+        for what, secret in secrets.items():
+            assert secret not in text, f"the {what} is in {p}"
+    return written
