@@ -59,6 +59,11 @@ class SuiteConfig(BaseModel):
     prompt: PromptSettings = PromptSettings()
     generation: GenerationSettings = GenerationSettings()
     metrics: list[str]
+    headline: str | None = None  # the metric a report leads with (default: the first of `metrics`)
+
+    @property
+    def main_metric(self) -> str:
+        return self.headline or self.metrics[0]
 
 
 class QAItem(BaseModel):
@@ -139,6 +144,9 @@ def load_suite(name: str, suites_dirs: list[str | Path] | None = None) -> Suite:
                               f"{did_you_mean(metric, tuple(METRICS))}")
         if metric not in TASK_METRICS[config.task]:
             raise ConfigError(f"{folder / 'suite.yaml'}: metrics: {metric} does not apply to {config.task} items")
+    if config.headline is not None and config.headline not in config.metrics:
+        raise ConfigError(f"{folder / 'suite.yaml'}: headline: {config.headline!r} is not one of its metrics "
+                          f"({', '.join(config.metrics)})")
     items_path = folder / "items.jsonl"
     if not items_path.is_file():
         raise InputError(f"{items_path}: missing (a suite needs its items)")
@@ -164,4 +172,6 @@ def load_suite(name: str, suites_dirs: list[str | Path] | None = None) -> Suite:
         raise InputError(f"{problems[0]}{more}", hint="a suite must be valid as a whole; fix the items file")
     if not items:
         raise InputError(f"{items_path}: no items")
-    return Suite(config.name, folder, config, items, fingerprint(items=items_path, config=config))
+    # What the report leads with changes no generation: it is left out of the suite's identity.
+    identity = config.model_dump(exclude={"headline"})
+    return Suite(config.name, folder, config, items, fingerprint(items=items_path, config=identity))

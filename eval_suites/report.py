@@ -1,5 +1,7 @@
-"""The comparison as people read it: summary.md (the tables), report.html (tables, plots, safety, contamination,
-the judge's verdicts, every item's answers side by side) and summary.json; and the report stage's entry (`run`).
+"""The comparison as people read it: summary.md (the tables), report.html (its answer first: each model against the
+baseline on every suite's main metric in one sentence, the safety gate and contamination in one line each; then
+tables, plots, safety, contamination, the judge's verdicts, every item's answers side by side, and what each metric
+means) and summary.json; and the report stage's entry (`run`).
 """
 
 from __future__ import annotations
@@ -93,20 +95,144 @@ def plot_suite(comparison: Comparison, suite: str) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
-td:first-child,th:first-child{text-align:left}.better{background:#dff5df}.worse{background:#f9dede}
+CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:1.5em auto;padding:0 1em;color:#222}
+h1{margin:0 0 .2em}table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}.ci{white-space:nowrap}
+.better{background:#dff5df}.worse{background:#f9dede}
 .answer{white-space:pre-wrap;background:#f6f6f6;padding:6px;margin:4px 0;border-radius:4px}
-details{margin:4px 0}.context{white-space:pre-wrap;font-size:90%;color:#555}.bad{color:#b00}.ok{color:#070}"""
+details{margin:4px 0}.context{white-space:pre-wrap;font-size:90%;color:#555}.bad{color:#b00}.ok{color:#070}
+#headline{border:2px solid #444;border-radius:6px;padding:.2em 1em .6em;margin:1em 0}
+#headline p{margin:.4em 0;font-size:110%}.scores{color:#555;font-size:90%}
+dl.metrics dt{font-weight:bold;float:left;clear:left;width:11em}dl.metrics dd{margin:0 0 .3em 12em}"""
+
+# Re-sorts the item list of a suite; the page's only script, and it reads numbers the page itself wrote.
+SORT_SCRIPT = """<script>
+function sortItems(select){var list=document.getElementById(select.dataset.list);
+var key=select.value,items=Array.from(list.children);
+items.sort(function(a,b){if(key==='order')return a.dataset.order-b.dataset.order;
+var x=parseFloat(a.dataset[key]),y=parseFloat(b.dataset[key]);if(isNaN(x))return 1;if(isNaN(y))return -1;
+return x-y;});items.forEach(function(i){list.appendChild(i);});}
+</script>"""
+
+
+def main_metric(comparison: Comparison, suite: str) -> str | None:
+    """The suite's headline metric (suite.yaml `headline`, else its first metric); for results whose suite
+    folder is gone, the first metric they have other than the toxicity rate."""
+    from eval_suites.registry import load_suite
+
+    manifest = next(m.suites[suite].manifest for m in comparison.models if suite in m.suites)
+    try:
+        metric = load_suite(manifest["suite_path"]).config.main_metric
+    except (InputError, KeyError, ValueError):
+        metric = None
+    have = {x for per in comparison.summary["models"].values() for x in per.get(suite, {})}
+    if metric in have:
+        return metric
+    return next((x for x in SUMMARY_METRICS if x in have and x != "toxicity_rate"), None)
+
+
+def _ci(d: dict[str, float], signed: bool = True) -> str:
+    f = "{:+.3f}" if signed else "{:.3f}"
+    return f"<span class='ci'>[{f.format(d['ci_low'])}, {f.format(d['ci_high'])}]</span>"
+
+
+def headline_sentences(comparison: Comparison) -> list[tuple[str, str]]:
+    """Per suite, each model against the first on the suite's main metric, in one plain sentence; then the
+    safety gate and the contamination verdicts in one line each. (css class, HTML) pairs."""
+    s, e = comparison.summary, html.escape
+    labels = [m.label for m in comparison.models]
+    lines = []
+    for suite in comparison.suites:
+        metric = main_metric(comparison, suite)
+        if metric is None:
+            continue
+        better_up = METRICS[metric].higher_is_better
+        for label in labels[1:]:
+            d = s["differences"][f"{label}_vs_{labels[0]}"].get(suite, {}).get(metric)
+            if not d:
+                continue
+            what = f"{e(suite)} {e(metric)}"
+            numbers = f"{d['diff']:+.3f} {_ci(d)}"
+            if not _star(d):
+                lines.append(("", f"No measurable difference between <b>{e(label)}</b> and <b>{e(labels[0])}</b> "
+                                  f"on {what}: {numbers}."))
+            elif (d["diff"] > 0) == better_up:
+                lines.append(("ok", f"<b>{e(label)}</b> beats <b>{e(labels[0])}</b> on {what} by {numbers}."))
+            else:
+                lines.append(("bad", f"<b>{e(label)}</b> is worse than <b>{e(labels[0])}</b> on {what} by "
+                                     f"{numbers}."))
+    lines.append(_safety_line(comparison))
+    lines.append(_contamination_line(comparison))
+    return lines
+
+
+def _safety_line(comparison: Comparison) -> tuple[str, str]:
+    s, e = comparison.summary, html.escape
+    limit = s.get("max_toxicity_rate")
+    rates = [(t["mean"], label, suite) for label, per in s["models"].items() for suite, metrics in per.items()
+             if (t := metrics.get("toxicity_rate")) and t["mean"] is not None]
+    if not rates:
+        return "", "Safety: no toxicity rate was measured."
+    worst, label, suite = max(rates)
+    if limit is None:
+        return "", (f"Safety: no gate set (--max-toxicity-rate); the highest toxicity rate is {worst:.3f} "
+                    f"({e(label)} on {e(suite)}).")
+    over = [(r, lb, st) for r, lb, st in rates if r > limit]
+    if not over:
+        return "ok", f"Safety gate passed: every toxicity rate is at most {limit} (highest {worst:.3f})."
+    listed = ", ".join(f"{e(lb)} on {e(st)} ({r:.3f})" for r, lb, st in over)
+    return "bad", f"Safety gate failed: toxicity rate over {limit} for {listed}."
+
+
+def _contamination_line(comparison: Comparison) -> tuple[str, str]:
+    e = html.escape
+    checked, contaminated, unchecked = 0, [], []
+    for label, per_suite in comparison.summary["contamination"].items():
+        for suite, c in per_suite.items():
+            if c is None:
+                continue
+            if not c.get("checked"):
+                unchecked.append(f"{e(label)} on {e(suite)}")
+                continue
+            checked += c["items_checked"]
+            contaminated += [f"{e(label)} on {e(suite)}: {len(c['contaminated'])}"] if c["contaminated"] else []
+    if contaminated:
+        return "bad", f"Contamination: training data overlaps eval items ({'; '.join(contaminated)})."
+    if checked:
+        note = f" Not checked: {', '.join(unchecked)}." if unchecked else ""
+        return "ok", f"Contamination: none of {checked} eval items found in the training data.{note}"
+    if unchecked:
+        return "", f"Contamination: not checked ({', '.join(unchecked)})."
+    return "", "Contamination: no finetuned model, so no training data to check."
+
+
+def _headline_html(comparison: Comparison) -> str:
+    lines = "".join(f"<p class='{css}'>{text}</p>" if css else f"<p>{text}</p>"
+                    for css, text in headline_sentences(comparison))
+    return (f"<section id='headline'><h2>The answer</h2>{lines}<p class='scores'>Differences against the first "
+            "model with 95% paired bootstrap CIs over items; a CI that holds 0 is no measurable difference.</p>"
+            "</section>")
+
+
+def _definitions_html(comparison: Comparison) -> str:
+    used = [m for m in SUMMARY_METRICS
+            if any(m in per.get(suite, {}) for per in comparison.summary["models"].values()
+                   for suite in comparison.suites)]
+    rows = "".join(f"<dt>{m}</dt><dd>{html.escape(METRICS[m].description)} "
+                   f"({'higher' if METRICS[m].higher_is_better else 'lower'} is better)</dd>" for m in used)
+    return f"<h2 id='metrics'>What the metrics mean</h2><dl class='metrics'>{rows}</dl>"
 
 
 def report_html(comparison: Comparison, suites_items: dict[str, list[dict[str, Any]]]) -> str:
-    """The whole report as one self-contained HTML page (plots embedded)."""
+    """The whole report as one self-contained HTML page (plots embedded), its answer first."""
     s, e = comparison.summary, html.escape
     labels = [m.label for m in comparison.models]
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Eval report</title><style>{CSS}</style>"
-             f"</head><body><h1>Evaluation report</h1><p>{e(s['created'])} · {len(labels)} model(s) · "
-             f"95% percentile bootstrap, {s['bootstrap']['resamples']} resamples, seed {s['bootstrap']['seed']}</p>",
+             f"{SORT_SCRIPT}</head><body><h1>Evaluation report</h1><p class='scores'>{e(s['created'])} · "
+             f"{len(labels)} model(s): {', '.join(e(lb) for lb in labels)} (the first is the baseline) · 95% "
+             f"percentile bootstrap, {s['bootstrap']['resamples']} resamples, seed {s['bootstrap']['seed']}</p>",
+             _headline_html(comparison),
              "<h2>Models</h2><table><tr><th>label</th><th>model</th><th>adapter</th><th>quant</th><th>backend</th>"
              "<th>results</th></tr>"]
     for label in labels:
@@ -122,6 +248,7 @@ def report_html(comparison: Comparison, suites_items: dict[str, list[dict[str, A
         if "judge" in s:
             parts.append(_judge_html(s["judge"], suite))
         parts.append(_items_html(comparison, suite, suites_items.get(suite, [])))
+    parts.append(_definitions_html(comparison))
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -129,46 +256,49 @@ def report_html(comparison: Comparison, suites_items: dict[str, list[dict[str, A
 def _metrics_html(comparison: Comparison, suite: str) -> str:
     s, e = comparison.summary, html.escape
     labels = [m.label for m in comparison.models]
-    rows = ["<table><tr><th>metric</th>" + "".join(f"<th>{e(lb)}</th>" for lb in labels)
-            + "".join(f"<th>{e(lb)} − {e(labels[0])}</th>" for lb in labels[1:]) + "</tr>"]
+    rows = ["<table><tr><th>metric</th>" + "".join(f"<th class='num'>{e(lb)}</th>" for lb in labels)
+            + "".join(f"<th class='num'>{e(lb)} − {e(labels[0])}</th>" for lb in labels[1:]) + "</tr>"]
     for metric in SUMMARY_METRICS:
         stats = [s["models"][lb].get(suite, {}).get(metric) for lb in labels]
         if not any(stats):
             continue
-        cells = [f"<td title='{e(METRICS[metric].description)}'>{metric}</td>"]
+        cells = [f"<td title='{e(METRICS[metric].description)}'><a href='#metrics'>{metric}</a></td>"]
         for st in stats:
-            cells.append(f"<td>{_fmt(st['mean'])} [{_fmt(st['ci_low'])}, {_fmt(st['ci_high'])}] n={st['n']}</td>"
-                         if st else "<td></td>")
+            cells.append(f"<td class='num'>{_fmt(st['mean'])} <span class='ci'>[{_fmt(st['ci_low'])}, "
+                         f"{_fmt(st['ci_high'])}]</span> n={st['n']}</td>" if st else "<td></td>")
         for lb in labels[1:]:
             d = s["differences"][f"{lb}_vs_{labels[0]}"].get(suite, {}).get(metric)
             css = ""
             if d and _star(d):
                 better = (d["diff"] > 0) == METRICS[metric].higher_is_better
-                css = " class='better'" if better else " class='worse'"
-            cells.append(f"<td{css}>{d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]</td>" if d
-                         else "<td></td>")
+                css = " better" if better else " worse"
+            cells.append(f"<td class='num{css}'>{d['diff']:+.3f} {_ci(d)}</td>" if d else "<td></td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    rows.append("</table><p>Green: better than the first model with a 95% CI that excludes 0; red: worse.</p>")
+    rows.append("</table><p>Green: better than the first model with a 95% CI that excludes 0; red: worse (for every "
+                "metric, in its own direction: see <a href='#metrics'>what the metrics mean</a>).</p>")
     return "\n".join(rows)
 
 
 def _safety_html(comparison: Comparison) -> str:
     s, e = comparison.summary, html.escape
     limit = s.get("max_toxicity_rate")
-    out = ["<h2>Safety: toxicity rate of the answers</h2><table><tr><th>model</th><th>suite</th><th>rate</th>"
-           "<th>95% CI</th><th>verdict</th></tr>"]
+    gate = "" if limit is None else f"<th>verdict (at most {limit})</th>"
+    out = ["<h2>Safety: toxicity rate of the answers</h2><table><tr><th>model</th><th>suite</th>"
+           f"<th class='num'>rate</th><th class='num'>95% CI</th>{gate}</tr>"]
     for label, per_suite in s["models"].items():
         for suite, metrics in per_suite.items():
             t = metrics.get("toxicity_rate")
             if not t or t["mean"] is None:
                 continue
-            verdict = "–" if limit is None else ("<span class='bad'>over the limit</span>" if t["mean"] > limit
-                                                 else "<span class='ok'>within the limit</span>")
-            out.append(f"<tr><td>{e(label)}</td><td>{e(suite)}</td><td>{t['mean']:.3f}</td>"
-                       f"<td>[{t['ci_low']:.3f}, {t['ci_high']:.3f}]</td><td>{verdict}</td></tr>")
+            verdict = "" if limit is None else ("<td><span class='bad'>fail</span></td>" if t["mean"] > limit
+                                                else "<td><span class='ok'>pass</span></td>")
+            out.append(f"<tr><td>{e(label)}</td><td>{e(suite)}</td><td class='num'>{t['mean']:.3f}</td>"
+                       f"<td class='num'>{_ci(t, signed=False)}</td>{verdict}</tr>")
     out.append("</table>")
-    if limit is not None:
-        out.append(f"<p>Limit (--max-toxicity-rate): {limit}</p>")
+    description = METRICS["toxicity_rate"].description
+    out.append(f"<p>Toxicity rate: the {description}. " + (
+        "No gate was set: pass --max-toxicity-rate to fail a model over a rate.</p>" if limit is None else
+        f"A model fails the gate when its rate is over {limit} (--max-toxicity-rate).</p>"))
     return "\n".join(out)
 
 
@@ -212,12 +342,30 @@ ITEM_FIELDS = ("em", "f1", "rougeL", "grounded", "abstained", "items", "count_co
 
 
 def _items_html(comparison: Comparison, suite: str, items: list[dict[str, Any]]) -> str:
+    """Every item with each model's answer; its title shows each model's score on the suite's main metric, and
+    the list can be sorted by the difference between a model and the first (worst first)."""
     e = html.escape
     models = [m for m in comparison.models if suite in m.suites]
+    metric = main_metric(comparison, suite)
+    list_id = f"items-{suite}"
+    choices = "".join(f"<option value='diff{k}'>{e(m.label)} − {e(models[0].label)} on {e(metric or '')}, "
+                      f"{'lowest' if METRICS[metric].higher_is_better else 'highest'} first</option>"
+                      for k, m in enumerate(models[1:], 1)) if metric else ""
     out = [f"<h3>Item by item ({len(items)} items)</h3>"]
-    for item in items:
+    if choices:
+        out.append(f"<p><label>Sort: <select data-list='{e(list_id)}' onchange='sortItems(this)'>"
+                   f"<option value='order'>suite order</option>{choices}</select></label></p>")
+    out.append(f"<div id='{e(list_id)}'>")
+    for number, item in enumerate(items):
         question = item.get("question") or item.get("prompt", "")
-        out.append(f"<details><summary><b>{e(item['id'])}</b> {e(question)}</summary>")
+        scores = [m.suites[suite].rows.get(item["id"], {}).get(metric) if metric else None for m in models]
+        sign = 1 if metric is None or METRICS[metric].higher_is_better else -1
+        keys = "".join(f" data-diff{k}='{sign * (v - scores[0]):.6f}'" for k, v in enumerate(scores[1:], 1)
+                       if isinstance(v, (int, float)) and isinstance(scores[0], (int, float)))
+        shown = " · ".join(f"{e(m.label)} {v:.2f}" for m, v in zip(models, scores) if isinstance(v, (int, float)))
+        title = f" <span class='scores'>{e(metric)}: {shown}</span>" if shown else ""
+        out.append(f"<details data-order='{number}'{keys}><summary><b>{e(item['id'])}</b> {e(question)}{title}"
+                   "</summary>")
         if item.get("context"):
             out.append(f"<details><summary>context</summary><div class='context'>{e(item['context'])}</div></details>")
         if item.get("references"):
@@ -230,11 +378,12 @@ def _items_html(comparison: Comparison, suite: str, items: list[dict[str, Any]])
             if item["id"] not in result.answers:
                 continue
             row = result.rows.get(item["id"], {})
-            scores = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
-                               for k in ITEM_FIELDS if (v := row.get(k)) is not None)
-            out.append(f"<p><b>{e(m.label)}</b> <small>{e(scores)}</small></p>"
+            line = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
+                             for k in ITEM_FIELDS if (v := row.get(k)) is not None)
+            out.append(f"<p><b>{e(m.label)}</b> <small>{e(line)}</small></p>"
                        f"<div class='answer'>{e(result.answers[item['id']])}</div>")
         out.append("</details>")
+    out.append("</div>")
     return "\n".join(out)
 
 

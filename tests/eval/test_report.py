@@ -6,7 +6,7 @@ import json
 import pytest
 
 from eval_suites.registry import load_suite
-from eval_suites.report import ReportConfig, markdown, run, suite_items
+from eval_suites.report import ReportConfig, headline_sentences, main_metric, markdown, report_html, run, suite_items
 from eval_suites.runner import score_suite, write_results
 from eval_suites.statistics import bootstrap, compare
 from workbench.core.runs import Outputs
@@ -71,6 +71,35 @@ def test_summary_has_the_promised_shape_and_values(base_and_tuned):
     assert "### course_advisor" in table and "| f1 | " in table and "*" in table
 
 
+def test_the_report_leads_with_its_answer_in_plain_sentences(base_and_tuned, tmp_path):
+    comparison = compare(base_and_tuned, resamples=300, seed=0)
+    assert main_metric(comparison, "course_advisor") == "f1"  # suite.yaml's headline
+    lines = headline_sentences(comparison)
+    text = [line for _, line in lines]
+    d = comparison.summary["differences"]["tuned_vs_base"]["course_advisor"]["f1"]
+    assert text[1] == (f"<b>tuned</b> beats <b>base</b> on course_advisor f1 by {d['diff']:+.3f} "
+                       f"<span class='ci'>[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]</span>.")
+    assert lines[1][0] == "ok"
+    assert text[2].startswith("Safety: no gate set (--max-toxicity-rate)")
+    assert text[3] == "Contamination: no finetuned model, so no training data to check."
+    # The same answers: no measurable difference; a worse model says so; a gate gives pass or fail.
+    same = results(tmp_path / "same", "same", "closed_qa", wrong)
+    worse = results(tmp_path / "worse", "worse", "closed_qa", wrong, toxic=True)
+    gated = compare([base_and_tuned[1], same, worse], resamples=300, seed=0, max_toxicity_rate=0.05)
+    text = [line for _, line in headline_sentences(gated)]
+    assert text[0].startswith("<b>same</b> is worse than <b>tuned</b> on closed_qa f1 by -")
+    assert text[-2] == "Safety gate failed: toxicity rate over 0.05 for worse on closed_qa (1.000)."
+    even = compare([same, results(tmp_path / "again", "again", "closed_qa", wrong)], resamples=300, seed=0)
+    assert headline_sentences(even)[0][1].startswith("No measurable difference between <b>again</b> and <b>same</b>")
+    page = report_html(gated, suite_items(gated))
+    # The headline comes before every table; the safety table has a verdict column only with a gate.
+    assert page.index("<section id='headline'>") < page.index("<table>")
+    assert "verdict (at most 0.05)" in page and "<span class='ok'>pass</span>" in page
+    assert "verdict" not in report_html(comparison, suite_items(comparison))
+    for metric in ("em", "f1", "grounded", "toxicity_rate"):
+        assert f"<dt>{metric}</dt>" in page
+
+
 def test_bootstrap_is_deterministic_with_a_seed():
     rows = [{"f1": v} for v in (0.0, 0.2, 0.5, 0.9, 1.0, 0.3)]
     assert bootstrap("f1", rows, 500, seed=7) == bootstrap("f1", rows, 500, seed=7)
@@ -87,7 +116,7 @@ def test_the_report_stage_writes_tables_images_items_and_its_manifest(base_and_t
     summary = tmp_path / "report" / "summary.json"
     page = (tmp_path / "report" / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 2  # one plot per suite
-    assert "<table>" in page and "tuned − base" in page and "class='better'" in page
+    assert "<table>" in page and "tuned − base" in page and "class='num better'" in page
     assert "Item by item (91 items)" in page and "business-information-systems-msc-1" in page
     assert "Do I have to know programming to apply" in page and "Contamination of the training data" in page
     assert json.loads(summary.read_text())["models"]["tuned"]["course_advisor"]["f1"]["mean"] == 1.0
@@ -142,3 +171,30 @@ def test_parse_verdict(text, verdict):
     from eval_suites.judge import parse_verdict
 
     assert parse_verdict(text) == verdict
+
+
+@pytest.mark.browser
+def test_the_report_in_a_browser_shows_its_answer_without_scrolling(base_and_tuned, tmp_path, chromium):
+    run(list(base_and_tuned), ReportConfig(bootstrap=200), Outputs.folder(tmp_path / "report", "report"))
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto((tmp_path / "report" / "report.html").as_uri())
+    box = page.locator("#headline").bounding_box()
+    assert box["y"] >= 0 and box["y"] + box["height"] <= 1000  # all of it in the first screen
+    assert "tuned beats base on course_advisor f1" in page.inner_text("#headline")
+    # No CI wraps onto a second line; numbers are right-aligned, text left-aligned.
+    assert page.evaluate("Array.from(document.querySelectorAll('.ci')).every(e => e.getClientRects().length === 1)")
+    assert page.evaluate("getComputedStyle(document.querySelector('td.num')).textAlign") == "right"
+    assert page.evaluate("getComputedStyle(document.querySelector('td:not(.num)')).textAlign") == "left"
+    # Sorted by tuned − base (lowest first): the items base already answered right come first.
+    items = "#items-course_advisor > details"
+    assert page.locator(items).first.get_attribute("data-order") == "0"
+    page.select_option("select[data-list='items-course_advisor']", "diff1")
+    diffs = page.evaluate(f"Array.from(document.querySelectorAll('{items}')).map(e => parseFloat(e.dataset.diff1))")
+    assert diffs == sorted(diffs) and diffs[0] < diffs[-1]
+    first = page.locator(items).first.inner_text()
+    assert first.split()[0].endswith("-1") and "f1: base 1.00 · tuned 1.00" in first
+    orders = page.evaluate(f"Array.from(document.querySelectorAll('{items}')).map(e => +e.dataset.order)")
+    assert orders != sorted(orders)
+    page.select_option("select[data-list='items-course_advisor']", "order")
+    assert page.locator(items).first.get_attribute("data-order") == "0"
+    page.close()
