@@ -26,6 +26,18 @@ def test_bundled_suites_have_the_promised_sizes():
     assert advisor.config.prompt.system == "advisor"
 
 
+def test_catalog_paragraphs_are_not_hard_wrapped():
+    """A paragraph or list item is one line, so a context shows as the page's paragraphs wherever it is displayed
+    (the review UI, the report), not broken where an editor wrapped it."""
+    import re
+
+    for page in load_catalog():
+        lines = page.text.splitlines()
+        for before, line in zip(lines, lines[1:]):
+            continuation = line.strip() and not re.match(r"(#|[-*+] |\d+\. |\|)", line)
+            assert not (before.strip() and not before.startswith("#") and continuation), (page.slug, line)
+
+
 def test_course_advisor_is_grounded_in_the_catalog():
     advisor = load_suite("course_advisor")
     pages = {p.slug: p for p in load_catalog()}
