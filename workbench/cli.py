@@ -511,7 +511,7 @@ def annotate_users_add(username: Annotated[str, typer.Argument(help="Login name.
 def annotate_push(
     records: Annotated[Path, typer.Argument(help="Records to review (JSONL).")], dataset: Dataset,
     workspace: Workspace = "workbench",
-    min_submitted: Annotated[int, _opt("Submitted responses a record needs to be complete.")] = 1,
+    min_submitted: Annotated[int, _opt("Answers a record needs (submitted, or the Discard button).")] = 1,
     batch_size: int = 100, api_url: ArgillaUrl = None, api_key: ArgillaKey = None, data_dir: DataDir = None,
     strict: Strict = False,
 ):
@@ -535,7 +535,7 @@ def annotate_pull(
     workspace: Workspace = "workbench", api_url: ArgillaUrl = None, api_key: ArgillaKey = None,
     data_dir: DataDir = None,
 ):
-    """Pull the reviewed records: submitted responses resolved by the policy, corrections applied.
+    """Pull the reviewed records: the answers resolved by the policy, corrections applied.
 
     Example: workbench annotate pull --dataset advisor-round-1 -o curated.jsonl --policy majority"""
     out = Outputs.beside(output, "review", dropped=".discarded.jsonl", files={"disputed.jsonl": disputed})
