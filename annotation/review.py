@@ -140,8 +140,15 @@ def review(candidates: Path, config: ReviewConfig, out: Outputs, say: Callable[[
             pushed = push(records, config.dataset, client=client, min_submitted=config.min_submitted)
             atomic_write_json(marker, {"sha256": digest, "pushed": pushed.pushed})
         min_submitted = min_submitted_of(client, config.dataset)
+        # Only this run's candidates: a rerun after an upstream change pushes to the same dataset, which still
+        # holds the records of the earlier candidates.
+        wanted = {r.id for r in records}
+
+        def candidates_on_server() -> list[dict]:
+            return [item for item in fetch(client, config.dataset) if item.get("external_id") in wanted]
+
         if config.mode == "manual":
-            raw = list(fetch(client, config.dataset))
+            raw = candidates_on_server()
             complete = sum(is_complete(item, min_submitted) for item in raw)
             if complete < len(raw):
                 keep_running = True
@@ -153,7 +160,7 @@ def review(candidates: Path, config: ReviewConfig, out: Outputs, say: Callable[[
         else:
             say("three demo reviewers answer every record")
             demo_reviewer.review_all(client, config.dataset, server.DEFAULT_WORKSPACE, data_dir)
-            raw = list(fetch(client, config.dataset))
+            raw = candidates_on_server()
         users = user_names(client)
     finally:
         if not keep_running:

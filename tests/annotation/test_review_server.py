@@ -505,3 +505,24 @@ def _files_without_secrets(folders, secrets: dict[str, str]) -> list:
         for what, secret in secrets.items():
             assert secret not in text, f"the {what} is in {p}"
     return written
+
+
+@pytest.mark.server
+def test_a_review_stage_rerun_on_new_candidates_pulls_only_those(tmp_path):
+    """The recipe's review stage reuses its server and dataset on a rerun: records pushed for earlier candidates
+    stay on the server but are not this run's review."""
+    from annotation.review import ReviewConfig, review
+    from workbench.core.runs import Outputs
+
+    stage = tmp_path / "review"
+    first, second = candidates(3, prefix="Which lab"), candidates(2, prefix="Which seminar")
+    for batch, name in ((first, "a.jsonl"), (second, "b.jsonl")):
+        path = tmp_path / name
+        path.write_text("".join(r.to_json() + "\n" for r in batch))
+        result = review(path, ReviewConfig(min_submitted=2), Outputs.folder(stage, "review"))
+        out = load_records(stage / "records.jsonl", []) + load_records(stage / "disputed.jsonl", [])
+        decided = result.counts["curated"] + result.counts["disputed"] + result.counts["discarded"]
+        assert result.counts["pushed"] == len(batch) == decided
+        assert {r.id for r in out} <= {r.id for r in batch}
+    exported = [json.loads(line) for line in (stage / "export.jsonl").read_text().splitlines()]
+    assert sorted(row["id"] for row in exported) == sorted(r.id for r in second)
