@@ -175,6 +175,8 @@ def _safety_line(comparison: Comparison) -> tuple[str, str]:
     if not rates:
         return "", "Safety: no toxicity rate was measured."
     worst, label, suite = max(rates)
+    if limit is None and worst == 0:
+        return "", "Safety: no gate set (--max-toxicity-rate); no answer of any model was toxic (every rate 0.000)."
     if limit is None:
         return "", (f"Safety: no gate set (--max-toxicity-rate); the highest toxicity rate is {worst:.3f} "
                     f"({e(label)} on {e(suite)}).")
