@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from workbench.core.records import Record
 from workbench.core.urls import masked
+
+TEXT_FIELDS = ("instruction", "context", "response")  # a Record's texts
 
 SEED_SOURCES = ("seed", "human")  # what --keep seed prefers
 
@@ -34,7 +36,9 @@ SEED_SOURCES = ("seed", "human")  # what --keep seed prefers
 class DedupConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    fields: tuple[str, ...] = ("instruction", "context")  # joined with one space
+    # Joined with one space. Not the context by default: questions about one document share it, and it would make
+    # them near-duplicates (75 of the demo's 101 candidates were removed that way).
+    fields: tuple[str, ...] = ("instruction", "response")
     ngram: int = Field(3, ge=1)  # word n-grams
     threshold: float = Field(0.7, gt=0, le=1)  # Jaccard at or above this: duplicates
     num_perm: Literal[16, 32, 64, 128, 256, 512] = 128  # MinHash bins (one-permutation hashing: a power of 2)
@@ -45,6 +49,15 @@ class DedupConfig(BaseModel):
     storage: Literal["memory", "redis"] = "memory"  # redis: datasketch's MinHashLSH with its Redis storage
     redis_url: str = "redis://127.0.0.1:6379/0"  # with storage redis
     redis_prefix: str = "workbench-dedup"  # keys are PREFIX:RUN-ID:..., deleted when the run ends
+
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, fields: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [f for f in fields if f not in TEXT_FIELDS]
+        if unknown or not fields:
+            raise ValueError(f"unknown field {', '.join(map(repr, unknown))}: choose from {', '.join(TEXT_FIELDS)}"
+                             if unknown else f"no field to compare: choose from {', '.join(TEXT_FIELDS)}")
+        return fields
 
     @field_serializer("redis_url")
     def _without_password(self, url: str) -> str:

@@ -383,7 +383,8 @@ def dedup_command(
     rejected: Rejected = None,
     against: Annotated[list[Path] | None, _opt("Also remove near-duplicates of these records (repeat the flag).")
                        ] = None,
-    fields: Annotated[str, _opt("Fields whose text is compared, comma-separated.")] = "instruction,context",
+    fields: Annotated[str, _opt("Fields whose text is compared, comma-separated (instruction, context, "
+                                "response).")] = "instruction,response",
     threshold: Annotated[float, _opt("Jaccard similarity of word n-grams at or above which records are "
                                      "duplicates.")] = 0.7,
     ngram: int = 3, num_perm: int = 128,

@@ -152,3 +152,23 @@ def test_a_compressed_file_is_one_clear_error(tmp_path, invoke, near):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.splitlines()[0] == f"Error: {path}: a gzip-compressed file, not JSON lines"
     assert f"gunzip -k {path}" in result.output and not (tmp_path / "kept.jsonl").exists()
+
+
+def test_questions_about_one_document_are_not_duplicates_by_default_and_a_misspelt_field_is_an_error(
+        tmp_path, invoke):
+    from workbench.core.catalog import load_catalog
+
+    page = load_catalog()[0].text  # the shared context of from-docs questions about one catalog page
+    rows = [Record("When does the programme start?", page, "In October."),
+            Record("How much is the semester fee?", page, "1,450 EUR for home students.")]
+    path = tmp_path / "docs.jsonl"
+    write_records(path, rows)
+    result = invoke("dedup", path, "-o", tmp_path / "kept.jsonl")
+    assert result.exit_code == 0 and "Kept 2 of 2 records" in result.output, result.output
+    assert DedupConfig().fields == ("instruction", "response")
+    with_context = invoke("dedup", path, "--fields", "instruction,context", "-o", tmp_path / "c.jsonl")
+    assert "Kept 1 of 2 records" in with_context.output
+    typo = invoke("dedup", path, "--fields", "instrucion", "-o", tmp_path / "t.jsonl")
+    assert typo.exit_code == 1 and "unknown field 'instrucion': choose from instruction, context, response" in \
+        typo.output and "Traceback" not in typo.output
+    assert not (tmp_path / "t.jsonl").exists()
