@@ -326,3 +326,16 @@ def test_no_command_writes_over_its_input_or_reads_a_compressed_file_as_lines(tm
         result = invoke(*args)
         assert result.exit_code == 1 and result.output.splitlines()[0] == \
             f"Error: {packed}: a gzip-compressed file, not JSON lines", args
+
+
+def test_options_out_of_range_are_one_line_not_a_traceback(tmp_path, invoke, tiny_falcon):
+    for args, said in ((("--max-new-tokens", "0"), "Error: options: max_new_tokens: Input should be greater than or "
+                                                    "equal to 1"),
+                       (("--limit", "0"), "Error: options: limit: Input should be greater than or equal to 1")):
+        result = invoke("eval", "run", "--model", tiny_falcon, "--suite", "closed_qa", "-o", tmp_path / "e", *args)
+        assert result.exit_code == 1 and said in result.output and "Traceback" not in result.output, result.output
+        assert not (tmp_path / "e").exists()
+    port = invoke("serve", "--model", tiny_falcon, "--port", "70000")
+    assert port.exit_code == 2 and "--port" in port.output and "65535" in port.output
+    port = invoke("annotate", "serve", "--port", "0", "--data-dir", tmp_path / "a")
+    assert port.exit_code == 2 and not (tmp_path / "a").exists()

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import click
 import typer
+from pydantic import ValidationError
 from typer.core import TyperGroup
 
 from annotation import agreement, client, review, server
@@ -46,6 +47,11 @@ class _Group(TyperGroup):
             if e.hint:
                 click.echo(f"Hint: {e.hint}", err=True)
             raise typer.Exit(1) from None
+        except ValidationError as e:  # an option a config refused where no build_config named it
+            for err in e.errors():
+                where = ".".join(str(p) for p in err["loc"]) or "-"
+                click.echo(f"Error: options: {where}: {err['msg'].removeprefix('Value error, ')}", err=True)
+            raise typer.Exit(1) from None
 
 
 def _group(help: str) -> typer.Typer:
@@ -72,6 +78,7 @@ def _opt(help: str, *names: str):
 
 
 Strict = Annotated[bool, _opt("Exit 1 when any line is quarantined.", "--strict")]
+Port = Annotated[int, typer.Option(help="Port (1-65535).", min=1, max=65535)]
 Output = Annotated[Path, _opt("Records JSONL to write (appended to on resume).", "-o", "--output")]
 Rejected = Annotated[Path | None, _opt("Rejected candidates with their reasons (default: beside -o).")]
 ModelName = Annotated[str, _opt("Hub id or folder (transformers); model name (openai).", "--model")]
@@ -462,7 +469,7 @@ Workspace = Annotated[str, _opt("Argilla workspace.")]
 
 
 @annotate_app.command("serve")
-def annotate_serve(port: int = 6900, data_dir: DataDir = None,
+def annotate_serve(port: Port = 6900, data_dir: DataDir = None,
                    host: Annotated[str, _opt("0.0.0.0 lets others on the network reach it.")] = "127.0.0.1"):
     """Start a local Argilla server (SQLite, a Redis, no Elasticsearch) in the background.
 
@@ -791,7 +798,7 @@ def serve_command(
     name: Annotated[str | None, _opt("The model name clients ask for (default: the adapter's or model's folder "
                                      "name).")] = None,
     host: Annotated[str, _opt("Address to listen on; loopback by default.")] = "127.0.0.1",
-    port: Annotated[int, _opt("Port.")] = 8000,
+    port: Port = 8000,
 ):
     """Serve the assistant on an OpenAI-compatible API (/v1/models, /v1/completions, /v1/chat/completions).
 
