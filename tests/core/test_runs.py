@@ -84,6 +84,23 @@ def test_an_output_never_replaces_an_input(tmp_path):
     assert source.read_bytes() == before
 
 
+def test_one_file_given_as_two_outputs_is_refused_before_anything_is_written(tmp_path):
+    source = make_input(tmp_path)
+    out = tmp_path / "kept.jsonl"
+    for files in ({"dropped.jsonl": out}, {"clusters.jsonl": out}, {"clusters.jsonl": tmp_path / "same.jsonl",
+                                                                     "dropped.jsonl": tmp_path / "same.jsonl"}):
+        with pytest.raises(InputError, match="named as two outputs"):
+            keep_long(source, Cfg(), Outputs.beside(out, "filter", files=files))
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+    # A file asked for under a second name while the stage runs is refused too.
+    stage = tmp_path / "stage"
+    outputs = Outputs.folder(stage, "filter", files={"clusters.jsonl": stage / "records.jsonl"})
+    outputs.start(Cfg(), [source], drops=False)
+    outputs["clusters.jsonl"]
+    with pytest.raises(InputError, match=r"records.jsonl: named as two outputs \(the clusters and the records\)"):
+        outputs["records.jsonl"]
+
+
 def test_rerun_skips_until_config_or_input_changes_and_force_redoes(tmp_path):
     source, calls = make_input(tmp_path), []
     run_dir = tmp_path / "runs" / "r"

@@ -172,3 +172,9 @@ def test_questions_about_one_document_are_not_duplicates_by_default_and_a_misspe
     assert typo.exit_code == 1 and "unknown field 'instrucion': choose from instruction, context, response" in \
         typo.output and "Traceback" not in typo.output
     assert not (tmp_path / "t.jsonl").exists()
+
+
+def test_the_clusters_file_may_not_be_the_output(tmp_path, invoke, records_file):
+    result = invoke("dedup", records_file, "-o", tmp_path / "x.jsonl", "--clusters", tmp_path / "x.jsonl")
+    assert result.exit_code == 1 and "named as two outputs (the records and the clusters)" in result.output
+    assert not (tmp_path / "x.jsonl").exists()

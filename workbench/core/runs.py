@@ -119,6 +119,7 @@ class Outputs:
         self._started: tuple[str, float] | None = None
         self._drops = True
         self._manifest: dict[str, Any] = {}
+        self.main: str | None = None  # beside a file: the name of the output -o names
 
     @classmethod
     def folder(cls, directory: str | Path, stage: str, *, run: str | None = None, key: str | None = None,
@@ -138,11 +139,17 @@ class Outputs:
                 return path
             return path.with_name(stem + (dropped if name == "dropped.jsonl" else "." + name))
 
-        return cls(stage, resolve, files=files)
+        outputs = cls(stage, resolve, files=files)
+        outputs.main = main
+        return outputs
+
+    def _path(self, name: str) -> Path:
+        return self._files.get(name) or self._resolve(name)
 
     def __getitem__(self, name: str) -> Path:
-        path = self._files.get(name) or self._resolve(name)
+        path = self._path(name)
         refuse_overwrite(path, self._inputs, f"this {self.stage} run")
+        _refuse_shared(self._used, name, path)
         self._used[name] = path
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
@@ -154,6 +161,13 @@ class Outputs:
         self._drops = drops
         inputs = [Path(p) for p in inputs]
         self._inputs = inputs
+        # Before anything is written: no output given twice (-o and --clusters the same file) or as an input.
+        named: dict[str, Path] = {}
+        for name in (*([self.main] if self.main else []), *self._files, *(["dropped.jsonl"] if drops else [])):
+            path = self._path(name)
+            refuse_overwrite(path, inputs, f"this {self.stage} run")
+            _refuse_shared(named, name, path)
+            named[name] = path
         hashes = {str(p): path_sha256(p) for p in inputs}
         self._manifest = {
             "stage": self.stage, "run": self.run, "key": self.key or stage_key(config, inputs, exclude),
@@ -193,6 +207,18 @@ class Outputs:
                     "quarantined": len(problems), **({"details": details} if details else {})}
         atomic_write_json(manifest_path, manifest)
         return StepResult(manifest, problems)
+
+
+def _refuse_shared(outputs: dict[str, Path], name: str, path: Path) -> None:
+    """One file is one output: -o and --clusters (or --rejected) naming the same file would replace each other."""
+    def role(n: str) -> str:
+        names = {"records.jsonl": "the records", "dropped.jsonl": "the rejected records"}
+        return names.get(n, f"the {n.split('.')[0]}")
+
+    for other, used in outputs.items():
+        if other != name and used.resolve() == path.resolve():
+            raise InputError(f"{path}: named as two outputs ({role(other)} and {role(name)}); one would replace the "
+                             "other", hint="give each output its own file")
 
 
 @dataclass
