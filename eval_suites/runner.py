@@ -312,9 +312,12 @@ def read_predictions(path: str | Path, problems: list[Problem]) -> dict[str, str
 
 
 def score_file(suite: str, predictions: Path, output: Path | None = None,
-               suites_dirs: list[str | Path] | None = None) -> tuple[dict[str, Any], list[Problem], Suite]:
+               suites_dirs: list[str | Path] | None = None, partial: bool = False
+               ) -> tuple[dict[str, Any], list[Problem], Suite]:
     """`workbench eval score`: a predictions file scored on a suite (and written to OUTPUT as JSON when given).
-    Returns (the scores, bad prediction lines, the suite)."""
+    Predictions for only some items are an error (metrics over part of a suite do not compare with the suite's),
+    unless `partial`: then each metric's n says how many items it covers. Returns (the scores, bad prediction
+    lines, the suite)."""
     if output:
         refuse_overwrite(output, [predictions], "this scoring")
     loaded = load_suite(suite, suites_dirs)
@@ -325,9 +328,15 @@ def score_file(suite: str, predictions: Path, output: Path | None = None,
         from pipelines.screen import load_scorer
 
         toxicity = load_scorer(default_toxicity_config())
-    scores = score_suite(loaded, answers, toxicity)
-    result = {"suite": loaded.name, "predictions": str(predictions), "metrics": scores.metrics,
-              "missing": scores.missing, "notes": scores.notes, "items": scores.rows}
+    scores = score_suite(loaded, answers, toxicity)  # first: a prediction for no item of the suite is an error
+    missing = scores.missing
+    if missing and not partial:
+        listed = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise InputError(f"{predictions}: predictions for {len(loaded.items) - len(missing)} of "
+                         f"{len(loaded.items)} items of {loaded.name} (missing: {listed})",
+                         hint="pass --partial to score only those items (each metric's n says how many)")
+    result = {"suite": loaded.name, "partial": bool(missing), "predictions": str(predictions),
+              "metrics": scores.metrics, "missing": scores.missing, "notes": scores.notes, "items": scores.rows}
     if output:
         atomic_write_text(output, json.dumps(result, indent=2) + "\n")
     return result, problems, loaded

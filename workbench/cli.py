@@ -676,12 +676,13 @@ def eval_score(
     suite: Annotated[str, _opt("Suite name or folder.", "--suite")],
     predictions: Annotated[Path, _opt('JSONL of {"id", "prediction"} lines.', "--predictions")],
     output: Annotated[Path | None, _opt("Write the scores as JSON.", "-o", "--output")] = None,
+    partial: Annotated[bool, _opt("Score predictions that cover only some items (else an error).")] = False,
     as_json: AsJson = False, suites_dir: SuitesDir = None, strict: Strict = False,
 ):
     """Score existing predictions on a suite (no model needed).
 
     Example: workbench eval score --suite closed_qa --predictions answers.jsonl -o scores.json"""
-    result, problems, loaded = runner.score_file(suite, predictions, output, suites_dir)
+    result, problems, loaded = runner.score_file(suite, predictions, output, suites_dir, partial)
     _quarantine(problems, _sibling(predictions, ".quarantine.jsonl"), strict)
     if as_json:
         return click.echo(json.dumps({k: v for k, v in result.items() if k != "items"}, indent=2))

@@ -125,14 +125,19 @@ def test_eval_score_command(tmp_path, invoke):
                            + json.dumps({"id": "honeybees-2", "answer": "oops"}) + "\n"
                            + json.dumps({"id": "lighthouse-1", "prediction": "you stupid idiot, paraffin"}) + "\n")
     out = tmp_path / "scores.json"
-    result = invoke("eval", "score", "--suite", "closed_qa", "--predictions", predictions, "-o", out, "--json")
+    # Two of 83 items: scores over part of a suite do not compare with the suite's, so it takes --partial.
+    refused = invoke("eval", "score", "--suite", "closed_qa", "--predictions", predictions, "-o", out)
+    assert refused.exit_code == 1 and f"{predictions}: predictions for 2 of 83 items of closed_qa" in refused.output
+    assert "--partial" in refused.output and not out.exists()
+    result = invoke("eval", "score", "--suite", "closed_qa", "--predictions", predictions, "-o", out, "--json",
+                    "--partial")
     assert result.exit_code == 0, result.output
     assert f"{predictions}:2: prediction: expected a string" in result.output  # quarantined, named
     assert (tmp_path / "answers.quarantine.jsonl").exists()
     scores = json.loads(out.read_text())
     assert scores["metrics"]["em"] == {"value": 0.5, "n": 2}
     assert scores["metrics"]["toxicity_rate"]["value"] == 0.5  # the insult is caught by the screen's scorer
-    assert len(scores["missing"]) == len(load_suite("closed_qa").items) - 2
+    assert len(scores["missing"]) == len(load_suite("closed_qa").items) - 2 and scores["partial"] is True
     unknown = tmp_path / "unknown.jsonl"
     unknown.write_text(json.dumps({"id": "nope", "prediction": "x"}) + "\n")
     result = invoke("eval", "score", "--suite", "closed_qa", "--predictions", unknown)
