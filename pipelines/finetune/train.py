@@ -109,6 +109,7 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
         per_device_eval_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
         num_train_epochs=config.epochs, max_steps=config.max_steps, learning_rate=config.lr,
         warmup_steps=config.warmup_ratio, lr_scheduler_type="cosine", logging_steps=config.logging_steps,
+        logging_first_step=True,  # with the last step (Progress below): a loss curve even for 2 steps
         save_strategy="steps", save_steps=config.save_steps, save_total_limit=3,
         eval_strategy="epoch" if eval_rows else "no", seed=config.seed, data_seed=config.seed,
         gradient_checkpointing=config.grad_checkpointing,
@@ -120,6 +121,8 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
 
     class Progress(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == state.max_steps:
+                control.should_log = True  # the last loss, whatever logging_steps says
             if progress:
                 progress(state.global_step, state.max_steps)
 

@@ -109,7 +109,11 @@ def test_8bit_on_the_cpu_quantizes_the_layers_and_trains(arch, tiny_falcon, tiny
 @pytest.mark.slow
 def test_an_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(tiny_falcon, twenty, tmp_path):
     config = ft.FinetuneConfig(max_steps=2, save_steps=1, batch_size=2, max_length=256, eval_split=0.0)
-    ft.train(str(tiny_falcon), twenty, tmp_path / "a", config)
+    trained = ft.train(str(tiny_falcon), twenty, tmp_path / "a", config)
+    # Fewer steps than logging_steps (10): the first and the last loss are logged all the same.
+    assert [p["step"] for p in trained.manifest["train_loss"]] == [1, 2]
+    card = (tmp_path / "a" / "README.md").read_text()
+    assert "nan" not in card.lower() and "None → None" not in card
     with pytest.raises(InputError, match="already holds checkpoints"):
         ft.train(str(tiny_falcon), twenty, tmp_path / "a", config)
     with pytest.raises(InputError, match="no checkpoint"):
