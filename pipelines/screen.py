@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from workbench.core.errors import WorkbenchError
 from workbench.core.io import Problem, load_records, write_records
@@ -55,6 +55,17 @@ class ScreenConfig(BaseModel):
     batch_tokens: int = Field(8192, ge=64)  # tokens per batch (texts sorted by length); speed only
     device: str = "auto"  # speed only
     int8: bool = False  # dynamic int8 linear layers on the CPU; the largest score change is measured and reported
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScreenConfig:
+        # A pass threshold above the reject threshold would pass what it should reject.
+        if self.pass_below > self.reject_at:
+            raise ValueError(f"pass_below ({self.pass_below}) is above reject_at ({self.reject_at}): a score "
+                             "between them would both pass and be rejected")
+        for label, (low, high) in self.label_thresholds.items():
+            if not 0 <= low <= high <= 1:
+                raise ValueError(f"label threshold {label}={low}:{high}: need 0 <= pass <= reject <= 1")
+        return self
 
 
 SPEED_ONLY = frozenset({"batch_tokens", "device"})
@@ -206,6 +217,10 @@ def screen_records(records: list[Record], config: ScreenConfig, scorer: Scorer, 
     """Score every text field and route each record: pass and review records come back (scores in record.scores,
     route in meta.screen_route), rejected ones are dropped through the ledger. Everything is scored before any
     record is routed, so a scorer failure passes nothing."""
+    unknown = sorted(set(config.label_thresholds) - set(scorer.labels))
+    if unknown:
+        raise ScreenError(f"label threshold for {', '.join(unknown)}: {scorer.name} has no such label (its labels: "
+                          f"{', '.join(scorer.labels)})")
     texts = [getattr(r, f) for r in records for f in TEXT_FIELDS]
     nonempty = [i for i, t in enumerate(texts) if t.strip()]
     try:

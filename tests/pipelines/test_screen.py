@@ -134,3 +134,17 @@ def test_int8_reports_its_deviation(tiny_detoxify):
     scorer = load_scorer(config)
     result = screen_records([Record("the fee is 980 EUR"), Record("a second text")], config, scorer, Ledger("s"))
     assert scorer.name.endswith("(int8)") and result.int8_deviation is not None and result.int8_deviation < 0.1
+
+
+def test_thresholds_that_make_no_sense_are_errors_naming_the_choices(tmp_path, invoke, fixtures):
+    source = fixtures / "good_records.jsonl"
+    upside_down = invoke("screen", source, "--scorer", "profanity-check", "--pass-below", "0.9", "--reject-at", "0.1",
+                         "-o", tmp_path / "a.jsonl")
+    assert upside_down.exit_code == 1 and "pass_below (0.9) is above reject_at (0.1)" in upside_down.output
+    no_label = invoke("screen", source, "--scorer", "profanity-check", "--label-threshold", "insult=0.1:0.5",
+                      "-o", tmp_path / "b.jsonl")
+    assert no_label.exit_code == 1 and "profanity-check has no such label (its labels: profanity)" in no_label.output
+    reversed_label = invoke("screen", source, "--scorer", "profanity-check", "--label-threshold",
+                            "profanity=0.6:0.2", "-o", tmp_path / "c.jsonl")
+    assert reversed_label.exit_code == 1 and "need 0 <= pass <= reject <= 1" in reversed_label.output
+    assert not list(tmp_path.glob("*.jsonl"))

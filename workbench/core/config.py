@@ -24,8 +24,8 @@ def build_config(cls: type[C], values: dict[str, Any], where: str = "config") ->
     try:
         return cls(**values)
     except ValidationError as e:
-        lines = [f"{where}: {'.'.join(str(p) for p in err['loc']) or '-'}: {err['msg'].removeprefix('Value error, ')}"
-                 for err in e.errors()]
+        lines = [f"{where}: " + "".join(f"{p}." for p in err["loc"]).rstrip(".") + (": " if err["loc"] else "")
+                 + err["msg"].removeprefix("Value error, ") for err in e.errors()]
         raise ConfigError("\n".join(lines)) from None
 
 
