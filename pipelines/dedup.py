@@ -41,6 +41,7 @@ from workbench.core.io import (
     parquet_rows,
     read_json_range,
     records_from_objects,
+    write_records,
 )
 from workbench.core.ledger import Ledger
 from workbench.core.records import DEFAULT_MAX_FIELD_BYTES, Record
@@ -219,11 +220,16 @@ def _write_outputs(parts: list[Range], scanned: list[Scanned], plan: Plan, ids: 
         results = _map(config.workers, _write, tasks)
     finally:
         _PLAN.clear()
-    for target, suffix in ((out["records.jsonl"], "k"), (out["dropped.jsonl"], "d"), (out["ledger.jsonl"], "e")):
+    records = out["records.jsonl"]
+    # Kept records named NAME.parquet are joined as JSON lines in WORK first, then written as Parquet.
+    joined_records = work / "kept.jsonl" if records.suffix == ".parquet" else records
+    for target, suffix in ((joined_records, "k"), (out["dropped.jsonl"], "d"), (out["ledger.jsonl"], "e")):
         with atomic_open(target, "wb") as joined:
             for n in range(len(tasks)):
                 with open(work / f"part{n}.{suffix}", "rb") as part:
                     shutil.copyfileobj(part, joined, 1 << 20)
+    if joined_records != records:
+        write_records(records, load_records(joined_records, []))
     for _, counts in results:
         ledger.merge(counts)
     return sum(k for k, _ in results), sum(n for k, n in ledger.counts.items() if k.startswith("drop: "))

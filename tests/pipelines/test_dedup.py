@@ -175,6 +175,20 @@ def test_questions_about_one_document_are_not_duplicates_by_default_and_a_misspe
 
 
 def test_the_clusters_file_may_not_be_the_output(tmp_path, invoke, records_file):
-    result = invoke("dedup", records_file, "-o", tmp_path / "x.jsonl", "--clusters", tmp_path / "x.jsonl")
+    source = records_file([Record("One question?"), Record("Another question?")])
+    result = invoke("dedup", source, "-o", tmp_path / "x.jsonl", "--clusters", tmp_path / "x.jsonl")
     assert result.exit_code == 1 and "named as two outputs (the records and the clusters)" in result.output
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_a_folder_is_one_line_and_parquet_output_is_parquet(tmp_path, invoke, records_file):
+    (tmp_path / "adir").mkdir()
+    folder = invoke("dedup", tmp_path / "adir", "-o", tmp_path / "f.jsonl")
+    said = f"Error: {tmp_path / 'adir'}: cannot read: Is a directory"
+    assert folder.exit_code == 1 and folder.output.startswith(said)
+    source = records_file([Record("One question?"), Record("Another question?")])
+    result = invoke("dedup", source, "-o", tmp_path / "kept.parquet")
+    assert result.exit_code == 0, result.output
+    kept = load_records(tmp_path / "kept.parquet", [])
+    assert [r.id for r in kept] == [r.id for r in load_records(source, [])]
+    assert (tmp_path / "kept.parquet").read_bytes()[:4] == b"PAR1"

@@ -89,9 +89,13 @@ COMPRESSED = ((b"\x1f\x8b", "gzip", "gunzip -k"), (b"BZh", "bzip2", "bunzip2 -k"
 
 
 def refuse_compressed(path: str | Path) -> None:
-    """A compressed file is one clear error, not a line-by-line report of binary garbage."""
-    with open(path, "rb") as f:
-        head = f.read(6)
+    """A compressed file is one clear error, not a line-by-line report of binary garbage (and a file that cannot
+    be read, a folder say, one line too)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e.strerror}") from None
     for magic, kind, unpack in COMPRESSED:
         if head.startswith(magic):
             raise InputError(f"{path}: a {kind}-compressed file, not JSON lines",
