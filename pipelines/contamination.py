@@ -118,7 +118,16 @@ def run(train: Path, evals: list[Path], config: ContaminationConfig, out: Output
     ledger = out.start(config, [train, *evals], drops=False)
     problems: list[Problem] = []
     items = [item for path in evals for item in load_eval_items(path, problems)]
-    findings = check(load_records(train, problems), items, config)
+    bad: list[Problem] = []
+    records = load_records(train, bad)
+    problems += bad
+    # Nothing checked is not "clean": no training record (or no eval item) read means no verdict at all.
+    if not records:
+        raise InputError(f"{train}: no valid training record to check ({len({p.line for p in bad})} bad line(s))",
+                         hint="fix the file; nothing was checked, so nothing can be called clean")
+    if not items:
+        raise InputError(f"{', '.join(map(str, evals))}: no eval item to check against")
+    findings = check(records, items, config)
     atomic_write_json(out["report.json"], {"train": str(train), "eval": [str(p) for p in evals],
                                            "config": config.model_dump(), "items_checked": len(items),
                                            "contaminated": [f.to_dict() for f in findings]})

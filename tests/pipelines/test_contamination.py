@@ -50,3 +50,19 @@ def test_suite_folder_and_bad_items(tmp_path):
     problems: list = []
     items = load_eval_items(suite, problems)
     assert [i.id for i in items] == ["a"] and problems[0].field == "question" and problems[0].line == 2
+
+
+def test_nothing_checked_is_an_error_not_clean(tmp_path, invoke):
+    from eval_suites.registry import SUITES_DIR
+
+    train = tmp_path / "train.jsonl"
+    train.write_text('{bad\n{"response": "no instruction"}\n')
+    result = invoke("contamination", train, "--eval", SUITES_DIR / "closed_qa", "--fail-on-contamination",
+                    "--report", tmp_path / "report.json")
+    assert result.exit_code == 1 and "no valid training record to check (2 bad line(s))" in result.output
+    assert "contaminated" not in result.output and not (tmp_path / "report.json").exists()
+    good = tmp_path / "good.jsonl"
+    good.write_text(Record(LEAK_Q, response=LEAK_A).to_json() + "\n")
+    empty = write_items(tmp_path / "none.jsonl", [])
+    result = invoke("contamination", good, "--eval", empty)
+    assert result.exit_code == 1 and "no eval item to check against" in result.output
