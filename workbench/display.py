@@ -147,6 +147,9 @@ def stage_lines(run: str, stages: list[dict]) -> list[str]:
     """A run's stages as text blocks (stage, status, time, counts, files, rejection reasons)."""
     lines = [f"Run {run}: {len(stages)} stages"]
     for s in stages:
+        if s["status"] == "unreadable":
+            lines.append(f"{s['stage']}: unreadable: {s['problem']}")
+            continue
         lines.append(f"{s['stage']}: {s['status']}, {s['seconds'] or 0:.1f} s, finished {s['finished']} ({s['path']}/)")
         lines.append("    " + ", ".join(f"{k} {v:,}" for k, v in s["counts"].items()))
         lines.append("    files: " + ", ".join(s["files"]))

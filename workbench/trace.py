@@ -63,7 +63,10 @@ def trace(run_dir: str | Path, record_id: str) -> dict[str, Any]:
                 if event.get("record_id") == full_id]
     adapters, contaminated = [], []
     for manifest_path in run_dir.rglob("manifest.json"):
-        manifest = json.loads(manifest_path.read_text())
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue  # an unreadable manifest is no evidence of training (`runs show` names it)
         data = manifest.get("data")
         if (manifest_path.parent / "adapter_config.json").exists() and data and Path(data).exists() and \
                 any(r.get("id") == full_id for r in _rows(Path(data))):

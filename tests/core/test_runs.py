@@ -10,7 +10,7 @@ from workbench.core.fingerprint import path_sha256
 from workbench.core.io import load_records, write_records
 from workbench.core.ledger import Ledger
 from workbench.core.records import Record
-from workbench.core.runs import Outputs, Stage, run_stage
+from workbench.core.runs import Outputs, Stage, run_stage, stage_summaries
 
 
 class Cfg(BaseModel):
@@ -135,6 +135,19 @@ def test_a_stage_killed_before_done_runs_again(tmp_path):
     assert not run_stage(Stage(run_dir, "filter", Cfg(), [source]),
                          lambda out: keep_long(source, Cfg(), out, calls)).skipped
     assert calls == ["filter"]
+
+
+def test_a_stage_with_a_corrupt_manifest_is_shown_as_unreadable_not_left_out(tmp_path, invoke):
+    source = make_input(tmp_path)
+    run_dir = tmp_path / "runs" / "r"
+    for name in ("filter", "again"):
+        run_stage(Stage(run_dir, name, Cfg(), [source]), lambda out: keep_long(source, Cfg(), out))
+    (run_dir / "again" / "manifest.json").write_text("{broken")
+    stages = {s["stage"]: s for s in stage_summaries(run_dir)}
+    assert stages["filter"]["status"] == "done" and stages["again"]["status"] == "unreadable"
+    assert "manifest.json: not a manifest" in stages["again"]["problem"]
+    shown = invoke("runs", "show", run_dir)
+    assert shown.exit_code == 0 and "again: unreadable: " in shown.output and "filter: done" in shown.output
 
 
 def test_folder_fingerprint_changes_with_any_file(tmp_path):

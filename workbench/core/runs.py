@@ -289,10 +289,17 @@ def stage_summaries(run_dir: str | Path) -> list[dict[str, Any]]:
         raise InputError(f"{run_dir}: no such run folder")
     stages = []
     for folder in sorted(p for p in run_dir.iterdir() if p.is_dir()):
-        try:
-            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+        path = folder / "manifest.json"
+        if not path.is_file():
             continue  # not a stage (e.g. a stage that never finished its first run has no manifest)
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            # Shown, not skipped: a run whose stage cannot be read must not look like a run without that stage.
+            stages.append({"stage": folder.name, "status": "unreadable", "problem": f"{path}: not a manifest ({e})",
+                           "started": None, "finished": None, "seconds": None, "counts": {}, "ledger": {},
+                           "path": str(folder), "files": sorted(p.name for p in folder.iterdir())})
+            continue
         done = (folder / "DONE").exists() and (folder / "DONE").read_text().strip() == manifest.get("key")
         files = sorted(str(p.relative_to(folder)) for p in folder.iterdir()
                        if p.name not in ("manifest.json", "DONE", "ledger.jsonl"))
