@@ -149,5 +149,17 @@ def test_manual_review_stops_the_run_and_the_next_run_resumes(tmp_path, invoke):
         server.stop(data_dir.resolve())
 
 
+def test_an_empty_recipe_and_a_misspelt_suite_are_errors(tmp_path, invoke):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    result = invoke("run", empty, "--dry-run")
+    assert result.exit_code == 1 and f"Error: {empty}: the recipe is empty" in result.output
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("stages:\n  eval:\n    suites: [course_advisor, closed_qaa]\n")
+    result = invoke("run", typo, "--dry-run")
+    assert result.exit_code == 1 and "stages.eval.suites: no eval suite named 'closed_qaa' (did you mean " \
+        "'closed_qa'?)" in result.output
+
+
 def test_groups_are_the_loops_stages():
     assert GROUPS == ("generate", "dedup", "screen", "review", "finetune", "eval", "report")

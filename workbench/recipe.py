@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from annotation.review import ReviewConfig
+from eval_suites.registry import find_suite
 from eval_suites.report import ReportConfig
 from eval_suites.runner import EvalConfig
 from pipelines import bootstrap, from_docs, instances, screen
@@ -127,10 +128,21 @@ class Recipe(BaseModel):
 def load_recipe(path: str | Path) -> Recipe:
     """A recipe file, validated; mistakes are reported as `FILE: stages.dedup.threshold: reason`."""
     path = Path(path)
-    values = load_yaml(path) or {}
+    values = load_yaml(path)
+    if values is None:  # an empty file would silently plan the whole default recipe
+        raise ConfigError(f"{path}: the recipe is empty",
+                          hint="`workbench demo` runs the embedded defaults; recipes/course-advisor-tiny.yaml spells "
+                               "them out to copy")
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: a recipe is a mapping of settings")
     recipe = build_config(Recipe, values, str(path))
+    for suite in recipe.stages.eval.suites:
+        try:
+            find_suite(suite)
+        except InputError as e:
+            raise ConfigError(f"{path}: stages.eval.suites: {e.message}",
+                              hint="a suite is a bundled name (workbench eval list) or a folder with suite.yaml"
+                              ) from None
     used = {m.model for m in (recipe.models.generator, recipe.models.base, recipe.models.instruct,
                               recipe.stages.judge) if m is not None}
     if used & set(TINY_MODELS) and recipe.tiny is None:
