@@ -10,6 +10,7 @@ writes its part files, which are joined in order into records.jsonl, dropped.jso
 
 from __future__ import annotations
 
+import gzip
 import json
 import multiprocessing
 import shutil
@@ -36,6 +37,7 @@ from workbench.core.errors import InputError
 from workbench.core.io import (
     Problem,
     atomic_open,
+    is_gzip,
     line_ranges,
     load_records,
     parquet_rows,
@@ -180,11 +182,18 @@ def run(sources: list[Path], config: DedupConfig, out: Outputs, references: list
 
 
 def _json_lines(path: Path, work: Path, problems: list[Problem]) -> Path:
-    """A Parquet file's rows as JSON lines in WORK (row N on line N; an unreadable row is a blank line and a
-    problem), so that the byte-range readers can split it; a JSON lines file as it is."""
+    """A Parquet file's rows (row N on line N; an unreadable row is a blank line and a problem) or a gzip file's
+    lines as JSON lines in WORK, so that the byte-range readers can split it; a JSON lines file as it is."""
+    target = work / f"{len(list(work.glob('*.jsonl')))}.jsonl"
+    if is_gzip(path):
+        with gzip.open(path, "rb") as packed, open(target, "wb") as f:
+            try:
+                shutil.copyfileobj(packed, f, 1 << 20)
+            except (OSError, EOFError) as e:
+                raise InputError(f"{path}: a damaged gzip file: {e}") from None
+        return target
     if path.suffix != ".parquet":
         return path
-    target = work / f"{len(list(work.glob('*.jsonl')))}.jsonl"
     with open(target, "w", encoding="utf-8") as f:
         line = 0
         for number, _, raw in parquet_rows(path, problems):
@@ -221,8 +230,8 @@ def _write_outputs(parts: list[Range], scanned: list[Scanned], plan: Plan, ids: 
     finally:
         _PLAN.clear()
     records = out["records.jsonl"]
-    # Kept records named NAME.parquet are joined as JSON lines in WORK first, then written as Parquet.
-    joined_records = work / "kept.jsonl" if records.suffix == ".parquet" else records
+    # Kept records named NAME.parquet or NAME.jsonl.gz are joined as JSON lines in WORK first, then written so.
+    joined_records = work / "kept.jsonl" if records.suffix in (".parquet", ".gz") else records
     for target, suffix in ((joined_records, "k"), (out["dropped.jsonl"], "d"), (out["ledger.jsonl"], "e")):
         with atomic_open(target, "wb") as joined:
             for n in range(len(tasks)):

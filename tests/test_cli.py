@@ -305,6 +305,7 @@ def test_screen_command(tmp_path, invoke):
 
 
 def test_no_command_writes_over_its_input_or_reads_a_compressed_file_as_lines(tmp_path, invoke, fixtures):
+    import bz2
     import gzip
     import shutil
 
@@ -319,13 +320,29 @@ def test_no_command_writes_over_its_input_or_reads_a_compressed_file_as_lines(tm
         assert result.exit_code == 1, args
         assert result.output.startswith(f"Error: {data}: is an input of ") and "Traceback" not in result.output
     assert data.read_bytes() == before
-    packed = tmp_path / "records.jsonl.gz"
-    packed.write_bytes(gzip.compress(before))
+    packed = tmp_path / "records.jsonl.bz2"
+    packed.write_bytes(bz2.compress(before))
     for args in (("data", "validate", packed), ("data", "stats", packed), ("generate", "filter", packed, "-o",
                                                                          tmp_path / "kept.jsonl")):
         result = invoke(*args)
         assert result.exit_code == 1 and result.output.splitlines()[0] == \
-            f"Error: {packed}: a gzip-compressed file, not JSON lines", args
+            f"Error: {packed}: a bzip2-compressed file, not JSON lines", args
+    # gzip is read as it is (by its magic bytes, whatever the name), and written where -o ends in .gz.
+    zipped = tmp_path / "records.jsonl.gz"
+    zipped.write_bytes(gzip.compress(before))
+    renamed = tmp_path / "gzip-without-the-name.jsonl"
+    renamed.write_bytes(gzip.compress(before))
+    for source in (zipped, renamed):
+        result = invoke("screen", source, "--scorer", "profanity-check", "-o", tmp_path / "kept.jsonl.gz")
+        assert result.exit_code == 0, result.output
+        assert gzip.decompress((tmp_path / "kept.jsonl.gz").read_bytes()).count(b"\n") == before.count(b"\n")
+        assert (tmp_path / "kept.manifest.json").exists()
+    # UTF-16 (Windows tools write it) is one line naming the encoding and the fix.
+    wide = tmp_path / "wide.jsonl"
+    wide.write_bytes(before.decode().encode("utf-16"))
+    result = invoke("data", "validate", wide)
+    assert result.exit_code == 1 and result.output.splitlines()[0] == \
+        f"Error: {wide}: UTF-16LE text; record files are UTF-8" and "iconv -f UTF-16LE -t UTF-8" in result.output
 
 
 def test_options_out_of_range_are_one_line_not_a_traceback(tmp_path, invoke, tiny_falcon):

@@ -143,15 +143,24 @@ def test_a_parquet_file_is_deduplicated_and_its_rows_are_named(tmp_path, near):
     assert not list(tmp_path.glob(".dedup-*"))  # the working copy is gone
 
 
-def test_a_compressed_file_is_one_clear_error(tmp_path, invoke, near):
+def test_a_compressed_file_is_one_clear_error_but_gzip_is_read(tmp_path, invoke, near):
+    import bz2
     import gzip
 
-    path = tmp_path / "in.jsonl.gz"
-    path.write_bytes(gzip.compress(Record(near.BASE).to_json().encode() + b"\n"))
+    path = tmp_path / "in.jsonl.bz2"
+    path.write_bytes(bz2.compress(Record(near.BASE).to_json().encode() + b"\n"))
     result = invoke("dedup", path, "-o", tmp_path / "kept.jsonl")
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.output.splitlines()[0] == f"Error: {path}: a gzip-compressed file, not JSON lines"
-    assert f"gunzip -k {path}" in result.output and not (tmp_path / "kept.jsonl").exists()
+    assert result.output.splitlines()[0] == f"Error: {path}: a bzip2-compressed file, not JSON lines"
+    assert f"bunzip2 -k {path}" in result.output and not (tmp_path / "kept.jsonl").exists()
+    zipped = tmp_path / "in.jsonl.gz"
+    lines = b"".join(r.to_json().encode() + b"\n" for r in (Record(near.BASE), Record(near.edit(near.BASE, 1)),
+                                                            Record("Something else entirely?")))
+    zipped.write_bytes(gzip.compress(lines + b"{bad\n"))
+    result = invoke("dedup", zipped, "-o", tmp_path / "kept.jsonl.gz")
+    assert result.exit_code == 0 and "Kept 2 of 3 records" in result.output, result.output
+    assert f"{zipped}:4: -: invalid JSON" in result.output  # lines named by the file given, not a working copy
+    assert len(load_records(tmp_path / "kept.jsonl.gz", [])) == 2
 
 
 def test_questions_about_one_document_are_not_duplicates_by_default_and_a_misspelt_field_is_an_error(

@@ -6,6 +6,7 @@ lines are always kept and the bad ones can be written to a quarantine file with 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -83,23 +84,38 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-# Magic bytes of the compressed files people pass for JSON lines, and how to unpack each.
+# Magic bytes of the compressed files people pass for JSON lines, and how to unpack each (gzip is read as it is).
 COMPRESSED = ((b"\x1f\x8b", "gzip", "gunzip -k"), (b"BZh", "bzip2", "bunzip2 -k"), (b"\xfd7zXZ\x00", "xz", "unxz -k"),
               (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"), (b"PK\x03\x04", "zip", "unzip"))
+# Byte-order marks of the encodings that are not UTF-8 (UTF-32 first: its little-endian mark starts like UTF-16's).
+ENCODINGS = ((b"\xff\xfe\x00\x00", "UTF-32LE"), (b"\x00\x00\xfe\xff", "UTF-32BE"), (b"\xff\xfe", "UTF-16LE"),
+             (b"\xfe\xff", "UTF-16BE"))
 
 
-def refuse_compressed(path: str | Path) -> None:
-    """A compressed file is one clear error, not a line-by-line report of binary garbage (and a file that cannot
-    be read, a folder say, one line too)."""
+def is_gzip(path: str | Path) -> bool:
+    return _head(path).startswith(b"\x1f\x8b")
+
+
+def _head(path: str | Path) -> bytes:
     try:
         with open(path, "rb") as f:
-            head = f.read(6)
+            return f.read(6)
     except OSError as e:
         raise InputError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def refuse_compressed(path: str | Path, gzip_ok: bool = False) -> None:
+    """A compressed file (but gzip where the reader unpacks it) or a UTF-16/32 file is one clear error, not a
+    line-by-line report of binary garbage; a file that cannot be read (a folder, say) one line too."""
+    head = _head(path)
     for magic, kind, unpack in COMPRESSED:
-        if head.startswith(magic):
+        if head.startswith(magic) and not (gzip_ok and kind == "gzip"):
             raise InputError(f"{path}: a {kind}-compressed file, not JSON lines",
                              hint=f"unpack it first: {unpack} {path}")
+    for mark, encoding in ENCODINGS:
+        if head.startswith(mark):
+            raise InputError(f"{path}: {encoding} text; record files are UTF-8",
+                             hint=f"convert it: iconv -f {encoding} -t UTF-8 {path} > {Path(path).stem}.utf8.jsonl")
 
 
 def refuse_overwrite(output: str | Path, inputs: Iterable[str | Path], what: str = "this command") -> None:
@@ -112,19 +128,27 @@ def refuse_overwrite(output: str | Path, inputs: Iterable[str | Path], what: str
 def read_json_lines(path: str | Path, problems: list[Problem]) -> Iterator[tuple[int, dict[str, Any], str]]:
     """Yield (line number, object, raw line) for each line that is a JSON object; the rest go to `problems`.
 
-    Blank lines are skipped. A UTF-8 byte-order mark at the start of the file is accepted.
+    Blank lines are skipped. A UTF-8 byte-order mark at the start of the file is accepted; a gzip file (by its
+    magic bytes, whatever its name) is read through gzip.
     """
     name = str(path)
+    refuse_compressed(path, gzip_ok=True)
     try:
-        f = open(path, "rb")
+        f = gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
     except OSError as e:
         raise InputError(f"{name}: cannot read: {e.strerror}") from e
     with f:
-        refuse_compressed(path)
         previous: bytes | None = None
         number = 0
+        lines = iter(f)
         # Look one line ahead so the last line can be recognised (a truncated write lacks its newline).
-        for current in f:
+        while True:
+            try:
+                current = next(lines)
+            except StopIteration:
+                break
+            except (OSError, EOFError) as e:  # a damaged or cut gzip stream
+                raise InputError(f"{name}: a damaged gzip file after line {number}: {e}") from None
             if previous is not None:
                 yield from _parse_line(name, number, previous, False, problems)
             number += 1
@@ -238,7 +262,8 @@ def _dataset_rows(name: str, dataset, problems: list[Problem]) -> Iterator[tuple
 
 
 def write_records(path: str | Path, records: Iterable[Record]) -> int:
-    """Write records atomically as JSONL (or Parquet when the name ends in .parquet); returns the count."""
+    """Write records atomically as JSONL (Parquet when the name ends in .parquet, gzip-compressed JSONL when it
+    ends in .gz); returns the count."""
     path = Path(path)
     if path.suffix == ".parquet":
         dataset = to_dataset(records)
@@ -246,6 +271,12 @@ def write_records(path: str | Path, records: Iterable[Record]) -> int:
             dataset.to_parquet(f)
         return len(dataset)
     count = 0
+    if path.suffix == ".gz":  # NAME.jsonl.gz: JSON lines, gzip-compressed
+        with atomic_open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+            for record in records:
+                f.write((record.to_json() + "\n").encode("utf-8"))
+                count += 1
+        return count
     with atomic_open(path) as f:
         for record in records:
             f.write(record.to_json() + "\n")

@@ -132,7 +132,8 @@ class Outputs:
                files: dict[str, Path | None] | None = None) -> Outputs:
         """PATH is the output named `main` (the records, a report, an adapter folder); the rest are named after it."""
         path = Path(path)
-        stem = path.name.removesuffix(path.suffix) if path.suffix else path.name
+        stem = path.name.removesuffix(".gz").removesuffix(path.with_suffix("").suffix) if path.suffix == ".gz" \
+            else path.name.removesuffix(path.suffix)  # NAME.jsonl.gz is NAME, as NAME.jsonl is
 
         def resolve(name: str) -> Path:
             if name == main:
