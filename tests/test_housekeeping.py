@@ -21,7 +21,7 @@ def test_runs_list_and_show(tmp_path, invoke, sample_run):
     assert missing.exit_code == 1 and "no such run folder" in missing.output
 
 
-def test_doctor_checks_for_real_and_names_fixes(monkeypatch, invoke):
+def test_doctor_checks_for_real_and_names_fixes(monkeypatch, invoke, tmp_path):
     from annotation import server
 
     result = invoke("doctor", "--json")
@@ -29,6 +29,15 @@ def test_doctor_checks_for_real_and_names_fixes(monkeypatch, invoke):
     assert {"python", "torch", "cuda", "8-bit", "argilla server", "redis", "model hub"} <= set(checks)
     assert checks["8-bit"]["status"] == "ok" and "really quantized" in checks["8-bit"]["detail"]
     assert checks["model hub"]["status"] == "warn"  # the tests run offline
+    # What `workbench screen` will do with its default scorer here (no detoxify weights can be downloaded).
+    detoxify = checks["detoxify weights"]
+    if detoxify["status"] == "warn":
+        assert "`workbench screen` (detoxify by default) stops with an error" in detoxify["detail"]
+        assert "--scorer profanity-check" in detoxify["fix"]
+        source = tmp_path / "one.jsonl"
+        source.write_text('{"instruction": "Which course suits me?", "response": "Data Science."}\n')
+        screened = invoke("screen", source, "-o", tmp_path / "screened.jsonl")
+        assert screened.exit_code == 1 and "detoxify (original) did not load" in screened.output
     assert result.exit_code == (1 if any(c["status"] == "fail" for c in checks.values()) else 0)
 
     def missing():

@@ -132,9 +132,13 @@ def check_extras() -> list[Check]:
               Check("semantic extra", "warn", "not installed: brainstorming relevance is skipped",
                     "pip install 'instruct-workbench[semantic]'")]
     weights = cached_detoxify_weights()
-    checks.append(Check("detoxify weights", "ok", str(weights)) if weights else
-                  Check("detoxify weights", "warn", "not in torch's hub cache: the screen uses profanity-check",
-                        "download them where a network allows, or pass --checkpoint PATH --hf-config DIR"))
+    # Say what `workbench screen` will do, not what the demo does: its default scorer is detoxify.
+    checks.append(Check("detoxify weights", "ok", f"{weights}: `workbench screen` scores with detoxify")
+                  if weights else
+                  Check("detoxify weights", "warn", "not in torch's hub cache: `workbench screen` (detoxify by "
+                        "default) stops with an error here; the demo and recipes fall back to profanity-check",
+                        "pass --scorer profanity-check, or --checkpoint PATH --hf-config DIR for a local detoxify "
+                        "checkpoint"))
     return checks
 
 
