@@ -160,3 +160,14 @@ def test_our_own_parquet_imports_with_its_nested_fields(tmp_path):
     [record] = result.records
     assert record.meta == {"license": "mine"} and record.lineage[0]["stage"] == "screen"
     assert record.lineage[-1]["stage"] == "import"
+
+
+def test_a_format_or_map_whose_fields_the_file_lacks_is_an_error_not_an_empty_import(fixtures, tmp_path, invoke):
+    with pytest.raises(InputError, match=r"read as alpaca, but no row of the first 8 has the field\(s\) 'output'"):
+        import_records(fixtures / "dolly.jsonl", ImportConfig(format="alpaca"), [])
+    result = invoke("data", "import", fixtures / "dolly.jsonl", "--format", "alpaca", "-o", tmp_path / "a.jsonl")
+    assert result.exit_code == 1 and "Hint: it looks like dolly: pass --format dolly" in result.output
+    result = invoke("data", "import", fixtures / "dolly.jsonl", "--map", "response=no_such_field",
+                    "-o", tmp_path / "b.jsonl")
+    assert result.exit_code == 1 and "'no_such_field'" in result.output and "check --map" in result.output
+    assert not (tmp_path / "a.jsonl").exists() and not (tmp_path / "b.jsonl").exists()

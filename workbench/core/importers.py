@@ -73,6 +73,7 @@ def import_records(source: str | Path, config: ImportConfig, problems: list[Prob
     rows_by_file = list(_source_rows(str(source), problems))
     sample = [obj for _, rows in rows_by_file for _, obj, _ in rows[:GUESS_ROWS]]
     fmt = config.format or guess_format(sample, config.field_map)
+    _check_fields(source, fmt, sample, config.field_map)
     if config.lang and fmt != "oasst1":
         raise InputError(f"--lang filters OASST1 conversations only; {source} was read as {fmt}")
     result = ImportResult(records=[], format=fmt)
@@ -98,6 +99,28 @@ def import_file(source: str | Path, config: ImportConfig, output: str | Path) ->
     result = import_records(source, config, problems)
     write_records(output, result.records)
     return result, problems
+
+
+def _check_fields(source: str | Path, fmt: str, sample: list[dict[str, Any]], field_map: dict[str, str]) -> None:
+    """The fields the format (and --map) reads must be in the file: a wrong --format or a misspelt --map would
+    otherwise import empty responses, or nothing, and exit 0."""
+    if fmt == "oasst1" or not sample:
+        return
+    keys = set().union(*sample)
+    mapping = {**FORMAT_FIELDS[fmt], **field_map}
+    needed = {"instruction", "response"} if fmt in ("dolly", "alpaca") else {"instruction"}
+    needed |= set(field_map)
+    missing = sorted(mapping[ours] for ours in needed if mapping[ours] not in keys)
+    if missing:
+        looks = guess_format(sample, {})
+        if set(missing) & set(field_map.values()):
+            hint = "check --map OURS=THEIRS: THEIRS must be one of the file's fields listed above"
+        elif looks not in (fmt, "jsonl"):
+            hint = f"it looks like {looks}: pass --format {looks}"
+        else:
+            hint = "map the fields with --map OURS=THEIRS, e.g. --map instruction=question,response=answer"
+        raise InputError(f"{source}: read as {fmt}, but no row of the first {len(sample)} has the field(s) "
+                         f"{', '.join(map(repr, missing))} (they have: {', '.join(sorted(keys)[:12])})", hint=hint)
 
 
 def guess_format(sample: list[dict[str, Any]], field_map: dict[str, str]) -> str:
