@@ -49,11 +49,6 @@ def answers_of(item: dict) -> list[dict]:
     return [r for r in item.get("responses") or [] if r.get("status") in ANSWERED]
 
 
-def decision_of(response: dict) -> Any:
-    """The decision a response votes for: a discarded response is a discard, whatever its form held."""
-    return "discard" if response.get("status") == "discarded" else response_values(response).get("decision")
-
-
 def is_complete(item: dict, min_submitted: int) -> bool:
     # Counted here, not read from the record's server status, which counts submitted responses only.
     return len(answers_of(item)) >= min_submitted

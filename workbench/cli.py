@@ -21,7 +21,7 @@ from workbench.assistant import load_assistant
 from workbench.core import export
 from workbench.core.backends import BackendConfig, load_backend
 from workbench.core.catalog import SEED_TASKS
-from workbench.core.config import options
+from workbench.core.config import error_lines, options
 from workbench.core.errors import WorkbenchError
 from workbench.core.importers import ImportConfig, import_file, parse_field_map
 from workbench.core.io import refuse_overwrite, validate_files, write_problems
@@ -48,9 +48,8 @@ class _Group(TyperGroup):
                 click.echo(f"Hint: {e.hint}", err=True)
             raise typer.Exit(1) from None
         except ValidationError as e:  # an option a config refused where no build_config named it
-            for err in e.errors():
-                where = ".".join(str(p) for p in err["loc"]) or "-"
-                click.echo(f"Error: options: {where}: {err['msg'].removeprefix('Value error, ')}", err=True)
+            for line in error_lines(e, "options"):
+                click.echo(f"Error: {line}", err=True)
             raise typer.Exit(1) from None
 
 

@@ -24,9 +24,13 @@ def build_config(cls: type[C], values: dict[str, Any], where: str = "config") ->
     try:
         return cls(**values)
     except ValidationError as e:
-        lines = [f"{where}: " + "".join(f"{p}." for p in err["loc"]).rstrip(".") + (": " if err["loc"] else "")
-                 + err["msg"].removeprefix("Value error, ") for err in e.errors()]
-        raise ConfigError("\n".join(lines)) from None
+        raise ConfigError("\n".join(error_lines(e, where))) from None
+
+
+def error_lines(error: ValidationError, where: str) -> list[str]:
+    """`WHERE: a.b: reason` for each of pydantic's errors (no path where the whole config was refused)."""
+    return [f"{where}: " + "".join(f"{p}." for p in err["loc"]).rstrip(".") + (": " if err["loc"] else "")
+            + err["msg"].removeprefix("Value error, ") for err in error.errors()]
 
 
 def load_yaml(path: str | Path) -> Any:
