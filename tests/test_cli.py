@@ -229,7 +229,12 @@ def test_generate_instructions_and_from_docs_commands(tiny_generator, tmp_path, 
     (docs / "fees.md").write_text("# Fees\nThe semester fee is 980 EUR for home students.\n")
     result = invoke("generate", "from-docs", "--docs", docs, "--model", tiny_generator, "--num", "2",
                     "-o", tmp_path / "qa.jsonl")
-    assert result.exit_code == 0, result.output and "Kept" in result.output
+    # The untrained generator grounds no answer in the document: nothing kept is a failure that says why...
+    assert result.exit_code == 1 and "none kept" in result.output and "--allow-empty" in result.output
+    assert str(tmp_path / "qa.rejected.jsonl") in result.output.replace("\n", "")
+    result = invoke("generate", "from-docs", "--docs", docs, "--model", tiny_generator, "--num", "2",
+                    "-o", tmp_path / "qa.jsonl", "--allow-empty", "--force")
+    assert result.exit_code == 0 and "Kept 0" in result.output, result.output  # ... unless asked for
 
 
 def test_dedup_command(tmp_path, invoke, redis_server):
@@ -356,3 +361,43 @@ def test_options_out_of_range_are_one_line_not_a_traceback(tmp_path, invoke, tin
     assert port.exit_code == 2 and "--port" in port.output and "65535" in port.output
     port = invoke("annotate", "serve", "--port", "0", "--data-dir", tmp_path / "a")
     assert port.exit_code == 2 and not (tmp_path / "a").exists()
+
+
+def test_a_command_that_kept_nothing_of_its_input_exits_1_unless_allow_empty(tmp_path, invoke):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": 5}\n{"bad json\n')
+    toxic = tmp_path / "toxic.jsonl"
+    toxic.write_text(json.dumps({"instruction": "you are a stupid idiot", "response": "shut up, you moron"}) + "\n")
+    for args, why in ((("data", "import", bad, "-o", tmp_path / "i.jsonl"), "2 bad line(s) quarantined"),
+                      (("data", "export", bad, "--format", "alpaca", "-o", tmp_path / "x.json"),
+                       "2 bad line(s) quarantined"),
+                      (("screen", bad, "--scorer", "profanity-check", "-o", tmp_path / "s.jsonl"),
+                       "2 bad line(s) quarantined"),
+                      (("screen", toxic, "--scorer", "profanity-check", "-o", tmp_path / "t.jsonl"),
+                       "1 drop: toxicity: reject"),
+                      (("generate", "filter", toxic, "--rules", _rules(tmp_path), "-o", tmp_path / "f.jsonl"),
+                       "1 drop: ")):
+        result = invoke(*args)
+        [first] = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+        assert result.exit_code == 1 and first.startswith(f"Error: {bad if bad in args else toxic}: ")
+        assert "none kept (" + why in first and "--allow-empty" in result.output, result.output
+        assert "Traceback" not in result.output
+        # The outputs are there to say why; with --allow-empty the same run is a success.
+        assert invoke(*args, "--allow-empty").exit_code == 0
+
+
+def _rules(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("keywords: [idiot]\n")
+    return rules
+
+
+def test_a_dolly_export_with_extra_columns_is_read_as_dolly_keeping_them(tmp_path, invoke):
+    source = tmp_path / "dolly-labelled.jsonl"
+    row = {"instruction": "Which programmes start in spring?", "context": "", "response": "Nursing and Biology.",
+           "category": "open_qa", "label": "good", "source_url": "https://example.edu/programmes"}
+    source.write_text(json.dumps(row) + "\n")
+    result = invoke("data", "import", source, "-o", tmp_path / "out.jsonl")
+    assert result.exit_code == 0 and "Imported 1 records (dolly)" in result.output, result.output
+    [record] = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert record["meta"]["label"] == "good" and record["meta"]["source_url"] == row["source_url"]

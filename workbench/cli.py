@@ -27,7 +27,7 @@ from workbench.core.importers import ImportConfig, import_file, parse_field_map
 from workbench.core.io import refuse_overwrite, validate_files, write_problems
 from workbench.core.models import GenerationParams, get_model
 from workbench.core.next_token import next_tokens
-from workbench.core.runs import Outputs, list_runs, stage_summaries
+from workbench.core.runs import Outputs, list_runs, refuse_empty, stage_summaries
 from workbench.core.stats import file_stats
 from workbench.core.teaching import build_and_train
 from workbench.core.tiny import TinySpec
@@ -77,6 +77,7 @@ def _opt(help: str, *names: str):
 
 
 Strict = Annotated[bool, _opt("Exit 1 when any line is quarantined.", "--strict")]
+AllowEmpty = Annotated[bool, _opt("Exit 0 even when records were read and none was kept.", "--allow-empty")]
 Port = Annotated[int, typer.Option(help="Port (1-65535).", min=1, max=65535)]
 Output = Annotated[Path, _opt("Records JSONL to write (appended to on resume).", "-o", "--output")]
 Rejected = Annotated[Path | None, _opt("Rejected candidates with their reasons (default: beside -o).")]
@@ -122,6 +123,14 @@ def _shown(result, strict: bool = False, summary=step_summary):
     return result
 
 
+def _refuse_empty(source, kept: int, problems, skipped: dict[str, int], quarantine: Path, allow_empty: bool) -> None:
+    """The empty-result rule (runs.refuse_empty) for commands without a stage: import and export."""
+    bad = len({(p.file, p.line) for p in problems})
+    refuse_empty([source], kept + bad + sum(skipped.values()), kept,
+                 {**skipped, **({"bad line(s) quarantined": bad} if bad else {})}, [quarantine] if bad else [],
+                 allow_empty)
+
+
 def _required(output: Path | None) -> Path:
     if output is None:
         raise typer.BadParameter("-o/--output is required unless --dry-run", param_hint="-o")
@@ -142,6 +151,7 @@ def data_import(
     lang: Annotated[str | None, _opt("OASST1 only: keep conversations in this language.")] = None,
     source_label: Annotated[str | None, _opt("The records' source label.", "--source")] = None,
     allow_unknown_categories: bool = False, quarantine: Quarantine = None, strict: Strict = False,
+    allow_empty: AllowEmpty = False,
 ):
     """Import Dolly, OASST1, Alpaca or record JSONL into records.
 
@@ -152,7 +162,8 @@ def data_import(
     console.print(f"Imported {len(result.records):,} records ({result.format}) to {output}")
     for reason, n in sorted(result.skipped.items()):
         console.print(f"  left out {n:,}: {reason}")
-    _quarantine(problems, quarantine or _sibling(output, ".quarantine.jsonl"), strict)
+    _quarantine(problems, quarantine := quarantine or _sibling(output, ".quarantine.jsonl"), strict)
+    _refuse_empty(source, len(result.records), problems, result.skipped, quarantine, allow_empty)
 
 
 @data_app.command("validate")
@@ -185,7 +196,7 @@ def data_export(
     run: Annotated[Path | None, _opt("The run folder that made the records: its stage counts and rejection reasons "
                                      "go into the card.")] = None,
     push_to_hub: Annotated[str | None, _opt("Also upload to this hub dataset repo (needs a hub).")] = None,
-    strict: Strict = False,
+    strict: Strict = False, allow_empty: AllowEmpty = False,
 ):
     """Export records as Dolly, Alpaca or ShareGPT with a dataset card (sources, licences, stages).
 
@@ -194,7 +205,8 @@ def data_export(
     console.print(f"Exported {made.records:,} records to {output} ({fmt}); dataset card: {made.card}")
     for name in made.non_commercial:
         err_console.print(f"Warning: a non-commercial licence is mixed in ({name}); see the card")
-    _quarantine(made.problems, _sibling(output, ".quarantine.jsonl"), strict)
+    _quarantine(made.problems, quarantine := _sibling(output, ".quarantine.jsonl"), strict)
+    _refuse_empty(file, made.records, made.problems, {}, quarantine, allow_empty)
     if push_to_hub:
         console.print(f"Pushed to {export.push_to_hub(push_to_hub, {output.name: output, 'README.md': made.card})}")
 
@@ -311,7 +323,7 @@ def generate_instructions(
                                       "brainstorming=0.2,closed_qa=0.3.")] = None,
     preset: Preset = "self-instruct", rules: Rules = None, rejected: Rejected = None,
     max_new_tokens: MaxNewTokens = None, temperature: Temperature = None, batch_size: BatchSize = None,
-    force: Force = False,
+    force: Force = False, allow_empty: AllowEmpty = False,
 ):
     """Bootstrap new instructions from the seed tasks (Self-Instruct); resumes after a kill.
 
@@ -320,7 +332,7 @@ def generate_instructions(
                                                  batch_size=batch_size)
     config = options(bootstrap.BootstrapConfig, num=num, rounds=rounds, quota=bootstrap.parse_quota(quota),
                      filter=instruction_filter.filter_config(preset, rules), sampling=sampling)
-    out = Outputs.beside(output, "instructions", files={"dropped.jsonl": rejected})
+    out = Outputs.beside(output, "instructions", files={"dropped.jsonl": rejected}, allow_empty=allow_empty)
     with progress_bar("accepted instructions") as step:
         _shown(bootstrap.run(_backend(model, backend, api_base, api_key, api, concurrency), seeds or SEED_TASKS,
                              config, out, force, step))
@@ -333,7 +345,7 @@ def generate_instances(
     api_key: ApiKey = None, api: Api = "completions", concurrency: Concurrency = 4, seeds: Seeds = None,
     max_instances: Annotated[int, _opt("Instances kept per task at most.")] = 3,
     rejected: Rejected = None, max_new_tokens: MaxNewTokens = None, temperature: Temperature = None,
-    batch_size: BatchSize = None, force: Force = False,
+    batch_size: BatchSize = None, force: Force = False, allow_empty: AllowEmpty = False,
 ):
     """Generate input/output instances for each instruction (output-first for classification tasks).
 
@@ -341,7 +353,7 @@ def generate_instances(
     sampling = instances.InstancesConfig().sampling.override(temperature=temperature, max_new_tokens=max_new_tokens,
                                                              batch_size=batch_size)
     config = options(instances.InstancesConfig, max_instances=max_instances, sampling=sampling)
-    out = Outputs.beside(output, "instances", files={"dropped.jsonl": rejected})
+    out = Outputs.beside(output, "instances", files={"dropped.jsonl": rejected}, allow_empty=allow_empty)
     with progress_bar("instructions") as step:
         _shown(instances.run(_backend(model, backend, api_base, api_key, api, concurrency), instructions,
                              seeds or SEED_TASKS, config, out, force, step))
@@ -354,13 +366,13 @@ def generate_from_docs(
     api: Api = "completions", concurrency: Concurrency = 4,
     num: Annotated[int, _opt("Questions per document.")] = 10,
     grounding: Annotated[float, _opt("Share of an answer's content words that must occur in the document.")] = 0.5,
-    rejected: Rejected = None, force: Force = False,
+    rejected: Rejected = None, force: Force = False, allow_empty: AllowEmpty = False,
 ):
     """Ask questions a prospective student would ask of each document, and answer them from it (closed_qa).
 
     Example: workbench generate from-docs --docs catalog/ --model tiiuae/falcon-7b-instruct -o catalog-qa.jsonl"""
     config = options(from_docs.FromDocsConfig, num=num, grounding=grounding)
-    out = Outputs.beside(output, "from-docs", files={"dropped.jsonl": rejected})
+    out = Outputs.beside(output, "from-docs", files={"dropped.jsonl": rejected}, allow_empty=allow_empty)
     with progress_bar("documents") as step:
         _shown(from_docs.run(_backend(model, backend, api_base, api_key, api, concurrency), docs, config, out, force,
                              step))
@@ -372,11 +384,12 @@ def generate_filter(
     output: Annotated[Path, _opt("Kept records (ids unchanged).", "-o", "--output")],
     pool: Annotated[Path | None, _opt("Records whose instructions form the starting pool.")] = None,
     preset: Preset = "self-instruct", rules: Rules = None, rejected: Rejected = None, strict: Strict = False,
+    allow_empty: AllowEmpty = False,
 ):
     """Apply the Self-Instruct filters (and ROUGE-L novelty against a pool) to existing records.
 
     Example: workbench generate filter candidates.jsonl --pool seeds.jsonl -o kept.jsonl --rejected rejected.jsonl"""
-    out = Outputs.beside(output, "filter", files={"dropped.jsonl": rejected})
+    out = Outputs.beside(output, "filter", files={"dropped.jsonl": rejected}, allow_empty=allow_empty)
     _shown(instruction_filter.run(records, instruction_filter.filter_config(preset, rules), out, pool), strict)
 
 
@@ -400,6 +413,7 @@ def dedup_command(
     redis_url: Annotated[str, _opt("With --storage redis.")] = "redis://127.0.0.1:6379/0",
     dry_run: Annotated[bool, _opt("Only report what --thresholds would remove.")] = False,
     thresholds: Annotated[str, _opt("With --dry-run.")] = "0.5,0.6,0.7,0.8,0.9", strict: Strict = False,
+    allow_empty: AllowEmpty = False,
 ):
     """Remove near-duplicates (MinHash LSH candidates, verified by exact Jaccard), streaming over --workers.
 
@@ -410,7 +424,8 @@ def dedup_command(
     if dry_run:
         rows, problems = dedup.preview(records, config, dedup.parse_thresholds(thresholds), against or [])
         return display.dedup_dry_run_table(rows, problems)
-    out = Outputs.beside(_required(output), "dedup", files={"dropped.jsonl": rejected, "clusters.jsonl": clusters})
+    out = Outputs.beside(_required(output), "dedup", files={"dropped.jsonl": rejected, "clusters.jsonl": clusters},
+                         allow_empty=allow_empty)
     _shown(dedup.run(records, config, out, against or []), strict)
 
 
@@ -445,7 +460,7 @@ def screen_command(
     pii: Annotated[bool, _opt("Send records with personal data to review.")] = True,
     int8: Annotated[bool, _opt("Dynamic int8 on the CPU (score change reported).")] = False,
     dry_run: Annotated[bool, _opt("Only count the routes and show the highest scores.")] = False,
-    strict: Strict = False,
+    strict: Strict = False, allow_empty: AllowEmpty = False,
 ):
     """Score toxicity per field and route records to pass, review or reject (fails closed).
 
@@ -455,7 +470,7 @@ def screen_command(
                      label_thresholds=screen.parse_label_thresholds(label_threshold))
     if dry_run:
         return display.screen_preview(*screen.preview(records, config), config.scorer)
-    out = Outputs.beside(_required(output), "screen", files={"dropped.jsonl": rejected})
+    out = Outputs.beside(_required(output), "screen", files={"dropped.jsonl": rejected}, allow_empty=allow_empty)
     display.screen_summary(_shown(screen.run(records, config, out), strict))
 
 
@@ -799,17 +814,20 @@ def serve_command(
                                      "name).")] = None,
     host: Annotated[str, _opt("Address to listen on; loopback by default.")] = "127.0.0.1",
     port: Port = 8000,
+    max_body: Annotated[int, _opt("Largest request body in bytes; larger ones get HTTP 413.")] = 1_000_000,
+    max_waiting: Annotated[int, _opt("Requests answered or queued at once; more get HTTP 429.")] = 4,
 ):
     """Serve the assistant on an OpenAI-compatible API (/v1/models, /v1/completions, /v1/chat/completions).
 
     Example: workbench serve --model tiiuae/falcon-7b --adapter adapters/advisor --catalog workbench/data/catalog"""
-    from workbench.serve import run_server
+    from workbench.serve import Limits, run_server
 
+    limits = options(Limits, max_body=max_body, max_waiting=max_waiting)
     label = name or Path(adapter or model).name
     if host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(f"Warning: listening on {host}: anyone who can reach it can use the model (no key)")
     err_console.print(f"Serving {label!r} at http://{host}:{port}/v1 (OPENAI_BASE_URL); Ctrl-C stops")
-    run_server(load_assistant(model, adapter, catalog, quant), label, host, port)
+    run_server(load_assistant(model, adapter, catalog, quant), label, host, port, limits)
 
 
 @app.command("trace")

@@ -28,6 +28,7 @@ FORMAT_FIELDS = {
     "alpaca": {"instruction": "instruction", "context": "input", "response": "output"},
     "jsonl": {name: name for name in FIELDS},
 }
+OWN_ONLY_FIELDS = frozenset(FIELDS) - {"instruction", "context", "response", "category"}
 READABLE_SUFFIXES = (".jsonl", ".json", ".parquet")
 GUESS_ROWS = 100  # rows per file whose field names decide the format
 
@@ -132,7 +133,9 @@ def guess_format(sample: list[dict[str, Any]], field_map: dict[str, str]) -> str
         return "oasst1"
     if {"instruction", "input", "output"} <= keys:
         return "alpaca"
-    if {"instruction", "response"} <= keys and keys <= {"instruction", "context", "response", "category"}:
+    # Dolly's fields without our own (id, lineage, ...): a Dolly export, even with extra columns (label,
+    # source_url); the extras go into meta. With our fields it is our format, where an unknown field is an error.
+    if {"instruction", "response"} <= keys and not keys & OWN_ONLY_FIELDS:
         return "dolly"
     return "jsonl"
 
@@ -231,7 +234,9 @@ def _mapped_rows(name: str, rows: list[Row], fmt: str, config: ImportConfig,
                 if record.get(text_field) is None:
                     record[text_field] = ""
             record["source"] = config.source or fmt
-            record["meta"] = {"license": LICENSES[fmt]}
+            # Fields the format does not read (a Dolly export's label or source_url) are kept, not dropped.
+            extra = {k: v for k, v in obj.items() if k not in theirs_to_ours}
+            record["meta"] = {**extra, "license": LICENSES[fmt]}
         found = check_record_dict(record, allow_unknown_categories=config.allow_unknown_categories,
                                   max_field_bytes=config.max_field_bytes)
         if found:

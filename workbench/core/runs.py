@@ -8,6 +8,11 @@ sha256, versions, git commit, times, counts, reasons). A command writes beside t
 (`Outputs.beside`); a recipe writes into runs/NAME/STAGE/ (`Outputs.folder`), where `run_stage` skips a stage whose
 DONE marker holds the fingerprint of the same config and inputs, and writes DONE last, so a stage killed half-way
 runs again.
+
+The empty-result rule: a stage whose input had record lines but kept none (every line bad, every record dropped)
+writes its outputs, so the quarantine and the dropped file say why, and then fails with `EmptyResult` unless the
+outputs were made with `allow_empty` (a command's --allow-empty). `finish` applies it to counts with "in"/"out"
+(filters) or "kept"/"rejected" (generation); commands without a stage (import, export) call `refuse_empty`.
 """
 
 from __future__ import annotations
@@ -44,6 +49,25 @@ PACKAGES = ("instruct-workbench", "torch", "transformers", "tokenizers", "peft",
 class StagePending(WorkbenchError):
     """A stage waits for something outside the program (people reviewing): the run stops here, not as a failure,
     and the next run continues the stage."""
+
+
+class EmptyResult(InputError):
+    """Records were read and none was kept: an empty output is a failure unless asked for (--allow-empty)."""
+
+
+def refuse_empty(inputs: Iterable[str | Path], seen: int, kept: int, reasons: dict[str, int],
+                 where: Iterable[str | Path] = (), allow_empty: bool = False) -> None:
+    """Raise EmptyResult when SEEN record lines (valid or not) gave KEPT = 0, naming the main reasons and the
+    files that hold the left-out lines."""
+    if allow_empty or kept or not seen:
+        return
+    top = sorted(((n, r) for r, n in reasons.items() if n), key=lambda nr: (-nr[0], nr[1]))
+    why = "; ".join(f"{n:,} {reason}" for n, reason in top[:3]) + ("; ..." if len(top) > 3 else "")
+    files = ", ".join(map(str, where))
+    raise EmptyResult(f"{', '.join(map(str, inputs))}: {seen:,} record line(s) read, none kept"
+                      + (f" ({why})" if why else ""),
+                      hint=(f"why each was left out: {files}; " if files else "")
+                      + "pass --allow-empty to accept an empty result")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -110,8 +134,9 @@ class Outputs:
     """
 
     def __init__(self, stage: str, resolve: Callable[[str], Path], run: str | None = None, key: str | None = None,
-                 files: dict[str, Path | None] | None = None):
+                 files: dict[str, Path | None] | None = None, allow_empty: bool = False):
         self.stage, self.run, self.key = stage, run, key
+        self.allow_empty = allow_empty
         self._resolve = resolve
         self._files = {name: Path(path) for name, path in (files or {}).items() if path is not None}
         self._used: dict[str, Path] = {}
@@ -123,13 +148,13 @@ class Outputs:
 
     @classmethod
     def folder(cls, directory: str | Path, stage: str, *, run: str | None = None, key: str | None = None,
-               files: dict[str, Path | None] | None = None) -> Outputs:
+               files: dict[str, Path | None] | None = None, allow_empty: bool = False) -> Outputs:
         directory = Path(directory)
-        return cls(stage, lambda name: directory / name, run, key, files)
+        return cls(stage, lambda name: directory / name, run, key, files, allow_empty)
 
     @classmethod
     def beside(cls, path: str | Path, stage: str, *, main: str = "records.jsonl", dropped: str = ".rejected.jsonl",
-               files: dict[str, Path | None] | None = None) -> Outputs:
+               files: dict[str, Path | None] | None = None, allow_empty: bool = False) -> Outputs:
         """PATH is the output named `main` (the records, a report, an adapter folder); the rest are named after it."""
         path = Path(path)
         stem = path.name.removesuffix(".gz").removesuffix(path.with_suffix("").suffix) if path.suffix == ".gz" \
@@ -140,7 +165,7 @@ class Outputs:
                 return path
             return path.with_name(stem + (dropped if name == "dropped.jsonl" else "." + name))
 
-        outputs = cls(stage, resolve, files=files)
+        outputs = cls(stage, resolve, files=files, allow_empty=allow_empty)
         outputs.main = main
         return outputs
 
@@ -207,6 +232,18 @@ class Outputs:
                     "counts": counts, "ledger": dict(sorted(ledger.counts.items())), "files": files,
                     "quarantined": len(problems), **({"details": details} if details else {})}
         atomic_write_json(manifest_path, manifest)
+        bad = len({(p.file, p.line) for p in problems})
+        if {"in", "out"} <= counts.keys():
+            seen, kept = counts["in"] + bad, counts["out"]
+        elif {"kept", "rejected"} <= counts.keys():
+            seen, kept = counts["kept"] + counts["rejected"] + bad, counts["kept"]
+        else:
+            seen = kept = 0  # not a stage that keeps records (training, eval, a report)
+        left_out = [files[n] for n in ("quarantine.jsonl", "dropped.jsonl")
+                    if n in files and Path(files[n]).stat().st_size]
+        refuse_empty([p["path"] for p in self._manifest["inputs"]] or [self.stage], seen, kept,
+                     {**ledger.counts, **({"bad line(s) quarantined": bad} if bad else {})}, left_out,
+                     self.allow_empty)
         return StepResult(manifest, problems)
 
 
