@@ -1,27 +1,28 @@
 """`workbench serve`: an OpenAI client talks to the tiny model with an adapter, streamed or not."""
 
+import json
+import os
 import socket
 import threading
 import time
 
+import httpx
 import openai
 import pytest
 
 from workbench.assistant import Retriever
 from workbench.core.catalog import CATALOG_DIR
 from workbench.core.models import GenerationParams, get_model
-from workbench.serve import create_app
+from workbench.serve import Limits, create_app
 
 
-@pytest.fixture(scope="module")
-def server(tiny_generator):
+def _serve(model, limits=None):
     import uvicorn
 
-    model = get_model(str(tiny_generator))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(model, "advisor", Retriever.from_catalog(CATALOG_DIR))
+    app = create_app(model, "advisor", Retriever.from_catalog(CATALOG_DIR), limits)
     instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=instance.run, daemon=True)
     thread.start()
@@ -29,7 +30,23 @@ def server(tiny_generator):
         if instance.started:
             break
         time.sleep(0.1)
-    yield model, openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused")
+    return instance, thread, f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.fixture(scope="module")
+def server(tiny_generator):
+    model = get_model(str(tiny_generator))
+    instance, thread, url = _serve(model)
+    yield model, openai.OpenAI(base_url=url, api_key="unused")
+    instance.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def strict_server(tiny_generator):
+    """A small --max-body and one request at a time, so the limits are easy to reach."""
+    instance, thread, url = _serve(get_model(str(tiny_generator)), Limits(max_body=20_000, max_waiting=1))
+    yield url
     instance.should_exit = True
     thread.join(10)
 
@@ -61,3 +78,50 @@ def test_chat_is_the_grounded_advisor_prompt_streamed_or_not(server):
     stream = client.chat.completions.create(model="advisor", messages=[{"role": "user", "content": question}],
                                             max_tokens=24, stream=True)
     assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == answer
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.server
+def test_a_body_over_max_body_is_413_before_it_is_read(strict_server):
+    big = json.dumps({"model": "advisor", "prompt": "fee " * 5_000_000, "max_tokens": 4}).encode()  # 20 MB
+    before, started = _rss_bytes(), time.perf_counter()
+    reply = httpx.post(f"{strict_server}/completions", content=big, headers={"content-type": "application/json"},
+                       timeout=30)
+    assert reply.status_code == 413 and "--max-body of 20,000 bytes" in reply.json()["error"]["message"]
+    assert time.perf_counter() - started < 5 and _rss_bytes() - before < 100 * 2**20  # not read, not kept
+
+    def chunks():  # no Content-Length: refused once the bytes pass the limit
+        for _ in range(100):
+            yield b"x" * 1000
+
+    reply = httpx.post(f"{strict_server}/completions", content=chunks(), timeout=30)
+    assert reply.status_code == 413, reply.text
+
+
+@pytest.mark.server
+def test_a_prompt_longer_than_the_context_is_400_naming_the_limit(strict_server):
+    client = openai.OpenAI(base_url=strict_server, api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError, match="more than the model's context of 2,048 tokens"):
+        client.completions.create(model="advisor", prompt="The semester fee is", max_tokens=4000)
+    with pytest.raises(openai.BadRequestError, match=r"prompt is [\d,]+ tokens; with max_tokens 8"):
+        client.chat.completions.create(model="advisor", messages=[{"role": "user", "content": "fees " * 3000}],
+                                       max_tokens=8)
+    assert client.completions.create(model="advisor", prompt="The semester fee is", max_tokens=4).choices
+
+
+@pytest.mark.server
+def test_requests_beyond_max_waiting_are_429_and_the_slot_comes_back(strict_server):
+    client = openai.OpenAI(base_url=strict_server, api_key="unused", max_retries=0)
+    question = [{"role": "user", "content": "What does the nursing programme cost?"}]
+    stream = client.chat.completions.create(model="advisor", messages=question, max_tokens=16, stream=True)
+    next(iter(stream))  # the one slot is taken while this answer streams
+    reply = httpx.post(f"{strict_server}/completions", json={"model": "advisor", "prompt": "x", "max_tokens": 2})
+    assert reply.status_code == 429 and reply.headers["retry-after"] == "1"
+    assert "--max-waiting" in reply.json()["error"]["message"]
+    for _ in stream:
+        pass
+    assert client.completions.create(model="advisor", prompt="The semester fee is", max_tokens=4).choices

@@ -1,10 +1,16 @@
 """An OpenAI-compatible endpoint for a local model with an optional LoRA adapter (what `transformers serve` cannot
 load): `/v1/models`, `/v1/completions` and `/v1/chat/completions` (streamed too). Chat requests become the
 course-advisor prompt (`build_prompt`: the seed's system prompt unless the request brings its own, and with a
-catalog, the best-matching page as context), so any OpenAI client talks to the finetuned assistant."""
+catalog, the best-matching page as context), so any OpenAI client talks to the finetuned assistant.
+
+A request is bounded before it costs anything (`Limits`): a body over --max-body is refused (413) before it is
+read in full, a prompt that with max_tokens does not fit the model's context is refused (400) before generation,
+and at most --max-waiting requests are answered or queued at once (429 beyond, with Retry-After); one generation
+runs at a time, and its memory is given back after each request."""
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
@@ -43,6 +49,76 @@ class ChatRequest(BaseModel):
     stream: bool = False
 
 
+class Limits(BaseModel):
+    max_body: int = Field(1_000_000, ge=1)  # bytes of one request's body
+    max_waiting: int = Field(4, ge=1)  # requests being answered or queued at once; more are refused (429)
+
+
+def context_length(model: Model) -> int | None:
+    """Tokens the model can attend to (prompt + completion): its config's positions, else the tokenizer's limit."""
+    config = model.model.config
+    for key in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(model.tokenizer, "model_max_length", None)
+    return limit if isinstance(limit, int) and limit < 10**9 else None  # tokenizers say 1e30 for "unknown"
+
+
+class BodyLimit:
+    """ASGI middleware: a body longer than `max_body` bytes gets 413 without being read past the limit (by its
+    Content-Length at once; a chunked body when its bytes pass the limit)."""
+
+    def __init__(self, app, max_body: int):
+        self.app, self.max_body = app, max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            return await self._refuse(send)
+        # Read the (at most max_body) body here, then hand it to the app as one message.
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body:
+                return await self._refuse(send)
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send) -> None:
+        message = (f"request body is larger than this server's --max-body of {self.max_body:,} bytes")
+        payload = json.dumps({"error": {"message": message, "type": "invalid_request_error",
+                                        "code": "request_too_large"}}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def release_memory() -> None:
+    """Give back what one generation held (activations, the KV cache): the process stays at the model's size."""
+    gc.collect()
+    try:
+        import torch
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _params(request, default_stop: tuple[str, ...] = ()) -> GenerationParams:
     stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
     return GenerationParams(max_new_tokens=request.max_tokens, temperature=request.temperature,
@@ -65,22 +141,49 @@ def chat_prompt(model: Model, messages: list[Message], retriever=None) -> str:
     return build_prompt(question, context, system, model.tokenizer)
 
 
-def create_app(model: Model, name: str, retriever=None):
+def create_app(model: Model, name: str, retriever=None, limits: Limits | None = None):
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.responses import JSONResponse, StreamingResponse
 
+    limits = limits or Limits()
     app = FastAPI(title="Instruct Workbench assistant")
+    app.add_middleware(BodyLimit, max_body=limits.max_body)
     lock = threading.Lock()  # one generation at a time: the model is not shared between threads
+    admitted = threading.BoundedSemaphore(limits.max_waiting)  # answered + queued behind the lock
+    context = context_length(model)
 
     @app.exception_handler(HTTPException)
     def openai_error(request: Request, error: HTTPException) -> JSONResponse:
         # OpenAI clients read the message from {"error": {"message": ...}}.
         return JSONResponse({"error": {"message": error.detail, "type": "invalid_request_error"}},
-                            status_code=error.status_code)
+                            status_code=error.status_code, headers=error.headers)
 
     def check(requested: str) -> None:
         if requested != name:
             raise HTTPException(404, f"model {requested!r} is not served here; this server has {name!r}")
+
+    def check_fits(prompts: list[str], max_tokens: int) -> None:
+        """A prompt that cannot fit is refused now, not after minutes of attention over it (or a 500)."""
+        if context is None:
+            return
+        for prompt in prompts:
+            tokens = len(model.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            if tokens + max_tokens > context:
+                raise HTTPException(400, f"prompt is {tokens:,} tokens; with max_tokens {max_tokens:,} that is "
+                                         f"more than the model's context of {context:,} tokens")
+
+    def admit() -> None:
+        if not admitted.acquire(blocking=False):
+            raise HTTPException(429, f"busy: {limits.max_waiting} request(s) are being answered or waiting "
+                                     "(--max-waiting); try again shortly", headers={"Retry-After": "1"})
+
+    def generate(prompts: list[str], params: GenerationParams):
+        try:
+            with lock:
+                return model.complete(prompts, params)
+        finally:
+            release_memory()
+            admitted.release()
 
     def usage(completions) -> dict[str, int]:
         prompt, completion = sum(c.prompt_tokens for c in completions), sum(c.completion_tokens for c in completions)
@@ -94,8 +197,9 @@ def create_app(model: Model, name: str, retriever=None):
     def completions(request: CompletionRequest) -> dict[str, Any]:
         check(request.model)
         prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
-        with lock:
-            done = model.complete(prompts, _params(request))
+        check_fits(prompts, request.max_tokens)
+        admit()
+        done = generate(prompts, _params(request))
         return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
                 "model": name, "usage": usage(done),
                 "choices": [{"index": i, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None}
@@ -106,11 +210,12 @@ def create_app(model: Model, name: str, retriever=None):
         check(request.model)
         prompt = chat_prompt(model, request.messages, retriever)
         params = _params(request, ANSWER_STOPS)
+        check_fits([prompt], request.max_tokens)
+        admit()
         ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if request.stream:
             return StreamingResponse(_stream(prompt, params, ident, created), media_type="text/event-stream")
-        with lock:
-            [done] = model.complete([prompt], params)
+        [done] = generate([prompt], params)
         return {"id": ident, "object": "chat.completion", "created": created, "model": name, "usage": usage([done]),
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text},
                              "finish_reason": done.finish_reason}]}
@@ -123,18 +228,23 @@ def create_app(model: Model, name: str, retriever=None):
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
             return f"data: {json.dumps(body)}\n\n"
 
-        with lock:
-            yield chunk({"role": "assistant", "content": ""})
-            for piece in stream_answer(model, prompt, params):
-                yield chunk({"content": piece})
-            yield chunk({}, "stop")
-            yield "data: [DONE]\n\n"
+        try:  # admitted already; released when the stream ends or the client goes away
+            with lock:
+                yield chunk({"role": "assistant", "content": ""})
+                for piece in stream_answer(model, prompt, params):
+                    yield chunk({"content": piece})
+                yield chunk({}, "stop")
+                yield "data: [DONE]\n\n"
+        finally:
+            release_memory()
+            admitted.release()
 
     return app
 
 
-def run_server(assistant, name: str, host: str = "127.0.0.1", port: int = 8000) -> None:
+def run_server(assistant, name: str, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None) -> None:
     """Serve the assistant (its model and catalog retriever) until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(assistant.model, name, assistant.retriever), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(assistant.model, name, assistant.retriever, limits), host=host, port=port,
+                log_level="warning")
