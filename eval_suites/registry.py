@@ -111,6 +111,12 @@ class Suite:
 
 
 def search_path(suites_dirs: list[str | Path] | None = None) -> list[Path]:
+    """The user's suite folders, then the bundled ones; a folder that is not there is an error, not skipped
+    (a misspelt --suites-dir would silently run the bundled suite of the same name)."""
+    for d in suites_dirs or []:
+        if not Path(d).is_dir():
+            raise InputError(f"{d}: {'not a folder' if Path(d).exists() else 'no such folder'} of eval suites",
+                             hint="--suites-dir names a folder whose subfolders hold suite.yaml")
     return [*(Path(d) for d in suites_dirs or []), SUITES_DIR]
 
 

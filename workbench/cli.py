@@ -105,6 +105,13 @@ def _sibling(path: Path, suffix: str) -> Path:
     return path.with_name(path.name.removesuffix(path.suffix) + suffix)
 
 
+def _quarantine_file(given: Path | None, beside: Path, inputs: list) -> Path:
+    """Where bad lines will go, refused before anything is read or written if it is one of the inputs."""
+    path = given or _sibling(beside, ".quarantine.jsonl")
+    refuse_overwrite(path, inputs, "this command")
+    return path
+
+
 def _quarantine(problems, quarantine: Path, strict: bool) -> None:
     """Commands that read records without a stage's outputs: write the quarantine file, say where, honour --strict."""
     if problems:
@@ -158,11 +165,12 @@ def data_import(
     Example: workbench data import databricks-dolly-15k.jsonl -o dolly.jsonl"""
     config = options(ImportConfig, format=format, field_map=parse_field_map(map), lang=lang, source=source_label,
                      allow_unknown_categories=allow_unknown_categories)
+    quarantine = _quarantine_file(quarantine, output, [source])
     result, problems = import_file(source, config, output)
     console.print(f"Imported {len(result.records):,} records ({result.format}) to {output}")
     for reason, n in sorted(result.skipped.items()):
         console.print(f"  left out {n:,}: {reason}")
-    _quarantine(problems, quarantine := quarantine or _sibling(output, ".quarantine.jsonl"), strict)
+    _quarantine(problems, quarantine, strict)
     _refuse_empty(source, len(result.records), problems, result.skipped, quarantine, allow_empty)
 
 
@@ -218,12 +226,13 @@ def data_stats(file: Annotated[Path, typer.Argument(help="A record file (JSONL o
     """Records per category beside Dolly-15k's shares, and length percentiles.
 
     Example: workbench data stats curated.jsonl --tokenizer runs/demo/tiny-model/model"""
+    quarantine = _quarantine_file(quarantine, file, [file])
     stats, problems = file_stats(file, tokenizer)
     if as_json:
         click.echo(json.dumps(stats.to_dict(), indent=2))
     for table in [] if as_json else display.stats_tables(stats, str(file)):
         console.print(table)
-    _quarantine(problems, quarantine or _sibling(file, ".quarantine.jsonl"), strict)
+    _quarantine(problems, quarantine, strict)
 
 
 @models_app.command("tiny")
@@ -540,9 +549,9 @@ def annotate_push(
     """Push records to an Argilla dataset (created if needed; pushing again updates, never duplicates).
 
     Example: workbench annotate push screened.jsonl --dataset advisor-round-1"""
-    argilla = client.connect(api_url, api_key, data_dir)
     with progress_bar(f"Pushing to {dataset}") as update:
-        result, problems = review.push_file(records, dataset, argilla, workspace=workspace,
+        result, problems = review.push_file(records, dataset, lambda: client.connect(api_url, api_key, data_dir),
+                                            workspace=workspace,
                                             min_submitted=min_submitted, batch_size=batch_size, progress=update)
     display.push_summary(result)
     _quarantine(problems, _sibling(records, ".quarantine.jsonl"), strict)
