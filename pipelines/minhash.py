@@ -7,11 +7,15 @@ Definitions (so that anyone can reproduce a result):
 - two records are duplicates when the Jaccard similarity of their shingle sets is >= `threshold`.
 
 LSH alone at the threshold misses pairs (measured: recall 0.845 at 0.7 on 20k documents), so the index is
-built 0.2 lower and every candidate pair is verified by exact Jaccard (bench/dedup.py: recall and precision
-1.0 on 20k and 200k). Shingles are compared as 64-bit hashes (two distinct shingles collide with probability
-~2^-64). Signatures are one-permutation MinHash with densification, band buckets are found with numpy sorts
-using datasketch's (bands, rows) choice, and `storage="redis"` runs the same banding through datasketch's
-MinHashLSH with its Redis storage. `pipelines.dedup` (the stage) runs this over record files in worker processes;
+built 0.4 lower (at 0.7: 37 bands of 3 rows, which miss a pair of Jaccard 0.7 with probability 2e-7; at 0.3
+lower, 32 bands of 4, one pair of exactly 0.7 in 3,102 was missed) and every candidate pair is verified by exact
+Jaccard (bench/dedup.py: recall and precision 1.0 at 30k and 300k, on a 20,000- and a 34-word vocabulary).
+Shingles are compared as 64-bit hashes (two distinct shingles collide with probability ~2^-64). Signatures are
+one-permutation MinHash with densification, band buckets are found with numpy sorts using datasketch's
+(bands, rows) choice; a bucket of more than GIANT_BUCKET members is joined member by member instead of as all its
+pairs (`join_giant_buckets`), so that near-copies of one template cost about n, not n²/2. `storage="redis"` runs
+the same banding through datasketch's MinHashLSH with its Redis storage (all pairs of every bucket: no giant
+bucket bound there). `pipelines.dedup` (the stage) runs this over record files in worker processes;
 `pipelines.contamination` uses it to match eval items against training records.
 """
 
@@ -30,6 +34,8 @@ from workbench.core.urls import masked
 
 TEXT_FIELDS = ("instruction", "context", "response")  # a Record's texts
 
+INDEX_MARGIN = 0.4  # the LSH index is built this far below the threshold; exact Jaccard decides
+
 SEED_SOURCES = ("seed", "human")  # what --keep seed prefers
 
 
@@ -42,7 +48,7 @@ class DedupConfig(BaseModel):
     ngram: int = Field(3, ge=1)  # word n-grams
     threshold: float = Field(0.7, gt=0, le=1)  # Jaccard at or above this: duplicates
     num_perm: Literal[16, 32, 64, 128, 256, 512] = 128  # MinHash bins (one-permutation hashing: a power of 2)
-    index_threshold: float | None = Field(None, gt=0, le=1)  # LSH threshold for candidates (default: 0.2 lower)
+    index_threshold: float | None = Field(None, gt=0, le=1)  # LSH threshold for candidates (default: 0.4 lower)
     keep: Literal["first", "longest", "seed"] = "first"  # which record of a cluster stays
     seed: int = 1  # MinHash permutation seed
     workers: int = Field(1, ge=1)  # processes that shingle and hash the texts; does not change results
@@ -208,7 +214,10 @@ def _signatures(shingled: Shingled, num_perm: int, seed: int) -> np.ndarray:
 
     One hash per shingle instead of num_perm (Li et al. 2012): the seeded shingle hash picks one of
     num_perm bins (its top bits) and the bin keeps the minimum of the low 32 bits. A bin no shingle fell
-    into borrows the value of the next non-empty bin (rotation densification, Shrivastava & Li 2014).
+    into borrows the value of another bin chosen by a seeded sequence of bin numbers, the first non-empty one
+    ("optimal densification", Shrivastava 2017). The older rotation (borrow from the next non-empty bin to the
+    right) made neighbouring bins equal together, so one shared shingle filled a whole band: on a 34-word
+    vocabulary it gave ~3x the candidate pairs of a normal one, growing with n² (bench/dedup.py).
     Measured: the k-permutation version cost ~80 µs per 75-shingle text, this ~2 µs.
     """
     if num_perm & (num_perm - 1):
@@ -224,19 +233,27 @@ def _signatures(shingled: Shingled, num_perm: int, seed: int) -> np.ndarray:
     np.minimum.at(sig, owner * num_perm + bins, values)
     sig = sig.reshape(texts, num_perm)
     own = sig != full
-    # Densify by rotation (Shrivastava & Li 2014): an empty bin takes the value of the next non-empty bin
-    # to its right (wrapping round), mixed with the distance so borrowed values differ from own ones.
-    column = np.arange(num_perm, dtype=np.int16)  # small types: these arrays are texts x num_perm
-    position = np.where(own, column, np.int16(2 * num_perm))
-    nearest = np.minimum.accumulate(position[:, ::-1], axis=1)[:, ::-1]
-    first = np.where(own.any(axis=1), own.argmax(axis=1), 0).astype(np.int16)
-    nearest = np.where(nearest >= num_perm, (first + np.int16(num_perm))[:, None], nearest)
-    distance = (nearest - column).astype(np.uint32)
-    borrowed = np.take_along_axis(sig, nearest % num_perm, axis=1)
+    dense = sig.copy()
+    rows, columns = np.nonzero(~own & (sizes[:, None] > 0))
+    # The same seeded sequence of bins for every text, so equal texts borrow equally (LSH needs that).
+    choices = np.random.default_rng(seed).integers(0, num_perm, size=(_DENSIFY_TRIES, num_perm))
     with np.errstate(over="ignore"):
-        densified = borrowed * np.uint32(2654435761) + distance
-    sig = np.where(own | (sizes[:, None] == 0), sig, densified)
-    return sig
+        for attempt in range(_DENSIFY_TRIES):
+            if not len(rows):
+                break
+            source = choices[attempt, columns]
+            found = own[rows, source]
+            # Mixed with the attempt, so that a borrowed value differs from the bin's own values.
+            dense[rows[found], columns[found]] = sig[rows[found], source[found]] * np.uint32(2654435761) \
+                + np.uint32(attempt + 1)
+            rows, columns = rows[~found], columns[~found]
+        if len(rows):  # texts of very few shingles that no try reached: their first own bin
+            first = own.argmax(axis=1)
+            dense[rows, columns] = sig[rows, first[rows]] * np.uint32(2654435761) + np.uint32(_DENSIFY_TRIES + 1)
+    return dense
+
+
+_DENSIFY_TRIES = 1024  # a text with one shingle (one own bin of num_perm) finds it within these tries (p>0.999)
 
 
 def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
@@ -257,15 +274,21 @@ def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return key
 
 
-def candidate_pairs(sigs: np.ndarray, bands: int, rows: int, empty: np.ndarray) -> np.ndarray:
-    """Pairs (i < j) that share a band bucket, as MinHashLSH would find them, with numpy sorts.
+GIANT_BUCKET = 64  # a bucket with more members is not made into pairs (n² of them): see join_giant_buckets
+
+
+def candidate_pairs(sigs: np.ndarray, bands: int, rows: int, empty: np.ndarray,
+                    giant: int | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Pairs (i < j) that share a band bucket, as MinHashLSH would find them, with numpy sorts; and the members
+    of buckets bigger than `giant`, which are left to `join_giant_buckets` instead of becoming all their pairs.
 
     Each band's rows are folded into one 64-bit key (a collision only adds a candidate, which exact
     verification then rejects); buckets of two, the common case, become pairs without a Python loop.
     """
+    giant = GIANT_BUCKET if giant is None else giant
     index = np.flatnonzero(~empty)
     keys = band_keys(sigs[index], bands, rows)
-    pairs = []
+    pairs, giants, seen = [], [], set()
     for band in range(bands):
         key = keys[:, band]
         order = np.argsort(key)  # any order within a bucket: pairs are normalised and deduplicated below
@@ -279,13 +302,92 @@ def candidate_pairs(sigs: np.ndarray, bands: int, rows: int, empty: np.ndarray) 
         pairs.append(np.stack([index[order[two]], index[order[two + 1]]], axis=1))
         for start, size in zip(starts[sizes > 2], sizes[sizes > 2]):
             members = index[order[start:start + size]]
+            if size > giant:
+                members = np.sort(members)
+                same = members.tobytes()  # the same texts fill the same giant bucket in many bands: join once
+                if same not in seen:
+                    seen.add(same)
+                    giants.append(members)
+                continue
             i, j = np.triu_indices(size, k=1)
             pairs.append(np.stack([members[i], members[j]], axis=1))
     if not pairs:
-        return np.empty((0, 2), dtype=np.int64)
+        return np.empty((0, 2), dtype=np.int64), giants
     found = np.concatenate(pairs)  # i < j already: members come from `index`, which is sorted
     codes = np.unique(np.minimum(found[:, 0], found[:, 1]) * len(sigs) + np.maximum(found[:, 0], found[:, 1]))
-    return np.stack([codes // len(sigs), codes % len(sigs)], axis=1)
+    return np.stack([codes // len(sigs), codes % len(sigs)], axis=1), giants
+
+
+def join_giant_buckets(plan: Plan, shingled: Shingled, giants: list[np.ndarray], threshold: float) -> None:
+    """Add to `plan.similarities` what the giant buckets' pairs would add to the clusters, without all the pairs.
+
+    Clusters are the connected components of the verified pairs, so a pair inside one component changes
+    nothing. A bucket's members are grouped by component (a bucket already inside one is skipped); each group is
+    then checked against the groups before it, pair by pair until one pair is similar enough (then the two
+    components are one) or none is (they stay apart). Thousands of near-copies of a template (a small
+    vocabulary) cost about one check per group instead of n²/2 pairs, and the components are the same as all
+    pairs would give (tests/pipelines/test_minhash.py). Two references are never compared."""
+    parent = np.arange(len(shingled), dtype=np.int64)
+    for i, j in plan.similarities:
+        _union(parent, i, j)
+
+    def roots(nodes: np.ndarray) -> np.ndarray:
+        found = parent[nodes]
+        while True:
+            up = parent[found]
+            if np.array_equal(up, found):
+                parent[nodes] = found  # path compression, for the next bucket
+                return found
+            found = up
+
+    sets: dict[int, np.ndarray] = {}
+
+    def set_of(i: int) -> np.ndarray:
+        if i not in sets:
+            sets[i] = shingled.set(i)
+        return sets[i]
+
+    def first_similar(group: list[int], others: list[int]) -> tuple[int, int, float] | None:
+        for a in group:
+            for b in others:
+                if (a < plan.n_records or b < plan.n_records) and \
+                        (value := jaccard(set_of(a), set_of(b))) >= threshold:
+                    return a, b, value
+        return None
+
+    for members in giants:
+        component = roots(members)
+        order = np.argsort(component, kind="stable")
+        heads, starts = np.unique(component[order], return_index=True)
+        if len(heads) == 1:
+            continue  # the whole bucket is one cluster already
+        groups = [members[order[a:b]].tolist() for a, b in zip(starts, [*starts[1:], len(order)])]
+        joined: dict[int, list[int]] = {}  # component root -> the bucket's members in it, so far
+        for group in sorted(groups, key=lambda g: g[0]):  # members in input order: deterministic links
+            root = int(roots(np.array(group[:1]))[0])
+            for other in [r for r in joined if r != root]:
+                hit = first_similar(group, joined[other])
+                if hit is None:
+                    continue
+                a, b, value = hit
+                plan.similarities[(min(a, b), max(a, b))] = value
+                _union(parent, root, other)
+                new_root = int(roots(np.array([root]))[0])
+                big, small = sorted((joined.pop(other), joined.pop(root, [])), key=len, reverse=True)
+                big.extend(small)  # the smaller into the larger: a growing cluster is never copied
+                joined[new_root], root = big, new_root
+            joined.setdefault(root, []).extend(group)
+        sets.clear()  # bound the cache to one bucket's sets
+
+
+def _union(parent: np.ndarray, i: int, j: int) -> None:
+    a, b = int(i), int(j)
+    while parent[a] != a:
+        a = int(parent[a])
+    while parent[b] != b:
+        b = int(parent[b])
+    if a != b:
+        parent[max(a, b)] = min(a, b)
 
 
 def redis_candidate_pairs(sigs: np.ndarray, empty: np.ndarray, config: DedupConfig,
@@ -347,19 +449,21 @@ def find_duplicates(shingled: Shingled, config: DedupConfig, n_records: int | No
     empty = shingled.sizes() == 0
     if excluded is not None:
         empty[:len(excluded)] |= excluded  # left out of the index: never a candidate
-    index_threshold = config.index_threshold or max(0.05, config.threshold - 0.2)
+    index_threshold = config.index_threshold or max(0.05, config.threshold - INDEX_MARGIN)
     if sigs is None:
         sigs = signatures(shingled, config.num_perm, config.seed)
+    giants: list[np.ndarray] = []
     if config.storage == "redis":
         pairs = redis_candidate_pairs(sigs, empty, config, index_threshold)
     else:
-        pairs = candidate_pairs(sigs, *lsh_params(index_threshold, config.num_perm), empty)
+        pairs, giants = candidate_pairs(sigs, *lsh_params(index_threshold, config.num_perm), empty)
     plan = Plan(n_records, candidates=len(pairs))
     pairs = pairs[(pairs[:, 0] < n_records) | (pairs[:, 1] < n_records)]  # two references: not deduplicated
     similarity = exact_jaccard(shingled, pairs)
     for (i, j), value in zip(pairs[similarity >= config.threshold].tolist(),
                              similarity[similarity >= config.threshold].tolist()):
         plan.similarities[(i, j)] = value
+    join_giant_buckets(plan, shingled, giants, config.threshold)
     cluster_plan(plan, total, config, lengths or [0] * total, seedlike or [False] * total)
     return plan
 
