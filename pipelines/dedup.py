@@ -16,6 +16,7 @@ import multiprocessing
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -38,6 +39,8 @@ from workbench.core.io import (
     Problem,
     atomic_open,
     is_gzip,
+    is_json_array,
+    json_array_rows,
     line_ranges,
     load_records,
     parquet_rows,
@@ -151,15 +154,22 @@ def run(sources: list[Path], config: DedupConfig, out: Outputs, references: list
     work = Path(tempfile.mkdtemp(prefix=".dedup-", dir=out["records.jsonl"].parent))
     try:
         problems: list[Problem] = []
-        readable = {p: _json_lines(p, work, problems) for p in [*sources, *references]}
+        array_lines: dict[str, list[int]] = {}
+        readable = {p: _json_lines(p, work, problems, array_lines) for p in [*sources, *references]}
         parts = [(str(readable[p]), s, e, line) for p in sources
                  for s, e, line in line_ranges(readable[p], max(1, config.workers * 4))]
         scanned = _map(config.workers, _scan, [(part, config, max_field_bytes) for part in parts])
         refs = [_scan(((str(readable[p]), s, e, line), config, max_field_bytes)) for p in references
                 for s, e, line in line_ranges(readable[p], 1)]
         named = {str(path): str(original) for original, path in readable.items()}  # a Parquet file by its own name
-        problems += [replace(p, file=named[p.file]) for part in [*scanned, *refs] for p in part.problems]
-        excluded = _repeated_ids([(named[path], *rest) for path, *rest in parts], scanned, problems)
+        starts = {named[path]: lines for path, lines in array_lines.items()}
+
+        def line_of(file: str, line: int) -> int:  # a JSON array's element by the line it starts on
+            return starts[file][line - 1] if file in starts else line
+
+        problems += [replace(p, file=named[p.file], line=line_of(named[p.file], p.line))
+                     for part in [*scanned, *refs] for p in part.problems]
+        excluded = _repeated_ids([(named[path], *rest) for path, *rest in parts], scanned, problems, line_of)
         order = {str(p): k for k, p in enumerate(readable)}
         problems.sort(key=lambda p: (order.get(p.file, len(order)), p.line))
         ids = [i for part in scanned for i in part.ids]
@@ -181,10 +191,18 @@ def run(sources: list[Path], config: DedupConfig, out: Outputs, references: list
     return out.finish(ledger, counts, problems)
 
 
-def _json_lines(path: Path, work: Path, problems: list[Problem]) -> Path:
-    """A Parquet file's rows (row N on line N; an unreadable row is a blank line and a problem) or a gzip file's
-    lines as JSON lines in WORK, so that the byte-range readers can split it; a JSON lines file as it is."""
+def _json_lines(path: Path, work: Path, problems: list[Problem], lines: dict[str, list[int]]) -> Path:
+    """A Parquet file's rows (row N on line N; an unreadable row is a blank line and a problem), a JSON array's
+    elements (one per line; `lines` maps each back to the line it starts on) or a gzip file's lines as JSON lines
+    in WORK, so that the byte-range readers can split it; a JSON lines file as it is."""
     target = work / f"{len(list(work.glob('*.jsonl')))}.jsonl"
+    if is_json_array(path):
+        with open(target, "w", encoding="utf-8") as f:
+            starts = lines.setdefault(str(target), [])
+            for number, obj, _ in json_array_rows(path, problems):
+                f.write(json.dumps(obj, ensure_ascii=False) + "\n")
+                starts.append(number)
+        return target
     if is_gzip(path):
         with gzip.open(path, "rb") as packed, open(target, "wb") as f:
             try:
@@ -202,7 +220,8 @@ def _json_lines(path: Path, work: Path, problems: list[Problem]) -> Path:
     return target
 
 
-def _repeated_ids(parts: list[Range], scanned: list[Scanned], problems: list[Problem]) -> np.ndarray:
+def _repeated_ids(parts: list[Range], scanned: list[Scanned], problems: list[Problem],
+                  line_of: Callable[[str, int], int]) -> np.ndarray:
     """Ids repeated across ranges or files (each range checked its own): the later ones are quarantined with the
     reasons one reader of all the files gives."""
     first: dict[str, tuple[str, int]] = {}
@@ -210,10 +229,10 @@ def _repeated_ids(parts: list[Range], scanned: list[Scanned], problems: list[Pro
     for (path, *_), part in zip(parts, scanned):
         for record_id, line, explicit in zip(part.ids, part.lines, part.explicit):
             if record_id in first:
-                where = "{}:{}".format(*first[record_id])
+                where = f"{first[record_id][0]}:{line_of(*first[record_id])}"
                 reason = (f"duplicate id {record_id!r} (first at {where})" if explicit
                           else f"exact duplicate of {where} (same instruction, context and response)")
-                problems.append(Problem(path, line, "id" if explicit else "-", reason))
+                problems.append(Problem(path, line_of(path, line), "id" if explicit else "-", reason))
             excluded.append(first.setdefault(record_id, (path, line)) != (path, line))
     return np.array(excluded, dtype=bool)
 
@@ -230,8 +249,9 @@ def _write_outputs(parts: list[Range], scanned: list[Scanned], plan: Plan, ids: 
     finally:
         _PLAN.clear()
     records = out["records.jsonl"]
-    # Kept records named NAME.parquet or NAME.jsonl.gz are joined as JSON lines in WORK first, then written so.
-    joined_records = work / "kept.jsonl" if records.suffix in (".parquet", ".gz") else records
+    # Kept records named NAME.parquet, NAME.json or NAME.jsonl.gz are joined as JSON lines in WORK first, then
+    # written as the name says.
+    joined_records = work / "kept.jsonl" if records.suffix in (".parquet", ".json", ".gz") else records
     for target, suffix in ((joined_records, "k"), (out["dropped.jsonl"], "d"), (out["ledger.jsonl"], "e")):
         with atomic_open(target, "wb") as joined:
             for n in range(len(tasks)):

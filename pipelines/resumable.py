@@ -26,12 +26,22 @@ from workbench.core.runs import Outputs, StepResult
 FILES = ("records.jsonl", "dropped.jsonl", "ledger.jsonl")
 
 
+def refuse_unappendable(*paths: Path | None) -> None:
+    """Generation appends batch by batch: an output named .parquet, .json or .gz would hold JSON lines. Commands
+    call this before loading a model, the stage again before writing."""
+    for path in paths:
+        if path is not None and Path(path).suffix != ".jsonl":
+            raise InputError(f"{path}: a generation stage writes JSON lines, appended to as it goes",
+                             hint="name it NAME.jsonl (`workbench data import NAME.jsonl -o NAME.parquet` converts)")
+
+
 class ResumableOutput:
     """A generation stage's outputs, appended batch by batch, and the state that goes with them."""
 
     def __init__(self, out: Outputs, key: str, ledger: Ledger, force: bool = False):
         self.out, self.key, self.ledger = out, key, ledger
         self.paths = {name: out[name] for name in FILES}
+        refuse_unappendable(*self.paths.values())
         self.state_file = out["state.json"]
         self.state: dict[str, Any] = {}
         self.resumed = False  # an earlier run of the same settings had written something

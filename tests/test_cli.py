@@ -401,3 +401,33 @@ def test_a_dolly_export_with_extra_columns_is_read_as_dolly_keeping_them(tmp_pat
     assert result.exit_code == 0 and "Imported 1 records (dolly)" in result.output, result.output
     [record] = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert record["meta"]["label"] == "good" and record["meta"]["source_url"] == row["source_url"]
+
+
+def test_every_command_reads_a_json_array_and_writes_what_the_name_says(tmp_path, invoke, fixtures):
+    records = [json.loads(x) for x in (fixtures / "good_records.jsonl").read_text().splitlines()]
+    array = tmp_path / "records.json"
+    # Pretty-printed, as people write them by hand; the third element is bad (a number for the instruction).
+    array.write_text(json.dumps([*records, {"instruction": 7, "response": "x"}], indent=2))
+    bad_line = array.read_text().splitlines().index('    "instruction": 7,')  # the line of its "{"
+    for args in (("screen", array, "--scorer", "profanity-check", "-o", tmp_path / "s.json"),
+                 ("dedup", array, "-o", tmp_path / "d.json"),
+                 ("generate", "filter", array, "--preset", "none", "-o", tmp_path / "f.json"),
+                 ("data", "validate", array)):
+        result = invoke(*args)
+        if args[0] == "data":
+            assert result.exit_code == 1 and f"{array}:{bad_line}: instruction" in result.output, result.output
+        else:
+            assert result.exit_code == 0, result.output
+            written = json.loads(args[-1].read_text())  # a JSON array, as the name says
+            assert [r["instruction"] for r in written] == [r["instruction"] for r in records]
+            quarantined = [json.loads(x) for x in args[-1].with_name(args[-1].stem + ".quarantine.jsonl")
+                           .read_text().splitlines()]
+            assert [(q["line"], q["field"]) for q in quarantined] == [(bad_line, "instruction")]
+
+
+def test_generation_refuses_an_output_it_cannot_append_to_before_loading_a_model(tmp_path, invoke):
+    for name in ("i.parquet", "i.json", "i.jsonl.gz"):
+        result = invoke("generate", "instructions", "--model", tmp_path / "no-model", "-o", tmp_path / name)
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith(f"Error: {tmp_path / name}: a generation stage writes JSON lines")
+        assert not (tmp_path / name).exists()

@@ -104,18 +104,11 @@ def bad_values(name: str, command) -> list[tuple[str, str, list[str], str]]:
         kind = bare(hints[param.name])
         option = next((o for o in param.opts if o.startswith("--")), None) if param.param_type_name == "option" \
             else None
-
-        def with_value(value: str) -> list[str]:
-            if option is None:  # an argument: the base's first positional argument is replaced
-                positional = next(i for i, a in enumerate(base) if not a.startswith("-")
-                                  and (i == 0 or not base[i - 1].startswith("-")))
-                return [*base[:positional], value, *base[positional + 1:]]
-            given = [i for i, a in enumerate(base) if a in param.opts]
-            if given:
-                return [*base[:given[0] + 1], value, *base[given[0] + 2:]]
-            return [*base, option, value]
-
         culprit = option or param.name.upper()
+
+        def with_value(value: str, option=option, opts=param.opts) -> list[str]:
+            return replaced(base, option, opts, value)
+
         if kind in (int, float):
             cases.append((f"{param.name}=word", param.name, with_value("many"), culprit))
             low, high = getattr(param, "min", None), getattr(param, "max", None)
@@ -135,6 +128,18 @@ def bad_values(name: str, command) -> list[tuple[str, str, list[str], str]]:
                 wrong = "{good}" if param.name in FOLDER_INPUTS else "{inputs}/a-folder"
                 cases.append((f"{param.name}=wrong-kind", param.name, with_value(wrong), wrong))
     return cases
+
+
+def replaced(base: list[str], option: str | None, opts: list[str], value: str) -> list[str]:
+    """The base invocation with VALUE for the option (or, for an argument, in place of the first positional)."""
+    if option is None:
+        positional = next(i for i, a in enumerate(base) if not a.startswith("-")
+                          and (i == 0 or not base[i - 1].startswith("-")))
+        return [*base[:positional], value, *base[positional + 1:]]
+    given = [i for i, a in enumerate(base) if a in opts]
+    if given:
+        return [*base[:given[0] + 1], value, *base[given[0] + 2:]]
+    return [*base, option, value]
 
 
 CASES = [pytest.param(name, args, culprit, id=f"{name}:{case}")

@@ -16,6 +16,7 @@ from annotation import agreement, client, review, server
 from eval_suites import report, runner
 from eval_suites.registry import list_suites, load_suite
 from pipelines import bootstrap, contamination, dedup, finetune, from_docs, instances, instruction_filter, screen
+from pipelines.resumable import refuse_unappendable
 from workbench import display
 from workbench.assistant import load_assistant
 from workbench.core import export
@@ -342,6 +343,7 @@ def generate_instructions(
     config = options(bootstrap.BootstrapConfig, num=num, rounds=rounds, quota=bootstrap.parse_quota(quota),
                      filter=instruction_filter.filter_config(preset, rules), sampling=sampling)
     out = Outputs.beside(output, "instructions", files={"dropped.jsonl": rejected}, allow_empty=allow_empty)
+    refuse_unappendable(output, rejected)
     with progress_bar("accepted instructions") as step:
         _shown(bootstrap.run(_backend(model, backend, api_base, api_key, api, concurrency), seeds or SEED_TASKS,
                              config, out, force, step))
@@ -363,6 +365,7 @@ def generate_instances(
                                                              batch_size=batch_size)
     config = options(instances.InstancesConfig, max_instances=max_instances, sampling=sampling)
     out = Outputs.beside(output, "instances", files={"dropped.jsonl": rejected}, allow_empty=allow_empty)
+    refuse_unappendable(output, rejected)
     with progress_bar("instructions") as step:
         _shown(instances.run(_backend(model, backend, api_base, api_key, api, concurrency), instructions,
                              seeds or SEED_TASKS, config, out, force, step))
@@ -382,6 +385,7 @@ def generate_from_docs(
     Example: workbench generate from-docs --docs catalog/ --model tiiuae/falcon-7b-instruct -o catalog-qa.jsonl"""
     config = options(from_docs.FromDocsConfig, num=num, grounding=grounding)
     out = Outputs.beside(output, "from-docs", files={"dropped.jsonl": rejected}, allow_empty=allow_empty)
+    refuse_unappendable(output, rejected)
     with progress_bar("documents") as step:
         _shown(from_docs.run(_backend(model, backend, api_base, api_key, api, concurrency), docs, config, out, force,
                              step))

@@ -56,7 +56,8 @@ def test_run_with_the_tiny_generator(tiny_generator, seeds, tmp_path, records_fi
     tasks = [s for s in seeds if s.category in ("classification", "open_qa")][:6]
     tasks.append(Record("Tell me which of these programmes is taught in German.", source="generated"))
     config = InstancesConfig(sampling=GenerationParams(max_new_tokens=80, stop=("Task:",)))
-    result = run(model, records_file(tasks), SEED_TASKS, config, Outputs.beside(tmp_path / "out.jsonl", "instances", allow_empty=True))
+    out = Outputs.beside(tmp_path / "out.jsonl", "instances", allow_empty=True)  # the untrained model may keep none
+    result = run(model, records_file(tasks), SEED_TASKS, config, out)
     kept, rejected = load_records(tmp_path / "out.jsonl", []), load_records(tmp_path / "out.rejected.jsonl", [])
     assert result.counts["kept"] == len(kept) and result.counts["rejected"] == len(rejected)
     parents = {e["detail"]["parent"] for r in kept for e in r.lineage if e["stage"] == "instances"}

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from workbench.core.errors import InputError
 from workbench.core.hub import hub_error, looks_like_hub_id
-from workbench.core.io import Problem, parquet_rows, read_json_lines, records_from_objects
+from workbench.core.io import Problem, record_rows, records_from_objects
 from workbench.core.records import DEFAULT_MAX_FIELD_BYTES, FIELDS, LICENSES, Record, check_record_dict
 
 FORMATS = ("dolly", "oasst1", "alpaca", "jsonl")
@@ -157,47 +157,7 @@ def _source_rows(source: str, problems: list[Problem]) -> Iterator[tuple[str, li
 
 
 def _file_rows(path: Path, problems: list[Problem]) -> Iterator[Row]:
-    if path.suffix == ".parquet":
-        yield from parquet_rows(path, problems)
-    elif path.suffix == ".json" and _starts_with(path, b"["):
-        yield from _json_array_rows(path, problems)
-    else:
-        yield from read_json_lines(path, problems)
-
-
-def _starts_with(path: Path, prefix: bytes) -> bool:
-    with open(path, "rb") as f:
-        return f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(prefix)
-
-
-def _json_array_rows(path: Path, problems: list[Problem]) -> Iterator[Row]:
-    """Elements of a JSON array file (Alpaca's alpaca_data.json), each with the line it starts on."""
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
-        problems.append(Problem(str(path), line, "-", f"invalid UTF-8 at byte {e.start + 1}; file not read"))
-        return
-    decoder = json.JSONDecoder()
-    pos = text.index("[") + 1
-    while True:
-        while pos < len(text) and text[pos] in " \t\r\n,":
-            pos += 1
-        if pos >= len(text) or text[pos] == "]":
-            return
-        line = text.count("\n", 0, pos) + 1
-        try:
-            obj, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as e:
-            problems.append(Problem(str(path), line, "-", f"invalid JSON: {e.msg}; the rest of the array is unreadable",
-                                    text[pos: pos + 200]))
-            return
-        raw = text[pos:end]
-        pos = end
-        if isinstance(obj, dict):
-            yield line, obj, raw
-        else:
-            problems.append(Problem(str(path), line, "-", "expected a JSON object in the array", raw))
+    yield from record_rows(path, problems)
 
 
 def _hub_rows(source: str) -> Iterator[tuple[str, list[Row]]]:

@@ -212,7 +212,7 @@ def records_from_objects(name: str, rows: Iterable[tuple[int, dict[str, Any], st
 
 
 def read_records(path: str | Path, problems: list[Problem], **options: Any) -> Iterator[Record]:
-    """Valid records of a JSONL or Parquet file, streamed; problems are appended to `problems`.
+    """Valid records of a record file (`record_rows`), streamed; problems are appended to `problems`.
 
     Options: seen_ids (a dict shared across files to catch repeated ids), allow_unknown_categories,
     max_field_bytes.
@@ -220,8 +220,57 @@ def read_records(path: str | Path, problems: list[Problem], **options: Any) -> I
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
-    rows = parquet_rows(path, problems) if path.suffix == ".parquet" else read_json_lines(path, problems)
-    return records_from_objects(str(path), rows, problems, **options)
+    return records_from_objects(str(path), record_rows(path, problems), problems, **options)
+
+
+def record_rows(path: str | Path, problems: list[Problem]) -> Iterator[tuple[int, dict[str, Any], str]]:
+    """(line, object, raw text) of every object in a record file, whatever its form: Parquet (by the name), a JSON
+    array (by its first character, `[`: Alpaca's alpaca_data.json), JSON lines, each gzip-compressed or not (by
+    the magic bytes). The one reader every command uses."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        return parquet_rows(path, problems)
+    if is_json_array(path):
+        return json_array_rows(path, problems)
+    return read_json_lines(path, problems)
+
+
+def is_json_array(path: str | Path) -> bool:
+    if is_gzip(path):
+        return False
+    with open(path, "rb") as f:
+        return f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
+
+
+def json_array_rows(path: str | Path, problems: list[Problem]) -> Iterator[tuple[int, dict[str, Any], str]]:
+    """Elements of a JSON array file, each with the line it starts on."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        problems.append(Problem(str(path), line, "-", f"invalid UTF-8 at byte {e.start + 1}; file not read"))
+        return
+    decoder = json.JSONDecoder()
+    pos = text.index("[") + 1
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= len(text) or text[pos] == "]":
+            return
+        line = text.count("\n", 0, pos) + 1
+        try:
+            obj, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            problems.append(Problem(str(path), line, "-", f"invalid JSON: {e.msg}; the rest of the array is unreadable",
+                                    text[pos: pos + 200]))
+            return
+        raw = text[pos:end]
+        pos = end
+        if isinstance(obj, dict):
+            yield line, obj, raw
+        else:
+            problems.append(Problem(str(path), line, "-", "expected a JSON object in the array", raw))
 
 
 def load_records(path: str | Path, problems: list[Problem], **options: Any) -> list[Record]:
@@ -238,6 +287,8 @@ def record_to_row(record: Record) -> dict[str, Any]:
 def parquet_rows(path: Path, problems: list[Problem]) -> Iterator[tuple[int, dict[str, Any], str]]:
     """(row number, row, row as JSON) of a Parquet file; our JSON-string columns are decoded."""
     import datasets
+
+    datasets.disable_progress_bars()  # a file read is not a download: its bars would bury the command's output
 
     try:
         dataset = datasets.Dataset.from_parquet(str(path), keep_in_memory=True)
@@ -262,8 +313,8 @@ def _dataset_rows(name: str, dataset, problems: list[Problem]) -> Iterator[tuple
 
 
 def write_records(path: str | Path, records: Iterable[Record]) -> int:
-    """Write records atomically as JSONL (Parquet when the name ends in .parquet, gzip-compressed JSONL when it
-    ends in .gz); returns the count."""
+    """Write records atomically as the name says: Parquet (.parquet), a JSON array (.json), gzip-compressed JSON
+    lines (.gz), else JSON lines; returns the count."""
     path = Path(path)
     if path.suffix == ".parquet":
         dataset = to_dataset(records)
@@ -271,6 +322,14 @@ def write_records(path: str | Path, records: Iterable[Record]) -> int:
             dataset.to_parquet(f)
         return len(dataset)
     count = 0
+    if path.suffix == ".json":  # one element per line, so that a problem's line number still finds it
+        with atomic_open(path) as f:
+            f.write("[")
+            for record in records:
+                f.write(("\n" if not count else ",\n") + record.to_json())
+                count += 1
+            f.write("\n]\n")
+        return count
     if path.suffix == ".gz":  # NAME.jsonl.gz: JSON lines, gzip-compressed
         with atomic_open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
             for record in records:
@@ -297,6 +356,8 @@ def write_problems(path: str | Path, problems: Iterable[Problem]) -> int:
 def to_dataset(records: Iterable[Record]):
     """A `datasets.Dataset` with one row per record; lineage, scores and meta as JSON strings."""
     import datasets
+
+    datasets.disable_progress_bars()
 
     rows = [record_to_row(r) for r in records]
     features = datasets.Features({
