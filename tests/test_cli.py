@@ -431,3 +431,14 @@ def test_generation_refuses_an_output_it_cannot_append_to_before_loading_a_model
         assert result.exit_code == 1, result.output
         assert result.output.startswith(f"Error: {tmp_path / name}: a generation stage writes JSON lines")
         assert not (tmp_path / name).exists()
+
+
+def test_generation_refuses_output_equal_to_input_before_loading_a_model(tmp_path, invoke, fixtures):
+    import shutil
+
+    data = tmp_path / "instructions.jsonl"
+    shutil.copy(fixtures / "good_records.jsonl", data)
+    before = data.read_bytes()
+    result = invoke("generate", "instances", data, "--model", tmp_path / "no-model", "-o", data)
+    assert result.exit_code == 1 and result.output.startswith(f"Error: {data}: is an input of "), result.output
+    assert data.read_bytes() == before

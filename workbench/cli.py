@@ -344,6 +344,7 @@ def generate_instructions(
                      filter=instruction_filter.filter_config(preset, rules), sampling=sampling)
     out = Outputs.beside(output, "instructions", files={"dropped.jsonl": rejected}, allow_empty=allow_empty)
     refuse_unappendable(output, rejected)
+    out.guard([seeds or SEED_TASKS])  # before the model loads
     with progress_bar("accepted instructions") as step:
         _shown(bootstrap.run(_backend(model, backend, api_base, api_key, api, concurrency), seeds or SEED_TASKS,
                              config, out, force, step))
@@ -366,6 +367,7 @@ def generate_instances(
     config = options(instances.InstancesConfig, max_instances=max_instances, sampling=sampling)
     out = Outputs.beside(output, "instances", files={"dropped.jsonl": rejected}, allow_empty=allow_empty)
     refuse_unappendable(output, rejected)
+    out.guard([instructions, seeds or SEED_TASKS])  # before the model loads
     with progress_bar("instructions") as step:
         _shown(instances.run(_backend(model, backend, api_base, api_key, api, concurrency), instructions,
                              seeds or SEED_TASKS, config, out, force, step))

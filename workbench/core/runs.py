@@ -180,6 +180,17 @@ class Outputs:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
+    def guard(self, inputs: Iterable[str | Path], drops: bool = True) -> None:
+        """Refuse, before anything is written, an output given twice (-o and --clusters the same file) or as an
+        input. `start` calls it; a command calls it too before slow work (loading a model)."""
+        inputs = [Path(p) for p in inputs]
+        named: dict[str, Path] = {}
+        for name in (*([self.main] if self.main else []), *self._files, *(["dropped.jsonl"] if drops else [])):
+            path = self._path(name)
+            refuse_overwrite(path, inputs, f"this {self.stage} run")
+            _refuse_shared(named, name, path)
+            named[name] = path
+
     def start(self, config: BaseModel, inputs: Iterable[str | Path], exclude: frozenset[str] = frozenset(),
               drops: bool = True) -> Ledger:
         """Begin the run: note the config and the inputs (and their sha256) for the manifest; returns its ledger.
@@ -187,13 +198,7 @@ class Outputs:
         self._drops = drops
         inputs = [Path(p) for p in inputs]
         self._inputs = inputs
-        # Before anything is written: no output given twice (-o and --clusters the same file) or as an input.
-        named: dict[str, Path] = {}
-        for name in (*([self.main] if self.main else []), *self._files, *(["dropped.jsonl"] if drops else [])):
-            path = self._path(name)
-            refuse_overwrite(path, inputs, f"this {self.stage} run")
-            _refuse_shared(named, name, path)
-            named[name] = path
+        self.guard(inputs, drops)
         hashes = {str(p): path_sha256(p) for p in inputs}
         self._manifest = {
             "stage": self.stage, "run": self.run, "key": self.key or stage_key(config, inputs, exclude),
