@@ -72,11 +72,9 @@ class PullResult(StepResult):
 def push_file(path: Path, dataset: str, client, *, workspace: str = DEFAULT_WORKSPACE, min_submitted: int = 1,
               batch_size: int = 100, progress: Callable[[int, int], None] | None = None
               ) -> tuple[PushResult, list[Problem]]:
-    """The records of PATH pushed to a dataset (created if needed); bad lines are returned, never pushed.
-    `client` may be a function that connects: the file is read first, so a missing file is not a server error."""
+    """The records of PATH pushed to a dataset (created if needed); bad lines are returned, never pushed."""
     problems: list[Problem] = []
     records = load_records(path, problems)
-    client = client() if callable(client) else client
     return push(records, dataset, client=client, workspace=workspace, min_submitted=min_submitted,
                 batch_size=batch_size, progress=progress), problems
 

@@ -74,34 +74,42 @@ def done_and_skipped(output):
 @pytest.mark.server
 def test_run_reruns_only_what_changed(tmp_path, invoke):
     runs = tmp_path / "runs"
-    first = invoke("run", micro(tmp_path), "--name", "r", "--runs-dir", runs)
+    # The micro recipe's briefly trained generator writes no valid instance: the run stops there, saying so...
+    stopped = invoke("run", micro(tmp_path), "--name", "r", "--runs-dir", runs)
+    assert stopped.exit_code == 1 and "Error: stage instances: " in stopped.output, stopped.output
+    assert "none kept (" in stopped.output and "no valid instance" in stopped.output
+    assert "--allow-empty" in stopped.output
+    # ... and goes on with --allow-empty (as the rest of these tests do), from where it stopped.
+    first = invoke("run", "--allow-empty", micro(tmp_path), "--name", "r", "--runs-dir", runs)
     assert first.exit_code == 0, first.output
-    done, _ = done_and_skipped(first.output)
-    assert done[:3] == ["seeds", "catalog", "tiny-model"] and done[-1] == "report"
+    done, skipped = done_and_skipped(first.output)
+    assert skipped == ["seeds", "catalog", "tiny-model", "instructions"] and done[0] == "instances"
+    assert done[-1] == "report"
     assert {"contamination", "finetune", "eval-base", "eval-instruct", "eval-finetuned"} <= set(done)
     summary = json.loads((runs / "r" / "report" / "summary.json").read_text())
     assert set(summary["models"]) == {"base", "instruct", "finetuned"}
     # A changed screen threshold: the dry run says so, then only screen and the stages after it run.
     changed = micro(tmp_path, **{"stages.screen.pass_below": 0.0})  # nothing passes: all go to review
-    plan = invoke("run", changed, "--name", "r", "--runs-dir", runs, "--dry-run")
+    plan = invoke("run", "--allow-empty", changed, "--name", "r", "--runs-dir", runs, "--dry-run")
     assert plan.exit_code == 0 and "nothing was run" in plan.output
     assert "dedup            skipped: unchanged" in plan.output
     assert "screen           would run: its config or inputs changed" in plan.output
     assert "report           would run: an earlier stage runs first" in plan.output
-    again = invoke("run", changed, "--name", "r", "--runs-dir", runs)
+    again = invoke("run", "--allow-empty", changed, "--name", "r", "--runs-dir", runs)
     done, skipped = done_and_skipped(again.output)
     # The base and instruct models' evaluations depend on nothing that changed: they are skipped too.
     assert skipped == ["seeds", "catalog", "tiny-model", "instructions", "instances", "from-docs", "dedup",
                        "eval-base", "eval-instruct"]
     assert done == ["screen", "review", "contamination", "finetune", "eval-finetuned", "report"]
     # --from report --force redoes the report alone; --until stops early.
-    report_only = invoke("run", changed, "--name", "r", "--runs-dir", runs, "--from", "report", "--force")
+    report_only = invoke("run", "--allow-empty", changed, "--name", "r", "--runs-dir", runs, "--from", "report",
+                         "--force")
     assert done_and_skipped(report_only.output)[0] == ["report"]
-    early = invoke("run", micro(tmp_path), "--name", "early", "--runs-dir", runs, "--until", "dedup")
+    early = invoke("run", "--allow-empty", micro(tmp_path), "--name", "early", "--runs-dir", runs, "--until", "dedup")
     assert done_and_skipped(early.output)[0][-1] == "dedup" and not (runs / "early" / "screen").exists()
-    bad = invoke("run", changed, "--name", "fresh", "--runs-dir", runs, "--from", "screen")
+    bad = invoke("run", "--allow-empty", changed, "--name", "fresh", "--runs-dir", runs, "--from", "screen")
     assert bad.exit_code == 1 and "has not run with these settings" in bad.output
-    assert invoke("run", changed, "--until", "deploy").exit_code == 1
+    assert invoke("run", "--allow-empty", changed, "--until", "deploy").exit_code == 1
 
 
 @pytest.mark.slow
@@ -110,13 +118,13 @@ def test_contamination_stops_the_run_before_finetuning(tmp_path, monkeypatch, in
     """A curated record that is an eval item: the gate stops the run (exit 1) and writes its report."""
     runs = tmp_path / "runs"
     recipe = micro(tmp_path)
-    assert invoke("run", recipe, "--name", "c", "--runs-dir", runs, "--until", "review").exit_code == 0
+    assert invoke("run", "--allow-empty", recipe, "--name", "c", "--runs-dir", runs, "--until", "review").exit_code == 0
     curated = runs / "c" / "review" / "records.jsonl"
     leak = {"instruction": "Do I have to know programming to apply for the Business Information Systems course?",
             "response": "No, programming knowledge is not required."}
     curated.write_text(curated.read_text() + json.dumps(leak) + "\n")
     (runs / "c" / "review" / "DONE").write_text((runs / "c" / "review" / "DONE").read_text())  # keep it done
-    result = invoke("run", recipe, "--name", "c", "--runs-dir", runs, "--from", "finetune")
+    result = invoke("run", "--allow-empty", recipe, "--name", "c", "--runs-dir", runs, "--from", "finetune")
     assert result.exit_code == 1 and "contamination: 1 eval item(s)" in result.output
     report = json.loads((runs / "c" / "contamination" / "report.json").read_text())
     assert report["contaminated"][0]["item"] == "business-information-systems-msc-1"
@@ -130,17 +138,17 @@ def test_manual_review_stops_the_run_and_the_next_run_resumes(tmp_path, invoke):
 
     runs = tmp_path / "runs"
     recipe = micro(tmp_path)
-    first = invoke("run", recipe, "--name", "m", "--runs-dir", runs, "--review", "manual")
+    first = invoke("run", "--allow-empty", recipe, "--name", "m", "--runs-dir", runs, "--review", "manual")
     assert first.exit_code == 0, first.output
     assert "Waiting: review: 0 of" in first.output and "run the same command again" in first.output
     data_dir = runs / "m" / "review" / "argilla"
     assert not (runs / "m" / "review" / "DONE").exists() and (data_dir / "server.json").exists()
     try:
-        still = invoke("run", recipe, "--name", "m", "--runs-dir", runs, "--review", "manual")
+        still = invoke("run", "--allow-empty", recipe, "--name", "m", "--runs-dir", runs, "--review", "manual")
         assert "Waiting: review: 0 of" in still.output  # nobody reviewed yet: still waiting, nothing pushed twice
         argilla = client.connect(data_dir=data_dir.resolve())
         demo_reviewer.review_all(argilla, "demo-candidates", server.DEFAULT_WORKSPACE, data_dir.resolve())  # people
-        resumed = invoke("run", recipe, "--name", "m", "--runs-dir", runs, "--review", "manual")
+        resumed = invoke("run", "--allow-empty", recipe, "--name", "m", "--runs-dir", runs, "--review", "manual")
         assert resumed.exit_code == 0, resumed.output
         done, skipped = done_and_skipped(resumed.output)
         assert "review" in done and done[-1] == "report" and "screen" in skipped

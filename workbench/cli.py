@@ -25,7 +25,7 @@ from workbench.core.catalog import SEED_TASKS
 from workbench.core.config import error_lines, options
 from workbench.core.errors import WorkbenchError
 from workbench.core.importers import ImportConfig, import_file, parse_field_map
-from workbench.core.io import refuse_overwrite, validate_files, write_problems
+from workbench.core.io import check_readable, refuse_overwrite, validate_files, write_problems
 from workbench.core.models import GenerationParams, get_model
 from workbench.core.next_token import next_tokens
 from workbench.core.runs import Outputs, list_runs, refuse_empty, stage_summaries
@@ -312,6 +312,8 @@ def run_command(
     force: Annotated[bool, _opt("Redo the selected stages even when unchanged.")] = False,
     dry_run: Annotated[bool, _opt("Say which stages would run and why; run nothing.")] = False,
     review: Annotated[str | None, _opt("auto or manual (overrides the recipe).")] = None,
+    allow_empty: Annotated[bool, _opt("Go on when a stage read records and kept none (it stops the run).",
+                                      "--allow-empty")] = False,
 ):
     """Run a recipe: generate, dedup, screen, review, finetune, eval, report; unchanged stages are skipped.
 
@@ -320,7 +322,7 @@ def run_command(
 
     loaded = load_recipe(recipe)
     _run(loaded, runs_dir, name or loaded.name, review, force=force, from_stage=from_stage, until=until,
-         dry_run=dry_run, keep_server=keep_server)
+         dry_run=dry_run, keep_server=keep_server, allow_empty=allow_empty)
 
 
 @generate_app.command("instructions")
@@ -555,9 +557,10 @@ def annotate_push(
     """Push records to an Argilla dataset (created if needed; pushing again updates, never duplicates).
 
     Example: workbench annotate push screened.jsonl --dataset advisor-round-1"""
+    check_readable(records)  # a missing file is named before the server is asked
+    argilla = client.connect(api_url, api_key, data_dir)
     with progress_bar(f"Pushing to {dataset}") as update:
-        result, problems = review.push_file(records, dataset, lambda: client.connect(api_url, api_key, data_dir),
-                                            workspace=workspace,
+        result, problems = review.push_file(records, dataset, argilla, workspace=workspace,
                                             min_submitted=min_submitted, batch_size=batch_size, progress=update)
     display.push_summary(result)
     _quarantine(problems, _sibling(records, ".quarantine.jsonl"), strict)

@@ -173,7 +173,8 @@ class RunResult:
 
 def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo", *, force: bool = False,
                from_stage: str | None = None, until: str | None = None, dry_run: bool = False,
-               on_stage: Callable[[str], None] | None = None, keep_server: bool = False) -> RunResult:
+               on_stage: Callable[[str], None] | None = None, keep_server: bool = False,
+               allow_empty: bool = False) -> RunResult:
     """Run the recipe's stages in runs_dir/name; see the module doc. `dry_run` says what would run and why
     (in result.plan) and runs nothing."""
     for value in (from_stage, until):
@@ -217,7 +218,7 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
             outcome = StageOutcome(planned.stage, True, planned.stage.manifest() or {})
         else:
             say(label)
-            outcome = run_stage(planned.stage, planned.call, force=force)
+            outcome = run_stage(planned.stage, planned.call, force=force, allow_empty=allow_empty)
         result.outcomes.append(outcome)
         return outcome
 

@@ -96,6 +96,11 @@ def is_gzip(path: str | Path) -> bool:
     return _head(path).startswith(b"\x1f\x8b")
 
 
+def check_readable(path: str | Path) -> None:
+    """An InputError naming PATH if it cannot be read as a file (missing, a folder, no permission)."""
+    _head(path)
+
+
 def _head(path: str | Path) -> bytes:
     try:
         with open(path, "rb") as f:

@@ -56,15 +56,16 @@ class EmptyResult(InputError):
 
 
 def refuse_empty(inputs: Iterable[str | Path], seen: int, kept: int, reasons: dict[str, int],
-                 where: Iterable[str | Path] = (), allow_empty: bool = False) -> None:
+                 where: Iterable[str | Path] = (), allow_empty: bool = False, stage: str | None = None) -> None:
     """Raise EmptyResult when SEEN record lines (valid or not) gave KEPT = 0, naming the main reasons and the
-    files that hold the left-out lines."""
+    files that hold the left-out lines (and, in a recipe, the stage)."""
     if allow_empty or kept or not seen:
         return
     top = sorted(((n, r) for r, n in reasons.items() if n), key=lambda nr: (-nr[0], nr[1]))
     why = "; ".join(f"{n:,} {reason}" for n, reason in top[:3]) + ("; ..." if len(top) > 3 else "")
     files = ", ".join(map(str, where))
-    raise EmptyResult(f"{', '.join(map(str, inputs))}: {seen:,} record line(s) read, none kept"
+    raise EmptyResult((f"stage {stage}: " if stage else "") + f"{', '.join(map(str, inputs))}: {seen:,} record "
+                      "line(s) read, none kept"
                       + (f" ({why})" if why else ""),
                       hint=(f"why each was left out: {files}; " if files else "")
                       + "pass --allow-empty to accept an empty result")
@@ -248,7 +249,7 @@ class Outputs:
                     if n in files and Path(files[n]).stat().st_size]
         refuse_empty([p["path"] for p in self._manifest["inputs"]] or [self.stage], seen, kept,
                      {**ledger.counts, **({"bad line(s) quarantined": bad} if bad else {})}, left_out,
-                     self.allow_empty)
+                     self.allow_empty, self.stage if self.run else None)
         return StepResult(manifest, problems)
 
 
@@ -290,8 +291,8 @@ class Stage:
     def path(self, filename: str) -> Path:
         return self.dir / filename
 
-    def outputs(self) -> Outputs:
-        return Outputs.folder(self.dir, self.name, run=self.run, key=self.key)
+    def outputs(self, allow_empty: bool = False) -> Outputs:
+        return Outputs.folder(self.dir, self.name, run=self.run, key=self.key, allow_empty=allow_empty)
 
     def manifest(self) -> dict[str, Any] | None:
         try:
@@ -314,13 +315,15 @@ class StageOutcome:
     manifest: dict[str, Any]
 
 
-def run_stage(stage: Stage, step: Callable[[Outputs], StepResult], *, force: bool = False) -> StageOutcome:
-    """Run the stage's step into its folder unless it is done for the same config and inputs (`force` reruns)."""
+def run_stage(stage: Stage, step: Callable[[Outputs], StepResult], *, force: bool = False,
+              allow_empty: bool = False) -> StageOutcome:
+    """Run the stage's step into its folder unless it is done for the same config and inputs (`force` reruns);
+    a stage that kept none of its records stops the run (EmptyResult) unless `allow_empty`."""
     if not force and stage.is_done():
         return StageOutcome(stage, True, stage.manifest() or {})
     stage.dir.mkdir(parents=True, exist_ok=True)
     stage.path("DONE").unlink(missing_ok=True)
-    result = step(stage.outputs())
+    result = step(stage.outputs(allow_empty))
     atomic_write_text(stage.path("DONE"), stage.key + "\n")  # last: its presence means the outputs are whole
     return StageOutcome(stage, False, result.manifest)
 
