@@ -42,26 +42,29 @@ def exact_pairs(hashes: list[np.ndarray], threshold: float) -> set[tuple[int, in
     return set(zip(inter.row[keep].tolist(), inter.col[keep].tolist()))
 
 
-def test_recall_and_precision_against_exact_all_pairs(near):
+def corpus(seed: int, words: int, size: int, share: float, edits: int, length: tuple[int, int]) -> list[str]:
+    """Random texts over a vocabulary of WORDS words, a SHARE of them an earlier text with 1..EDITS words changed."""
     import random
 
-    rng = random.Random(3)
-    vocabulary = [f"w{i}" for i in range(2000)]
+    rng = random.Random(seed)
+    vocabulary = [f"w{i}" for i in range(words)]
     texts: list[str] = []
-    for _ in range(1500):
-        if texts and rng.random() < 0.15:
-            words = rng.choice(texts).split()
-            for _ in range(rng.randint(1, 6)):
-                words[rng.randrange(len(words))] = rng.choice(vocabulary)
-            texts.append(" ".join(words))
+    for _ in range(size):
+        if texts and rng.random() < share:
+            changed = rng.choice(texts).split()
+            for _ in range(rng.randint(1, edits)):
+                changed[rng.randrange(len(changed))] = rng.choice(vocabulary)
+            texts.append(" ".join(changed))
         else:
-            texts.append(" ".join(rng.choice(vocabulary) for _ in range(rng.randint(40, 80))))
-    shingled = shingle_texts(texts, 3)
-    hashes = [shingled.set(i) for i in range(len(texts))]
+            texts.append(" ".join(rng.choice(vocabulary) for _ in range(rng.randint(*length))))
+    return texts
+
+
+def test_recall_and_precision_against_exact_all_pairs():
+    shingled = shingle_texts(corpus(3, 2000, 1500, 0.15, 6, (40, 80)), 3)
     plan = find_duplicates(shingled, DedupConfig())
-    truth = exact_pairs(hashes, 0.7)
-    found = set(plan.similarities)
-    assert found == truth and len(truth) > 50  # exact verification: no false pair; the index misses none
+    truth = exact_pairs([shingled.set(i) for i in range(len(shingled))], 0.7)
+    assert set(plan.similarities) == truth and len(truth) > 50  # no false pair; the index misses none
 
 
 def first_of_components(n: int, pairs) -> list[bool]:
@@ -100,19 +103,7 @@ def test_giant_buckets_give_the_clusters_of_all_pairs_without_all_pairs(giant, m
 
 
 def test_a_small_vocabulary_finds_the_same_pairs_as_exact_all_pairs():
-    import random
-
-    rng = random.Random(6)
-    vocabulary = [f"v{i}" for i in range(34)]
-    texts: list[str] = []
-    for _ in range(2000):
-        if texts and rng.random() < 0.1:
-            words = rng.choice(texts).split()
-            for _ in range(rng.randint(1, 4)):
-                words[rng.randrange(len(words))] = rng.choice(vocabulary)
-            texts.append(" ".join(words))
-        else:
-            texts.append(" ".join(rng.choice(vocabulary) for _ in range(rng.randint(50, 100))))
+    texts = corpus(6, 34, 2000, 0.1, 4, (50, 100))
     shingled = shingle_texts(texts, 3)
     truth = exact_pairs([shingled.set(i) for i in range(len(texts))], 0.7)
     plan = find_duplicates(shingled, DedupConfig())
