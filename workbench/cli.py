@@ -131,14 +131,6 @@ def _shown(result, strict: bool = False, summary=step_summary):
     return result
 
 
-def _refuse_empty(source, kept: int, problems, skipped: dict[str, int], quarantine: Path, allow_empty: bool) -> None:
-    """The empty-result rule (runs.refuse_empty) for commands without a stage: import and export."""
-    bad = len({(p.file, p.line) for p in problems})
-    refuse_empty([source], kept + bad + sum(skipped.values()), kept,
-                 {**skipped, **({"bad line(s) quarantined": bad} if bad else {})}, [quarantine] if bad else [],
-                 allow_empty)
-
-
 def _required(output: Path | None) -> Path:
     if output is None:
         raise typer.BadParameter("-o/--output is required unless --dry-run", param_hint="-o")
@@ -172,7 +164,8 @@ def data_import(
     for reason, n in sorted(result.skipped.items()):
         console.print(f"  left out {n:,}: {reason}")
     _quarantine(problems, quarantine, strict)
-    _refuse_empty(source, len(result.records), problems, result.skipped, quarantine, allow_empty)
+    refuse_empty([source], len(result.records) + sum(result.skipped.values()), len(result.records), result.skipped,
+                 problems, [quarantine] if problems else [], allow_empty)
 
 
 @data_app.command("validate")
@@ -215,7 +208,8 @@ def data_export(
     for name in made.non_commercial:
         err_console.print(f"Warning: a non-commercial licence is mixed in ({name}); see the card")
     _quarantine(made.problems, quarantine := _sibling(output, ".quarantine.jsonl"), strict)
-    _refuse_empty(file, made.records, made.problems, {}, quarantine, allow_empty)
+    refuse_empty([file], made.records, made.records, {}, made.problems, [quarantine] if made.problems else [],
+                 allow_empty)
     if push_to_hub:
         console.print(f"Pushed to {export.push_to_hub(push_to_hub, {output.name: output, 'README.md': made.card})}")
 

@@ -147,17 +147,13 @@ def _source_rows(source: str, problems: list[Problem]) -> Iterator[tuple[str, li
         if not files:
             raise InputError(f"{source}: no {', '.join(READABLE_SUFFIXES)} files in this folder")
         for file in files:
-            yield str(file), list(_file_rows(file, problems))
+            yield str(file), list(record_rows(file, problems))
     elif path.exists():
-        yield str(path), list(_file_rows(path, problems))
+        yield str(path), list(record_rows(path, problems))
     elif looks_like_hub_id(source):
         yield from _hub_rows(source)
     else:
         raise InputError(f"{source}: no such file or folder")
-
-
-def _file_rows(path: Path, problems: list[Problem]) -> Iterator[Row]:
-    yield from record_rows(path, problems)
 
 
 def _hub_rows(source: str) -> Iterator[tuple[str, list[Row]]]:

@@ -55,10 +55,13 @@ class EmptyResult(InputError):
     """Records were read and none was kept: an empty output is a failure unless asked for (--allow-empty)."""
 
 
-def refuse_empty(inputs: Iterable[str | Path], seen: int, kept: int, reasons: dict[str, int],
-                 where: Iterable[str | Path] = (), allow_empty: bool = False, stage: str | None = None) -> None:
-    """Raise EmptyResult when SEEN record lines (valid or not) gave KEPT = 0, naming the main reasons and the
-    files that hold the left-out lines (and, in a recipe, the stage)."""
+def refuse_empty(inputs: Iterable[str | Path], valid: int, kept: int, reasons: dict[str, int],
+                 problems: Iterable[Problem] = (), where: Iterable[str | Path] = (), allow_empty: bool = False,
+                 stage: str | None = None) -> None:
+    """Raise EmptyResult when VALID records plus the bad lines among PROBLEMS gave KEPT = 0, naming the main
+    reasons and the files that hold the left-out lines (and, in a recipe, the stage)."""
+    bad = len({(p.file, p.line) for p in problems})
+    seen, reasons = valid + bad, {**reasons, **({"bad line(s) quarantined": bad} if bad else {})}
     if allow_empty or kept or not seen:
         return
     top = sorted(((n, r) for r, n in reasons.items() if n), key=lambda nr: (-nr[0], nr[1]))
@@ -238,18 +241,18 @@ class Outputs:
                     "counts": counts, "ledger": dict(sorted(ledger.counts.items())), "files": files,
                     "quarantined": len(problems), **({"details": details} if details else {})}
         atomic_write_json(manifest_path, manifest)
-        bad = len({(p.file, p.line) for p in problems})
+        problems_of_records = problems
         if {"in", "out"} <= counts.keys():
-            seen, kept = counts["in"] + bad, counts["out"]
+            valid, kept = counts["in"], counts["out"]
         elif {"kept", "rejected"} <= counts.keys():
-            seen, kept = counts["kept"] + counts["rejected"] + bad, counts["kept"]
-        else:
-            seen = kept = 0  # not a stage that keeps records (training, eval, a report)
+            valid, kept = counts["kept"] + counts["rejected"], counts["kept"]
+        else:  # not a stage that keeps records (training, eval, a report): the rule does not apply
+            valid = kept = 0
+            problems_of_records: list[Problem] = []
         left_out = [files[n] for n in ("quarantine.jsonl", "dropped.jsonl")
                     if n in files and Path(files[n]).stat().st_size]
-        refuse_empty([p["path"] for p in self._manifest["inputs"]] or [self.stage], seen, kept,
-                     {**ledger.counts, **({"bad line(s) quarantined": bad} if bad else {})}, left_out,
-                     self.allow_empty, self.stage if self.run else None)
+        refuse_empty([p["path"] for p in self._manifest["inputs"]] or [self.stage], valid, kept, ledger.counts,
+                     problems_of_records, left_out, self.allow_empty, self.stage if self.run else None)
         return StepResult(manifest, problems)
 
 
