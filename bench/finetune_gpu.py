@@ -95,7 +95,9 @@ def run(recipe: str, examples, args, device: str) -> dict:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from pipelines.finetune import LORA_TARGETS, PackedCollator, PaddedCollator, pack, unpacked
+    from pipelines.finetune import LORA_TARGETS, FinetuneConfig, PackedCollator, PaddedCollator, pack, unpacked
+    from pipelines.finetune.memory import plan
+    from pipelines.finetune.step import PassTrainer, checkpointing_kwargs
 
     quant = "none" if recipe == "bf16" else args.quant
     checkpointing = True if recipe == "standard" else args.ours_checkpointing
@@ -105,10 +107,14 @@ def run(recipe: str, examples, args, device: str) -> dict:
     if device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()  # training's peak, not the bf16 weights before quantization
+    ours = recipe != "standard"
+    kwargs = checkpointing_kwargs() if ours else {"use_reentrant": False}
     if quant == "8bit":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing,
+                                                gradient_checkpointing_kwargs=kwargs)
     elif checkpointing:
         model.enable_input_require_grads()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
                                              target_modules=LORA_TARGETS["falcon"]))
     weights = torch.cuda.memory_allocated() / 1024 ** 3 if device == "cuda" else float("nan")
@@ -116,6 +122,12 @@ def run(recipe: str, examples, args, device: str) -> dict:
         rows, collator, batch = unpacked(examples), PaddedCollator(0), 8
     else:
         rows, collator, batch = pack(examples, args.pack_length, 0), PackedCollator(0), args.rows
+        # The product's choice: as many of the step's rows per pass as the estimate fits in the budget.
+        layout = FinetuneConfig(batch_size=batch, max_length=args.pack_length, quant=quant,
+                                grad_checkpointing=checkpointing)
+        with torch.device("meta"):
+            shapes = type(model.get_base_model())(model.get_base_model().config)
+        per_pass = plan(model.get_base_model().config, shapes, layout, quant, args.budget, device).rows_per_pass
 
     timing = {"start": None, "useful": 0, "computed": 0}
 
@@ -136,18 +148,24 @@ def run(recipe: str, examples, args, device: str) -> dict:
 
     training = TrainingArguments(output_dir=str(Path(args.work) / recipe), per_device_train_batch_size=batch,
                                  max_steps=args.steps + args.warmup, learning_rate=2e-4, logging_steps=10 ** 6,
-                                 save_strategy="no", report_to=[], gradient_checkpointing=checkpointing,
-                                 gradient_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
+                                 save_strategy="no", report_to=[], gradient_checkpointing=False,  # set above
                                  bf16=device == "cuda", use_cpu=device == "cpu", remove_unused_columns=False,
                                  dataloader_num_workers=0, disable_tqdm=True, seed=0, optim="adamw_torch")
-    trainer = Trainer(model=model, args=training, train_dataset=rows, data_collator=Counting(), callbacks=[Clock()])
+    if ours:
+        trainer = PassTrainer(model=model, args=training, train_dataset=rows, data_collator=Counting(),
+                              callbacks=[Clock()], rows_per_pass=per_pass)
+    else:
+        trainer = Trainer(model=model, args=training, train_dataset=rows, data_collator=Counting(),
+                          callbacks=[Clock()])
     trainer.train()
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - timing["start"]
     peak = torch.cuda.max_memory_allocated() / 1024 ** 3 if device == "cuda" else float("nan")
+    halvings = len(getattr(trainer, "halvings", []))
     del trainer, model
     return {"recipe": recipe, "quant": quant, "checkpointing": checkpointing, "layers_8bit": layers,
+            "rows_per_pass": per_pass if ours else batch, "oom_halvings": halvings,
             "useful_tokens_per_s": timing["useful"] / seconds, "useful_share": timing["useful"] / timing["computed"],
             "peak_gib": peak, "weights_gib": weights, "seconds": seconds}
 
@@ -160,8 +178,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed steps per recipe")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     parser.add_argument("--pack-length", type=int, default=2048)
-    parser.add_argument("--rows", type=int, default=3, help="packed rows per step (ours); 3 x 2048 tokens is what "
-                        "the preflight estimates to fit 16 GiB in 8-bit with checkpointing (14.8 GiB)")
+    parser.add_argument("--rows", type=int, default=4, help="packed rows per step (ours)")
+    parser.add_argument("--budget", type=float, default=16.0, help="GiB: ours passes as many rows at once as fit")
     parser.add_argument("--ours-checkpointing", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--recipes", default="standard,ours,bf16")
     parser.add_argument("--work", default="/tmp/finetune-bench")
@@ -191,12 +209,13 @@ def main() -> None:
             raise SystemExit(f"{recipe} failed ({done.returncode}):\n{done.stderr[-3000:]}")
         results.append(json.loads(lines[-1].removeprefix("RESULT ")))
     anchor = next((r for r in results if r["recipe"] == "standard"), results[0])
-    print(f"{'recipe':<10}{'quant':<7}{'ckpt':<6}{'useful tok/s':>14}{'useful share':>14}{'peak GiB':>10}"
-          f"{'model GiB':>11}{'ratio':>8}")
+    print(f"{'recipe':<10}{'quant':<7}{'ckpt':<6}{'rows/pass':>10}{'useful tok/s':>14}{'useful share':>14}"
+          f"{'peak GiB':>10}{'model GiB':>11}{'ratio':>8}")
     for r in results:
         print(f"{r['recipe']:<10}{r['quant']:<7}{'on' if r['checkpointing'] else 'off':<6}"
-              f"{r['useful_tokens_per_s']:>14,.0f}{r['useful_share']:>14.0%}{r['peak_gib']:>10.1f}"
-              f"{r['weights_gib']:>11.1f}{r['useful_tokens_per_s'] / anchor['useful_tokens_per_s']:>7.2f}x")
+              f"{r['rows_per_pass']:>10}{r['useful_tokens_per_s']:>14,.0f}{r['useful_share']:>14.0%}"
+              f"{r['peak_gib']:>10.1f}{r['weights_gib']:>11.1f}"
+              f"{r['useful_tokens_per_s'] / anchor['useful_tokens_per_s']:>7.2f}x")
 
 
 if __name__ == "__main__":

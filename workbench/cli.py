@@ -624,8 +624,8 @@ def finetune_command(
     batch_size: int = 8, grad_accum: int = 1, grad_checkpointing: bool = True, save_steps: int = 200,
     eval_split: float = 0.05, max_steps: int = -1, seed: int = 42,
     system_prompt: Annotated[bool, _opt("The course-advisor system prompt in every example.")] = False,
-    budget_gib: Annotated[float | None, _opt("Refuse configurations needing more memory (default: the GPU's "
-                                             "memory).")] = None,
+    budget_gib: Annotated[float | None, _opt("Memory to fit (default: the GPU's): the rows of a step go through "
+                                             "in passes that fit; refused if one row cannot.")] = None,
     resume: Annotated[bool, _opt("Continue from the last checkpoint in -o.")] = False,
     dry_run: Annotated[bool, _opt("Show one tokenized example and check the data; no training.")] = False,
     strict: Strict = False,
@@ -643,7 +643,8 @@ def finetune_command(
         return _quarantine(problems, _sibling(data, ".quarantine.jsonl"), strict)
     out = Outputs.beside(_required(output), "finetune", main="adapter")
     with progress_bar("Finetuning") as update:
-        result = finetune.run(base, data, config, out, resume=resume, budget_gib=budget_gib, progress=update)
+        result = finetune.run(base, data, config, out, resume=resume, budget_gib=budget_gib, progress=update,
+                              say=lambda line: console.print(line, markup=False, highlight=False))
     _shown(result, strict, display.finetune_summary)
 
 

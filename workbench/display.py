@@ -385,6 +385,13 @@ def finetune_summary(result) -> None:
                   f"train loss {first:.3f} -> {last:.3f}{evaluated}")
     console.print(f"{m['useful_tokens_per_s']:,} trained tokens/s; peak memory {m['peak_memory_gib']:.2f} GiB "
                   f"(estimated {m['estimated_memory_gib']:.2f}); manifest.json and loss.png in the adapter folder")
+    rows = m["config"]["batch_size"]
+    if m["rows_per_pass_at_end"] < rows:
+        halvings = "".join(f"; out of memory at step {h['step']}: {h['rows_per_pass']} per pass from there"
+                           for h in m["out_of_memory_halvings"])
+        budget = f" for the {m['budget_gib']:g} GiB budget" if m['budget_gib'] else ""
+        console.print(f"{m['rows_per_pass']} of {rows} rows per pass{budget}{halvings}",
+                      markup=False, highlight=False)
     for line in reason_lines(result.reasons):
         console.print(f"  {line}", markup=False, highlight=False)
     if result.problems:

@@ -2,8 +2,9 @@
 loss on response tokens only, padding-free packing, checkpoints and resume, a memory preflight, and merging.
 
     report = dry_run(records, tokenizer, config)        # data.py: one example with masked/trained spans, checks
-    estimate = preflight(base, config, budget_gib=24)   # memory.py: refuses what will not fit, suggests what will
+    estimate = preflight(base, config, budget_gib=24)   # memory.py: rows per pass that fit; refuses what cannot
     result = run(base, data, config, out)               # train.py: the stage: adapter + manifest.json + loss.png
+                                                        # (step.py: its training step: labelled logits, passes)
     merge(adapter_dir, out_dir)                         # merge.py: 16-bit base + adapter merged, logits checked
 
 The standard recipe pads each batch to its longest example; with instruction data (median ~180 tokens, a long
@@ -36,11 +37,11 @@ from pipelines.finetune.data import (
     unpacked,
     uses_chat_template,
 )
-from pipelines.finetune.memory import GIB, Estimate, budget_of_device, estimate_memory, preflight
+from pipelines.finetune.memory import GIB, Estimate, budget_of_device, estimate_memory, plan, preflight
 from pipelines.finetune.merge import merge
 from pipelines.finetune.train import FinetuneResult, FinetuneRun, plot_losses, run, train
 
 __all__ = ["IGNORE", "LORA_TARGETS", "SPEED_ONLY", "FinetuneConfig", "lora_targets", "resolve_quant", "DryRun",
            "Encoded", "PackedCollator", "PaddedCollator", "Prepared", "dry_run", "encode", "pack", "prepare", "preview",
            "prompt_text", "unpacked", "uses_chat_template", "GIB", "Estimate", "budget_of_device", "estimate_memory",
-           "preflight", "merge", "FinetuneResult", "FinetuneRun", "plot_losses", "run", "train"]
+           "plan", "preflight", "merge", "FinetuneResult", "FinetuneRun", "plot_losses", "run", "train"]

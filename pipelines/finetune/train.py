@@ -49,12 +49,18 @@ def _checkpoints(out_dir: Path) -> list[Path]:
 
 def train(base: str, records: list[Record], out_dir: str | Path, config: FinetuneConfig, *,
           resume: bool = False, device: str = "auto", data_sha256: str | None = None,
-          data_path: str | None = None, budget_gib: float | None = None, progress=None) -> FinetuneResult:
-    """Train a LoRA adapter on `records`; writes the adapter, manifest.json, README.md and loss.png to out_dir."""
+          data_path: str | None = None, budget_gib: float | None = None, progress=None,
+          say=None) -> FinetuneResult:
+    """Train a LoRA adapter on `records`; writes the adapter, manifest.json, README.md and loss.png to out_dir.
+
+    With a memory budget (`budget_gib`, default the GPU's memory) the rows of a step go through the model in passes
+    of as many rows as the estimate fits (the update is the same); a pass that still runs out of memory is redone
+    with half the rows. `say` receives one line for each such choice."""
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers import TrainerCallback, TrainingArguments
 
+    from pipelines.finetune.step import PassTrainer, checkpointing_kwargs
     from workbench.core.models import get_model, resolve_device
 
     out_dir = Path(out_dir)
@@ -78,6 +84,10 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
                              hint="resume with the same base, data and options, or train into a new folder")
     budget = budget_gib if budget_gib is not None else budget_of_device(device)
     estimate = preflight(base, config, budget, device)
+    if say and estimate.rows_per_pass < config.batch_size:
+        say(f"Memory budget {budget:g} GiB: {estimate.rows_per_pass} of the {config.batch_size} rows of a step per "
+            f"pass ({-(-config.batch_size // estimate.rows_per_pass)} passes, the same update), estimated "
+            f"{estimate.total_gib:.1f} GiB")
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_file, run)
 
@@ -86,9 +96,11 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
     tokenizer.padding_side = "right"
     prepared = prepare(records, tokenizer, config)
     if quant != "none":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.grad_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.grad_checkpointing,
+                                                gradient_checkpointing_kwargs=checkpointing_kwargs())
     elif config.grad_checkpointing:
         model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs())
     model.config.use_cache = False  # no KV cache in training (and packed rows need none to stay apart)
     torch.manual_seed(config.seed)
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout, bias="none",
@@ -112,8 +124,7 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
         logging_first_step=True,  # with the last step (Progress below): a loss curve even for 2 steps
         save_strategy="steps", save_steps=config.save_steps, save_total_limit=3,
         eval_strategy="epoch" if eval_rows else "no", seed=config.seed, data_seed=config.seed,
-        gradient_checkpointing=config.grad_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if config.grad_checkpointing else None,
+        gradient_checkpointing=False,  # enabled above, with the attention mode in its recomputation
         bf16=device.startswith("cuda") and torch.cuda.is_bf16_supported(), use_cpu=device == "cpu",
         report_to=report, remove_unused_columns=False,
         dataloader_num_workers=0, disable_tqdm=progress is None, optim="adamw_torch",
@@ -128,8 +139,13 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
 
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    trainer = Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows or None,
-                      data_collator=collator, callbacks=[Progress()])
+    def halved(event):
+        if say:
+            say(f"Out of memory at step {event['step']}: redoing it with {event['rows_per_pass']} rows per pass")
+
+    trainer = PassTrainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows or None,
+                          data_collator=collator, callbacks=[Progress()], rows_per_pass=estimate.rows_per_pass,
+                          on_halve=halved)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(existing[-1]) if resume else None)
     seconds = time.perf_counter() - start
@@ -157,6 +173,11 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
         # Label-bearing tokens trained per second (this process's share when resumed).
         "useful_tokens_per_s": round(useful * epochs_done / seconds, 1) if seconds else None,
         "peak_memory_gib": round(_peak_memory_gib(device), 3), "estimated_memory_gib": round(estimate.total_gib, 3),
+        "estimated_parts_gib": estimate.parts, "budget_gib": budget,
+        # Rows of a step through the model at once: chosen for the budget, halved after an out-of-memory pass.
+        "rows_per_pass": estimate.rows_per_pass, "rows_per_pass_at_end": trainer.rows_per_pass,
+        "out_of_memory_halvings": trainer.halvings,
+        "effective_batch_rows": config.batch_size * config.grad_accum,
         "train_loss_mean": output.training_loss,
     }
     atomic_write_json(out_dir / "manifest.json", manifest)
@@ -171,7 +192,7 @@ class FinetuneRun(StepResult):
 
 
 def run(base: str, data: Path, config: FinetuneConfig, out: Outputs, *, resume: bool = False, device: str = "auto",
-        budget_gib: float | None = None, progress=None) -> FinetuneRun:
+        budget_gib: float | None = None, progress=None, say=None) -> FinetuneRun:
     """The finetune stage: a LoRA adapter on the records of DATA in out["adapter"] (a folder: the adapter, its
     manifest naming the data, a model card, the loss plot); records it cannot train on are dropped with why."""
     data = Path(data)
@@ -180,7 +201,7 @@ def run(base: str, data: Path, config: FinetuneConfig, out: Outputs, *, resume: 
     records = load_records(data, problems)
     trained = train(base, records, out["adapter"], config, resume=resume, device=device,
                     data_sha256=path_sha256(data), data_path=str(data.resolve()), budget_gib=budget_gib,
-                    progress=progress)
+                    progress=progress, say=say)
     for record, tokens in trained.too_long:
         ledger.drop(record, "longer than max_length", {"tokens": tokens, "max_length": config.max_length})
     for record in trained.no_response:

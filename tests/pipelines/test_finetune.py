@@ -72,6 +72,117 @@ def test_packing_keeps_examples_apart_and_gives_the_padded_loss(tiny_generator, 
     assert (padded["attention_mask"] == 0).sum() > filler  # less compute spent on padding
 
 
+@pytest.mark.parametrize("arch", ["falcon", "llama"])
+def test_the_lean_step_gives_the_models_loss_and_gradients(arch, tiny_falcon, tiny_llama, twenty):
+    """Logits only at labelled positions, by chunks recomputed in backward, attention with the key/value heads
+    expanded (falcon: one shared by all), layers checkpointed: the model's own loss and the same gradients."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from pipelines.finetune import step
+
+    base = tiny_falcon if arch == "falcon" else tiny_llama
+    tokenizer = load_tokenizer(str(base))
+    rows = ft.pack([ft.encode(tokenizer, r, ft.FinetuneConfig()) for r in twenty[:8]], 300, seed=0)
+    batch = ft.PackedCollator(tokenizer.pad_token_id)(rows[:3])
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
+                           LoraConfig(r=4, lora_dropout=0.0, init_lora_weights=False,
+                                      target_modules=ft.LORA_TARGETS[arch]))
+    params = [p for p in model.parameters() if p.requires_grad]
+    reference = model(**batch).loss
+    expected = torch.autograd.grad(reference, params)
+    model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs=step.checkpointing_kwargs())
+    model.get_base_model().enable_input_require_grads()
+    model.train()  # checkpointing runs in training mode; dropout is 0
+    step.LOSS_CHUNK, chunk = 7, step.LOSS_CHUNK  # several chunks even on these short rows
+    try:
+        with step.ExpandedKeyValueHeads():
+            total, count = step.labelled_loss(model, batch)
+        got = torch.autograd.grad(total / count, params)
+    finally:
+        step.LOSS_CHUNK = chunk
+    assert count == int((batch["labels"][:, 1:] != ft.IGNORE).sum()) > 7 * 3
+    assert (total / count).item() == pytest.approx(reference.item(), rel=1e-5)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-6)
+
+
+def test_expanded_key_value_heads_reach_the_fused_kernel_and_the_recomputation():
+    """The math path broadcasts one key/value head over all query heads by materialising every score; the mode
+    hands sdpa expanded heads instead, also inside a checkpoint's recomputation, with the same result."""
+    import torch.nn.functional as F
+    from torch.utils.checkpoint import checkpoint
+
+    from pipelines.finetune import step
+
+    seen = []
+
+    class Seen(step.ExpandedKeyValueHeads):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is F.scaled_dot_product_attention:
+                seen.append(args[1].shape[-3])
+            return super().__torch_function__(func, types, args, kwargs)
+
+    torch.manual_seed(0)
+    query = torch.randn(2, 6, 10, 4, requires_grad=True)
+    key, value = (torch.randn(2, 2, 10, 4, requires_grad=True) for _ in range(2))  # 2 groups of 3 query heads
+
+    def attention(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    grouped = F.scaled_dot_product_attention(query, key.repeat_interleave(3, 1), value.repeat_interleave(3, 1),
+                                             is_causal=True)
+    out = checkpoint(attention, query, key, value, use_reentrant=False, context_fn=lambda: (Seen(), Seen()))
+    torch.testing.assert_close(out, grouped)
+    out.sum().backward()
+    assert seen == [2, 2]  # the forward and the recomputation in backward both went through the mode
+    assert key.grad.shape == key.shape and torch.isfinite(key.grad).all()
+
+
+def _budget_for_rows(base: str, config: ft.FinetuneConfig, rows: int) -> float:
+    from pipelines.finetune.memory import _shapes
+
+    model_config, model = _shapes(base)
+    return ft.estimate_memory(model_config, model, config, "none", "cpu", rows_per_pass=rows).total_gib + 1e-6
+
+
+def test_a_budget_splits_the_step_into_passes_and_an_out_of_memory_pass_is_halved(tiny_falcon, twenty, tmp_path,
+                                                                                    monkeypatch):
+    """Fewer rows per pass, more passes: the same updates, so the same loss curve; a pass that runs out of memory
+    at step 3 is redone with half the rows and the run goes on to the same result."""
+    from pipelines.finetune import step
+
+    config = ft.FinetuneConfig(max_steps=5, batch_size=4, max_length=128, eval_split=0.1, logging_steps=1,
+                               dropout=0.0, lr=1e-3, packing=False)
+    free = ft.train(str(tiny_falcon), twenty, tmp_path / "free", config)
+    assert free.manifest["rows_per_pass"] == 4 and free.manifest["out_of_memory_halvings"] == []
+    said = []
+    budget = _budget_for_rows(str(tiny_falcon), config, 1)
+    assert budget < _budget_for_rows(str(tiny_falcon), config, 2)
+    tight = ft.train(str(tiny_falcon), twenty, tmp_path / "tight", config, budget_gib=budget, say=said.append)
+    assert tight.manifest["rows_per_pass"] == 1 and "1 of the 4 rows of a step per pass (4 passes" in said[0]
+    assert losses(tight.manifest) == pytest.approx(losses(free.manifest), rel=1e-4)
+    assert tight.manifest["final_eval_loss"] == pytest.approx(free.manifest["final_eval_loss"], rel=1e-4)
+
+    real, calls = step.labelled_loss, []
+
+    def out_of_memory_once_at_step_3(model, batch):
+        calls.append(batch["input_ids"].shape[0])
+        if len(calls) == 3:  # the third step's one pass (all its rows)
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return real(model, batch)
+
+    monkeypatch.setattr(step, "labelled_loss", out_of_memory_once_at_step_3)
+    said.clear()
+    halved = ft.train(str(tiny_falcon), twenty, tmp_path / "halved", config, say=said.append)
+    assert halved.manifest["out_of_memory_halvings"] == [{"step": 3, "rows_per_pass": 2}]
+    assert halved.manifest["rows_per_pass_at_end"] == 2 and said == [
+        "Out of memory at step 3: redoing it with 2 rows per pass"]
+    assert calls[2] > 2 and max(calls[3:]) == 2  # step 3 redone, and every later pass, with at most 2 rows
+    assert losses(halved.manifest) == pytest.approx(losses(free.manifest), rel=1e-4)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["falcon", "llama"])
 def test_a_tiny_model_overfits_twenty_examples_and_the_adapter_loads(arch, tiny_generator, tiny_llama_generator,
@@ -175,19 +286,27 @@ def test_merge_gives_the_logits_of_base_plus_adapter(tiny_generator, twenty, tmp
     assert half["dtype"] == "bfloat16" and half["max_logit_difference"] <= half["tolerance"]
 
 
-def test_preflight_matches_the_measured_falcon_7b_anchors_and_refuses_what_does_not_fit(tmp_path):
+def test_preflight_matches_the_measured_falcon_7b_anchors_and_fits_the_budget_by_passes(tmp_path):
     from transformers import FalconConfig
 
     FalconConfig().save_pretrained(tmp_path / "falcon-7b")  # falcon-7b's shapes, 6.92 B parameters
+    base = str(tmp_path / "falcon-7b")
     anchor = ft.FinetuneConfig(batch_size=8, max_length=512, grad_checkpointing=True)
-    int8 = ft.preflight(str(tmp_path / "falcon-7b"), anchor.model_copy(update={"quant": "8bit"}), None)
-    bf16 = ft.preflight(str(tmp_path / "falcon-7b"), anchor.model_copy(update={"quant": "none"}), None)
+    int8 = ft.preflight(base, anchor.model_copy(update={"quant": "8bit"}), None)
+    bf16 = ft.preflight(base, anchor.model_copy(update={"quant": "none"}), None)
     assert int8.total_gib == pytest.approx(13.0, rel=0.1) and bf16.total_gib == pytest.approx(17.5, rel=0.1)
-    with pytest.raises(ConfigError, match="over the 12 GiB budget") as refused:
-        ft.preflight(str(tmp_path / "falcon-7b"), anchor.model_copy(update={"quant": "8bit"}), 12)
-    assert "--batch-size" in refused.value.hint and "GiB" in refused.value.hint
-    with pytest.raises(ConfigError, match="nothing smaller"):
-        ft.preflight(str(tmp_path / "falcon-7b"), anchor, 1)
+    assert int8.parts["weights"] == pytest.approx(7.27, abs=0.05)  # int8 linears, fp32 embedding and norms
+    # The default on a 24 GB card fits whole steps; under 12 GiB the step goes through in passes of fewer rows.
+    default = ft.FinetuneConfig(quant="8bit")
+    assert ft.preflight(base, default, 24).rows_per_pass == 8
+    halved = ft.preflight(base, default, 12)
+    assert halved.rows_per_pass < 8 and halved.total_gib <= 12
+    with pytest.raises(ConfigError, match="one row of 1024 tokens per pass needs about 9.7 GiB") as refused:
+        ft.preflight(base, default, 9)
+    assert refused.value.hint.startswith("--quant 4bit needs about")
+    with pytest.raises(ConfigError, match="over the 1 GiB budget") as nothing:
+        ft.preflight(base, anchor, 1)
+    assert "nothing down to --max-length 128 fits" in nothing.value.hint
 
 
 @pytest.mark.slow
@@ -212,7 +331,7 @@ def test_cli_dry_run_finetune_and_merge(tiny_generator, twenty, tmp_path, invoke
     assert json.loads((out / "manifest.json").read_text())["data"] == str(data.resolve())
     refused = invoke("finetune", "--base", tiny_generator, "--data", data, "-o", tmp_path / "x",
                      "--budget-gib", "0.0001")
-    assert refused.exit_code == 1 and "fits 0.0001 GiB" in refused.output and "Hint:" in refused.output
+    assert refused.exit_code == 1 and "over the 0.0001 GiB budget" in refused.output and "Hint:" in refused.output
     merged = invoke("merge", out, "-o", tmp_path / "merged", "--dtype", "float32")
     assert merged.exit_code == 0 and "logits agree" in merged.output
     assert Path(tmp_path / "merged" / "merge.json").exists()

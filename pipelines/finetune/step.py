@@ -1,0 +1,168 @@
+"""The training step: the loss computed only where a label is, in passes of a few rows that fit the memory budget,
+the rows per pass halved when a pass still runs out of memory.
+
+Why not the model's own loss: a causal LM computes logits for every position, and its loss keeps several fp32
+copies of them (logits, log-softmax, their gradients). At falcon-7b's vocabulary (65,024) that is 254 MiB per
+1,024 tokens per copy, while a prompt carries no label (a third to a half of the tokens of instruction data). Here
+the decoder's last hidden states are gathered at the labelled positions and the head and cross-entropy run over
+chunks of `LOSS_CHUNK` of them, each chunk recomputed in backward, so at most one chunk's logits exist at a time.
+
+Why passes: a step's rows (`--batch-size`) are split into passes of `rows_per_pass` rows, each pass's gradient
+summed into the step's (the loss of every pass divided by the step's label count, as transformers' Trainer does
+over gradient accumulation): the update is the unconstrained step's, only the peak memory is lower. A pass's
+gradients are taken with `torch.autograd.grad` and added to the step's only when the pass finished, so a pass that
+runs out of memory leaves nothing half-added and the step is redone with half the rows per pass.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+from torch.utils.checkpoint import checkpoint
+from transformers import Trainer
+
+from pipelines.finetune.config import IGNORE
+from pipelines.finetune.memory import LOSS_CHUNK, halved
+
+# Architectures whose logits are the output embedding of the decoder's last hidden state, nothing after it
+# (no soft-capping or scaling): for these the loss is computed here; any other uses the model's own.
+LEAN_TYPES = frozenset({"falcon", "llama", "mistral", "gpt_neox", "qwen2"})
+
+
+def _chunk_loss(hidden: torch.Tensor, targets: torch.Tensor, head: torch.nn.Module) -> torch.Tensor:
+    return F.cross_entropy(head(hidden).float(), targets, reduction="sum")
+
+
+def labelled_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
+    """(summed cross-entropy over the positions that carry a label, how many) for a causal LM or a PeftModel."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    labels = batch["labels"]
+    if inner.config.model_type not in LEAN_TYPES:
+        count = int((labels[..., 1:] != IGNORE).sum())
+        output = inner(**{k: v for k, v in batch.items() if k != "labels"}, labels=labels,
+                       num_items_in_batch=max(count, 1))
+        return output.loss * count, count
+    inputs = {k: batch[k] for k in ("input_ids", "position_ids", "attention_mask") if k in batch}
+    hidden = inner.base_model(**inputs, use_cache=False).last_hidden_state
+    return head_loss(hidden, labels, inner.get_output_embeddings())
+
+
+def head_loss(hidden: torch.Tensor, labels: torch.Tensor, head: torch.nn.Module) -> tuple[torch.Tensor, int]:
+    """The output head and cross-entropy at the labelled positions of (rows, length, hidden) states, by chunks."""
+    targets = labels[:, 1:]
+    keep = targets != IGNORE
+    hidden, targets = hidden[:, :-1][keep], targets[keep]  # (N, hidden), (N,): the labelled positions only
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, targets.numel(), LOSS_CHUNK):
+        part = slice(start, start + LOSS_CHUNK)
+        if torch.is_grad_enabled():
+            total = total + checkpoint(_chunk_loss, hidden[part], targets[part], head, use_reentrant=False)
+        else:
+            total = total + _chunk_loss(hidden[part], targets[part], head)
+    return total, targets.numel()
+
+
+class ExpandedKeyValueHeads(TorchFunctionMode):
+    """Scaled-dot-product attention given fewer key/value heads than query heads (falcon-7b: one shared by 71) is
+    broadcast by torch's math path, which materialises every score of every head and keeps them for backward
+    (measured on the CPU, one 1,024-token row with a packing mask: 885 MiB forward + backward; with the key and
+    value heads expanded, a view, the fused kernel runs: 75 MiB). Active over a pass's forward, and through
+    `checkpointing_kwargs` over each checkpointed layer's recomputation in backward."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.scaled_dot_product_attention and len(args) >= 3 and not kwargs.get("enable_gqa"):
+            query, key, value = args[:3]
+            heads, groups = query.shape[-3], key.shape[-3]
+            if groups != heads and heads % groups == 0:
+                args = (query, _expand_heads(key, heads), _expand_heads(value, heads), *args[3:])
+        return func(*args, **kwargs)
+
+
+def _expand_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    batch, groups, length, dim = x.shape
+    if groups == 1:
+        return x.expand(batch, heads, length, dim)
+    return x[:, :, None].expand(batch, groups, heads // groups, length, dim).reshape(batch, heads, length, dim)
+
+
+def checkpointing_kwargs() -> dict:
+    """For `gradient_checkpointing_enable`: non-reentrant checkpoints whose forward and recomputation both run
+    under ExpandedKeyValueHeads (a mode entered around backward would not reach the recomputation)."""
+    return {"use_reentrant": False, "context_fn": _attention_contexts}
+
+
+def _attention_contexts():
+    return ExpandedKeyValueHeads(), ExpandedKeyValueHeads()
+
+
+def free_memory(device: torch.device | str) -> None:
+    gc.collect()
+    if str(device).startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+class PassTrainer(Trainer):
+    """transformers' Trainer (schedule, checkpoints, resume, logging) with the training step above."""
+
+    def __init__(self, *args, rows_per_pass: int, on_halve=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = True  # so the Trainer counts the labels of a whole accumulated step
+        self.rows_per_pass = rows_per_pass
+        self.halvings: list[dict] = []  # {"step", "rows_per_pass"}: out-of-memory passes, redone smaller
+        self.on_halve = on_halve
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        model.train()
+        inputs = self._prepare_inputs(inputs)
+        labels = inputs["labels"]
+        count = num_items_in_batch if num_items_in_batch is not None else (labels[..., 1:] != IGNORE).sum()
+        count = max(float(count), 1.0)
+        while True:
+            try:
+                return self._passes(model, inputs, count)
+            except torch.OutOfMemoryError:
+                if self.rows_per_pass == 1:
+                    raise
+                free_memory(self.args.device)
+                self.rows_per_pass = halved(self.rows_per_pass)
+                self.halvings.append({"step": self.state.global_step + 1, "rows_per_pass": self.rows_per_pass})
+                if self.on_halve:
+                    self.on_halve(self.halvings[-1])
+
+    def _passes(self, model, inputs: dict, count: float) -> torch.Tensor:
+        params = [p for p in model.parameters() if p.requires_grad]
+        rows = inputs["input_ids"].shape[0]
+        summed: list[torch.Tensor] | None = None
+        loss = 0.0
+        for start in range(0, rows, self.rows_per_pass):
+            part = {k: v[start:start + self.rows_per_pass] if torch.is_tensor(v) else v for k, v in inputs.items()}
+            with ExpandedKeyValueHeads(), torch.autocast(self.args.device.type, dtype=torch.bfloat16,
+                                                         enabled=self.args.bf16):
+                total, _ = labelled_loss(model, part)
+            scaled = total / count
+            grads = torch.autograd.grad(scaled, params, allow_unused=True)
+            grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)]
+            summed = grads if summed is None else [s.add_(g) for s, g in zip(summed, grads)]
+            loss += float(scaled.detach())
+            del total, scaled, grads
+        for p, g in zip(params, summed or []):
+            p.grad = g if p.grad is None else p.grad.add_(g)
+        return torch.tensor(loss, device=self.args.device)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        # Evaluation through the same lean loss: the model's own would hold every position's logits at once.
+        inputs = self._prepare_inputs(inputs)
+        total, count = 0.0, 0
+        rows = inputs["input_ids"].shape[0]
+        with torch.no_grad(), ExpandedKeyValueHeads():
+            for start in range(0, rows, self.rows_per_pass):
+                part = {k: v[start:start + self.rows_per_pass] if torch.is_tensor(v) else v
+                        for k, v in inputs.items()}
+                with torch.autocast(self.args.device.type, dtype=torch.bfloat16, enabled=self.args.bf16):
+                    summed, n = labelled_loss(model, part)
+                total, count = total + float(summed), count + n
+        return torch.tensor(total / max(count, 1), device=self.args.device), None, None
