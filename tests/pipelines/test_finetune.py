@@ -352,3 +352,19 @@ def test_a_chat_template_replaces_the_sections_and_masks_the_same_way(tiny_falco
     report = ft.dry_run([record, *twenty[:3]], tokenizer, config)
     assert report.chat_template and report.eos_trained
     assert not ft.uses_chat_template(tokenizer, config.model_copy(update={"chat_template": "never"}))
+
+
+@pytest.mark.slow
+def test_gpu_verify_runs_every_figure_on_tiny_shapes_and_the_memory_estimate_holds(tmp_path):
+    """bench/gpu_verify.sh --tiny on the CPU: each of its four steps runs and prints its summary line; the memory
+    account at falcon-7b's widths (one layer) is within 20% of the measurement."""
+    done = subprocess.run(["bash", "bench/gpu_verify.sh", "--tiny"], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, env={**os.environ, "LOGS": str(tmp_path),
+                                                               "PYTHON": sys.executable}, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    memory = next(line for line in lines if line.startswith("memory account: estimate"))
+    assert 0.8 <= float(memory.rsplit("ratio ", 1)[1]) <= 1.25
+    assert any(line.startswith("finetune default on a 24 GiB card: finished 4 steps") for line in lines)
+    assert any(line.startswith("speed ratio: ") for line in lines)
+    assert any(line.startswith("generation ratio ") for line in lines)
