@@ -77,24 +77,42 @@ class Meter:
         raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def build(layers: int, quant: str, device: str, dtype):
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+def build(layers: int, quant: str, device: str, dtype, upcast: bool = False):
+    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, FalconConfig
 
     from pipelines.finetune import LORA_TARGETS
-    from pipelines.finetune.step import checkpointing_kwargs
+    from pipelines.finetune.step import checkpointing_kwargs, prepare_quantized
     from workbench.core.models import linear_subclasses_as_linear
 
     config = FalconConfig(num_hidden_layers=layers)  # falcon-7b's widths
     torch.manual_seed(0)
     with torch.device(device), linear_subclasses_as_linear("falcon"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    if quant == "8bit":
+    if quant == "8bit" and device.startswith("cuda"):
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from finetune_gpu import quantize_8bit
 
         model = quantize_8bit(model).to(device)
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    elif quant == "8bit":  # the CPU: bitsandbytes quantizes while transformers loads, as get_model does
+        import tempfile
+
+        from workbench.core.models import _quantization_config
+
+        with tempfile.TemporaryDirectory() as folder:
+            model.save_pretrained(folder)
+            del model
+            gc.collect()
+            with linear_subclasses_as_linear("falcon"):
+                model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, device_map={"": device},
+                                                             quantization_config=_quantization_config("8bit", dtype))
+            # Loaded tensors may still be views of the (deleted) file's mapping, whose pages the resident set counts
+            # only once touched: copies in ordinary memory, so that what is resident is what the model holds.
+            for parameter in model.parameters():
+                if parameter.dtype != torch.int8:  # int8 weights were made in memory by quantizing
+                    parameter.data = parameter.data.clone()
+    if quant == "8bit":
+        model = prepare_quantized(model, True, keep_dtype=not upcast)
     else:
         model.enable_input_require_grads()
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs())
@@ -117,6 +135,32 @@ def batch_of(rows: int, length: int, vocab: int, device: str) -> dict:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+def trainer_steps(model, batch: dict, args, device: str, meter: Meter) -> float:
+    """The peak of 3 steps of `pipelines.finetune.step.PassTrainer` on the batch's rows, over the model as it is
+    (its own AdamW moments included): what the Trainer adds to the plain step, if anything."""
+    import tempfile
+
+    from transformers import TrainingArguments
+
+    from pipelines.finetune import PackedCollator
+    from pipelines.finetune.step import PassTrainer
+
+    rows = [{k: batch[k][i].tolist() for k in ("input_ids", "labels", "position_ids")}
+            for i in range(batch["input_ids"].shape[0])]
+    with tempfile.TemporaryDirectory() as folder:
+        training = TrainingArguments(output_dir=folder, per_device_train_batch_size=len(rows), max_steps=3,
+                                     save_strategy="no", report_to=[], logging_steps=1, disable_tqdm=True,
+                                     remove_unused_columns=False, use_cpu=not device.startswith("cuda"),
+                                     bf16=device.startswith("cuda") or args.quant == "8bit", optim="adamw_torch")
+        trainer = PassTrainer(model=model, args=training, train_dataset=rows * 3, data_collator=PackedCollator(0),
+                              rows_per_pass=len(rows))
+        start = meter.reset()
+        trainer.train()
+        peak = meter.peak() - start
+        del trainer
+    return peak
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -124,6 +168,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1, help="packed rows per pass")
     parser.add_argument("--length", type=int, default=1024, help="tokens per packed row")
     parser.add_argument("--quant", default="none", choices=["none", "8bit"])
+    parser.add_argument("--upcast", action="store_true", help="8-bit: peft's prepare_model_for_kbit_training "
+                        "as it is (every parameter that is not int8 cast to fp32), to compare")
+    parser.add_argument("--trainer", action="store_true", help="also 3 steps through the product's Trainer")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -142,17 +189,21 @@ def main() -> None:
     measured: dict[str, float] = {}
 
     origin = meter.reset()
-    model, add_lora = build(args.layers, args.quant, device, dtype)
+    model, add_lora = build(args.layers, args.quant, device, dtype, args.upcast)
     built = meter.now()
     measured["weights"] = built - origin
     model = add_lora(model)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
+
+    def autocast():  # bf16 compute as the Trainer's on a GPU (8-bit: over the fp32 norms and embedding)
+        return torch.autocast(device.split(":")[0], dtype=dtype, enabled=device.startswith("cuda") or
+                              args.quant == "8bit")
+
     optimizer = torch.optim.AdamW(params, lr=1e-5)
 
     def step():
-        with ExpandedKeyValueHeads(), torch.autocast(device.split(":")[0], dtype=dtype,
-                                                     enabled=device.startswith("cuda")):
+        with ExpandedKeyValueHeads(), autocast():
             total, count = labelled_loss(model, batch)
         grads = torch.autograd.grad(total / count, params)
         for p, g in zip(params, grads):
@@ -171,8 +222,7 @@ def main() -> None:
     inner = model.get_base_model()
     inputs = {k: batch[k] for k in ("input_ids", "position_ids")}
     start = meter.reset()
-    with ExpandedKeyValueHeads(), torch.autocast(device.split(":")[0], dtype=dtype,
-                                                 enabled=device.startswith("cuda")):
+    with ExpandedKeyValueHeads(), autocast():
         hidden = inner.base_model(**inputs, use_cache=False).last_hidden_state
     measured["checkpointed activations"] = meter.now() - start
     after_forward = meter.reset()
@@ -180,15 +230,24 @@ def main() -> None:
     measured["one recomputed layer"] = meter.peak() - after_forward
     del hidden, grads
     # The head and loss alone, on a leaf standing for the decoder's output.
-    leaf = torch.randn(*batch["input_ids"].shape, inner.config.hidden_size, dtype=dtype, device=device,
+    # The decoder's output is in the residual stream's dtype: fp32 with --upcast (the embedding is fp32 then).
+    residual = torch.float32 if args.upcast else dtype
+    leaf = torch.randn(*batch["input_ids"].shape, inner.config.hidden_size, dtype=residual, device=device,
                        requires_grad=True)
     start = meter.reset()
-    total, _ = head_loss(leaf, batch["labels"], inner.get_output_embeddings())
+    with autocast():
+        total, _ = head_loss(leaf, batch["labels"], inner.get_output_embeddings())
     total.backward()
     measured["logits and loss"] = meter.peak() - start
     del leaf, total
+    trainer_peak = None
+    if args.trainer:  # the product's path: PassTrainer (transformers' Trainer) over the same batch, 3 steps
+        del optimizer
+        params[0].grad = None
+        trainer_peak = trainer_steps(model, batch, args, device, meter)
 
-    layout = FinetuneConfig(batch_size=args.rows, max_length=args.length, quant=args.quant, packing=True)
+    layout = FinetuneConfig(batch_size=args.rows, max_length=args.length, quant=args.quant, packing=True,
+                            kbit_fp32=args.upcast)
     with torch.device("meta"):
         from transformers import AutoModelForCausalLM
 
@@ -206,6 +265,9 @@ def main() -> None:
         shown = f"{measured[name]:>14.3f}" if name in measured else f"{'-':>14}"
         print(f"{name:<30}{value:>14.3f}{shown}")
     print(f"{'(a step peak over them)':<30}{estimate.step_gib:>14.3f}{step_peak:>14.3f}")
+    if trainer_peak is not None:
+        print(f"{'(through the Trainer)':<30}{'':>14}{trainer_peak:>14.3f}  (3 steps' peak over the model, its "
+              f"AdamW moments included; the plain step's: {step_peak:.3f})")
     print(f"estimate {compared:.2f} GiB measured {measured_total:.2f} GiB ratio {compared / measured_total:.2f}")
 
 

@@ -622,6 +622,8 @@ def finetune_command(
     max_length: Annotated[int, _opt("Longer examples are dropped and reported.")] = 1024,
     packing: Annotated[bool, _opt("Several examples per row, kept apart (no padding).")] = True,
     batch_size: int = 8, grad_accum: int = 1, grad_checkpointing: bool = True, save_steps: int = 200,
+    kbit_fp32: Annotated[bool, _opt("8/4-bit: the parameters that are not quantized in fp32 (peft's default; "
+                                    "more memory).")] = False,
     eval_split: float = 0.05, max_steps: int = -1, seed: int = 42,
     system_prompt: Annotated[bool, _opt("The course-advisor system prompt in every example.")] = False,
     budget_gib: Annotated[float | None, _opt("Memory to fit (default: the GPU's): the rows of a step go through "
@@ -635,7 +637,8 @@ def finetune_command(
     Example: workbench finetune --base tiiuae/falcon-7b --data curated.jsonl -o adapters/advisor"""
     config = options(finetune.FinetuneConfig, quant=quant, epochs=epochs, lr=lr, rank=rank, alpha=alpha,
                      max_length=max_length, packing=packing, batch_size=batch_size, grad_accum=grad_accum,
-                     grad_checkpointing=grad_checkpointing, save_steps=save_steps, eval_split=eval_split,
+                     grad_checkpointing=grad_checkpointing, kbit_fp32=kbit_fp32, save_steps=save_steps,
+                     eval_split=eval_split,
                      max_steps=max_steps, seed=seed, system_prompt=system_prompt)
     if dry_run:
         dry, problems = finetune.preview(base, data, config)

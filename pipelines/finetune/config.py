@@ -32,6 +32,9 @@ class FinetuneConfig(BaseModel):
     batch_size: int = Field(8, ge=1)  # packed: rows of max_length tokens per step; else examples per step
     grad_accum: int = Field(1, ge=1)
     grad_checkpointing: bool = True
+    # 8/4-bit: cast every parameter that is not quantized to fp32, as peft's prepare_model_for_kbit_training does
+    # (embedding, norms, head; more memory). Off: they stay in the compute dtype (bf16), unless the GPU lacks bf16.
+    kbit_fp32: bool = False
     save_steps: int = Field(200, ge=1)
     eval_split: float = Field(0.05, ge=0, lt=1)
     seed: int = 42  # the split, the data order and LoRA's initialisation

@@ -76,10 +76,11 @@ def estimate_memory(model_config, model, config: FinetuneConfig, quant: str, dev
     tokens = rows * config.max_length  # a packed pass is full; a padded one at most this
     labelled = tokens * labelled_share
     quantized = quant in ("8bit", "4bit")
-    # prepare_model_for_kbit_training makes every non-quantized parameter fp32 (embeddings, norms, the head), and
-    # with an fp32 embedding the residual stream, and so every checkpoint, is fp32.
-    other_bytes = 4 if quantized else b
-    residual = 4 if quantized else b
+    # With --kbit-fp32 (peft's prepare_model_for_kbit_training as it is) every parameter that is not quantized is
+    # fp32 (embedding, norms, head), and with an fp32 embedding the residual stream, so every checkpoint, is fp32.
+    upcast = quantized and config.kbit_fp32
+    other_bytes = 4 if upcast else b
+    residual = 4 if upcast else b
     weights = linear * {"none": b, "8bit": 1, "4bit": 0.5}[quant] + other * other_bytes
     # LoRA computes in fp32 (peft casts its input up): each adapted linear keeps its dropout's fp32 output and a
     # 1-byte mask, for falcon three inputs of the hidden width and one of the MLP's.
@@ -91,13 +92,20 @@ def estimate_memory(model_config, model, config: FinetuneConfig, quant: str, dev
     layer = (8 * hidden + 6 * mlp) * b + lora_inputs * 5
     # The fused attention kernels need no score matrix (ExpandedKeyValueHeads); a packed row's mask is 1 byte a pair.
     mask = rows * config.max_length ** 2 if config.packing else 0
+    # bitsandbytes' int8 matmul dequantizes a weight to its input's dtype for backward (fp32 behind a norm under
+    # autocast). Its CPU path (MatMul8bitFp, read in its source and measured) also dequantizes in forward and keeps
+    # each quantized linear's input on its autograd context, out of the checkpoint's reach: per layer the norm's
+    # output, the attention output and the MLP activation. The CUDA path (MatMul8bitLt) keeps no input when the
+    # weight is frozen (not measured: no GPU yet).
+    dequantized = (largest * 4 * (2 if device == "cpu" else 1)) if quantized else 0
+    bnb_inputs = layers * tokens * (2 * hidden + mlp) * b if quantized and device == "cpu" else 0
     if config.grad_checkpointing:
         # Each layer's input, kept for its recomputation, plus the final norm's input and output.
-        kept = (layers + 2) * tokens * hidden * residual + mask
-        redone = tokens * layer + (largest * b if quantized else 0)  # 8-bit: the weight dequantized in backward
+        kept = (layers + 2) * tokens * hidden * residual + mask + bnb_inputs
+        redone = tokens * layer + dequantized
     else:
         kept = layers * tokens * (layer + hidden * residual) + mask
-        redone = largest * b if quantized else 0
+        redone = dequantized
     # The head over labelled positions in chunks of LOSS_CHUNK: the logits in the compute dtype, their fp32 copy,
     # log-softmax and gradient (measured 12 bytes a logit in bf16), plus the gathered hidden states and gradient.
     chunk = min(LOSS_CHUNK, labelled)

@@ -99,6 +99,25 @@ def _attention_contexts():
     return ExpandedKeyValueHeads(), ExpandedKeyValueHeads()
 
 
+def prepare_quantized(model, checkpointing: bool, keep_dtype: bool = True):
+    """peft's `prepare_model_for_kbit_training` (every base parameter frozen, checkpointing with inputs that
+    require grad) without, by default, its cast of every parameter that is not int8 to fp32. That cast was for fp16
+    training; under bf16 autocast the norms compute in fp32 anyway, and the cast made falcon-7b's embedding and
+    tied head fp32 (+0.55 GiB), the residual stream fp32 (every checkpoint twice as large), and every call of the
+    head under autocast a bf16 copy of its 65,024 x 4,544 weight (0.55 GiB) — bench/RESULTS.md."""
+    from peft import prepare_model_for_kbit_training
+
+    if not keep_dtype:
+        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing,
+                                               gradient_checkpointing_kwargs=checkpointing_kwargs())
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    if checkpointing:
+        model.enable_input_require_grads()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs())
+    return model
+
+
 def free_memory(device: torch.device | str) -> None:
     gc.collect()
     if str(device).startswith("cuda"):

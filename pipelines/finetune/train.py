@@ -57,10 +57,10 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
     of as many rows as the estimate fits (the update is the same); a pass that still runs out of memory is redone
     with half the rows. `say` receives one line for each such choice."""
     import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import LoraConfig, get_peft_model
     from transformers import TrainerCallback, TrainingArguments
 
-    from pipelines.finetune.step import PassTrainer, checkpointing_kwargs
+    from pipelines.finetune.step import PassTrainer, checkpointing_kwargs, prepare_quantized
     from workbench.core.models import get_model, resolve_device
 
     out_dir = Path(out_dir)
@@ -96,8 +96,8 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
     tokenizer.padding_side = "right"
     prepared = prepare(records, tokenizer, config)
     if quant != "none":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.grad_checkpointing,
-                                                gradient_checkpointing_kwargs=checkpointing_kwargs())
+        bf16 = not device.startswith("cuda") or torch.cuda.is_bf16_supported()
+        model = prepare_quantized(model, config.grad_checkpointing, keep_dtype=bf16 and not config.kbit_fp32)
     elif config.grad_checkpointing:
         model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs())

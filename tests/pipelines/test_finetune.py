@@ -286,7 +286,7 @@ def test_merge_gives_the_logits_of_base_plus_adapter(tiny_generator, twenty, tmp
     assert half["dtype"] == "bfloat16" and half["max_logit_difference"] <= half["tolerance"]
 
 
-def test_preflight_matches_the_measured_falcon_7b_anchors_and_fits_the_budget_by_passes(tmp_path):
+def test_the_falcon_7b_estimate_adds_up_from_its_shapes_and_fits_the_budget_by_passes(tmp_path):
     from transformers import FalconConfig
 
     FalconConfig().save_pretrained(tmp_path / "falcon-7b")  # falcon-7b's shapes, 6.92 B parameters
@@ -294,15 +294,23 @@ def test_preflight_matches_the_measured_falcon_7b_anchors_and_fits_the_budget_by
     anchor = ft.FinetuneConfig(batch_size=8, max_length=512, grad_checkpointing=True)
     int8 = ft.preflight(base, anchor.model_copy(update={"quant": "8bit"}), None)
     bf16 = ft.preflight(base, anchor.model_copy(update={"quant": "none"}), None)
-    assert int8.total_gib == pytest.approx(13.0, rel=0.1) and bf16.total_gib == pytest.approx(17.5, rel=0.1)
-    assert int8.parts["weights"] == pytest.approx(7.27, abs=0.05)  # int8 linears, fp32 embedding and norms
+    upcast = ft.preflight(base, anchor.model_copy(update={"quant": "8bit", "kbit_fp32": True}), None)
+    # Weights: 6.63 B int8 parameters in the linears, 0.30 B others (embedding tied to the head, norms) in bf16.
+    assert int8.parts["weights"] == pytest.approx((6.63e9 + 0.30e9 * 2) / 2 ** 30, rel=0.02)
+    assert bf16.parts["weights"] == pytest.approx(6.92e9 * 2 / 2 ** 30, rel=0.01)
+    assert upcast.parts["weights"] - int8.parts["weights"] == pytest.approx(0.30e9 * 2 / 2 ** 30, rel=0.02)
+    # The checkpoints: 34 hidden states of 8 x 512 tokens x 4,544, in bf16; fp32 when the embedding is upcast.
+    assert int8.parts["checkpointed activations"] == pytest.approx(34 * 4096 * 4544 * 2 / 2 ** 30, rel=0.01)
+    assert upcast.parts["checkpointed activations"] == pytest.approx(2 * int8.parts["checkpointed activations"],
+                                                                     rel=0.01)
+    assert int8.rows_per_pass == 8 and int8.total_gib < upcast.total_gib < bf16.total_gib
     # The default on a 24 GB card fits whole steps; under 12 GiB the step goes through in passes of fewer rows.
     default = ft.FinetuneConfig(quant="8bit")
     assert ft.preflight(base, default, 24).rows_per_pass == 8
     halved = ft.preflight(base, default, 12)
-    assert halved.rows_per_pass < 8 and halved.total_gib <= 12
-    with pytest.raises(ConfigError, match="one row of 1024 tokens per pass needs about 9.7 GiB") as refused:
-        ft.preflight(base, default, 9)
+    assert 1 < halved.rows_per_pass < 8 and halved.total_gib <= 12
+    with pytest.raises(ConfigError, match="one row of 1024 tokens per pass needs about 9.0 GiB") as refused:
+        ft.preflight(base, default, 8.5)
     assert refused.value.hint.startswith("--quant 4bit needs about")
     with pytest.raises(ConfigError, match="over the 1 GiB budget") as nothing:
         ft.preflight(base, anchor, 1)
@@ -329,6 +337,13 @@ def test_cli_dry_run_finetune_and_merge(tiny_generator, twenty, tmp_path, invoke
     dropped = [json.loads(line) for line in (tmp_path / "adapter.rejected.jsonl").read_text().splitlines()]
     assert len(dropped) == too_long and dropped[0]["lineage"][-1]["detail"]["max_length"] == 128
     assert json.loads((out / "manifest.json").read_text())["data"] == str(data.resolve())
+    # A budget that fits one row at a time: said before training, and in the summary.
+    budget = _budget_for_rows(str(tiny_generator), ft.FinetuneConfig(batch_size=2, max_length=128), 1)
+    passes = invoke("finetune", "--base", tiny_generator, "--data", data, "-o", tmp_path / "passes", "--max-steps",
+                    "2", "--batch-size", "2", "--max-length", "128", "--budget-gib", f"{budget:.6f}")
+    assert passes.exit_code == 0, passes.output
+    assert "1 of the 2 rows of a step per pass (2 passes, the same update)" in passes.output
+    assert "1 of 2 rows per pass for the" in passes.output
     refused = invoke("finetune", "--base", tiny_generator, "--data", data, "-o", tmp_path / "x",
                      "--budget-gib", "0.0001")
     assert refused.exit_code == 1 and "over the 0.0001 GiB budget" in refused.output and "Hint:" in refused.output
