@@ -38,6 +38,7 @@ def _chunk_loss(hidden: torch.Tensor, targets: torch.Tensor, head: torch.nn.Modu
 
 def labelled_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
     """(summed cross-entropy over the positions that carry a label, how many) for a causal LM or a PeftModel."""
+    model = getattr(model, "module", model)  # as the Trainer may have wrapped it (DataParallel, DDP)
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     labels = batch["labels"]
     if inner.config.model_type not in LEAN_TYPES:

@@ -137,15 +137,15 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
             if progress:
                 progress(state.global_step, state.max_steps)
 
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    def halved(event):
+    def say_halved(event):
         if say:
             say(f"Out of memory at step {event['step']}: redoing it with {event['rows_per_pass']} rows per pass")
 
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     trainer = PassTrainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows or None,
                           data_collator=collator, callbacks=[Progress()], rows_per_pass=estimate.rows_per_pass,
-                          on_halve=halved)
+                          on_halve=say_halved)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(existing[-1]) if resume else None)
     seconds = time.perf_counter() - start
