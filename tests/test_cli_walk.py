@@ -41,6 +41,7 @@ BASE: dict[str, list[str]] = {
     "models check": ["{model}"],
     "generate instructions": ["--model", "{model}", "-o", "{out}/instructions.jsonl"],
     "generate instances": ["{good}", "--model", "{model}", "-o", "{out}/instances.jsonl"],
+    "generate responses": ["{good}", "--model", "{model}", "-o", "{out}/candidates.jsonl"],
     "generate from-docs": ["--model", "{model}", "--docs", "{inputs}/docs", "-o", "{out}/qa.jsonl"],
     "generate filter": ["{good}", "-o", "{out}/kept.jsonl"],
     "eval list": [],

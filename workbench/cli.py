@@ -15,7 +15,17 @@ from typer.core import TyperGroup
 from annotation import agreement, client, review, server
 from eval_suites import report, runner
 from eval_suites.registry import list_suites, load_suite
-from pipelines import bootstrap, contamination, dedup, finetune, from_docs, instances, instruction_filter, screen
+from pipelines import (
+    bootstrap,
+    contamination,
+    dedup,
+    finetune,
+    from_docs,
+    instances,
+    instruction_filter,
+    responses,
+    screen,
+)
 from pipelines.resumable import refuse_unappendable
 from workbench import display
 from workbench.assistant import load_assistant
@@ -367,6 +377,43 @@ def generate_instances(
     with progress_bar("instructions") as step:
         _shown(instances.run(_backend(model, backend, api_base, api_key, api, concurrency), instructions,
                              seeds or SEED_TASKS, config, out, force, step))
+
+
+@generate_app.command("responses")
+def generate_responses(
+    records: Annotated[Path, typer.Argument(help="Instructions to answer (records); their own responses, when "
+                                                  "they have one, are candidates too.")],
+    output: Output,
+    model: Annotated[list[str], _opt("Hub id or folder; repeat for several generators (slots rotate over them).",
+                                     "--model")],
+    adapter: Annotated[list[str] | None, _opt("A LoRA adapter for the --model at the same place ('none': "
+                                              "none); repeat as --model.", "--adapter")] = None,
+    n: Annotated[int, _opt("Candidates per instruction (at least 2), the original response counted.", "--n")] = 2,
+    keep_original: Annotated[bool, _opt("An instruction's own response is candidate 0.")] = True,
+    system_prompt: Annotated[bool, _opt("The course-advisor system prompt before each instruction.")] = False,
+    backend: BackendName = "transformers", api_base: ApiBase = None, api_key: ApiKey = None,
+    api: Api = "completions", concurrency: Concurrency = 4, max_new_tokens: MaxNewTokens = None,
+    temperature: Temperature = None, batch_size: BatchSize = None, rejected: Rejected = None, force: Force = False,
+    allow_empty: AllowEmpty = False,
+):
+    """Write N candidate responses per instruction, to rank in review and to pair for DPO; resumes after a kill.
+
+    Example: workbench generate responses curated.jsonl --model tiiuae/falcon-7b-instruct --n 4 -o candidates.jsonl"""
+    adapters = [None if a in ("none", "") else a for a in adapter or []]
+    if len(adapters) > len(model):
+        raise typer.BadParameter(f"{len(adapters)} --adapter for {len(model)} --model", param_hint="--adapter")
+    sampling = responses.ResponsesConfig().sampling.override(temperature=temperature, max_new_tokens=max_new_tokens,
+                                                             batch_size=batch_size)
+    config = options(responses.ResponsesConfig, n=n, keep_original=keep_original, system_prompt=system_prompt,
+                     sampling=sampling)
+    out = Outputs.beside(output, "responses", files={"dropped.jsonl": rejected}, allow_empty=allow_empty)
+    refuse_unappendable(output, rejected)
+    out.guard([records])  # before the models load
+    generators = [load_backend(options(BackendConfig, backend=backend, model=name, adapter=tuned, api_base=api_base,
+                                       api=api, concurrency=concurrency), api_key)
+                  for name, tuned in zip(model, adapters + [None] * (len(model) - len(adapters)))]
+    with progress_bar("instructions") as step:
+        _shown(responses.run(generators, records, config, out, force, step))
 
 
 @generate_app.command("from-docs")
