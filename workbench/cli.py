@@ -673,6 +673,11 @@ def finetune_command(
                                     "more memory).")] = False,
     eval_split: float = 0.05, max_steps: int = -1, seed: int = 42,
     system_prompt: Annotated[bool, _opt("The course-advisor system prompt in every example.")] = False,
+    eval_suite: Annotated[str | None, _opt("An eval suite run at every checkpoint (its metrics with CIs in the "
+                                           "manifest and beside the loss in loss.png).")] = None,
+    eval_every: Annotated[int | None, _opt("Steps between evaluated checkpoints (default: --save-steps).")] = None,
+    eval_limit: Annotated[int | None, _opt("Evaluate on the suite's first N items only.")] = None,
+    keep_best: Annotated[str | None, _opt("A suite metric: the checkpoint best by it becomes the adapter.")] = None,
     budget_gib: Annotated[float | None, _opt("Memory to fit (default: the GPU's): the rows of a step go through "
                                              "in passes that fit; refused if one row cannot.")] = None,
     resume: Annotated[bool, _opt("Continue from the last checkpoint in -o.")] = False,
@@ -686,7 +691,8 @@ def finetune_command(
                      max_length=max_length, packing=packing, batch_size=batch_size, grad_accum=grad_accum,
                      grad_checkpointing=grad_checkpointing, kbit_fp32=kbit_fp32, save_steps=save_steps,
                      eval_split=eval_split,
-                     max_steps=max_steps, seed=seed, system_prompt=system_prompt)
+                     max_steps=max_steps, seed=seed, system_prompt=system_prompt, eval_suite=eval_suite,
+                     eval_every=eval_every, eval_limit=eval_limit, keep_best=keep_best)
     if dry_run:
         dry, problems = finetune.preview(base, data, config)
         display.dry_run_report(dry, config)

@@ -43,10 +43,15 @@ class FinetuneConfig(BaseModel):
     max_steps: int = -1  # stop after this many optimizer steps (-1: the epochs decide)
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     logging_steps: int = Field(10, ge=1)
+    # Evaluation while training: the suite's generation metrics at every checkpoint (pipelines.finetune.suite_eval).
+    eval_suite: str | None = None
+    eval_every: int | None = Field(None, ge=1)  # steps between evaluated checkpoints (default: save_steps)
+    eval_limit: int | None = Field(None, ge=1)  # the suite's first items only, for speed
+    keep_best: str | None = None  # a suite metric: the checkpoint best by it becomes the adapter
 
 
 # Fields that change speed or memory but not what is learned (they stay out of a run's fingerprint).
-SPEED_ONLY = frozenset({"save_steps", "logging_steps"})
+SPEED_ONLY = frozenset({"save_steps", "logging_steps", "eval_suite", "eval_every", "eval_limit"})
 
 
 def resolve_quant(config: FinetuneConfig, device: str) -> str:

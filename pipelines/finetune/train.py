@@ -61,6 +61,7 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
     from transformers import TrainerCallback, TrainingArguments
 
     from pipelines.finetune.step import PassTrainer, checkpointing_kwargs, prepare_quantized
+    from pipelines.finetune.suite_eval import SuiteDuringTraining, check_metric, load_best
     from workbench.core.models import get_model, resolve_device
 
     out_dir = Path(out_dir)
@@ -82,6 +83,10 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
             # Another base, data or config would not continue the same run (and not in the same data order).
             raise InputError(f"--resume: {', '.join(changed)} differ from the run in {out_dir}",
                              hint="resume with the same base, data and options, or train into a new folder")
+    if config.keep_best and not config.eval_suite:
+        raise InputError("--keep-best needs --eval-suite: the metric comes from the suite")
+    if config.eval_suite:
+        check_metric(config.eval_suite, config.keep_best)  # before the model loads
     budget = budget_gib if budget_gib is not None else budget_of_device(device)
     estimate = preflight(base, config, budget, device)
     if say and estimate.rows_per_pass < config.batch_size:
@@ -122,7 +127,8 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
         num_train_epochs=config.epochs, max_steps=config.max_steps, learning_rate=config.lr,
         warmup_steps=config.warmup_ratio, lr_scheduler_type="cosine", logging_steps=config.logging_steps,
         logging_first_step=True,  # with the last step (Progress below): a loss curve even for 2 steps
-        save_strategy="steps", save_steps=config.save_steps, save_total_limit=3,
+        # With an eval suite, a checkpoint at each evaluation (it is evaluated when saved).
+        save_strategy="steps", save_steps=(config.eval_every or config.save_steps), save_total_limit=3,
         eval_strategy="epoch" if eval_rows else "no", seed=config.seed, data_seed=config.seed,
         gradient_checkpointing=False,  # enabled above, with the attention mode in its recomputation
         bf16=device.startswith("cuda") and torch.cuda.is_bf16_supported(), use_cpu=device == "cpu",
@@ -143,12 +149,23 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
 
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
+    callbacks: list = [Progress()]
+    suite_eval = None
+    if config.eval_suite:
+        suite_eval = SuiteDuringTraining(config.eval_suite, out_dir, tokenizer, keep_best=config.keep_best,
+                                         limit=config.eval_limit, say=say)
+        callbacks.append(suite_eval)
     trainer = PassTrainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows or None,
-                          data_collator=collator, callbacks=[Progress()], rows_per_pass=estimate.rows_per_pass,
+                          data_collator=collator, callbacks=callbacks, rows_per_pass=estimate.rows_per_pass,
                           on_halve=say_halved)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(existing[-1]) if resume else None)
     seconds = time.perf_counter() - start
+    kept = suite_eval.best() if suite_eval and config.keep_best else None
+    if kept:
+        load_best(model, out_dir)  # the adapter saved below, and the eval loss, are the best checkpoint's
+        if say:
+            say(f"Keeping step {kept['step']}: {config.keep_best} {kept['metrics'][config.keep_best]['mean']:.3f}")
     eval_loss = trainer.evaluate()["eval_loss"] if eval_rows else None
 
     model.save_pretrained(out_dir)
@@ -179,6 +196,9 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
         "out_of_memory_halvings": trainer.halvings,
         "effective_batch_rows": config.batch_size * config.grad_accum,
         "train_loss_mean": output.training_loss,
+        "suite_eval": suite_eval.history if suite_eval else [],
+        "kept_checkpoint": {"step": kept["step"], "metric": config.keep_best,
+                            **kept["metrics"][config.keep_best]} if kept else None,
     }
     atomic_write_json(out_dir / "manifest.json", manifest)
     atomic_write_text(out_dir / "README.md", model_card(manifest))  # replaces peft's empty template
@@ -222,6 +242,12 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def _headline(suite_name: str) -> str:
+    from eval_suites.registry import load_suite
+
+    return load_suite(suite_name).config.main_metric
+
+
 def plot_losses(manifest: dict, path: Path) -> None:
     import matplotlib
 
@@ -237,10 +263,22 @@ def plot_losses(manifest: dict, path: Path) -> None:
                   "o-", label="eval")
     axes.set_xlabel("step")
     axes.set_ylabel("loss")
+    if manifest.get("suite_eval"):  # the suite's metric beside the loss, on its own axis, with its CI
+        metric = manifest["config"].get("keep_best") or _headline(manifest["suite_eval"][0]["suite"])
+        points = [(e["step"], e["metrics"][metric]) for e in manifest["suite_eval"]
+                  if e["metrics"].get(metric, {}).get("mean") is not None]
+        if points:
+            other = axes.twinx()
+            steps = [s for s, _ in points]
+            other.plot(steps, [m["mean"] for _, m in points], "s-", color="tab:green", label=metric)
+            other.fill_between(steps, [m["ci_low"] for _, m in points], [m["ci_high"] for _, m in points],
+                               color="tab:green", alpha=0.15)
+            other.set_ylabel(f"{manifest['suite_eval'][0]['suite']}: {metric}")
+            other.legend(loc="upper right")
     base = Path(manifest["base_model"])
     precision = {"none": "full precision", "8bit": "8-bit", "4bit": "4-bit"}.get(manifest["quant"], manifest["quant"])
     axes.set_title(f"LoRA on {'/'.join(base.parts[-2:])} ({precision}), {manifest['train_examples']} examples")
-    axes.legend()
+    axes.legend(loc="upper left")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

@@ -383,3 +383,32 @@ def test_gpu_verify_runs_every_figure_on_tiny_shapes_and_the_memory_estimate_hol
     assert any(line.startswith("finetune default on a 24 GiB card: finished 4 steps") for line in lines)
     assert any(line.startswith("speed ratio: ") for line in lines)
     assert any(line.startswith("generation ratio ") for line in lines)
+
+
+@pytest.mark.slow
+def test_eval_while_training_scores_each_checkpoint_and_keeps_the_best(tiny_generator, twenty, tmp_path):
+    """closed_qa's metrics (with CIs) at every checkpoint in the manifest; --keep-best grounded makes the best
+    checkpoint's adapter the adapter, even when training went on past it."""
+    from safetensors.torch import load_file
+
+    config = ft.FinetuneConfig(max_steps=6, batch_size=2, max_length=256, eval_split=0.0, logging_steps=1,
+                               lr=5e-3, eval_suite="closed_qa", eval_every=2, eval_limit=6, keep_best="grounded")
+    said = []
+    result = ft.train(str(tiny_generator), twenty, tmp_path / "adapter", config, say=said.append)
+    history = result.manifest["suite_eval"]
+    assert [e["step"] for e in history] == [2, 4, 6] and all(e["items"] == 6 for e in history)
+    grounded = [e["metrics"]["grounded"] for e in history]
+    assert all(g["n"] > 0 and g["ci_low"] - 1e-9 <= g["mean"] <= g["ci_high"] + 1e-9 for g in grounded), grounded
+    best = max(range(3), key=lambda i: (grounded[i]["mean"], -i))  # ties: the earliest
+    kept = result.manifest["kept_checkpoint"]
+    assert kept["step"] == history[best]["step"] and kept["mean"] == grounded[best]["mean"]
+    assert f"Keeping step {kept['step']}: grounded" in said[-1]
+    assert sum(line.startswith("Step ") and "closed_qa" in line for line in said) == 3
+    final = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
+    chosen = load_file(str(tmp_path / "adapter" / "best-checkpoint" / "adapter_model.safetensors"))
+    assert final.keys() == chosen.keys() and all(torch.equal(final[k], chosen[k]) for k in final)
+    if kept["step"] != 6:  # the last checkpoint's weights differ: the adapter is not simply the last state
+        last = load_file(str(tmp_path / "adapter" / "checkpoints" / "checkpoint-6" / "adapter_model.safetensors"))
+        assert any(not torch.equal(final[k], last[k]) for k in final)
+    with pytest.raises(ConfigError, match="suite closed_qa reports"):
+        ft.train(str(tiny_generator), twenty, tmp_path / "other", config.model_copy(update={"keep_best": "bleu"}))

@@ -1,0 +1,131 @@
+"""Evaluation while training: an eval suite's generation metrics at every checkpoint, so that training shows
+whether the model answers better, not only its loss.
+
+At each checkpoint the model being trained answers the suite's items (greedy, batched, the suite's prompts and
+generation settings, as `workbench eval run` would), the answers are scored with the suite's scorers, and each
+metric is kept with its 95% bootstrap CI. The answers and scores are written into the checkpoint's folder
+(`suite_eval.json`), so a resumed run reads the checkpoints it already evaluated instead of generating again.
+With `keep_best`, the best checkpoint's adapter (by that metric, in its direction) is copied aside when it is
+found — the Trainer deletes old checkpoints — and becomes the adapter at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from workbench.core.io import atomic_write_json
+
+RESULT_FILE = "suite_eval.json"
+BEST_DIR = "best-checkpoint"
+
+
+def check_metric(suite_name: str, metric: str | None, suites_dirs=None) -> None:
+    """Refuse before training a suite that does not exist or a --keep-best metric the suite does not report."""
+    from eval_suites.registry import load_suite
+    from workbench.core.errors import ConfigError
+
+    suite = load_suite(suite_name, suites_dirs)
+    if metric is not None and metric not in suite.config.metrics:
+        raise ConfigError(f"--keep-best {metric}: suite {suite_name} reports {', '.join(suite.config.metrics)}")
+
+
+def evaluate_checkpoint(model, tokenizer, suite, limit: int | None, batch_size: int | None) -> dict[str, Any]:
+    """The suite's metrics (value and CI) for the model as it is now; answers and per-item scores included."""
+    import torch
+
+    from eval_suites.runner import score_suite
+    from eval_suites.statistics import bootstrap
+    from workbench.core.models import Model
+
+    items = suite.items[:limit] if limit else suite.items
+    params = suite.params(batch_size=batch_size)
+    device = str(next(model.parameters()).device)
+    generator = Model(name="training", model=model, tokenizer=tokenizer, device=device, quant="none",
+                      quantized_layers=0)
+    side, cache = tokenizer.padding_side, model.config.use_cache
+    was_training = model.training
+    tokenizer.padding_side, model.config.use_cache = "left", True  # generation continues from the right edge
+    model.eval()
+    try:
+        with torch.no_grad():
+            completions = generator.complete([suite.prompt(item, tokenizer) for item in items], params)
+    finally:
+        tokenizer.padding_side, model.config.use_cache = side, cache
+        model.train(was_training)
+    answers = {item["id"]: c.text.strip() for item, c in zip(items, completions)}
+    scores = score_suite(suite, answers)
+    metrics = {name: bootstrap(name, scores.rows, resamples=1000, seed=0) for name in suite.config.metrics}
+    return {"suite": suite.name, "items": len(items), "metrics": metrics, "answers": answers,
+            "rows": scores.rows, "notes": scores.notes}
+
+
+def better(metric: str, value: float | None, best: float | None) -> bool:
+    from eval_suites.metrics import METRICS
+
+    if value is None:
+        return False
+    if best is None:
+        return True
+    return value > best if METRICS[metric].higher_is_better else value < best
+
+
+class SuiteDuringTraining(TrainerCallback):
+    """Evaluates each checkpoint the Trainer saves; `history` is one entry per checkpoint, oldest first."""
+
+    def __init__(self, suite_name: str, out_dir: Path, tokenizer, *, keep_best: str | None = None,
+                 limit: int | None = None, batch_size: int | None = None, suites_dirs=None, say=None):
+        from eval_suites.registry import load_suite
+
+        self.suite = load_suite(suite_name, suites_dirs)
+        self.out_dir, self.tokenizer, self.keep_best = Path(out_dir), tokenizer, keep_best
+        self.limit, self.batch_size, self.say = limit, batch_size, say
+        self.history: list[dict[str, Any]] = []
+        # A resumed run: the checkpoints evaluated before the interruption, read back, not generated again.
+        for folder in sorted((self.out_dir / "checkpoints").glob("checkpoint-*"),
+                             key=lambda p: int(p.name.split("-")[-1])):
+            if (folder / RESULT_FILE).exists():
+                self._add(json.loads((folder / RESULT_FILE).read_text()), folder)
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        result = {"step": state.global_step, "checkpoint": folder.name,
+                  **evaluate_checkpoint(model, self.tokenizer, self.suite, self.limit, self.batch_size)}
+        atomic_write_json(folder / RESULT_FILE, result)
+        self._add(result, folder)
+        if self.say:
+            shown = ", ".join(f"{k} {v['mean']:.3f}" for k, v in result["metrics"].items() if v["mean"] is not None)
+            self.say(f"Step {state.global_step}: {self.suite.name} {shown}")
+
+    def _add(self, result: dict[str, Any], folder: Path) -> None:
+        entry = {"step": result["step"], "checkpoint": result["checkpoint"], "suite": result["suite"],
+                 "items": result["items"], "metrics": result["metrics"]}
+        self.history.append(entry)
+        if self.keep_best and self.best() is entry:
+            target = self.out_dir / BEST_DIR
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir(parents=True)
+            for name in ("adapter_model.safetensors", "adapter_config.json"):
+                shutil.copy2(folder / name, target / name)
+            atomic_write_json(target / "step.json", {"step": entry["step"], self.keep_best:
+                                                     entry["metrics"][self.keep_best]})
+
+    def best(self) -> dict[str, Any] | None:
+        best = None
+        for entry in self.history:
+            value = entry["metrics"][self.keep_best]["mean"]
+            if better(self.keep_best, value, None if best is None else best["metrics"][self.keep_best]["mean"]):
+                best = entry
+        return best
+
+
+def load_best(model, out_dir: Path) -> None:
+    """Put the best checkpoint's adapter weights (copied aside when found) into the model."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(str(Path(out_dir) / BEST_DIR / "adapter_model.safetensors")))
