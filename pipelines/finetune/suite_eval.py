@@ -4,7 +4,8 @@ whether the model answers better, not only its loss.
 At each checkpoint the model being trained answers the suite's items (greedy, batched, the suite's prompts and
 generation settings, as `workbench eval run` would), the answers are scored with the suite's scorers, and each
 metric is kept with its 95% bootstrap CI. The answers and scores are written into the checkpoint's folder
-(`suite_eval.json`), so a resumed run reads the checkpoints it already evaluated instead of generating again.
+(`suite_eval.json`) and the metrics of all checkpoints into the adapter folder's, so a resumed run keeps what
+it already evaluated instead of generating again.
 With `keep_best`, the best checkpoint's adapter (by that metric, in its direction) is copied aside when it is
 found — the Trainer deletes old checkpoints — and becomes the adapter at the end.
 """
@@ -20,8 +21,9 @@ from transformers import TrainerCallback
 
 from workbench.core.io import atomic_write_json
 
-RESULT_FILE = "suite_eval.json"
-BEST_DIR = "best-checkpoint"
+RESULT_FILE = "suite_eval.json"  # in a checkpoint: its answers, per-item scores and metrics
+HISTORY_FILE = "suite_eval.json"  # in the adapter folder: the metrics of every checkpoint evaluated so far
+BEST_DIR = "best-checkpoint"  # the best checkpoint's adapter, copied when found (the Trainer deletes old ones)
 
 
 def check_metric(suite_name: str, metric: str | None, suites_dirs=None) -> None:
@@ -85,11 +87,19 @@ class SuiteDuringTraining(TrainerCallback):
         self.out_dir, self.tokenizer, self.keep_best = Path(out_dir), tokenizer, keep_best
         self.limit, self.batch_size, self.say = limit, batch_size, say
         self.history: list[dict[str, Any]] = []
-        # A resumed run: the checkpoints evaluated before the interruption, read back, not generated again.
-        for folder in sorted((self.out_dir / "checkpoints").glob("checkpoint-*"),
-                             key=lambda p: int(p.name.split("-")[-1])):
-            if (folder / RESULT_FILE).exists():
-                self._add(json.loads((folder / RESULT_FILE).read_text()), folder)
+        # A resumed run: what was evaluated up to the checkpoint it resumes from is read back, not generated again
+        # (the Trainer may have deleted those checkpoints since); later entries belong to steps it will redo.
+        complete = [int(p.parent.name.split("-")[-1])
+                    for p in (self.out_dir / "checkpoints").glob("checkpoint-*/trainer_state.json")]
+        history_file = self.out_dir / HISTORY_FILE
+        if history_file.exists() and complete:
+            self.history = [e for e in json.loads(history_file.read_text()) if e["step"] <= max(complete)]
+            best, copied = self.best() if keep_best else None, self.out_dir / BEST_DIR / "step.json"
+            if best and (not copied.exists() or json.loads(copied.read_text())["step"] != best["step"]):
+                # The copy is of a step after the resumed checkpoint: take the best one's again, while it exists.
+                folder = self.out_dir / "checkpoints" / best["checkpoint"]
+                if folder.exists():
+                    self._copy_best(best, folder)
 
     def on_save(self, args, state, control, model=None, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -105,14 +115,18 @@ class SuiteDuringTraining(TrainerCallback):
         entry = {"step": result["step"], "checkpoint": result["checkpoint"], "suite": result["suite"],
                  "items": result["items"], "metrics": result["metrics"]}
         self.history.append(entry)
+        atomic_write_json(self.out_dir / HISTORY_FILE, self.history)
         if self.keep_best and self.best() is entry:
-            target = self.out_dir / BEST_DIR
-            shutil.rmtree(target, ignore_errors=True)
-            target.mkdir(parents=True)
-            for name in ("adapter_model.safetensors", "adapter_config.json"):
-                shutil.copy2(folder / name, target / name)
-            atomic_write_json(target / "step.json", {"step": entry["step"], self.keep_best:
-                                                     entry["metrics"][self.keep_best]})
+            self._copy_best(entry, folder)
+
+    def _copy_best(self, entry: dict[str, Any], folder: Path) -> None:
+        target = self.out_dir / BEST_DIR
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for name in ("adapter_model.safetensors", "adapter_config.json"):
+            shutil.copy2(folder / name, target / name)
+        atomic_write_json(target / "step.json", {"step": entry["step"], self.keep_best:
+                                                 entry["metrics"][self.keep_best]})
 
     def best(self) -> dict[str, Any] | None:
         best = None

@@ -410,5 +410,14 @@ def test_eval_while_training_scores_each_checkpoint_and_keeps_the_best(tiny_gene
     if kept["step"] != 6:  # the last checkpoint's weights differ: the adapter is not simply the last state
         last = load_file(str(tmp_path / "adapter" / "checkpoints" / "checkpoint-6" / "adapter_model.safetensors"))
         assert any(not torch.equal(final[k], last[k]) for k in final)
+    # As if killed just after checkpoint 4: the resumed run evaluates only what it redoes.
+    import shutil
+
+    shutil.rmtree(tmp_path / "adapter" / "checkpoints" / "checkpoint-6")
+    said.clear()
+    again = ft.train(str(tiny_generator), twenty, tmp_path / "adapter", config, resume=True, say=said.append)
+    assert [e["step"] for e in again.manifest["suite_eval"]] == [2, 4, 6]
+    assert again.manifest["suite_eval"][:2] == history[:2]
+    assert [line.split(":")[0] for line in said if line.startswith("Step ")] == ["Step 6"]
     with pytest.raises(ConfigError, match="suite closed_qa reports"):
         ft.train(str(tiny_generator), twenty, tmp_path / "other", config.model_copy(update={"keep_best": "bleu"}))
