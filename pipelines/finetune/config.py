@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 IGNORE = -100  # label of tokens that carry no loss (the prompt, padding)
 
@@ -48,6 +48,12 @@ class FinetuneConfig(BaseModel):
     eval_every: int | None = Field(None, ge=1)  # steps between evaluated checkpoints (default: save_steps)
     eval_limit: int | None = Field(None, ge=1)  # the suite's first items only, for speed
     keep_best: str | None = None  # a suite metric: the checkpoint best by it becomes the adapter
+
+    @model_validator(mode="after")
+    def _keep_best_needs_a_suite(self) -> FinetuneConfig:
+        if self.keep_best and not self.eval_suite:
+            raise ValueError("--keep-best needs --eval-suite: the metric comes from the suite")
+        return self
 
 
 # Fields that change speed or memory but not what is learned (they stay out of a run's fingerprint).

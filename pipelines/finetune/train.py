@@ -83,8 +83,6 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
             # Another base, data or config would not continue the same run (and not in the same data order).
             raise InputError(f"--resume: {', '.join(changed)} differ from the run in {out_dir}",
                              hint="resume with the same base, data and options, or train into a new folder")
-    if config.keep_best and not config.eval_suite:
-        raise InputError("--keep-best needs --eval-suite: the metric comes from the suite")
     if config.eval_suite:
         check_metric(config.eval_suite, config.keep_best)  # before the model loads
     budget = budget_gib if budget_gib is not None else budget_of_device(device)

@@ -307,8 +307,10 @@ def test_the_falcon_7b_estimate_adds_up_from_its_shapes_and_fits_the_budget_by_p
     # The default on a 24 GB card fits whole steps; under 12 GiB the step goes through in passes of fewer rows.
     default = ft.FinetuneConfig(quant="8bit")
     assert ft.preflight(base, default, 24).rows_per_pass == 8
+    # 8 rows a pass need 14.6 GiB, 4 rows 11.4: under 12 GiB the plan halves once, and not further.
     halved = ft.preflight(base, default, 12)
-    assert 1 < halved.rows_per_pass < 8 and halved.total_gib <= 12
+    assert halved.rows_per_pass == 4 and halved.total_gib == pytest.approx(11.38, abs=0.01)
+    assert ft.preflight(base, default, 11).rows_per_pass == 2
     with pytest.raises(ConfigError, match="one row of 1024 tokens per pass needs about 9.0 GiB") as refused:
         ft.preflight(base, default, 8.5)
     assert refused.value.hint.startswith("--quant 4bit needs about")

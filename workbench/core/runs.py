@@ -185,9 +185,12 @@ class Outputs:
         return path
 
     def guard(self, inputs: Iterable[str | Path], drops: bool = True) -> None:
-        """Refuse, before anything is written, an output given twice (-o and --clusters the same file) or as an
-        input. `start` calls it; a command calls it too before slow work (loading a model)."""
+        """Refuse, before anything is written, a missing input, an output given twice (-o and --clusters the same
+        file) or as an input. `start` calls it; a command calls it too before slow work (loading a model)."""
         inputs = [Path(p) for p in inputs]
+        for path in inputs:  # a command calls this before loading a model: a missing input says so at once
+            if not path.exists():
+                raise InputError(f"{path}: no such file or folder")
         named: dict[str, Path] = {}
         for name in (*([self.main] if self.main else []), *self._files, *(["dropped.jsonl"] if drops else [])):
             path = self._path(name)
