@@ -10,7 +10,6 @@ runs at a time, and its memory is given back after each request."""
 
 from __future__ import annotations
 
-import gc
 import json
 import threading
 import time
@@ -19,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from workbench.core.models import GenerationParams, Model
+from workbench.core.models import GenerationParams, Model, release_memory
 from workbench.core.prompts import ADVISOR_SYSTEM_PROMPT, ANSWER_STOPS, build_prompt
 
 
@@ -106,17 +105,6 @@ class BodyLimit:
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": payload})
-
-
-def release_memory() -> None:
-    """Give back what one generation held (activations, the KV cache): the process stays at the model's size."""
-    gc.collect()
-    try:
-        import torch
-    except ImportError:
-        return
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def _params(request, default_stop: tuple[str, ...] = ()) -> GenerationParams:

@@ -16,8 +16,6 @@ runs out of memory leaves nothing half-added and the step is redone with half th
 
 from __future__ import annotations
 
-import gc
-
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
@@ -26,6 +24,7 @@ from transformers import Trainer
 
 from pipelines.finetune.config import IGNORE
 from pipelines.finetune.memory import LOSS_CHUNK, halved
+from workbench.core.models import release_memory
 
 # Architectures whose logits are the output embedding of the decoder's last hidden state, nothing after it
 # (no soft-capping or scaling): for these the loss is computed here; any other uses the model's own.
@@ -119,12 +118,6 @@ def prepare_quantized(model, checkpointing: bool, keep_dtype: bool = True):
     return model
 
 
-def free_memory(device: torch.device | str) -> None:
-    gc.collect()
-    if str(device).startswith("cuda"):
-        torch.cuda.empty_cache()
-
-
 class PassTrainer(Trainer):
     """transformers' Trainer (schedule, checkpoints, resume, logging) with the training step above."""
 
@@ -147,19 +140,22 @@ class PassTrainer(Trainer):
             except torch.OutOfMemoryError:
                 if self.rows_per_pass == 1:
                     raise
-                free_memory(self.args.device)
+                release_memory()
                 self.rows_per_pass = halved(self.rows_per_pass)
                 self.halvings.append({"step": self.state.global_step + 1, "rows_per_pass": self.rows_per_pass})
                 if self.on_halve:
                     self.on_halve(self.halvings[-1])
 
+    def _parts(self, inputs: dict):
+        """The batch in passes of rows_per_pass rows (the non-tensor entries, such as use_cache, in each)."""
+        for start in range(0, inputs["input_ids"].shape[0], self.rows_per_pass):
+            yield {k: v[start:start + self.rows_per_pass] if torch.is_tensor(v) else v for k, v in inputs.items()}
+
     def _passes(self, model, inputs: dict, count: float) -> torch.Tensor:
         params = [p for p in model.parameters() if p.requires_grad]
-        rows = inputs["input_ids"].shape[0]
         summed: list[torch.Tensor] | None = None
         loss = 0.0
-        for start in range(0, rows, self.rows_per_pass):
-            part = {k: v[start:start + self.rows_per_pass] if torch.is_tensor(v) else v for k, v in inputs.items()}
+        for part in self._parts(inputs):
             with ExpandedKeyValueHeads(), torch.autocast(self.args.device.type, dtype=torch.bfloat16,
                                                          enabled=self.args.bf16):
                 total, _ = labelled_loss(model, part)
@@ -177,11 +173,8 @@ class PassTrainer(Trainer):
         # Evaluation through the same lean loss: the model's own would hold every position's logits at once.
         inputs = self._prepare_inputs(inputs)
         total, count = 0.0, 0
-        rows = inputs["input_ids"].shape[0]
         with torch.no_grad(), ExpandedKeyValueHeads():
-            for start in range(0, rows, self.rows_per_pass):
-                part = {k: v[start:start + self.rows_per_pass] if torch.is_tensor(v) else v
-                        for k, v in inputs.items()}
+            for part in self._parts(inputs):
                 with torch.autocast(self.args.device.type, dtype=torch.bfloat16, enabled=self.args.bf16):
                     summed, n = labelled_loss(model, part)
                 total, count = total + float(summed), count + n
