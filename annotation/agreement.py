@@ -1,6 +1,7 @@
 """Inter-annotator agreement over the answers (submitted responses, and the Discard button as a discard vote):
 percent agreement, Cohen's kappa per pair of annotators, Krippendorff's alpha (the `krippendorff` package), and what
-each annotator did.
+each annotator did. Rankings of a comparison: the share of identical rankings, Kendall's tau per pair of annotators
+(mean over the records both ranked) and Krippendorff's alpha over every (record, candidate) rank, ordinal.
 
 Input is the export rows of `annotation.mapping.export_rows` (so it works on a backup file as well as on a live server).
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 from workbench.core.io import Problem, read_json_lines
 
 # (question, level of measurement for Krippendorff's alpha)
-QUESTIONS = (("decision", "nominal"), ("category", "nominal"), ("quality", "ordinal"))
+QUESTIONS = (("decision", "nominal"), ("category", "nominal"), ("quality", "ordinal"), ("ranking", "ordinal"))
 
 
 @dataclass
@@ -24,7 +25,8 @@ class QuestionAgreement:
     items: int  # records answered by at least two annotators
     percent: float | None  # mean over those records of the share of annotator pairs giving the same answer
     alpha: float | None
-    kappa: dict[tuple[str, str], tuple[float | None, int]] = field(default_factory=dict)  # pair -> (kappa, n)
+    # pair -> (Cohen's kappa, or for a ranking the mean Kendall's tau, n)
+    kappa: dict[tuple[str, str], tuple[float | None, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -45,6 +47,15 @@ def cohen_kappa(a: list, b: list) -> float | None:
     if expected == 1:
         return None
     return (observed - expected) / (1 - expected)
+
+
+def kendall_tau(a: list[float], b: list[float]) -> float | None:
+    """Kendall's tau-b between two rankings of the same items (ties allowed); None when either ranks all alike."""
+    from scipy.stats import kendalltau
+
+    if len(a) < 2 or len(set(a)) < 2 or len(set(b)) < 2:
+        return None
+    return float(kendalltau(a, b).statistic)
 
 
 def _alpha(table: dict[str, dict[str, object]], annotators: list[str], level: str) -> float | None:
@@ -83,8 +94,10 @@ def agreement(rows: list[dict]) -> Agreement:
             if values.get("corrected_instruction") or values.get("corrected_response"):
                 annotators[user]["corrected"] += 1
             for question, _ in QUESTIONS:
-                if values.get(question) is not None:
-                    tables[question].setdefault(row["id"], {})[user] = values[question]
+                answer = _ranks(values[question], row) if question == "ranking" and question in values else \
+                    values.get(question)
+                if answer is not None:
+                    tables[question].setdefault(row["id"], {})[user] = answer
     names = sorted(annotators)
     results = []
     for question, level in QUESTIONS:
@@ -96,19 +109,42 @@ def agreement(rows: list[dict]) -> Agreement:
         kappas = {}
         for u, v in combinations(names, 2):
             both = [(answers[u], answers[v]) for answers in table.values() if u in answers and v in answers]
-            if both:
+            if both and question == "ranking":
+                taus = [kendall_tau([x[k] for k in sorted(x)], [y[k] for k in sorted(x)]) for x, y in both]
+                taus = [t for t in taus if t is not None]
+                kappas[(u, v)] = (sum(taus) / len(taus) if taus else None, len(both))
+            elif both:
                 kappas[(u, v)] = (cohen_kappa([x for x, _ in both], [y for _, y in both]), len(both))
+        if question == "ranking":  # every candidate's rank is an item
+            table_for_alpha = {f"{rid}/{k}": {u: ranks[k] for u, ranks in answers.items()}
+                               for rid, answers in table.items() for k in next(iter(answers.values()))}
+        else:
+            table_for_alpha = table
         results.append(QuestionAgreement(question, len(table), sum(shares) / len(shares) if shares else None,
-                                         _alpha(table, names, level) if table else None, kappas))
+                                         _alpha(table_for_alpha, names, level) if table else None, kappas))
     return Agreement(results, dict(annotators))
+
+
+def _ranks(value, row: dict) -> dict[str, int] | None:
+    """slot -> competition rank among the row's real candidates (empty slots left out), from a ranking answer."""
+    from annotation.mapping import EMPTY_SLOT, ranking_of
+
+    ranks = ranking_of(value)
+    if ranks is None:
+        return None
+    fields = row.get("fields") or {}
+    real = [k for k in ranks if fields.get(k) != EMPTY_SLOT]
+    return {k: 1 + sum(ranks[j] < ranks[k] for j in real) for k in real}
 
 
 def to_dict(result: Agreement) -> dict:
     return {"questions": [{"question": q.question, "records": q.items, "percent_agreement": q.percent,
                            "krippendorff_alpha": q.alpha,
-                           "cohen_kappa": [{"annotators": [a, b], "records": n, "kappa": k}
-                                           for (a, b), (k, n) in q.kappa.items()]}
-                          for q in result.questions],
+                           ("kendall_tau" if q.question == "ranking" else "cohen_kappa"):
+                               [{"annotators": [a, b], "records": n,
+                                 ("mean_tau" if q.question == "ranking" else "kappa"): k}
+                                for (a, b), (k, n) in q.kappa.items()]}
+                          for q in result.questions if q.question != "ranking" or q.items],
             "annotators": {name: dict(counts) for name, counts in sorted(result.annotators.items())}}
 
 

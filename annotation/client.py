@@ -20,7 +20,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from annotation.mapping import GUIDELINES, METADATA, QUESTIONS, TEXT_FIELDS, fields_of, metadata_of, suggestions_of
+from annotation.mapping import (
+    COMPARE_GUIDELINES,
+    COMPARE_METADATA,
+    COMPARE_QUESTIONS,
+    GUIDELINES,
+    METADATA,
+    QUESTIONS,
+    RANKING,
+    TEXT_FIELDS,
+    compare_groups,
+    compare_item,
+    compare_text_fields,
+    record_item,
+    slot,
+)
 from annotation.server import DEFAULT_WORKSPACE, Credentials, default_data_dir
 from workbench.core.errors import WorkbenchError
 from workbench.core.records import Record
@@ -89,29 +103,45 @@ def get_json(client, path: str, **params) -> Any:
 
 # --- dataset settings --------------------------------------------------------------------------------------------
 
-def dataset_settings(min_submitted: int = 1, guidelines: str = GUIDELINES):
-    """The review dataset's fields, questions and metadata properties (`annotation.mapping`), as argilla Settings."""
+def dataset_settings(min_submitted: int = 1, compare_slots: int | None = None):
+    """The review dataset's fields, questions and metadata properties (`annotation.mapping`), as argilla Settings;
+    with `compare_slots`, a comparison dataset of that many responses and a ranking question."""
     import argilla as rg
 
     metadata_class = {"float": rg.FloatMetadataProperty, "integer": rg.IntegerMetadataProperty,
                       "terms": rg.TermsMetadataProperty}
+    compare = compare_slots is not None
     questions = []
-    for name, kind, title, required, options in QUESTIONS:
+    for name, kind, title, required, options in COMPARE_QUESTIONS if compare else QUESTIONS:
         if kind == "label":
             questions.append(rg.LabelQuestion(name, labels=list(options), title=title, required=required))
         elif kind == "rating":
             questions.append(rg.RatingQuestion(name, values=list(options), title=title, required=required))
+        elif kind == "ranking":
+            questions.append(rg.RankingQuestion(name, values={slot(k): f"Response {k}"
+                                                              for k in range(1, compare_slots + 1)},
+                                                title=title, required=required))
         else:
             questions.append(rg.TextQuestion(name, title=title, required=required, use_markdown=False))
+    fields = compare_text_fields(compare_slots) if compare else TEXT_FIELDS
+    metadata = COMPARE_METADATA if compare else [(name, kind) for name, kind, _ in METADATA]
     return rg.Settings(
-        guidelines=guidelines,
+        guidelines=COMPARE_GUIDELINES if compare else GUIDELINES,
         fields=[rg.TextField(name, title=title, required=required, use_markdown=False)
-                for name, title, required in TEXT_FIELDS],
+                for name, title, required in fields],
         questions=questions,
-        metadata=[metadata_class[kind](name) for name, kind, _ in METADATA],
+        metadata=[metadata_class[kind](name) for name, kind in metadata],
         distribution=rg.TaskDistribution(min_submitted=min_submitted),
         allow_extra_metadata=True,  # the whole Record rides along under mapping.RECORD_KEY
     )
+
+
+def is_comparison(dataset) -> bool:
+    return any(q.name == RANKING for q in dataset.settings.questions)
+
+
+def compare_slots_of(dataset) -> int:
+    return sum(1 for f in dataset.settings.fields if f.name.startswith("response_"))
 
 
 def _dataset(client, name: str, workspace: str):
@@ -135,35 +165,47 @@ def get_dataset(client, name: str, workspace: str = DEFAULT_WORKSPACE):
     return dataset
 
 
-def ensure_dataset(client, name: str, workspace: str = DEFAULT_WORKSPACE, min_submitted: int = 1):
-    """The dataset, created with our settings if missing; an existing one must have our questions."""
+def ensure_dataset(client, name: str, workspace: str = DEFAULT_WORKSPACE, min_submitted: int = 1,
+                   compare_slots: int | None = None):
+    """The dataset, created with our settings if missing; an existing one must be of the same kind, with our
+    questions (and, for comparisons, at least `compare_slots` responses)."""
     import argilla as rg
 
     dataset = _dataset(client, name, workspace)
     if dataset is not None:
+        compare = compare_slots is not None
+        if is_comparison(dataset) != compare:
+            kind = "a comparison (ranking)" if is_comparison(dataset) else "a review (keep/discard)"
+            raise ReviewError(f"dataset {name!r} is {kind} dataset; this push is "
+                              f"{'a comparison' if compare else 'a review'}", hint="push to a new dataset name")
         have = {q.name for q in dataset.settings.questions}
-        missing = {name for name, *_ in QUESTIONS} - have
+        missing = {name for name, *_ in (COMPARE_QUESTIONS if compare else QUESTIONS)} - have
         if missing:
             raise ReviewError(f"dataset {name!r} exists without the review questions {sorted(missing)}",
                               hint="push to a new dataset name")
+        if compare and compare_slots_of(dataset) < compare_slots:
+            raise ReviewError(f"dataset {name!r} shows {compare_slots_of(dataset)} responses per record; this push "
+                              f"has groups of {compare_slots}", hint="push to a new dataset name")
         if not dataset.settings.allow_extra_metadata:
             raise ReviewError(f"dataset {name!r} does not allow extra metadata, where the workbench keeps each "
                               "record's lineage", hint="push to a new dataset name")
         return dataset, False
-    dataset = rg.Dataset(name=name, workspace=workspace, settings=dataset_settings(min_submitted), client=client)
+    settings = dataset_settings(min_submitted, compare_slots)
+    dataset = rg.Dataset(name=name, workspace=workspace, settings=settings, client=client)
     dataset.create()
     return dataset, True
 
 
 # --- push --------------------------------------------------------------------------------------------------------
 
-def to_argilla(record: Record):
-    """The argilla SDK's record for one of ours (`annotation.mapping` says what goes in it)."""
+def to_argilla(item: dict[str, Any]):
+    """The argilla SDK's record for one server record as `annotation.mapping` makes it (`record_item`,
+    `compare_item`)."""
     import argilla as rg
 
     suggestions = [rg.Suggestion(s["question"], s["value"], score=s["score"], agent=s["agent"])
-                   for s in suggestions_of(record)]
-    return rg.Record(id=record.id, fields=fields_of(record), metadata=metadata_of(record), suggestions=suggestions)
+                   for s in item["suggestions"]]
+    return rg.Record(id=item["id"], fields=item["fields"], metadata=item["metadata"], suggestions=suggestions)
 
 
 def _retryable(error: Exception) -> bool:
@@ -192,11 +234,23 @@ class PushResult:
 
 def push(records: list[Record], dataset_name: str, *, client, workspace: str = DEFAULT_WORKSPACE,
          min_submitted: int = 1, batch_size: int = 100, max_retries: int = 8, backoff: float = 0.5,
-         progress: Callable[[int, int], None] | None = None, sleep: Callable[[float], None] = time.sleep) -> PushResult:
+         compare: bool = False, progress: Callable[[int, int], None] | None = None,
+         sleep: Callable[[float], None] = time.sleep) -> PushResult:
     """Upsert records batch by batch; a batch that fails on the connection or a 5xx is retried with exponential
-    backoff (upserts are idempotent, so a retried batch never duplicates anything)."""
+    backoff (upserts are idempotent, so a retried batch never duplicates anything). `compare`: one comparison per
+    group of candidates (`annotation.mapping.compare_groups`), ranked by the annotators."""
     if not records:
         raise ReviewError("nothing to push: the input has no records")
+    slots = None
+    if compare:
+        groups = compare_groups(records)
+        slots = max(len(g) for g in groups)
+        existing = _dataset(client, dataset_name, workspace)
+        if existing is not None and is_comparison(existing) and compare_slots_of(existing) > slots:
+            slots = compare_slots_of(existing)  # a dataset's fields are fixed once created: fill its slots
+        items = [compare_item(g, slots) for g in groups]
+    else:
+        items = [record_item(r) for r in records]
     retries_used = 0
 
     def attempt(what: str, call: Callable[[], Any]) -> Any:
@@ -215,20 +269,20 @@ def push(records: list[Record], dataset_name: str, *, client, workspace: str = D
                 sleep(min(backoff * 2 ** retry, 15.0))
 
     dataset, created = attempt("creating the dataset",
-                               lambda: ensure_dataset(client, dataset_name, workspace, min_submitted))
-    for start in range(0, len(records), batch_size):
+                               lambda: ensure_dataset(client, dataset_name, workspace, min_submitted, slots))
+    for start in range(0, len(items), batch_size):
         batch = []
-        for record in records[start:start + batch_size]:
-            item = to_argilla(record)
-            item.dataset = dataset  # resolves question names to the dataset's question ids
-            batch.append(item.api_model())
+        for item in items[start:start + batch_size]:
+            record = to_argilla(item)
+            record.dataset = dataset  # resolves question names to the dataset's question ids
+            batch.append(record.api_model())
         # The bulk upsert `dataset.records.log` sends, without its tqdm bar (ours covers the whole push).
         attempt(f"pushing records {start + 1}-{start + len(batch)}",
                 lambda b=batch: client.api.records.bulk_upsert(dataset_id=dataset.id, records=b))
         if progress:
-            progress(start + len(batch), len(records))
+            progress(start + len(batch), len(items))
     total = attempt("counting records", lambda: dataset_progress(client, dataset)["total"])
-    return PushResult(dataset_name, workspace, len(records), created, total, retries_used)
+    return PushResult(dataset_name, workspace, len(items), created, total, retries_used)
 
 
 def min_submitted_of(client, dataset_name: str, workspace: str = DEFAULT_WORKSPACE) -> int:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from annotation import client as argilla_client
-from annotation.mapping import texts_of
+from annotation.mapping import EMPTY_SLOT, texts_of
 from workbench.core.io import atomic_write_json
 from workbench.core.text import grounding
 
@@ -54,6 +54,31 @@ def judge(style: str, fields: dict, metadata: dict) -> dict:
     return answers
 
 
+def rank(style: str, fields: dict, metadata: dict) -> dict:
+    """One reviewer's answers for one comparison: a ranking by the reviewer's rule (equal scores share a rank;
+    an empty slot comes last), kept unless no response says anything."""
+    context = fields.get("context") or ""
+    responses = {name: text for name, text in fields.items() if name.startswith("response_")}
+
+    def score(text: str) -> float:
+        if text == EMPTY_SLOT:
+            return -1.0
+        words = len(text.split())
+        if style == "lenient":
+            return float(min(words, 60))  # longer is better, up to a point
+        if style == "grounded" and context:
+            return round(grounding(text, context), 1) + (words >= 3)
+        return float(words >= 6) + (complete_sentences(text) == text.strip()) + min(words, 40) / 100
+
+    scores = {name: score(text) for name, text in responses.items()}
+    ranking = [{"value": name, "rank": 1 + sum(other > s for other in scores.values())} for name, s in scores.items()]
+    usable = any(len(text.split()) >= 3 for text in responses.values() if text != EMPTY_SLOT)
+    flagged = metadata.get("screen_route") == "review" and style != "lenient"
+    best = responses[max(scores, key=scores.get)]
+    return {"decision": "keep" if usable and not flagged else "discard", "ranking": ranking,
+            "quality": max(1, min(5, 1 + len(best.split()) // 12 + (style == "lenient")))}
+
+
 def complete_sentences(text: str) -> str:
     """The text without an unfinished last sentence (a completion cut at max_new_tokens), when what is left
     still says something (three words or more)."""
@@ -79,7 +104,8 @@ def ensure_reviewers(client, data_dir: Path, workspace: str) -> dict[str, str]:
 
 def review_all(client, dataset: str, workspace: str, data_dir: Path,
                progress: Callable[[int, int], None] | None = None) -> Counter:
-    """Every demo reviewer answers every record it has not answered yet; returns counts of decisions."""
+    """Every demo reviewer answers every record it has not answered yet (a comparison with a ranking); returns
+    counts of decisions."""
     passwords = ensure_reviewers(client, data_dir, workspace)
     api_url = argilla_client.api_url_of(client)
     ids = {name: user_id for user_id, name in argilla_client.user_names(client).items()}
@@ -92,7 +118,8 @@ def review_all(client, dataset: str, workspace: str, data_dir: Path,
         for item in items:
             answered = any(str(r["user_id"]) == user_id for r in item.get("responses") or [])
             if not answered:
-                answers = judge(style, texts_of(item), item.get("metadata") or {})
+                fields = texts_of(item)
+                answers = (rank if "response_1" in fields else judge)(style, fields, item.get("metadata") or {})
                 argilla_client.submit_response(api_url, token, item["id"], answers)
                 counts[f"{username}: {answers['decision']}"] += 1
             done += 1

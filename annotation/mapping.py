@@ -10,6 +10,10 @@ Argilla 2.8's UI puts a plain-text field into the page as HTML (`List<String>` s
 tags goes into an iframe where its scripts run, with the annotator's token in reach). So the texts are pushed with
 `& < >` written as entities, which the UI shows as exactly the characters of the record and which no browser runs;
 a pull turns them back (`html.unescape` undoes `html.escape` exactly). Its copy button copies the escaped form.
+
+A comparison (`annotate push --compare`) is one server record per group of candidates that `generate responses`
+made for one instruction (`meta.compare_group`): the instruction, its context, the K responses as fields
+response_1..K, and a ranking question over them. Its id is the group's; the candidates ride along as above.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
+from workbench.core.errors import InputError
 from workbench.core.records import CATEGORIES, Record
 
 DECISIONS = ("keep", "discard")
@@ -131,6 +136,12 @@ def metadata_of(record: Record) -> dict[str, Any]:
     return metadata
 
 
+def record_item(record: Record) -> dict[str, Any]:
+    """The server record of one record (id, fields, metadata, suggestions) for the review dataset."""
+    return {"id": record.id, "fields": fields_of(record), "metadata": metadata_of(record),
+            "suggestions": suggestions_of(record)}
+
+
 def suggestions_of(record: Record) -> list[dict[str, Any]]:
     """Pre-filled answers: a decision only where the screen was confident (pass: keep, reject: discard), with its
     confidence as the score; none for a record it routed to review, where a pre-selected answer would be a vote
@@ -201,3 +212,97 @@ def export_rows(raw: Iterable[dict], users: dict[str, str]) -> Iterator[dict]:
             "inserted_at": item.get("inserted_at"),
             "updated_at": item.get("updated_at"),
         }
+
+
+# --- comparisons -------------------------------------------------------------------------------------------------
+
+RANKING = "ranking"
+EMPTY_SLOT = "(no candidate in this slot: rank it last; it is left out of the result)"
+COMPARE_QUESTIONS = (  # asked of each group of candidates
+    ("decision", "label", "Keep or discard this comparison? (discard: the instruction or every response is unusable)",
+     True, DECISIONS),
+    (RANKING, "ranking", "Rank the responses (1 = best; equal ranks for equally good ones)", True, None),
+    ("quality", "rating", "Quality of the best response (1 poor - 5 excellent)", False, (1, 2, 3, 4, 5)),
+)
+COMPARE_GUIDELINES = """\
+Each record shows one **instruction** (with its **context**, when there is one) and several **responses** that
+models wrote for it. Rank the responses from best (1) to worst: correct, helpful, safe and answering from the
+context beats fluent. Give two responses the same rank only when you cannot tell them apart in quality.
+
+- **Discard** the comparison when the instruction is unclear or unsafe, or no response is usable (it is then left
+  out of the preference data).
+- A slot that reads "no candidate in this slot" is empty for this record: rank it last; it is ignored.
+- **Quality**: how good the best response is, from 1 (poor) to 5 (excellent).
+
+Your rankings become preference pairs (the better response "chosen" over the worse) for DPO; ties make no pair.
+"""
+
+
+def slot(k: int) -> str:
+    """The field (and ranking option) of the k-th candidate, from 1."""
+    return f"response_{k}"
+
+
+COMPARE_METADATA = (("record_id", "terms"), ("source", "terms"), ("candidates", "integer"), ("generators", "terms"))
+
+
+def compare_text_fields(slots: int) -> tuple[tuple[str, str, bool], ...]:
+    return (("instruction", "Instruction", True), ("context", "Context", False),
+            *((slot(k), f"Response {k}", k <= 2) for k in range(1, slots + 1)))
+
+
+def compare_groups(records: list[Record]) -> list[list[Record]]:
+    """Candidates grouped by `meta.compare_group` (in file order, slots by `meta.candidate`); refuses a file that
+    is not candidates or a group that cannot be compared."""
+    groups: dict[str, list[Record]] = {}
+    for record in records:
+        key = record.meta.get("compare_group")
+        if not isinstance(key, str) or not key:
+            raise InputError(f"record {record.id} has no meta.compare_group: it is not a candidate to compare",
+                             hint="`workbench generate responses IN -o OUT --n K` makes candidates")
+        groups.setdefault(key, []).append(record)
+    for key, group in groups.items():
+        if len(group) < 2:
+            raise InputError(f"compare group {key} has one candidate ({group[0].id}): nothing to compare",
+                             hint="push candidates as `generate responses` wrote them")
+        if len({(r.instruction, r.context) for r in group}) > 1:
+            raise InputError(f"compare group {key} mixes instructions: its candidates must answer the same one")
+        group.sort(key=lambda r: int(r.meta.get("candidate", 0)))
+    return list(groups.values())
+
+
+def compare_item(group: list[Record], slots: int) -> dict[str, Any]:
+    """The server record of one group (id, fields, metadata, suggestions), with `slots` response fields."""
+    first = group[0]
+    fields = {"instruction": shown(first.instruction), "context": shown(first.context)}
+    for k in range(1, slots + 1):
+        fields[slot(k)] = shown(group[k - 1].response) if k <= len(group) else EMPTY_SLOT
+    metadata = {"record_id": first.meta["compare_group"], "source": first.source, "candidates": len(group),
+                "generators": sorted({str(r.meta.get("generator")) for r in group if r.meta.get("generator")}) or None}
+    metadata = {k: v for k, v in metadata.items() if v is not None}
+    rest = [{k: v for k, v in r.to_dict().items() if k not in TEXT_NAMES} for r in group]
+    metadata[RECORD_KEY] = json.dumps({"candidates": rest}, ensure_ascii=False, separators=(",", ":"))
+    return {"id": first.meta["compare_group"], "fields": fields, "metadata": metadata, "suggestions": []}
+
+
+def group_of(item: dict, problems: list[str]) -> list[Record] | None:
+    """The candidates behind a comparison record (REST shape), slot by slot; None (and a problem) if unreadable."""
+    texts = texts_of(item)
+    try:
+        rest = json.loads((item.get("metadata") or {})[RECORD_KEY])["candidates"]
+        return [Record.from_dict({**data, "instruction": texts.get("instruction", ""),
+                                  "context": texts.get("context", ""), "response": texts[slot(k)]})
+                for k, data in enumerate(rest, start=1)]
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
+        problems.append(f"record {item.get('external_id')}: not a comparison the workbench pushed ({e!r})")
+        return None
+
+
+def ranking_of(value: Any) -> dict[str, int] | None:
+    """slot -> rank from a ranking answer (REST shape: [{"value": "response_1", "rank": 1}, ...])."""
+    if not isinstance(value, list):
+        return None
+    ranks = {v.get("value"): v.get("rank") for v in value if isinstance(v, dict)}
+    if not ranks or not all(isinstance(r, int) for r in ranks.values()):
+        return None
+    return ranks

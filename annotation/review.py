@@ -27,6 +27,8 @@ from annotation.client import (
     api_url_of,
     connect,
     fetch,
+    get_dataset,
+    is_comparison,
     min_submitted_of,
     push,
     user_names,
@@ -49,6 +51,7 @@ class ReviewConfig(BaseModel):
     dataset: str = "demo-candidates"
     min_submitted: int = Field(2, ge=1)  # a record is complete once this many reviewers answered
     policy: Literal["majority", "unanimous", "any-discard"] = "majority"
+    compare: bool = False  # the candidates are groups to rank (`generate responses`), one comparison per group
 
 
 class PullConfig(BaseModel):
@@ -70,26 +73,32 @@ class PullResult(StepResult):
 
 
 def push_file(path: Path, dataset: str, client, *, workspace: str = DEFAULT_WORKSPACE, min_submitted: int = 1,
-              batch_size: int = 100, progress: Callable[[int, int], None] | None = None
+              batch_size: int = 100, compare: bool = False, progress: Callable[[int, int], None] | None = None
               ) -> tuple[PushResult, list[Problem]]:
-    """The records of PATH pushed to a dataset (created if needed); bad lines are returned, never pushed."""
+    """The records of PATH pushed to a dataset (created if needed); bad lines are returned, never pushed.
+    `compare`: candidates (`generate responses`), one comparison with a ranking question per group."""
     problems: list[Problem] = []
     records = load_records(path, problems)
     return push(records, dataset, client=client, workspace=workspace, min_submitted=min_submitted,
-                batch_size=batch_size, progress=progress), problems
+                batch_size=batch_size, compare=compare, progress=progress), problems
 
 
 def _pull(raw, users: dict[str, str], policy: str, dataset: str, min_submitted: int, ledger: Ledger, out: Outputs,
-          since: dict[str, str] | None = None) -> tuple[Pulled, list[str], dict[str, int]]:
+          since: dict[str, str] | None = None, compare: bool = False) -> tuple[Pulled, list[str], dict[str, int]]:
     """What both doors of the stage do with the server's records: votes resolved (discards dropped through the
-    ledger), curated ones to records.jsonl, disputed ones to disputed.jsonl. Returns (pulled, problems, counts)."""
+    ledger), curated ones to records.jsonl, disputed ones to disputed.jsonl. Returns (pulled, problems, counts).
+    A comparison's candidates come back ranked (`meta.ranking`)."""
     pulled, problems = resolve(raw, policy, ledger, min_submitted=min_submitted, dataset=dataset, users=users,
-                               since=since)
+                               since=since, compare=compare)
     write_records(out["records.jsonl"], pulled.curated)
     write_records(out["disputed.jsonl"], pulled.disputed)
-    corrected = sum(1 for r in pulled.curated if r.lineage[-1]["action"] == "edit")
-    return pulled, problems, {"curated": len(pulled.curated), "corrected": corrected,
-                              "disputed": len(pulled.disputed), "discarded": pulled.discarded,
+    if compare:
+        counts = {"ranked": len(pulled.curated), "groups": pulled.ranked_groups, "tied_groups": pulled.tied_groups,
+                  "split_pairs": pulled.split_pairs}
+    else:
+        counts = {"curated": len(pulled.curated),
+                  "corrected": sum(1 for r in pulled.curated if r.lineage[-1]["action"] == "edit")}
+    return pulled, problems, {**counts, "disputed": len(pulled.disputed), "discarded": pulled.discarded,
                               "pending": pulled.pending}
 
 
@@ -109,8 +118,9 @@ def pull(client, dataset: str, out: Outputs, *, policy: str = "majority", worksp
 
     state_dir = Path(state_dir or default_data_dir())
     since = load_pull_state(state_dir, url, workspace, dataset) if since_last else None
+    compare = is_comparison(get_dataset(client, dataset, workspace))
     pulled, problems, counts = _pull(fetch(client, dataset, workspace), user_names(client), policy, dataset,
-                                     min_submitted_of(client, dataset, workspace), ledger, out, since)
+                                     min_submitted_of(client, dataset, workspace), ledger, out, since, compare)
     counts["unchanged"] = pulled.unchanged
     save_pull_state(state_dir, url, workspace, dataset, {**(since or {}), **pulled.seen})
     result = out.finish(ledger, counts, review_problems=problems)
@@ -137,12 +147,13 @@ def review(candidates: Path, config: ReviewConfig, out: Outputs, say: Callable[[
         client = connect(served.api_url, served.credentials.api_key)
         marker, digest = out["pushed.json"], path_sha256(candidates)
         if not marker.exists() or json.loads(marker.read_text()).get("sha256") != digest:
-            pushed = push(records, config.dataset, client=client, min_submitted=config.min_submitted)
+            pushed = push(records, config.dataset, client=client, min_submitted=config.min_submitted,
+                          compare=config.compare)
             atomic_write_json(marker, {"sha256": digest, "pushed": pushed.pushed})
         min_submitted = min_submitted_of(client, config.dataset)
         # Only this run's candidates: a rerun after an upstream change pushes to the same dataset, which still
         # holds the records of the earlier candidates.
-        wanted = {r.id for r in records}
+        wanted = {r.meta.get("compare_group") if config.compare else r.id for r in records}
 
         def candidates_on_server() -> list[dict]:
             return [item for item in fetch(client, config.dataset) if item.get("external_id") in wanted]
@@ -165,7 +176,8 @@ def review(candidates: Path, config: ReviewConfig, out: Outputs, say: Callable[[
     finally:
         if not keep_running:
             server.stop(data_dir)
-    _, review_problems, counts = _pull(raw, users, config.policy, config.dataset, min_submitted, ledger, out)
+    _, review_problems, counts = _pull(raw, users, config.policy, config.dataset, min_submitted, ledger, out,
+                                       compare=config.compare)
     counts = {"pushed": len(records), **counts, "problems": len(review_problems)}
     rows = list(export_rows(raw, users))
     _write_rows(out["export.jsonl"], rows)

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from annotation.client import ReviewError
-from annotation.mapping import CORRECTIONS, DECISIONS, record_of, response_values
+from annotation.agreement import kendall_tau
+from annotation.mapping import CORRECTIONS, DECISIONS, RANKING, group_of, ranking_of, record_of, response_values, slot
 from workbench.core.ledger import Ledger
 from workbench.core.records import Record
 
@@ -26,6 +27,10 @@ class Pulled:
     unchanged: int = 0  # --since-last: completed records already pulled with the same responses
     discarded: int = 0  # dropped through the ledger
     seen: dict[str, str] = field(default_factory=dict)  # record id -> latest response time, for --since-last
+    # comparisons: groups ranked, groups with a tie in the resolved order, candidate pairs the annotators split on
+    ranked_groups: int = 0
+    tied_groups: int = 0
+    split_pairs: int = 0
 
 
 def vote(decisions: list[str], policy: str) -> str | None:
@@ -66,12 +71,13 @@ def agreed(values: list[Any]) -> tuple[bool, Any]:
 
 
 def resolve(raw: Iterable[dict], policy: str, ledger: Ledger, *, min_submitted: int = 1, dataset: str = "",
-            users: dict[str, str] | None = None, since: dict[str, str] | None = None) -> tuple[Pulled, list[str]]:
+            users: dict[str, str] | None = None, since: dict[str, str] | None = None,
+            compare: bool = False) -> tuple[Pulled, list[str]]:
     """A record is complete once it has `min_submitted` answers (submitted, or discarded with the UI's button;
     drafts are not answers). One decision per complete record by `policy`; corrections from the winning side, the
     category by majority among them. Kept records come back curated (edited where annotators corrected them),
-    discarded ones are dropped through the ledger, undecidable ones are disputed. Returns (what was pulled,
-    problems)."""
+    discarded ones are dropped through the ledger, undecidable ones are disputed. `compare`: the records are
+    comparisons, and a kept one's candidates come back ranked (`rank`). Returns (what was pulled, problems)."""
     if policy not in POLICIES:
         raise ReviewError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
     users = users or {}
@@ -82,16 +88,18 @@ def resolve(raw: Iterable[dict], policy: str, ledger: Ledger, *, min_submitted: 
             out.pending += 1
             continue
         latest = max(str(r.get("updated_at") or "") for r in answers)
-        record = record_of(item, problems)
+        record = group_of(item, problems) if compare else record_of(item, problems)
         if record is None:
             continue
-        out.seen[record.id] = latest
-        if since is not None and since.get(record.id) == latest:
+        key = item.get("external_id") or record.id
+        out.seen[key] = latest
+        if since is not None and since.get(key) == latest:
             out.unchanged += 1
             continue
         values = [(str(r["user_id"]), response_values(r) if r.get("status") == "submitted" else {"decision": "discard"})
                   for r in answers]
-        _decide(record, values, policy, ledger, out, {"dataset": dataset, "policy": policy}, users)
+        (rank if compare else _decide)(record, values, policy, ledger, out, {"dataset": dataset, "policy": policy},
+                                       users)
     return out, problems
 
 
@@ -131,3 +139,67 @@ def _decide(record: Record, values: list[tuple[str, dict[str, Any]]], policy: st
         out.curated.append(ledger.edit(record, "corrected by review", detail, scores=scores, **changes))
     else:
         out.curated.append(ledger.log(record, "keep", "kept by review", detail, scores=scores))
+
+
+def borda(rankings: list[dict[str, int]], slots: list[str]) -> dict[str, float]:
+    """Borda count: for each annotator, a point for every candidate ranked below, half a point for every one ranked
+    the same."""
+    points = dict.fromkeys(slots, 0.0)
+    for ranks in rankings:
+        for a in slots:
+            points[a] += sum(1.0 if ranks[a] < ranks[b] else 0.5 if ranks[a] == ranks[b] else 0.0
+                             for b in slots if b != a)
+    return points
+
+
+def rank(group: list[Record], values: list[tuple[str, dict[str, Any]]], policy: str, ledger: Ledger, out: Pulled,
+         detail: dict[str, Any], users: dict[str, str]) -> None:
+    """One comparison: keep or discard by `policy` over the decisions; kept, its candidates ranked by the Borda count
+    of the keepers' rankings (the same order as their mean rank for rankings without ties). Equal counts share a
+    position and are reported as tied; pairs the annotators split on, and their mean Kendall tau, are kept."""
+    votes = {user: v.get("decision") for user, v in values}
+    detail = {**detail, "votes": votes, "users": {u: users.get(u) for u in votes}}
+    decision = None if any(d not in DECISIONS for d in votes.values()) else vote(list(votes.values()), policy)
+    slots = [slot(k) for k in range(1, len(group) + 1)]
+    rankings = {user: ranking_of(v.get(RANKING)) for user, v in values if votes[user] == "keep"}
+    unranked = [u for u, r in rankings.items() if r is None or not set(slots) <= set(r)]
+    if decision is None or (decision == "keep" and unranked):
+        reason = (f"annotators disagree ({policy})" if decision is None and all(d in DECISIONS for d in votes.values())
+                  else "no decision in a submitted response" if decision is None else "no ranking in a kept response")
+        out.disputed.extend(ledger.log(c, "dispute", reason, detail) for c in group)
+        return
+    if decision == "discard":
+        for candidate in group:
+            ledger.drop(candidate, "discarded by review", detail)
+        out.discarded += len(group)
+        return
+    # Each annotator's ranks over the real candidates only (an empty slot is ignored), as competition ranks.
+    ranks = {u: {a: 1 + sum(r[b] < r[a] for b in slots) for a in slots} for u, r in rankings.items()}
+    points = borda(list(ranks.values()), slots)
+    mean_rank = {a: sum(r[a] for r in ranks.values()) / len(ranks) for a in slots}
+    position = {a: 1 + sum(points[b] > points[a] for b in slots) for a in slots}
+    tied = [[a for a in slots if points[a] == p] for p in sorted(set(points.values()), reverse=True)]
+    tied = [t for t in tied if len(t) > 1]
+    split = []
+    for i, a in enumerate(slots):
+        for b in slots[i + 1:]:
+            prefer_a = sum(r[a] < r[b] for r in ranks.values())
+            prefer_b = sum(r[b] < r[a] for r in ranks.values())
+            if prefer_a and prefer_b:
+                split.append([a, b, prefer_a, prefer_b])
+    taus = [kendall_tau([ranks[u][a] for a in slots], [ranks[v][a] for a in slots])
+            for i, u in enumerate(sorted(ranks)) for v in sorted(ranks)[i + 1:]]
+    taus = [t for t in taus if t is not None]
+    ratings = [v.get("quality") for user, v in values if isinstance(v.get("quality"), (int, float))]
+    detail = {**detail, "rankings": ranks, "borda": points, "mean_rank": mean_rank, "positions": position,
+              "tied": tied, "split_pairs": split, "kendall_tau_mean": sum(taus) / len(taus) if taus else None,
+              "best_quality": sum(ratings) / len(ratings) if ratings else None}
+    out.ranked_groups += 1
+    out.tied_groups += bool(tied)
+    out.split_pairs += len(split)
+    for a, candidate in zip(slots, group):
+        ranking = {"slot": a, "position": position[a], "of": len(slots), "mean_rank": mean_rank[a],
+                   "borda": points[a], "ranks": {users.get(u) or u: r[a] for u, r in ranks.items()}}
+        scores = {**candidate.scores, "review_mean_rank": round(mean_rank[a], 4), "review_borda": points[a]}
+        out.curated.append(ledger.log(candidate, "rank", "ranked by review", detail, scores=scores,
+                                      meta={**candidate.meta, "ranking": ranking}))

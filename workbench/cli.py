@@ -592,17 +592,21 @@ def annotate_push(
     records: Annotated[Path, typer.Argument(help="Records to review (JSONL).")], dataset: Dataset,
     workspace: Workspace = "workbench",
     min_submitted: Annotated[int, _opt("Answers a record needs (submitted, or the Discard button).")] = 1,
-    batch_size: int = 100, api_url: ArgillaUrl = None, api_key: ArgillaKey = None, data_dir: DataDir = None,
-    strict: Strict = False,
+    batch_size: int = 100,
+    compare: Annotated[bool, _opt("The records are candidates (`generate responses`): one record per group with "
+                                  "its K responses and a ranking question.")] = False,
+    api_url: ArgillaUrl = None, api_key: ArgillaKey = None, data_dir: DataDir = None, strict: Strict = False,
 ):
     """Push records to an Argilla dataset (created if needed; pushing again updates, never duplicates).
 
-    Example: workbench annotate push screened.jsonl --dataset advisor-round-1"""
+    Example: workbench annotate push screened.jsonl --dataset advisor-round-1
+    (candidates to rank: workbench annotate push candidates.jsonl --dataset advisor-ranking --compare)"""
     check_readable(records)  # a missing file is named before the server is asked
     argilla = client.connect(api_url, api_key, data_dir)
     with progress_bar(f"Pushing to {dataset}") as update:
         result, problems = review.push_file(records, dataset, argilla, workspace=workspace,
-                                            min_submitted=min_submitted, batch_size=batch_size, progress=update)
+                                            min_submitted=min_submitted, batch_size=batch_size, compare=compare,
+                                            progress=update)
     display.push_summary(result)
     _quarantine(problems, _sibling(records, ".quarantine.jsonl"), strict)
 

@@ -318,11 +318,18 @@ def push_summary(result) -> None:
 
 def pull_summary(result) -> None:
     c, files = result.counts, result.files
-    console.print(f"Curated {c['curated']:,} records in {files['records.jsonl']}; {c['disputed']:,} disputed in "
-                  f"{files['disputed.jsonl']}; {c['discarded']:,} discarded in {files['dropped.jsonl']}",
-                  markup=False)
     waiting = f"; {c['unchanged']:,} already pulled" if c.get("unchanged") else ""
-    console.print(f"{c['corrected']:,} corrected by annotators; {c['pending']:,} not yet complete{waiting}")
+    if "ranked" in c:  # a comparison dataset
+        console.print(f"Ranked {c['groups']:,} comparisons ({c['ranked']:,} candidates) in {files['records.jsonl']}; "
+                      f"{c['disputed']:,} candidates disputed in {files['disputed.jsonl']}; {c['discarded']:,} "
+                      f"discarded in {files['dropped.jsonl']}", markup=False)
+        console.print(f"{c['tied_groups']:,} comparisons with a tie in the resolved order; annotators split on "
+                      f"{c['split_pairs']:,} pairs; {c['pending']:,} not yet complete{waiting}")
+    else:
+        console.print(f"Curated {c['curated']:,} records in {files['records.jsonl']}; {c['disputed']:,} disputed in "
+                      f"{files['disputed.jsonl']}; {c['discarded']:,} discarded in {files['dropped.jsonl']}",
+                      markup=False)
+        console.print(f"{c['corrected']:,} corrected by annotators; {c['pending']:,} not yet complete{waiting}")
     for line in reason_lines(result.reasons):
         console.print(f"  {line}", markup=False, highlight=False)
     for problem in result.review_problems:
@@ -337,10 +344,12 @@ def agreement_tables(result, title: str) -> list[Table]:
     questions = Table(title=f"Agreement in {title} (records answered by two or more annotators)")
     for column in ("question", "records", "percent agreement", "Krippendorff's alpha"):
         questions.add_column(column, justify="left" if column == "question" else "right")
-    pairs = Table(title="Cohen's kappa per pair of annotators")
-    for column in ("question", "annotators", "records", "kappa"):
-        pairs.add_column(column, justify="right" if column in ("records", "kappa") else "left")
+    pairs = Table(title="Per pair of annotators: Cohen's kappa (a ranking: mean Kendall's tau)")
+    for column in ("question", "annotators", "records", "kappa / tau"):
+        pairs.add_column(column, justify="right" if column in ("records", "kappa / tau") else "left")
     for q in result.questions:
+        if q.question == "ranking" and not q.items:
+            continue  # not a comparison dataset
         percent = "-" if q.percent is None else f"{100 * q.percent:.1f}%"
         questions.add_row(q.question, f"{q.items:,}", percent, _number(q.alpha))
         for (a, b), (kappa, n) in q.kappa.items():

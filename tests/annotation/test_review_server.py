@@ -526,3 +526,61 @@ def test_a_review_stage_rerun_on_new_candidates_pulls_only_those(tmp_path):
         assert {r.id for r in out} <= {r.id for r in batch}
     exported = [json.loads(line) for line in (stage / "export.jsonl").read_text().splitlines()]
     assert sorted(row["id"] for row in exported) == sorted(r.id for r in second)
+
+
+def _ranking(*slots_in_order: str) -> list[dict]:
+    return [{"value": name, "rank": rank} for rank, name in enumerate(slots_in_order, start=1)]
+
+
+@pytest.mark.server
+def test_compare_pushes_a_ranking_per_group_and_pull_resolves_the_rankings(argilla, tmp_path, invoke):
+    from workbench.core.io import write_records
+
+    served, data_dir = argilla
+    client = api.connect(data_dir=data_dir)
+    groups = [[Record(f"Which course number {g} teaches <b>statistics</b>?", response=text, source="generated",
+                      meta={"compare_group": f"group-{g}", "candidate": k, "generator": gen})
+               for k, (text, gen) in enumerate([(f"STAT {g}01 & STAT {g}02.", "original"),
+                                                (f"Course {g}: statistics.", "tiny"),
+                                                (f"The library {g}.", "tiny")][:3 if g else 2])]
+              for g in range(3)]
+    candidates_file = tmp_path / "candidates.jsonl"
+    write_records(candidates_file, [r for g in groups for r in g])
+    pushed = invoke("annotate", "push", candidates_file, "--dataset", "ranked", "--compare", "--min-submitted", "2",
+                    "--data-dir", data_dir)
+    assert pushed.exit_code == 0 and "Pushed 3 records" in pushed.output, pushed.output
+    dataset = api.get_dataset(client, "ranked")
+    assert [q.name for q in dataset.settings.questions] == ["decision", "ranking", "quality"]
+    assert [f.name for f in dataset.settings.fields] == ["instruction", "context", "response_1", "response_2",
+                                                         "response_3"]
+    # A review file pushed to a comparison dataset is refused in one line.
+    wrong = invoke("annotate", "push", candidates_file, "--dataset", "ranked", "--data-dir", data_dir)
+    assert wrong.exit_code == 1 and "is a comparison (ranking) dataset" in wrong.output
+
+    tokens = {name: api.user_token(served.api_url, name, api.add_user(client, name)) for name in ("rk-a", "rk-b")}
+    items = {item["external_id"]: item for item in api.fetch(client, "ranked")}
+    assert items["group-0"]["fields"]["response_1"] == "STAT 001 &amp; STAT 002."  # shown as its exact characters
+    for name, order in (("rk-a", ("response_2", "response_1", "response_3")),
+                        ("rk-b", ("response_2", "response_3", "response_1"))):
+        api.submit_response(served.api_url, tokens[name], items["group-1"]["id"],
+                            {"decision": "keep", "ranking": _ranking(*order), "quality": 4})
+    api.submit_response(served.api_url, tokens["rk-a"], items["group-2"]["id"],
+                        {"decision": "discard", "ranking": _ranking("response_1", "response_2", "response_3")})
+    api.submit_response(served.api_url, tokens["rk-b"], items["group-2"]["id"], {"decision": "discard"},
+                        status="discarded")
+    out = tmp_path / "ranked.jsonl"
+    result = invoke("annotate", "pull", "--dataset", "ranked", "-o", out, "--data-dir", data_dir)
+    assert result.exit_code == 0, result.output
+    assert "Ranked 1 comparisons (3 candidates)" in result.output and "split on 1 pairs" in result.output
+    ranked = {r.meta["ranking"]["slot"]: r for r in load_records(out, [])}
+    assert {s: r.meta["ranking"]["position"] for s, r in ranked.items()} == {"response_2": 1, "response_1": 2,
+                                                                             "response_3": 2}
+    assert ranked["response_2"].response == "Course 1: statistics." and ranked["response_2"].id == groups[1][1].id
+    assert ranked["response_1"].meta["ranking"]["ranks"] == {"rk-a": 2, "rk-b": 3}
+    assert len(load_records(tmp_path / "ranked.discarded.jsonl", [])) == 3  # group 2, both discard votes
+    assert "1 not yet complete" in result.output  # group 0: nobody answered
+
+    agreement = invoke("annotate", "agreement", "--dataset", "ranked", "--json", "--data-dir", data_dir)
+    questions = {q["question"]: q for q in json.loads(agreement.output)["questions"]}
+    # rk-a 2 > 1 > 3, rk-b 2 > 3 > 1: one discordant pair of three, tau = 1/3.
+    assert questions["ranking"]["kendall_tau"][0]["mean_tau"] == pytest.approx(1 / 3)
