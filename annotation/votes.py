@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from annotation.client import ReviewError
 from annotation.agreement import kendall_tau
+from annotation.client import ReviewError
 from annotation.mapping import CORRECTIONS, DECISIONS, RANKING, group_of, ranking_of, record_of, response_values, slot
 from workbench.core.ledger import Ledger
 from workbench.core.records import Record

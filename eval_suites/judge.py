@@ -40,23 +40,24 @@ def parse_verdict(text: str) -> str | None:
     return verdict if verdict == "tie" else verdict.upper()
 
 
-def judge_pair(config: BackendConfig, first: ModelResults, other: ModelResults, suite: str,
-               items: dict[str, dict[str, Any]], resamples: int = 1000, seed: int = 0,
-               api_key: str | None = None, backend=None) -> tuple[dict[str, Any], Any]:
-    """Win/tie/loss of `other` against `first` on the items both answered, with 95% bootstrap CIs."""
-    a, b = first.suites[suite], other.suites[suite]
-    common = [i for i in a.answers if i in b.answers]
-    prompts = []
-    for i in common:
-        item = items.get(i, {})
-        question = item.get("question") or item.get("prompt") or a.questions.get(i, "")
-        context = item.get("context", "")
-        prompts.append(judge_prompt(question, context, a.answers[i], b.answers[i]))  # other is B
-        prompts.append(judge_prompt(question, context, b.answers[i], a.answers[i]))  # other is A
+def judge_cache(config: BackendConfig) -> GenerationCache:
+    """The judge's verdicts by prompt (`fingerprint(prompt=...)`), keyed by its model files, template and params."""
     key = fingerprint(model=model_fingerprint(config), template=JUDGE_TEMPLATE_ID, params=JUDGE_PARAMS)
-    cache = GenerationCache(f"judge-{key}")
+    return GenerationCache(f"judge-{key}")
+
+
+def judge_both_orders(config: BackendConfig, cases: list[tuple[str, str, str, str]], api_key: str | None = None,
+                      backend=None) -> tuple[list[tuple[str | None, str | None]], Any, str]:
+    """The judge's verdicts on (question, context, answer x, answer y) cases, asked with x as A and then with y as
+    A: [(forward, backward)], each 'A', 'B', 'tie' or None (unparsed); and the backend (loaded only when a verdict
+    is not cached) and the cache file."""
+    prompts = []
+    for question, context, x, y in cases:
+        prompts.append(judge_prompt(question, context, x, y))
+        prompts.append(judge_prompt(question, context, y, x))
+    cache = judge_cache(config)
     ids = [fingerprint(prompt=p) for p in prompts]
-    todo = [(k, p) for k, p in zip(ids, prompts) if k not in cache.answers]
+    todo = list({k: p for k, p in zip(ids, prompts) if k not in cache.answers}.items())
     if todo:
         backend = backend or load_backend(config, api_key)
         for start in range(0, len(todo), 32):
@@ -64,16 +65,33 @@ def judge_pair(config: BackendConfig, first: ModelResults, other: ModelResults, 
             outputs = backend.complete([p for _, p in chunk], JUDGE_PARAMS)
             cache.add([{"id": k, "prediction": o.text} for (k, _), o in zip(chunk, outputs)])
     verdicts = [parse_verdict(cache.answers[k]["prediction"]) for k in ids]
-    unparsed = sum(v is None for v in verdicts)
-    outcome = []  # 1: other wins in both orders, 0: loses in both, 0.5: anything else
-    for n in range(len(common)):
-        forward, backward = verdicts[2 * n], verdicts[2 * n + 1]
-        if forward == "B" and backward == "A":
-            outcome.append(1.0)
-        elif forward == "A" and backward == "B":
-            outcome.append(0.0)
-        else:
-            outcome.append(0.5)
+    return list(zip(verdicts[0::2], verdicts[1::2])), backend, str(cache.path)
+
+
+def preferred(forward: str | None, backward: str | None) -> str | None:
+    """'x' or 'y' when the judge prefers the same answer in both orders (forward: x is A), else None."""
+    if forward == "A" and backward == "B":
+        return "x"
+    if forward == "B" and backward == "A":
+        return "y"
+    return None
+
+
+def judge_pair(config: BackendConfig, first: ModelResults, other: ModelResults, suite: str,
+               items: dict[str, dict[str, Any]], resamples: int = 1000, seed: int = 0,
+               api_key: str | None = None, backend=None) -> tuple[dict[str, Any], Any]:
+    """Win/tie/loss of `other` against `first` on the items both answered, with 95% bootstrap CIs."""
+    a, b = first.suites[suite], other.suites[suite]
+    common = [i for i in a.answers if i in b.answers]
+    cases = []
+    for i in common:
+        item = items.get(i, {})
+        question = item.get("question") or item.get("prompt") or a.questions.get(i, "")
+        cases.append((question, item.get("context", ""), a.answers[i], b.answers[i]))  # other is B, then A
+    both, backend, cache_path = judge_both_orders(config, cases, api_key, backend)
+    unparsed = sum(v is None for pair in both for v in pair)
+    # 1: other wins in both orders, 0: loses in both, 0.5: anything else
+    outcome = [{"y": 1.0, "x": 0.0}.get(preferred(*pair), 0.5) for pair in both]
     scores = np.array(outcome)
     index = np.random.default_rng(seed).integers(0, len(scores), size=(resamples, len(scores))) if len(scores) else None
 
@@ -85,7 +103,7 @@ def judge_pair(config: BackendConfig, first: ModelResults, other: ModelResults, 
 
     result = {"win": rate((scores == 1.0).astype(float)), "tie": rate((scores == 0.5).astype(float)),
               "loss": rate((scores == 0.0).astype(float)), "unparsed": unparsed, "n": len(common),
-              "cache": str(cache.path)}
+              "cache": cache_path}
     return result, backend
 
 

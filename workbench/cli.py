@@ -23,6 +23,7 @@ from pipelines import (
     from_docs,
     instances,
     instruction_filter,
+    preferences,
     responses,
     screen,
 )
@@ -203,16 +204,35 @@ def data_validate(
 @data_app.command("export")
 def data_export(
     file: Annotated[Path, typer.Argument(help="Curated records (JSONL).")],
-    fmt: Annotated[str, _opt("dolly, alpaca or sharegpt.", "--format")],
+    fmt: Annotated[str, _opt("dolly, alpaca, sharegpt, or dpo (preference pairs).", "--format")],
     output: Annotated[Path, _opt("The exported file; its card goes beside it.", "-o", "--output")],
     run: Annotated[Path | None, _opt("The run folder that made the records: its stage counts and rejection reasons "
                                      "go into the card.")] = None,
     push_to_hub: Annotated[str | None, _opt("Also upload to this hub dataset repo (needs a hub).")] = None,
+    pairs: Annotated[str, _opt("dpo: from a ranking, every ordered pair (all) or the best over the worst "
+                               "(best-worst).")] = "all",
+    system_prompt: Annotated[bool, _opt("dpo: the course-advisor system prompt in every prompt (as finetune's "
+                                        "--system-prompt).")] = False,
+    tokenizer: Annotated[str | None, _opt("dpo: build prompts with this tokenizer's chat template.")] = None,
+    judge: Annotated[str | None, _opt("dpo: a model that judges the candidates nobody ranked (both orders).")] = None,
+    judge_backend: Annotated[str, _opt("dpo: the judge's backend: transformers or openai.")] = "transformers",
+    api_base: ApiBase = None, api_key: ApiKey = None,
     strict: Strict = False, allow_empty: AllowEmpty = False,
 ):
-    """Export records as Dolly, Alpaca or ShareGPT with a dataset card (sources, licences, stages).
+    """Export records as Dolly, Alpaca or ShareGPT with a dataset card (sources, licences, stages), or as DPO
+    preference pairs (prompt, chosen, rejected) from rankings, corrections and judge verdicts.
 
-    Example: workbench data export runs/demo/review/records.jsonl --format alpaca -o advisor.json --run runs/demo"""
+    Example: workbench data export runs/demo/review/records.jsonl --format alpaca -o advisor.json --run runs/demo
+    (pairs: workbench data export ranked.jsonl --format dpo -o pairs.jsonl --pairs best-worst)"""
+    if fmt == "dpo":
+        judged = options(BackendConfig, backend=judge_backend, model=judge, api_base=api_base) if judge else None
+        made = preferences.export_pairs(file, output, options(preferences.PairsConfig, pairs=pairs,
+                                                              system_prompt=system_prompt, tokenizer=tokenizer,
+                                                              judge=judged), api_key)
+        display.pairs_summary(made, output)
+        _quarantine(made.problems, quarantine := _sibling(output, ".quarantine.jsonl"), strict)
+        return refuse_empty([file], made.records, made.pairs, {**made.dropped, preferences.UNUSED: made.unused},
+                            made.problems, [quarantine] if made.problems else [], allow_empty)
     made = export.export_file(file, fmt, output, run)
     console.print(f"Exported {made.records:,} records to {output} ({fmt}); dataset card: {made.card}")
     for name in made.non_commercial:

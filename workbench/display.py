@@ -316,6 +316,18 @@ def push_summary(result) -> None:
                   + (f" ({result.retries} retries)" if result.retries else ""))
 
 
+def pairs_summary(made, output) -> None:
+    sources = ", ".join(f"{n:,} from {source}" for source, n in made.by_source.most_common()) or "none"
+    console.print(f"Wrote {made.pairs:,} preference pairs to {output} ({sources})", markup=False)
+    for reason, n in made.dropped.most_common():
+        console.print(f"  left out {n:,}: {reason}", markup=False, highlight=False)
+    if made.dropped_file:
+        console.print(f"  (what was left out, and why: {made.dropped_file})", markup=False, highlight=False)
+    if made.unused:
+        console.print(f"  {made.unused:,} records gave no pair (no ranking, correction or judge verdict)",
+                      markup=False, highlight=False)
+
+
 def pull_summary(result) -> None:
     c, files = result.counts, result.files
     waiting = f"; {c['unchanged']:,} already pulled" if c.get("unchanged") else ""
