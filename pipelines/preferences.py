@@ -140,7 +140,7 @@ def judge_pairs(records: list[Record], config: BackendConfig, mode: str, prompt_
             continue
         chosen, rejected = (x, y) if winner == "x" else (y, x)
         decided[key].append((chosen, rejected, detail))
-    for key, wins in decided.items():
+    for wins in decided.values():
         if mode == "best-worst":
             score = Counter()
             for chosen, rejected, _ in wins:
