@@ -63,7 +63,7 @@ BASE: dict[str, list[str]] = {
 
 # Path parameters by what they name. Outputs may be missing (they are made), never an input; inputs must exist.
 OUTPUTS = {"output", "clusters", "rejected", "report", "quarantine", "disputed", "out"}
-FOLDER_INPUTS = {"docs", "suites_dir", "adapter", "run", "catalog", "results", "runs_dir"}
+FOLDER_INPUTS = {"docs", "suites_dir", "adapter", "ref_adapter", "run", "catalog", "results", "runs_dir"}
 MADE_HERE = {("demo", "runs_dir"), ("run", "runs_dir"), ("annotate serve", "data_dir"), ("annotate stop", "data_dir"),
              ("annotate setup", "venv"), ("annotate push", "data_dir"), ("annotate pull", "data_dir"),
              ("annotate export", "data_dir"), ("annotate agreement", "data_dir"), ("annotate users add", "data_dir")}

@@ -686,8 +686,13 @@ def annotate_agreement(
 @app.command("finetune")
 def finetune_command(
     base: Annotated[str, _opt("Base model: hub id or folder.", "--base")],
-    data: Annotated[Path, _opt("Curated records (JSONL).", "--data")],
+    data: Annotated[Path, _opt("Curated records (sft), or preference pairs with prompt, chosen, rejected (dpo); "
+                               "JSONL or Parquet.", "--data")],
     output: Annotated[Path | None, _opt("Adapter folder.", "-o", "--output")] = None,
+    method: Annotated[str, _opt("sft (records) or dpo (preference pairs, trl's DPOTrainer).")] = "sft",
+    ref_adapter: Annotated[Path | None, _opt("dpo: an SFT adapter to start from and stay close to (default: the "
+                                             "base).")] = None,
+    beta: Annotated[float, _opt("dpo: how far from the reference the model may move (trl's beta).")] = 0.1,
     quant: Annotated[str, _opt("8bit, 4bit, none; default 8bit on CUDA, none on the CPU.")] = "auto",
     epochs: float = 3.0, lr: float = 2e-4, rank: int = 16, alpha: int = 32,
     max_length: Annotated[int, _opt("Longer examples are dropped and reported.")] = 1024,
@@ -708,22 +713,30 @@ def finetune_command(
     dry_run: Annotated[bool, _opt("Show one tokenized example and check the data; no training.")] = False,
     strict: Strict = False,
 ):
-    """Train a LoRA adapter on curated records (8-bit base on CUDA, loss on responses only, packing).
+    """Train a LoRA adapter on curated records (8-bit base on CUDA, loss on responses only, packing), or by DPO on
+    preference pairs.
 
-    Example: workbench finetune --base tiiuae/falcon-7b --data curated.jsonl -o adapters/advisor"""
-    config = options(finetune.FinetuneConfig, quant=quant, epochs=epochs, lr=lr, rank=rank, alpha=alpha,
+    Example: workbench finetune --base tiiuae/falcon-7b --data curated.jsonl -o adapters/advisor
+    (DPO: workbench finetune --method dpo --base tiiuae/falcon-7b --data pairs.jsonl --ref-adapter adapters/advisor
+    -o adapters/advisor-dpo)"""
+    config = options(finetune.FinetuneConfig, method=method, beta=beta, quant=quant, epochs=epochs, lr=lr, rank=rank, alpha=alpha,
                      max_length=max_length, packing=packing, batch_size=batch_size, grad_accum=grad_accum,
                      grad_checkpointing=grad_checkpointing, kbit_fp32=kbit_fp32, save_steps=save_steps,
                      eval_split=eval_split,
                      max_steps=max_steps, seed=seed, system_prompt=system_prompt, eval_suite=eval_suite,
                      eval_every=eval_every, eval_limit=eval_limit, keep_best=keep_best)
+    if dry_run and method == "dpo":
+        dry, problems = finetune.preview_pairs(base, data, config)
+        display.dpo_dry_run_report(dry, config)
+        return _quarantine(problems, _sibling(data, ".quarantine.jsonl"), strict)
     if dry_run:
         dry, problems = finetune.preview(base, data, config)
         display.dry_run_report(dry, config)
         return _quarantine(problems, _sibling(data, ".quarantine.jsonl"), strict)
     out = Outputs.beside(_required(output), "finetune", main="adapter")
     with progress_bar("Finetuning") as update:
-        result = finetune.run(base, data, config, out, resume=resume, budget_gib=budget_gib, progress=update,
+        result = finetune.run(base, data, config, out, resume=resume, budget_gib=budget_gib,
+                              ref_adapter=str(ref_adapter) if ref_adapter else None, progress=update,
                               say=lambda line: console.print(line, markup=False, highlight=False))
     _shown(result, strict, display.finetune_summary)
 

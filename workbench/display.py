@@ -398,6 +398,8 @@ def dry_run_report(report, config) -> None:
 
 def finetune_summary(result) -> None:
     m = result.adapter
+    if m.get("method") == "dpo":
+        return dpo_summary(result)
     losses = m["train_loss"]
     first, last = (losses[0]["loss"], losses[-1]["loss"]) if losses else (float("nan"), float("nan"))
     evaluated = f", eval loss {m['final_eval_loss']:.3f}" if m["final_eval_loss"] is not None else ""
@@ -413,6 +415,42 @@ def finetune_summary(result) -> None:
         budget = f" for the {m['budget_gib']:g} GiB budget" if m['budget_gib'] else ""
         console.print(f"{m['rows_per_pass']} of {rows} rows per pass{budget}{halvings}",
                       markup=False, highlight=False)
+    for line in reason_lines(result.reasons):
+        console.print(f"  {line}", markup=False, highlight=False)
+    if result.problems:
+        problems_summary(result.problems, result.files.get("quarantine.jsonl"))
+
+
+def dpo_dry_run_report(report, config) -> None:
+    console.print(f"{report.pairs:,} preference pairs; {len(report.too_long):,} longer than {config.max_length} "
+                  "tokens (dropped)")
+    for pair_id, tokens in report.too_long[:5]:
+        console.print(f"  too long: {pair_id} ({tokens:,} tokens)", markup=False)
+    prompt, chosen, rejected = report.tokens
+    console.print(f"First pair — [dim]prompt ({prompt} tokens, no loss)[/], then [bold green]chosen ({chosen})[/] "
+                  f"over [bold red]rejected ({rejected})[/], each followed by EOS:")
+    console.print(report.prompt, style="dim", markup=False, highlight=False)
+    console.print(report.chosen, style="bold green", markup=False, highlight=False)
+    console.print(report.rejected, style="bold red", markup=False, highlight=False)
+
+
+def dpo_summary(result) -> None:
+    m = result.adapter
+    steps = m["dpo_steps"]
+    first, last = (steps[0], steps[-1]) if steps else ({}, {})
+    reference = f"the SFT adapter {m['ref_adapter']}" if m["ref_adapter"] else "the base"
+    console.print(f"DPO adapter in {result.files['adapter']}: {m['steps']} steps, {m['epochs']:.2f} epochs on "
+                  f"{m['train_examples']:,} pairs ({m['quant']}), reference {reference}", markup=False)
+    if steps:
+        console.print(f"loss {first['loss']:.3f} -> {last['loss']:.3f}; reward accuracy "
+                      f"{first['rewards/accuracies']:.2f} -> {last['rewards/accuracies']:.2f}; margin "
+                      f"{first['rewards/margins']:.3f} -> {last['rewards/margins']:.3f}", markup=False)
+    if m["held_out"]:
+        h = m["held_out"]
+        console.print(f"held out ({m['eval_examples']:,} pairs): reward accuracy {h['rewards/accuracies']:.2f}, "
+                      f"margin {h['rewards/margins']:.3f}", markup=False)
+    console.print(f"peak memory {m['peak_memory_gib']:.2f} GiB (estimated {m['estimated_memory_gib']:.2f}); "
+                  "manifest.json and loss.png in the adapter folder")
     for line in reason_lines(result.reasons):
         console.print(f"  {line}", markup=False, highlight=False)
     if result.problems:

@@ -6,6 +6,7 @@ loss on response tokens only, padding-free packing, checkpoints and resume, a me
     result = run(base, data, config, out)               # train.py: the stage: adapter + manifest.json + loss.png
                                                         # (step.py: its training step: labelled logits, passes)
     merge(adapter_dir, out_dir)                         # merge.py: 16-bit base + adapter merged, logits checked
+    train_dpo(base, pairs, out_dir, config)             # dpo.py: trl's DPO on preference pairs (run() calls it)
 
 The standard recipe pads each batch to its longest example; with instruction data (median ~180 tokens, a long
 tail) over half the computed tokens are padding. Packing concatenates examples into one row with position ids
@@ -37,6 +38,7 @@ from pipelines.finetune.data import (
     unpacked,
     uses_chat_template,
 )
+from pipelines.finetune.dpo import load_pairs, preview_pairs, train_dpo
 from pipelines.finetune.memory import GIB, Estimate, budget_of_device, estimate_memory, plan, preflight
 from pipelines.finetune.merge import merge
 from pipelines.finetune.train import FinetuneResult, FinetuneRun, plot_losses, run, train
@@ -44,4 +46,4 @@ from pipelines.finetune.train import FinetuneResult, FinetuneRun, plot_losses, r
 __all__ = ["IGNORE", "LORA_TARGETS", "SPEED_ONLY", "FinetuneConfig", "lora_targets", "resolve_quant", "DryRun",
            "Encoded", "PackedCollator", "PaddedCollator", "Prepared", "dry_run", "encode", "pack", "prepare", "preview",
            "prompt_text", "unpacked", "uses_chat_template", "GIB", "Estimate", "budget_of_device", "estimate_memory",
-           "plan", "preflight", "merge", "FinetuneResult", "FinetuneRun", "plot_losses", "run", "train"]
+           "plan", "preflight", "merge", "load_pairs", "preview_pairs", "train_dpo", "FinetuneResult", "FinetuneRun", "plot_losses", "run", "train"]

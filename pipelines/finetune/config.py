@@ -21,6 +21,9 @@ LORA_TARGETS = {
 class FinetuneConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    # sft: records (instruction, context, response); dpo: preference pairs (prompt, chosen, rejected), trl's DPO
+    method: Literal["sft", "dpo"] = "sft"
+    beta: float = Field(0.1, gt=0)  # dpo: how far the policy may move from the reference (trl's beta)
     quant: Literal["auto", "none", "8bit", "4bit"] = "auto"  # auto: 8bit on CUDA, none on the CPU
     epochs: float = Field(3.0, gt=0)
     lr: float = Field(2e-4, gt=0)
@@ -53,6 +56,9 @@ class FinetuneConfig(BaseModel):
     def _keep_best_needs_a_suite(self) -> FinetuneConfig:
         if self.keep_best and not self.eval_suite:
             raise ValueError("--keep-best needs --eval-suite: the metric comes from the suite")
+        if self.method == "dpo" and self.system_prompt:
+            raise ValueError("--system-prompt with --method dpo: the pairs' prompts are already built; build them "
+                             "with the system prompt (`data export --format dpo --system-prompt`)")
         return self
 
 

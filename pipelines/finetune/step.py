@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils.checkpoint import checkpoint
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from pipelines.finetune.config import IGNORE
 from pipelines.finetune.memory import LOSS_CHUNK, halved
@@ -179,3 +179,16 @@ class PassTrainer(Trainer):
                     summed, n = labelled_loss(model, part)
                 total, count = total + float(summed), count + n
         return torch.tensor(total / max(count, 1), device=self.args.device), None, None
+
+
+class Progress(TrainerCallback):
+    """The step count to `progress`, and a logged loss at the last step whatever logging_steps says."""
+
+    def __init__(self, progress=None):
+        self.progress = progress
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == state.max_steps:
+            control.should_log = True
+        if self.progress:
+            self.progress(state.global_step, state.max_steps)

@@ -47,6 +47,67 @@ def _checkpoints(out_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
+def begin(out_dir: Path, resume: bool, run: dict[str, Any]) -> list[Path]:
+    """The complete checkpoints to resume from, after refusing a run that would mix with another: checkpoints
+    present without --resume, --resume without any, or a resume whose base, data or settings (`run`) differ."""
+    existing = _checkpoints(out_dir)
+    if existing and not resume:
+        raise InputError(f"{out_dir} already holds checkpoints ({existing[-1].name})",
+                         hint="--resume continues from the last one; or choose another output folder")
+    if resume and not existing:
+        raise InputError(f"--resume: no checkpoint in {out_dir / 'checkpoints'}")
+    run_file = out_dir / "run.json"
+    if resume and run_file.exists():
+        before = json.loads(run_file.read_text())
+        changed = sorted(k for k in run if before.get(k) != run[k])
+        if changed:
+            # Another base, data or config would not continue the same run (and not in the same data order).
+            raise InputError(f"--resume: {', '.join(changed)} differ from the run in {out_dir}",
+                             hint="resume with the same base, data and options, or train into a new folder")
+    return existing
+
+
+def load_trainable(base: str, config: FinetuneConfig, quant: str, device: str):
+    """The base model (8/4-bit verified) made ready for LoRA training: k-bit preparation or checkpointing with the
+    attention mode in its recomputation, no KV cache. Returns (the loaded Model, the model)."""
+    import torch
+
+    from pipelines.finetune.step import checkpointing_kwargs, prepare_quantized
+    from workbench.core.models import get_model
+
+    loaded = get_model(base, quant=quant, device=device)
+    model = loaded.model
+    loaded.tokenizer.padding_side = "right"
+    if quant != "none":
+        bf16 = not device.startswith("cuda") or torch.cuda.is_bf16_supported()
+        model = prepare_quantized(model, config.grad_checkpointing, keep_dtype=bf16 and not config.kbit_fp32)
+    elif config.grad_checkpointing:
+        model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs())
+    model.config.use_cache = False  # no KV cache in training (and packed rows need none to stay apart)
+    return loaded, model
+
+
+def training_arguments(config: FinetuneConfig, out_dir: Path, device: str, has_eval: bool, progress) -> dict:
+    """transformers' TrainingArguments (which trl's configs extend) as every method of the workbench sets them."""
+    import torch
+
+    return dict(
+        output_dir=str(out_dir / "checkpoints"), per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
+        num_train_epochs=config.epochs, max_steps=config.max_steps, learning_rate=config.lr,
+        warmup_steps=config.warmup_ratio, lr_scheduler_type="cosine", logging_steps=config.logging_steps,
+        logging_first_step=True,  # with the last step (step.Progress): a loss curve even for 2 steps
+        # With an eval suite, a checkpoint at each evaluation (it is evaluated when saved).
+        save_strategy="steps", save_steps=(config.eval_every or config.save_steps), save_total_limit=3,
+        eval_strategy="epoch" if has_eval else "no", seed=config.seed, data_seed=config.seed,
+        gradient_checkpointing=False,  # enabled by load_trainable, with the attention mode in its recomputation
+        bf16=device.startswith("cuda") and torch.cuda.is_bf16_supported(), use_cpu=device == "cpu",
+        report_to=["tensorboard"] if _installed("tensorboard") else [], remove_unused_columns=False,
+        dataloader_num_workers=0, disable_tqdm=progress is None, optim="adamw_torch",
+    )
+
+
 def train(base: str, records: list[Record], out_dir: str | Path, config: FinetuneConfig, *,
           resume: bool = False, device: str = "auto", data_sha256: str | None = None,
           data_path: str | None = None, budget_gib: float | None = None, progress=None,
@@ -58,31 +119,18 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
     with half the rows. `say` receives one line for each such choice."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import TrainerCallback, TrainingArguments
+    from transformers import TrainingArguments
 
-    from pipelines.finetune.step import PassTrainer, checkpointing_kwargs, prepare_quantized
+    from pipelines.finetune.step import PassTrainer, Progress
     from pipelines.finetune.suite_eval import SuiteDuringTraining, check_metric, load_best
-    from workbench.core.models import get_model, resolve_device
+    from workbench.core.models import resolve_device
 
     out_dir = Path(out_dir)
     device = resolve_device(device)
     quant = resolve_quant(config, device)
-    existing = _checkpoints(out_dir)
-    if existing and not resume:
-        raise InputError(f"{out_dir} already holds checkpoints ({existing[-1].name})",
-                         hint="--resume continues from the last one; or choose another output folder")
-    if resume and not existing:
-        raise InputError(f"--resume: no checkpoint in {out_dir / 'checkpoints'}")
     run = {"base_model": base, "data_sha256": data_sha256, "records": [r.id for r in records],
            "config": config.model_dump(), "quant": quant}
-    run_file = out_dir / "run.json"
-    if resume and run_file.exists():
-        before = json.loads(run_file.read_text())
-        changed = sorted(k for k in run if before.get(k) != run[k])
-        if changed:
-            # Another base, data or config would not continue the same run (and not in the same data order).
-            raise InputError(f"--resume: {', '.join(changed)} differ from the run in {out_dir}",
-                             hint="resume with the same base, data and options, or train into a new folder")
+    existing = begin(out_dir, resume, run)
     if config.eval_suite:
         check_metric(config.eval_suite, config.keep_best)  # before the model loads
     budget = budget_gib if budget_gib is not None else budget_of_device(device)
@@ -92,19 +140,11 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
             f"pass ({-(-config.batch_size // estimate.rows_per_pass)} passes, the same update), estimated "
             f"{estimate.total_gib:.1f} GiB")
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_file, run)
+    atomic_write_json(out_dir / "run.json", run)
 
-    loaded = get_model(base, quant=quant, device=device)
-    model, tokenizer = loaded.model, loaded.tokenizer
-    tokenizer.padding_side = "right"
+    loaded, model = load_trainable(base, config, quant, device)
+    tokenizer = loaded.tokenizer
     prepared = prepare(records, tokenizer, config)
-    if quant != "none":
-        bf16 = not device.startswith("cuda") or torch.cuda.is_bf16_supported()
-        model = prepare_quantized(model, config.grad_checkpointing, keep_dtype=bf16 and not config.kbit_fp32)
-    elif config.grad_checkpointing:
-        model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs())
-    model.config.use_cache = False  # no KV cache in training (and packed rows need none to stay apart)
     torch.manual_seed(config.seed)
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout, bias="none",
                       task_type="CAUSAL_LM", target_modules=lora_targets(model))
@@ -118,28 +158,7 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
         train_rows, eval_rows = unpacked(prepared.train), unpacked(prepared.eval)
         collator = PaddedCollator(tokenizer.pad_token_id)
     useful = sum(e.trained for e in prepared.train)
-    report = ["tensorboard"] if _installed("tensorboard") else []
-    args = TrainingArguments(
-        output_dir=str(out_dir / "checkpoints"), per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
-        num_train_epochs=config.epochs, max_steps=config.max_steps, learning_rate=config.lr,
-        warmup_steps=config.warmup_ratio, lr_scheduler_type="cosine", logging_steps=config.logging_steps,
-        logging_first_step=True,  # with the last step (Progress below): a loss curve even for 2 steps
-        # With an eval suite, a checkpoint at each evaluation (it is evaluated when saved).
-        save_strategy="steps", save_steps=(config.eval_every or config.save_steps), save_total_limit=3,
-        eval_strategy="epoch" if eval_rows else "no", seed=config.seed, data_seed=config.seed,
-        gradient_checkpointing=False,  # enabled above, with the attention mode in its recomputation
-        bf16=device.startswith("cuda") and torch.cuda.is_bf16_supported(), use_cpu=device == "cpu",
-        report_to=report, remove_unused_columns=False,
-        dataloader_num_workers=0, disable_tqdm=progress is None, optim="adamw_torch",
-    )
-
-    class Progress(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == state.max_steps:
-                control.should_log = True  # the last loss, whatever logging_steps says
-            if progress:
-                progress(state.global_step, state.max_steps)
+    args = TrainingArguments(**training_arguments(config, out_dir, device, bool(eval_rows), progress))
 
     def say_halved(event):
         if say:
@@ -147,12 +166,9 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
 
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    callbacks: list = [Progress()]
-    suite_eval = None
-    if config.eval_suite:
-        suite_eval = SuiteDuringTraining(config.eval_suite, out_dir, tokenizer, keep_best=config.keep_best,
-                                         limit=config.eval_limit, say=say)
-        callbacks.append(suite_eval)
+    suite_eval = SuiteDuringTraining(config.eval_suite, out_dir, tokenizer, keep_best=config.keep_best,
+                                     limit=config.eval_limit, say=say) if config.eval_suite else None
+    callbacks: list = [Progress(progress), *([suite_eval] if suite_eval else [])]
     trainer = PassTrainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows or None,
                           data_collator=collator, callbacks=callbacks, rows_per_pass=estimate.rows_per_pass,
                           on_halve=say_halved)
@@ -210,25 +226,46 @@ class FinetuneRun(StepResult):
 
 
 def run(base: str, data: Path, config: FinetuneConfig, out: Outputs, *, resume: bool = False, device: str = "auto",
-        budget_gib: float | None = None, progress=None, say=None) -> FinetuneRun:
+        budget_gib: float | None = None, ref_adapter: str | None = None, progress=None, say=None) -> FinetuneRun:
     """The finetune stage: a LoRA adapter on the records of DATA in out["adapter"] (a folder: the adapter, its
-    manifest naming the data, a model card, the loss plot); records it cannot train on are dropped with why."""
+    manifest naming the data, a model card, the loss plot); records it cannot train on are dropped with why.
+    `config.method` dpo: DATA holds preference pairs (`pipelines.finetune.dpo`), on top of `ref_adapter` if given."""
     data = Path(data)
-    ledger = out.start(config, [data, *([Path(base)] if Path(base).exists() else [])], SPEED_ONLY)
+    if ref_adapter and not Path(ref_adapter).is_dir():
+        raise InputError(f"--ref-adapter {ref_adapter}: no such folder (an adapter folder of `workbench finetune`)")
+    if ref_adapter and config.method != "dpo":
+        raise InputError("--ref-adapter is the reference of DPO: use it with --method dpo")
+    inputs = [data, *([Path(base)] if Path(base).exists() else []), *([Path(ref_adapter)] if ref_adapter else [])]
+    ledger = out.start(config, inputs, SPEED_ONLY)
     problems: list[Problem] = []
-    records = load_records(data, problems)
-    trained = train(base, records, out["adapter"], config, resume=resume, device=device,
-                    data_sha256=path_sha256(data), data_path=str(data.resolve()), budget_gib=budget_gib,
-                    progress=progress, say=say)
-    for record, tokens in trained.too_long:
-        ledger.drop(record, "longer than max_length", {"tokens": tokens, "max_length": config.max_length})
-    for record in trained.no_response:
-        ledger.drop(record, "no response")
-    m = trained.manifest
-    losses = [p["loss"] for p in m["train_loss"]]
-    counts = {"examples": m["train_examples"], "held_out": m["eval_examples"], "steps": m["steps"],
-              "first_loss_x100": round(100 * losses[0]) if losses else 0,
-              "last_loss_x100": round(100 * losses[-1]) if losses else 0}
+    common = dict(resume=resume, device=device, data_sha256=path_sha256(data), data_path=str(data.resolve()),
+                  budget_gib=budget_gib, progress=progress, say=say)
+    if config.method == "dpo":
+        from pipelines.finetune.dpo import load_pairs, pair_record, train_dpo
+
+        pairs = load_pairs(data, problems)
+        if not pairs:
+            raise InputError(f"{data}: no preference pair (prompt, chosen, rejected) to train on",
+                             hint="`workbench data export --format dpo` writes them")
+        trained = train_dpo(base, pairs, out["adapter"], config, ref_adapter=ref_adapter, **common)
+        for pair, tokens in trained.too_long:
+            ledger.drop(pair_record(pair), "longer than max_length", {"tokens": tokens, "max_length": config.max_length})
+        m = trained.manifest
+        last = (m["dpo_steps"] or [{}])[-1]
+        counts = {"pairs": m["train_examples"], "held_out": m["eval_examples"], "steps": m["steps"],
+                  "reward_accuracy_x100": round(100 * (last.get("rewards/accuracies") or 0))}
+    else:
+        records = load_records(data, problems)
+        trained = train(base, records, out["adapter"], config, **common)
+        for record, tokens in trained.too_long:
+            ledger.drop(record, "longer than max_length", {"tokens": tokens, "max_length": config.max_length})
+        for record in trained.no_response:
+            ledger.drop(record, "no response")
+        m = trained.manifest
+        losses = [p["loss"] for p in m["train_loss"]]
+        counts = {"examples": m["train_examples"], "held_out": m["eval_examples"], "steps": m["steps"],
+                  "first_loss_x100": round(100 * losses[0]) if losses else 0,
+                  "last_loss_x100": round(100 * losses[-1]) if losses else 0}
     result = out.finish(ledger, counts, problems, base=base, quant=m["quant"],
                         peak_memory_gib=m["peak_memory_gib"], useful_tokens_per_s=m["useful_tokens_per_s"])
     return FinetuneRun(result.manifest, result.problems, m)

@@ -138,6 +138,9 @@ def model_card(manifest: dict[str, Any]) -> str:
         f"targets {', '.join(manifest.get('lora_targets', []))} |",
         f"| training | {manifest['steps']} steps, {manifest['epochs']:.2f} epochs, lr {config['lr']}, "
         f"packing {'on' if config['packing'] else 'off'}, system prompt {'on' if config['system_prompt'] else 'off'} |",
-        f"| loss | train {first} → {last}; final eval {manifest.get('final_eval_loss')} |", "",
+        f"| loss | train {first} → {last}; final eval {manifest.get('final_eval_loss')} |",
+        *([f"| method | DPO (trl), beta {config.get('beta')}, reference "
+           f"{manifest.get('ref_adapter') or 'the base'}; examples are preference pairs |"]
+          if manifest.get("method") == "dpo" else []), "",
         "Prompt format: Dolly-style sections (`### Instruction:`, `### Context:`, `### Response:`) or the tokenizer's "
         "chat template when it has one; see `manifest.json` for everything, and `loss.png`.", ""])

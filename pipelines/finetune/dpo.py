@@ -1,0 +1,251 @@
+"""DPO on preference pairs (`workbench finetune --method dpo`): trl's DPOTrainer (the loss is trl's, not ours) on a
+LoRA adapter over the base, loaded as for SFT (8-bit verified on CUDA), with the same checkpoints, resume, memory
+preflight, manifest and plot.
+
+    pairs = load_pairs(path, problems)   # any JSONL/Parquet with prompt, chosen, rejected (other columns kept)
+    result = train_dpo(base, pairs, out_dir, config, ref_adapter=SFT_ADAPTER)
+
+The reference is the model DPO must not drift from. Without `ref_adapter` it is the base (trl disables the LoRA
+adapter for the reference pass); with one (an SFT adapter) the trained adapter starts as a copy of it and trl keeps a
+frozen copy as the reference, so the result is SFT + DPO in one adapter that plain peft loads over the base.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.finetune.config import FinetuneConfig, lora_targets, resolve_quant
+from pipelines.finetune.memory import budget_of_device, preflight
+from workbench.core.errors import ConfigError, InputError
+from workbench.core.io import Problem, atomic_write_json, atomic_write_text, parquet_rows, read_json_lines
+from workbench.core.records import Record, record_id
+from workbench.core.runs import package_versions
+
+PAIR_COLUMNS = ("prompt", "chosen", "rejected")
+# trl's logged metrics, as the manifest keeps them per step (and the held-out ones with "eval_" in front)
+DPO_METRICS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins")
+
+
+def load_pairs(path: Path, problems: list[Problem]) -> list[dict[str, Any]]:
+    """The rows of a pairs file (JSONL or Parquet) with non-empty string prompt, chosen and rejected; any other
+    row is a problem naming its line and field."""
+    path = Path(path)
+    rows = parquet_rows(path, problems) if path.suffix == ".parquet" else read_json_lines(path, problems)
+    pairs = []
+    for line, row, raw in rows:
+        bad = next((c for c in PAIR_COLUMNS if not isinstance(row.get(c), str) or not row[c].strip()), None)
+        if bad:
+            problems.append(Problem(str(path), line, bad, "missing, empty or not a string (a preference pair needs "
+                                    "prompt, chosen and rejected)", raw))
+            continue
+        pairs.append(row)
+    return pairs
+
+
+def pair_record(pair: dict[str, Any]) -> Record:
+    """A pair as a Record, for the ledger (its id is the pair's two record ids, or its texts')."""
+    chosen, rejected = pair.get("chosen_id"), pair.get("rejected_id")
+    pair_id = f"{chosen}>{rejected}" if chosen and rejected else record_id(pair["prompt"], pair["chosen"],
+                                                                             pair["rejected"])
+    return Record(instruction=pair.get("instruction") or pair["prompt"], context=pair.get("context") or "",
+                  response=pair["chosen"], source=str(pair.get("source") or "pairs"), id=pair_id,
+                  meta={"rejected": pair["rejected"]})
+
+
+@dataclass
+class DPOResult:
+    out_dir: Path
+    manifest: dict[str, Any]
+    too_long: list[tuple[dict, int]] = field(default_factory=list)  # (pair, tokens): dropped, reported
+
+
+def _tokens(tokenizer, pair: dict[str, Any]) -> int:
+    return max(len(tokenizer(pair["prompt"] + pair[side])["input_ids"]) for side in ("chosen", "rejected")) + 1
+
+
+def _steps(history: list[dict], prefix: str = "") -> list[dict[str, Any]]:
+    """trl's logged metrics per step (train: prefix ""; held out: "eval_")."""
+    rows = []
+    for entry in history:
+        if f"{prefix}rewards/margins" in entry:
+            rows.append({"step": entry.get("step"), "epoch": entry.get("epoch"),
+                         **{m: entry.get(f"{prefix}{m}") for m in DPO_METRICS}})
+    return rows
+
+
+@dataclass
+class DPODryRun:
+    pairs: int
+    too_long: list[tuple[str, int]]  # (pair id, tokens)
+    prompt: str  # the first pair's prompt (no loss), chosen and rejected (what DPO compares), with token counts
+    chosen: str
+    rejected: str
+    tokens: tuple[int, int, int]
+
+
+def preview_pairs(base: str, data: Path, config: FinetuneConfig) -> tuple[DPODryRun, list[Problem]]:
+    """`finetune --method dpo --dry-run`: the pairs as the tokenizer sees them; nothing is trained."""
+    from workbench.core.models import load_tokenizer
+
+    problems: list[Problem] = []
+    pairs = load_pairs(data, problems)
+    if not pairs:
+        raise InputError(f"{data}: no preference pair (prompt, chosen, rejected) to train on",
+                         hint="`workbench data export --format dpo` writes them")
+    tokenizer = load_tokenizer(base)
+    lengths = [(pair_record(p).id, _tokens(tokenizer, p)) for p in pairs]
+    first = pairs[0]
+    counts = tuple(len(tokenizer(first[c], add_special_tokens=c == "prompt")["input_ids"]) for c in PAIR_COLUMNS)
+    return DPODryRun(len(pairs), [(i, n) for i, n in lengths if n > config.max_length], first["prompt"],
+                     first["chosen"], first["rejected"], counts), problems
+
+
+def fitting_batch(config: FinetuneConfig, rows_per_pass: int) -> tuple[int, int]:
+    """(pairs per forward, accumulation steps) for the same update: DPO puts a pair's chosen and rejected through
+    together, so a pass of `rows_per_pass` rows holds half as many pairs."""
+    pairs = max(1, rows_per_pass // 2)
+    per_pass = max(d for d in range(1, config.batch_size + 1) if config.batch_size % d == 0 and d <= pairs)
+    return per_pass, config.grad_accum * config.batch_size // per_pass
+
+
+def train_dpo(base: str, pairs: list[dict[str, Any]], out_dir: str | Path, config: FinetuneConfig, *,
+              ref_adapter: str | None = None, resume: bool = False, device: str = "auto",
+              data_sha256: str | None = None, data_path: str | None = None, budget_gib: float | None = None,
+              progress=None, say=None) -> DPOResult:
+    """DPO on `pairs`; writes the adapter, manifest.json, README.md and loss.png to out_dir."""
+    import datasets
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from trl import DPOConfig, DPOTrainer
+
+    from pipelines.finetune.step import Progress
+    from pipelines.finetune.suite_eval import SuiteDuringTraining, check_metric, load_best
+    from pipelines.finetune.train import _peak_memory_gib, begin, load_trainable, plot_losses, training_arguments
+    from workbench.core.export import model_card
+    from workbench.core.models import resolve_device
+
+    out_dir = Path(out_dir)
+    device = resolve_device(device)
+    quant = resolve_quant(config, device)
+    if ref_adapter:
+        _check_adapter(ref_adapter, base)
+    run = {"base_model": base, "data_sha256": data_sha256, "config": config.model_dump(), "quant": quant,
+           "ref_adapter": str(Path(ref_adapter).resolve()) if ref_adapter else None,
+           "pairs": [pair_record(p).id for p in pairs]}
+    existing = begin(out_dir, resume, run)
+    if config.eval_suite:
+        check_metric(config.eval_suite, config.keep_best)
+    budget = budget_gib if budget_gib is not None else budget_of_device(device)
+    # A step puts 2 x batch_size sequences (each pair's chosen and rejected) through the model, then the reference.
+    estimate = preflight(base, config.model_copy(update={"batch_size": 2 * config.batch_size}), budget, device)
+    per_pass, accumulation = fitting_batch(config, estimate.rows_per_pass)
+    if say and per_pass < config.batch_size:
+        say(f"Memory budget {budget:g} GiB: {per_pass} of the {config.batch_size} pairs of a step at once "
+            f"({accumulation // config.grad_accum} accumulated passes, the same update), estimated "
+            f"{estimate.total_gib:.1f} GiB")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "run.json", run)
+
+    loaded, model = load_trainable(base, config, quant, device)
+    tokenizer = loaded.tokenizer
+    kept, too_long = [], []
+    for pair in pairs:
+        tokens = _tokens(tokenizer, pair)
+        (kept if tokens <= config.max_length else too_long).append((pair, tokens))
+    kept = [p for p, _ in kept]
+    if not kept:
+        raise InputError(f"no preference pair fits --max-length {config.max_length} "
+                         f"({len(too_long):,} longer)", hint="raise --max-length")
+    order = list(range(len(kept)))
+    random.Random(config.seed).shuffle(order)
+    held = int(len(kept) * config.eval_split) if len(kept) >= 10 else 0
+    eval_pairs = [kept[i] for i in order[:held]]
+    train_pairs = [kept[i] for i in order[held:]]
+
+    torch.manual_seed(config.seed)
+    if ref_adapter:  # SFT's adapter goes on training; trl copies it as the frozen reference ("ref")
+        model = PeftModel.from_pretrained(model, ref_adapter, is_trainable=True)
+        lora = None
+    else:
+        lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout, bias="none",
+                          task_type="CAUSAL_LM", target_modules=lora_targets(model))
+        model = get_peft_model(model, lora)
+
+    def columns(rows):
+        return datasets.Dataset.from_list([{c: r[c] for c in PAIR_COLUMNS} for r in rows])
+
+    arguments = training_arguments(config, out_dir, device, bool(eval_pairs), progress)
+    arguments.update(per_device_train_batch_size=per_pass, per_device_eval_batch_size=per_pass,
+                     gradient_accumulation_steps=accumulation)
+    args = DPOConfig(**arguments, beta=config.beta, max_length=config.max_length, padding_free=False,
+                     precompute_ref_log_probs=False, dataset_num_proc=None)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    suite_eval = SuiteDuringTraining(config.eval_suite, out_dir, tokenizer, keep_best=config.keep_best,
+                                     limit=config.eval_limit, say=say) if config.eval_suite else None
+    datasets.disable_progress_bars()
+    trainer = DPOTrainer(model=model, args=args, train_dataset=columns(train_pairs),
+                         eval_dataset=columns(eval_pairs) if eval_pairs else None, processing_class=tokenizer,
+                         callbacks=[Progress(progress), *([suite_eval] if suite_eval else [])])
+    start = time.perf_counter()
+    with warnings.catch_warnings():  # trl switches checkpointing off for the reference pass by names v6 renames
+        warnings.filterwarnings("ignore", message=".*will be removed in v6", category=FutureWarning)
+        output = trainer.train(resume_from_checkpoint=str(existing[-1]) if resume else None)
+    seconds = time.perf_counter() - start
+    kept_step = suite_eval.best() if suite_eval and config.keep_best else None
+    if kept_step:
+        load_best(model, out_dir)
+    held_out = trainer.evaluate() if eval_pairs else {}
+
+    model.save_pretrained(out_dir, selected_adapters=["default"])  # not trl's frozen reference copy
+    tokenizer.save_pretrained(out_dir)
+    history = trainer.state.log_history
+    steps = _steps(history)
+    manifest = {
+        "method": "dpo", "base_model": base, "ref_adapter": run["ref_adapter"], "data": data_path,
+        "data_sha256": data_sha256, "records": len(pairs), "train_examples": len(train_pairs),
+        "eval_examples": len(eval_pairs), "dropped_too_long": [{"id": pair_record(p).id, "tokens": n}
+                                                                 for p, n in too_long],
+        "config": config.model_dump(), "quant": quant, "quantized_layers": loaded.quantized_layers,
+        "device": device, "lora_targets": lora_targets(model.get_base_model()),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "versions": package_versions(),
+        # trl's metrics per logged step: loss, rewards of chosen and rejected, reward accuracy, margins
+        "dpo_steps": steps, "dpo_eval": _steps(history, "eval_"),
+        "held_out": {m: held_out.get(f"eval_{m}") for m in DPO_METRICS} if held_out else None,
+        "train_loss": [{"step": s["step"], "loss": s["loss"]} for s in steps if s["loss"] is not None],
+        "eval_loss": [{"epoch": h["epoch"], "loss": h["eval_loss"]} for h in history if "eval_loss" in h],
+        "final_eval_loss": held_out.get("eval_loss"), "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch or 0, "train_runtime_s": round(seconds, 2), "resumed": bool(resume),
+        "peak_memory_gib": round(_peak_memory_gib(device), 3), "estimated_memory_gib": round(estimate.total_gib, 3),
+        "budget_gib": budget, "pairs_per_pass": per_pass, "accumulation_steps": accumulation,
+        "effective_batch_rows": config.batch_size * config.grad_accum, "train_loss_mean": output.training_loss,
+        "useful_tokens_per_s": None, "rows_per_pass": per_pass, "out_of_memory_halvings": 0,
+        "suite_eval": suite_eval.history if suite_eval else [],
+        "kept_checkpoint": {"step": kept_step["step"], "metric": config.keep_best,
+                            **kept_step["metrics"][config.keep_best]} if kept_step else None,
+    }
+    atomic_write_json(out_dir / "manifest.json", manifest)
+    atomic_write_text(out_dir / "README.md", model_card(manifest))
+    plot_losses(manifest, out_dir / "loss.png")
+    return DPOResult(out_dir, manifest, too_long)
+
+
+def _check_adapter(adapter: str, base: str) -> None:
+    """A --ref-adapter must be a LoRA adapter folder made for this base."""
+    import json
+
+    config_file = Path(adapter) / "adapter_config.json"
+    if not config_file.exists():
+        raise InputError(f"--ref-adapter {adapter}: no adapter_config.json (not a peft adapter folder)")
+    named = json.loads(config_file.read_text()).get("base_model_name_or_path")
+    same = named == base or (named and Path(named).exists() and Path(base).exists()
+                             and Path(named).resolve() == Path(base).resolve())
+    if not same:
+        raise ConfigError(f"--ref-adapter {adapter} was trained on {named}, not on --base {base}",
+                          hint="give the base the adapter was trained on")
