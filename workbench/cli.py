@@ -719,8 +719,8 @@ def finetune_command(
     Example: workbench finetune --base tiiuae/falcon-7b --data curated.jsonl -o adapters/advisor
     (DPO: workbench finetune --method dpo --base tiiuae/falcon-7b --data pairs.jsonl --ref-adapter adapters/advisor
     -o adapters/advisor-dpo)"""
-    config = options(finetune.FinetuneConfig, method=method, beta=beta, quant=quant, epochs=epochs, lr=lr, rank=rank, alpha=alpha,
-                     max_length=max_length, packing=packing, batch_size=batch_size, grad_accum=grad_accum,
+    config = options(finetune.FinetuneConfig, method=method, beta=beta, quant=quant, epochs=epochs, lr=lr, rank=rank,
+                     alpha=alpha, max_length=max_length, packing=packing, batch_size=batch_size, grad_accum=grad_accum,
                      grad_checkpointing=grad_checkpointing, kbit_fp32=kbit_fp32, save_steps=save_steps,
                      eval_split=eval_split,
                      max_steps=max_steps, seed=seed, system_prompt=system_prompt, eval_suite=eval_suite,

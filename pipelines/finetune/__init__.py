@@ -46,4 +46,5 @@ from pipelines.finetune.train import FinetuneResult, FinetuneRun, plot_losses, r
 __all__ = ["IGNORE", "LORA_TARGETS", "SPEED_ONLY", "FinetuneConfig", "lora_targets", "resolve_quant", "DryRun",
            "Encoded", "PackedCollator", "PaddedCollator", "Prepared", "dry_run", "encode", "pack", "prepare", "preview",
            "prompt_text", "unpacked", "uses_chat_template", "GIB", "Estimate", "budget_of_device", "estimate_memory",
-           "plan", "preflight", "merge", "load_pairs", "preview_pairs", "train_dpo", "FinetuneResult", "FinetuneRun", "plot_losses", "run", "train"]
+           "plan", "preflight", "merge", "load_pairs", "preview_pairs", "train_dpo", "FinetuneResult", "FinetuneRun",
+           "plot_losses", "run", "train"]

@@ -249,7 +249,8 @@ def run(base: str, data: Path, config: FinetuneConfig, out: Outputs, *, resume: 
                              hint="`workbench data export --format dpo` writes them")
         trained = train_dpo(base, pairs, out["adapter"], config, ref_adapter=ref_adapter, **common)
         for pair, tokens in trained.too_long:
-            ledger.drop(pair_record(pair), "longer than max_length", {"tokens": tokens, "max_length": config.max_length})
+            ledger.drop(pair_record(pair), "longer than max_length",
+                        {"tokens": tokens, "max_length": config.max_length})
         m = trained.manifest
         last = (m["dpo_steps"] or [{}])[-1]
         counts = {"pairs": m["train_examples"], "held_out": m["eval_examples"], "steps": m["steps"],
