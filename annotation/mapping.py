@@ -195,14 +195,20 @@ def export_rows(raw: Iterable[dict], users: dict[str, str]) -> Iterator[dict]:
     """Backup rows: the Record as pushed plus every raw response (user, status, values, times)."""
     for item in raw:
         metadata = dict(item.get("metadata") or {})
-        pushed = metadata.pop(RECORD_KEY, None) and record_of(item, [])
+        pushed_text = metadata.pop(RECORD_KEY, None)
+        if is_comparison_item(item):  # its group of candidates
+            group = group_of(item, [])
+            pushed = {"candidates": [r.to_dict() for r in group]} if group else None
+        else:
+            record = pushed_text and record_of(item, [])
+            pushed = record.to_dict() if record else None
         yield {
             "id": item.get("external_id"),
             "argilla_id": item["id"],
             "status": item.get("status"),
             "fields": texts_of(item) if pushed else item.get("fields"),  # the texts as annotators saw them
             "metadata": metadata,
-            "record": pushed.to_dict() if pushed else None,
+            "record": pushed,
             "suggestions": [{k: s.get(k) for k in ("question_name", "value", "score", "agent")}
                             for s in item.get("suggestions") or []],
             "responses": [{"user_id": r["user_id"], "username": users.get(str(r["user_id"])), "status": r["status"],
@@ -296,6 +302,15 @@ def group_of(item: dict, problems: list[str]) -> list[Record] | None:
     except (KeyError, ValueError, TypeError, AttributeError) as e:
         problems.append(f"record {item.get('external_id')}: not a comparison the workbench pushed ({e!r})")
         return None
+
+
+def is_comparison_item(item: dict) -> bool:
+    """Whether a server record (REST shape) is a comparison the workbench pushed."""
+    try:
+        pushed = json.loads((item.get("metadata") or {}).get(RECORD_KEY) or "null")
+    except ValueError:
+        return False
+    return isinstance(pushed, dict) and "candidates" in pushed
 
 
 def ranking_of(value: Any) -> dict[str, int] | None:

@@ -48,6 +48,7 @@ BASE: dict[str, list[str]] = {
     "eval run": ["--suite", "closed_qa", "--model", "{model}", "-o", "{out}/results"],
     "eval score": ["--suite", "closed_qa", "--predictions", "{good}"],
     "eval compare": ["{inputs}/results", "-o", "{out}/report"],
+    "eval judge-agreement": ["--judge", "{model}", "--from", "{good}", "-o", "{out}/agreement.json"],
     "runs list": ["--runs-dir", "{inputs}/runs"],
     "runs show": ["demo", "--runs-dir", "{inputs}/runs"],
     "inspect next-token": ["The fee is", "--model", "{model}"],

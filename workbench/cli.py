@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from typer.core import TyperGroup
 
 from annotation import agreement, client, review, server
-from eval_suites import report, runner
+from eval_suites import judge_agreement, report, runner
 from eval_suites.registry import list_suites, load_suite
 from pipelines import (
     bootstrap,
@@ -36,7 +36,7 @@ from workbench.core.catalog import SEED_TASKS
 from workbench.core.config import error_lines, options
 from workbench.core.errors import WorkbenchError
 from workbench.core.importers import ImportConfig, import_file, parse_field_map
-from workbench.core.io import check_readable, refuse_overwrite, validate_files, write_problems
+from workbench.core.io import atomic_write_json, check_readable, refuse_overwrite, validate_files, write_problems
 from workbench.core.models import GenerationParams, get_model
 from workbench.core.next_token import next_tokens
 from workbench.core.runs import Outputs, list_runs, refuse_empty, stage_summaries
@@ -831,6 +831,39 @@ def eval_compare(
     result = report.run(results, config, out, judged, api_key)
     display.compare_summary(result)
     raise typer.Exit(1 if result.comparison.toxicity_violations else 0)
+
+
+@eval_app.command("judge-agreement")
+def eval_judge_agreement(
+    judge: Annotated[str, _opt("The judge model (hub id or folder; a model name with the openai backend).",
+                               "--judge")],
+    source: Annotated[Path, _opt("An `annotate export` of a comparison dataset, or a pairs file of `data export "
+                                 "--format dpo`.", "--from")],
+    output: Annotated[Path | None, _opt("Write the report, every pair with both labels, as JSON.", "-o",
+                                        "--output")] = None,
+    judge_backend: Annotated[str, _opt("The judge's backend: transformers or openai.")] = "transformers",
+    api_base: ApiBase = None, api_key: ApiKey = None,
+    bootstrap: Annotated[int, _opt("Bootstrap resamples.")] = 1000,
+    seed: Annotated[int, _opt("Bootstrap seed.")] = 0,
+    as_json: AsJson = False, strict: Strict = False,
+):
+    """How often the pairwise judge (both orders) agrees with the people's majority: accuracy and Cohen's kappa with
+    95% bootstrap CIs, its position bias, and the pairs where it disagrees.
+
+    Example: workbench eval judge-agreement --judge tiiuae/falcon-7b-instruct --from advisor-ranking.backup.jsonl"""
+    if output is not None:
+        refuse_overwrite(output, [source], "this report")
+    read, problems = judge_agreement.read_pairs(source)
+    config = options(BackendConfig, backend=judge_backend, model=judge, api_base=api_base)
+    with console.status(f"Judging {len(read.pairs):,} pairs in both orders..."):
+        result = judge_agreement.judge_agreement(config, read, resamples=bootstrap, seed=seed, api_key=api_key)
+    if output is not None:
+        atomic_write_json(output, judge_agreement.to_dict(result))
+    _quarantine(problems, _sibling(source, ".quarantine.jsonl"), strict)
+    if as_json:
+        return click.echo(json.dumps({k: v for k, v in judge_agreement.to_dict(result).items() if k != "rows"},
+                                     indent=2))
+    display.judge_agreement_summary(result, output)
 
 
 @inspect_app.command("next-token")

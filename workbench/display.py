@@ -104,6 +104,39 @@ def score_summary(result: dict, suite, predictions) -> None:
                           f"(first: {result['missing'][0]}); scored on the other {len(result['items'])}")
 
 
+def _ci(rate: dict) -> str:
+    if rate["mean"] is None:
+        return "-"
+    ci = f" [{rate['ci_low']:.2f}, {rate['ci_high']:.2f}]" if rate["ci_low"] is not None else ""
+    return f"{rate['mean']:.2f}{ci}"
+
+
+def judge_agreement_summary(result, output=None, shown: int = 5) -> None:
+    console.print(f"Judge {result.judge} on {result.pairs:,} pairs people ranked (both orders each): agreement with "
+                  f"their majority {_ci(result.accuracy)}, Cohen's kappa {_ci(result.kappa)} (95% bootstrap CIs)",
+                  markup=False)
+    decided = "-" if result.decided is None else f"{100 * result.decided:.0f}%"
+    bias = "-" if result.position_bias is None else f"{100 * result.position_bias:.0f}%"
+    console.print(f"decided the same way in both orders: {decided}; position bias: prefers the first answer in "
+                  f"{bias} of its verdicts (50% is unbiased); {result.unparsed:,} verdicts unparsed", markup=False)
+    left = [f"{result.no_majority:,} split evenly by the people"] if result.no_majority else []
+    left += [f"{result.not_human:,} not chosen by people"] if result.not_human else []
+    if left:
+        console.print(f"left out: {'; '.join(left)}", markup=False)
+    wrong = [r for r in result.rows if not r["agree"]]
+    if wrong:
+        table = Table(title=f"Where the judge disagrees ({len(wrong):,} pairs; first {min(shown, len(wrong))})")
+        for column in ("instruction", "people prefer", "judge", "verdicts (A first, then swapped)"):
+            table.add_column(column)
+        for row in wrong[:shown]:
+            people = row[row["people"]]
+            judge = "tie" if row["judge"] == "tie" else row[row["judge"]]
+            table.add_row(row["instruction"][:60], people[:60], judge[:60], " / ".join(map(str, row["verdicts"])))
+        console.print(table)
+    if output is not None:
+        console.print(f"Every pair with both labels: {output}", markup=False)
+
+
 def compare_summary(result) -> None:
     from eval_suites.report import markdown
 

@@ -3,8 +3,8 @@ loss on response tokens only, padding-free packing, checkpoints and resume, a me
 
     report = dry_run(records, tokenizer, config)        # data.py: one example with masked/trained spans, checks
     estimate = preflight(base, config, budget_gib=24)   # memory.py: rows per pass that fit; refuses what cannot
-    result = run(base, data, config, out)               # train.py: the stage: adapter + manifest.json + loss.png
-                                                        # (step.py: its training step: labelled logits, passes)
+    result = run(base, data, config, out)               # stage.py: the stage: adapter + manifest.json + loss.png
+                                                        # by train.py (SFT; step.py: its training step) or dpo.py
     merge(adapter_dir, out_dir)                         # merge.py: 16-bit base + adapter merged, logits checked
     train_dpo(base, pairs, out_dir, config)             # dpo.py: trl's DPO on preference pairs (run() calls it)
 
@@ -41,7 +41,8 @@ from pipelines.finetune.data import (
 from pipelines.finetune.dpo import load_pairs, preview_pairs, train_dpo
 from pipelines.finetune.memory import GIB, Estimate, budget_of_device, estimate_memory, plan, preflight
 from pipelines.finetune.merge import merge
-from pipelines.finetune.train import FinetuneResult, FinetuneRun, plot_losses, run, train
+from pipelines.finetune.stage import FinetuneRun, run
+from pipelines.finetune.train import FinetuneResult, plot_losses, train
 
 __all__ = ["IGNORE", "LORA_TARGETS", "SPEED_ONLY", "FinetuneConfig", "lora_targets", "resolve_quant", "DryRun",
            "Encoded", "PackedCollator", "PaddedCollator", "Prepared", "dry_run", "encode", "pack", "prepare", "preview",

@@ -1,0 +1,67 @@
+"""The finetune stage's entry (`run`), which the CLI and the recipe both call: SFT on records (`train`) or DPO on
+preference pairs (`dpo`), with every record or pair it cannot train on dropped through the ledger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.finetune.config import SPEED_ONLY, FinetuneConfig
+from pipelines.finetune.dpo import load_pairs, pair_record, train_dpo
+from pipelines.finetune.train import train
+from workbench.core.errors import InputError
+from workbench.core.fingerprint import path_sha256
+from workbench.core.io import Problem, load_records
+from workbench.core.runs import Outputs, StepResult
+
+
+@dataclass
+class FinetuneRun(StepResult):
+    adapter: dict[str, Any] = field(default_factory=dict)  # the adapter's own manifest
+
+
+def run(base: str, data: Path, config: FinetuneConfig, out: Outputs, *, resume: bool = False, device: str = "auto",
+        budget_gib: float | None = None, ref_adapter: str | None = None, progress=None, say=None) -> FinetuneRun:
+    """The finetune stage: a LoRA adapter on the records of DATA in out["adapter"] (a folder: the adapter, its
+    manifest naming the data, a model card, the loss plot); records it cannot train on are dropped with why.
+    `config.method` dpo: DATA holds preference pairs (`pipelines.finetune.dpo`), on top of `ref_adapter` if given."""
+    data = Path(data)
+    if ref_adapter and not Path(ref_adapter).is_dir():
+        raise InputError(f"--ref-adapter {ref_adapter}: no such folder (an adapter folder of `workbench finetune`)")
+    if ref_adapter and config.method != "dpo":
+        raise InputError("--ref-adapter is the reference of DPO: use it with --method dpo")
+    inputs = [data, *([Path(base)] if Path(base).exists() else []), *([Path(ref_adapter)] if ref_adapter else [])]
+    ledger = out.start(config, inputs, SPEED_ONLY)
+    problems: list[Problem] = []
+    common = dict(resume=resume, device=device, data_sha256=path_sha256(data), data_path=str(data.resolve()),
+                  budget_gib=budget_gib, progress=progress, say=say)
+    if config.method == "dpo":
+
+        pairs = load_pairs(data, problems)
+        if not pairs:
+            raise InputError(f"{data}: no preference pair (prompt, chosen, rejected) to train on",
+                             hint="`workbench data export --format dpo` writes them")
+        trained = train_dpo(base, pairs, out["adapter"], config, ref_adapter=ref_adapter, **common)
+        for pair, tokens in trained.too_long:
+            ledger.drop(pair_record(pair), "longer than max_length",
+                        {"tokens": tokens, "max_length": config.max_length})
+        m = trained.manifest
+        last = (m["dpo_steps"] or [{}])[-1]
+        counts = {"pairs": m["train_examples"], "held_out": m["eval_examples"], "steps": m["steps"],
+                  "reward_accuracy_x100": round(100 * (last.get("rewards/accuracies") or 0))}
+    else:
+        records = load_records(data, problems)
+        trained = train(base, records, out["adapter"], config, **common)
+        for record, tokens in trained.too_long:
+            ledger.drop(record, "longer than max_length", {"tokens": tokens, "max_length": config.max_length})
+        for record in trained.no_response:
+            ledger.drop(record, "no response")
+        m = trained.manifest
+        losses = [p["loss"] for p in m["train_loss"]]
+        counts = {"examples": m["train_examples"], "held_out": m["eval_examples"], "steps": m["steps"],
+                  "first_loss_x100": round(100 * losses[0]) if losses else 0,
+                  "last_loss_x100": round(100 * losses[-1]) if losses else 0}
+    result = out.finish(ledger, counts, problems, base=base, quant=m["quant"],
+                        peak_memory_gib=m["peak_memory_gib"], useful_tokens_per_s=m["useful_tokens_per_s"])
+    return FinetuneRun(result.manifest, result.problems, m)
