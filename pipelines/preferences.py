@@ -1,6 +1,6 @@
 """Preference pairs for DPO from what reviewers and judges said: `workbench data export --format dpo`.
 
-    made = export_pairs(records_file, out_file, PairsConfig(pairs="all"))   # prompt / chosen / rejected + lineage
+    result = run(records_file, PairsConfig(pairs="all"), out)   # out["pairs.jsonl"]: prompt / chosen / rejected
 
 Three sources, each found in the records themselves:
 - rankings: candidates pulled from a comparison (`annotate pull` of an `annotate push --compare` dataset) carry
@@ -14,7 +14,8 @@ Three sources, each found in the records themselves:
 The prompt is built by the finetuning prompt builder (`workbench.core.prompts.build_prompt`: Dolly sections, or a
 tokenizer's chat template), so DPO trains on the prompts SFT trained on; chosen and rejected are the bare responses
 (trl appends the end-of-sequence token, as SFT does). A pair whose two sides are equal after normalisation, or
-that a judge could not decide, is dropped with its reason into NAME.dropped.jsonl; nothing is left out silently.
+that a judge could not decide, is dropped through the ledger with its reason (the dropped file holds each as a
+record with the pair in `meta.pair`), and every record that gave no pair is logged; nothing is left out silently.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from pydantic import BaseModel, ConfigDict
 
 from workbench.core.backends import BackendConfig
 from workbench.core.errors import InputError
-from workbench.core.io import Problem, atomic_open, load_records, refuse_overwrite
+from workbench.core.io import Problem, atomic_open, load_records
 from workbench.core.prompts import ADVISOR_SYSTEM_PROMPT, build_prompt
-from workbench.core.records import Record, normalise
+from workbench.core.records import Record, normalise, record_id
+from workbench.core.runs import Outputs, StepResult
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")  # what trl's DPOTrainer reads
 JSON_COLUMNS = ("detail", "lineage")  # objects in JSONL, JSON strings in Parquet
@@ -46,18 +48,7 @@ class PairsConfig(BaseModel):
     judge: BackendConfig | None = None  # judge the candidate groups nobody ranked
 
 
-UNUSED = "records with no ranking, correction or judge verdict to make a pair of"
-
-
-@dataclass
-class Exported:
-    records: int
-    pairs: int
-    by_source: Counter
-    dropped: Counter  # reason -> pairs left out
-    dropped_file: Path | None
-    unused: int  # records in no pair (UNUSED)
-    problems: list[Problem] = field(default_factory=list)
+UNUSED = "no ranking, correction or judge verdict to make a pair of"
 
 
 def _pair(x: Record, y: Record, source: str, prompt: str, detail: dict[str, Any]) -> dict[str, Any]:
@@ -201,21 +192,41 @@ def write_rows(path: Path, rows: list[dict]) -> None:
         f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
-def export_pairs(source: Path, output: Path, config: PairsConfig, api_key: str | None = None) -> Exported:
-    """`workbench data export --format dpo`: the pairs of SOURCE's records in OUTPUT (JSONL or .parquet), what was
-    left out (and why) in NAME.dropped.jsonl beside it."""
-    if output.suffix not in (".jsonl", ".parquet"):
-        raise InputError(f"{output}: preference pairs are written as .jsonl or .parquet")
-    dropped_file = output.with_name(output.name.removesuffix(output.suffix) + ".dropped.jsonl")
-    for written in (output, dropped_file):
-        refuse_overwrite(written, [source], "this export")
+@dataclass
+class PairsResult(StepResult):
+    by_source: Counter = field(default_factory=Counter)
+
+
+def pair_record(pair: dict[str, Any]) -> Record:
+    """A pair as a Record, for the ledger: the chosen side, the rejected one and the whole pair in its meta; its id
+    is the two record ids (or the texts')."""
+    chosen, rejected = pair.get("chosen_id"), pair.get("rejected_id")
+    pair_id = f"{chosen}>{rejected}" if chosen and rejected else record_id(pair["prompt"], pair["chosen"],
+                                                                             pair["rejected"])
+    return Record(instruction=pair.get("instruction") or pair["prompt"], context=pair.get("context") or "",
+                  response=pair["chosen"], source=str(pair.get("source") or "pairs"), id=pair_id,
+                  meta={"pair": {k: v for k, v in pair.items() if k != "lineage"}})
+
+
+def run(source: Path, config: PairsConfig, out: Outputs, api_key: str | None = None) -> PairsResult:
+    """The pairs stage (`data export --format dpo`, and a recipe's pairs): SOURCE's pairs in out["pairs.jsonl"]
+    (JSONL, or Parquet by the name); pairs left out are dropped through the ledger with why, and records that gave
+    no pair are logged (UNUSED)."""
+    if out["pairs.jsonl"].suffix not in (".jsonl", ".parquet"):
+        raise InputError(f"{out['pairs.jsonl']}: preference pairs are written as .jsonl or .parquet")
+    ledger = out.start(config, [source])
     problems: list[Problem] = []
     records = load_records(source, problems)
     pairs, dropped = build_pairs(records, config, api_key)
-    write_rows(output, pairs)
-    if dropped or dropped_file.exists():  # an earlier export's list would tell of pairs this one did not drop
-        write_rows(dropped_file, dropped)
+    for row in dropped:
+        ledger.drop(pair_record(row), row["reason"], {"source": row["source"]})
     used = {i for row in pairs + dropped for i in (row["chosen_id"], row["rejected_id"])}
-    unused = sum(r.id not in used for r in records)
-    return Exported(len(records), len(pairs), Counter(p["source"] for p in pairs),
-                    Counter(d["reason"] for d in dropped), dropped_file if dropped else None, unused, problems)
+    for record in records:
+        if record.id not in used:
+            ledger.log(record, "unpaired", UNUSED)
+    write_rows(out["pairs.jsonl"], pairs)
+    by_source = Counter(p["source"] for p in pairs)
+    counts = {"in": len(records), "out": len(pairs), **{f"from_{k}": n for k, n in sorted(by_source.items())},
+              "dropped_pairs": len(dropped), "unpaired": len(records) - len({r.id for r in records} & used)}
+    result = out.finish(ledger, counts, problems, pairs=config.pairs)
+    return PairsResult(result.manifest, result.problems, by_source)

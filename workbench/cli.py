@@ -226,13 +226,10 @@ def data_export(
     (pairs: workbench data export ranked.jsonl --format dpo -o pairs.jsonl --pairs best-worst)"""
     if fmt == "dpo":
         judged = options(BackendConfig, backend=judge_backend, model=judge, api_base=api_base) if judge else None
-        made = preferences.export_pairs(file, output, options(preferences.PairsConfig, pairs=pairs,
-                                                              system_prompt=system_prompt, tokenizer=tokenizer,
-                                                              judge=judged), api_key)
-        display.pairs_summary(made, output)
-        _quarantine(made.problems, quarantine := _sibling(output, ".quarantine.jsonl"), strict)
-        return refuse_empty([file], made.records, made.pairs, {**made.dropped, preferences.UNUSED: made.unused},
-                            made.problems, [quarantine] if made.problems else [], allow_empty)
+        config = options(preferences.PairsConfig, pairs=pairs, system_prompt=system_prompt, tokenizer=tokenizer,
+                         judge=judged)
+        out = Outputs.beside(output, "pairs", main="pairs.jsonl", dropped=".dropped.jsonl", allow_empty=allow_empty)
+        return _shown(preferences.run(file, config, out, api_key), strict, display.pairs_summary)
     made = export.export_file(file, fmt, output, run)
     console.print(f"Exported {made.records:,} records to {output} ({fmt}); dataset card: {made.card}")
     for name in made.non_commercial:

@@ -349,16 +349,17 @@ def push_summary(result) -> None:
                   + (f" ({result.retries} retries)" if result.retries else ""))
 
 
-def pairs_summary(made, output) -> None:
-    sources = ", ".join(f"{n:,} from {source}" for source, n in made.by_source.most_common()) or "none"
-    console.print(f"Wrote {made.pairs:,} preference pairs to {output} ({sources})", markup=False)
-    for reason, n in made.dropped.most_common():
-        console.print(f"  left out {n:,}: {reason}", markup=False, highlight=False)
-    if made.dropped_file:
-        console.print(f"  (what was left out, and why: {made.dropped_file})", markup=False, highlight=False)
-    if made.unused:
-        console.print(f"  {made.unused:,} records gave no pair (no ranking, correction or judge verdict)",
-                      markup=False, highlight=False)
+def pairs_summary(result) -> None:
+    c, files = result.counts, result.files
+    sources = ", ".join(f"{n:,} from {source}" for source, n in result.by_source.most_common()) or "none"
+    console.print(f"Wrote {c['out']:,} preference pairs to {files['pairs.jsonl']} ({sources}) from {c['in']:,} "
+                  "records", markup=False)
+    for line in reason_lines(result.reasons):
+        console.print(f"  {line}", markup=False, highlight=False)
+    if c["dropped_pairs"]:
+        console.print(f"  (the pairs left out, and why: {files['dropped.jsonl']})", markup=False, highlight=False)
+    if result.problems:
+        problems_summary(result.problems, files.get("quarantine.jsonl"))
 
 
 def pull_summary(result) -> None:

@@ -23,7 +23,7 @@ from pipelines.finetune.config import FinetuneConfig, lora_targets, resolve_quan
 from pipelines.finetune.memory import budget_of_device, preflight
 from workbench.core.errors import ConfigError, InputError
 from workbench.core.io import Problem, atomic_write_json, atomic_write_text, parquet_rows, read_json_lines
-from workbench.core.records import Record, record_id
+from pipelines.preferences import pair_record
 from workbench.core.runs import package_versions
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
@@ -45,16 +45,6 @@ def load_pairs(path: Path, problems: list[Problem]) -> list[dict[str, Any]]:
             continue
         pairs.append(row)
     return pairs
-
-
-def pair_record(pair: dict[str, Any]) -> Record:
-    """A pair as a Record, for the ledger (its id is the pair's two record ids, or its texts')."""
-    chosen, rejected = pair.get("chosen_id"), pair.get("rejected_id")
-    pair_id = f"{chosen}>{rejected}" if chosen and rejected else record_id(pair["prompt"], pair["chosen"],
-                                                                             pair["rejected"])
-    return Record(instruction=pair.get("instruction") or pair["prompt"], context=pair.get("context") or "",
-                  response=pair["chosen"], source=str(pair.get("source") or "pairs"), id=pair_id,
-                  meta={"rejected": pair["rejected"]})
 
 
 @dataclass

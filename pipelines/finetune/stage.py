@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.finetune.config import SPEED_ONLY, FinetuneConfig
-from pipelines.finetune.dpo import load_pairs, pair_record, train_dpo
+from pipelines.finetune.dpo import load_pairs, train_dpo
+from pipelines.preferences import pair_record
 from pipelines.finetune.train import train
 from workbench.core.errors import InputError
 from workbench.core.fingerprint import path_sha256

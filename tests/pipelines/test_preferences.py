@@ -58,11 +58,15 @@ def test_every_source_gives_trl_columns_with_the_finetuning_prompt(tmp_path, inv
     (correction,) = [p for p in pairs if p["source"] == "correction"]
     assert (correction["chosen"], correction["rejected"]) == ("MATH 2 covers linear algebra.",
                                                               "MATH 2 covers algebra and")
-    dropped = rows(tmp_path / "pairs.dropped.jsonl")
-    assert sorted(d["reason"] for d in dropped) == ["chosen and rejected are equal after normalisation",
-                                                    "tied in the resolved ranking"]
-    assert "4 from ranking" not in result.output and "3 from ranking, 1 from correction" in result.output
-    assert "1 records gave no pair" in result.output
+    dropped = rows(tmp_path / "pairs.dropped.jsonl")  # through the ledger: each pair as a record, with why
+    assert sorted(d["lineage"][-1]["reason"] for d in dropped) == [
+        "chosen and rejected are equal after normalisation", "tied in the resolved ranking"]
+    tie = next(d for d in dropped if d["lineage"][-1]["reason"].startswith("tied"))
+    assert {tie["meta"]["pair"]["chosen"], tie["meta"]["pair"]["rejected"]} == {"Yes.", "No."}
+    assert "3 from ranking, 1 from correction" in result.output
+    assert "1  unpaired: no ranking, correction or judge verdict" in result.output
+    manifest = json.loads((tmp_path / "pairs.manifest.json").read_text())
+    assert manifest["counts"]["out"] == 4 and manifest["counts"]["unpaired"] == 1
 
 
 def test_best_worst_and_the_system_prompt_and_parquet(tmp_path, invoke):
@@ -85,6 +89,8 @@ def test_nothing_to_pair_is_refused_in_one_line_and_wrong_options_too(tmp_path, 
     write_records(source, [Record("Unranked?", response="Plain.")])
     result = invoke("data", "export", source, "--format", "dpo", "-o", tmp_path / "pairs.jsonl")
     assert result.exit_code == 1 and "none kept" in result.output and "no ranking, correction" in result.output
+    assert invoke("data", "export", source, "--format", "dpo", "-o", tmp_path / "empty.jsonl",
+                  "--allow-empty").exit_code == 0
     bad = invoke("data", "export", source, "--format", "dpo", "--pairs", "some", "-o", tmp_path / "p.jsonl")
     assert bad.exit_code == 1 and "pairs" in bad.output and "Traceback" not in bad.output
     same = invoke("data", "export", source, "--format", "dpo", "-o", source)
@@ -112,7 +118,7 @@ def test_judge_verdicts_make_pairs_only_when_both_orders_agree(tmp_path, tiny_fa
                                                                        ("STAT 101.", "No idea.")]
     assert {p["source"] for p in rows(out)} == {"judge"} and rows(out)[0]["detail"]["judge"] == str(tiny_falcon)
     (dropped,) = rows(tmp_path / "pairs.dropped.jsonl")
-    assert dropped["reason"] == "the judge did not prefer the same answer in both orders"
+    assert dropped["lineage"][-1]["reason"] == "the judge did not prefer the same answer in both orders"
     best_worst = tmp_path / "best.jsonl"
     invoke("data", "export", source, "--format", "dpo", "--judge", tiny_falcon, "--pairs", "best-worst",
            "-o", best_worst)
