@@ -21,9 +21,9 @@ from typing import Any
 
 from pipelines.finetune.config import FinetuneConfig, lora_targets, resolve_quant
 from pipelines.finetune.memory import budget_of_device, preflight
+from pipelines.preferences import pair_record
 from workbench.core.errors import ConfigError, InputError
 from workbench.core.io import Problem, atomic_write_json, atomic_write_text, parquet_rows, read_json_lines
-from pipelines.preferences import pair_record
 from workbench.core.runs import package_versions
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")

@@ -9,8 +9,8 @@ from typing import Any
 
 from pipelines.finetune.config import SPEED_ONLY, FinetuneConfig
 from pipelines.finetune.dpo import load_pairs, train_dpo
-from pipelines.preferences import pair_record
 from pipelines.finetune.train import train
+from pipelines.preferences import pair_record
 from workbench.core.errors import InputError
 from workbench.core.fingerprint import path_sha256
 from workbench.core.io import Problem, load_records
