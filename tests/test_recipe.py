@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workbench.recipe import GROUPS, Recipe, load_recipe, recipe_yaml
+from workbench.core.io import load_records
+from workbench.recipe import GROUPS, PreferenceSettings, Recipe, load_recipe, recipe_yaml
 
 ROOT = Path(__file__).parent.parent
 
@@ -21,6 +22,22 @@ def test_the_bundled_recipes_validate_and_the_tiny_one_is_the_demo():
     assert falcon.models.base.model == "tiiuae/falcon-7b" and falcon.models.base.quant == "8bit"
     assert falcon.models.generator.model == "tiiuae/falcon-7b-instruct" and falcon.stages.review.mode == "manual"
     assert falcon.tiny is None and falcon.stages.finetune.quant == "8bit"
+    # The preferences recipe is the demo's settings and the preference stages' defaults.
+    preferences = load_recipe(ROOT / "recipes" / "course-advisor-preferences-tiny.yaml")
+    assert preferences.stages.preferences == PreferenceSettings()
+    same = preferences.stages.model_copy(update={"preferences": None, "screen": tiny.stages.screen})
+    assert same == tiny.stages and preferences.tiny == tiny.tiny and preferences.models == tiny.models
+
+
+def test_preference_settings_that_cannot_work_are_refused(tmp_path, invoke):
+    path = tmp_path / "prefs.yaml"
+    path.write_text(yaml.safe_dump({"stages": {"preferences": {"review": {"compare": False}}}}))
+    result = invoke("run", path, "--dry-run")
+    assert result.exit_code == 1 and "stages.preferences: review.compare must be true" in result.output
+    path.write_text(yaml.safe_dump({"stages": {"preferences": {"review": {"dataset": "demo-candidates",
+                                                                          "compare": True}}}}))
+    result = invoke("run", path, "--dry-run")
+    assert result.exit_code == 1 and "the comparisons need their own dataset" in result.output
 
 
 @pytest.mark.parametrize("change, message", [
@@ -155,6 +172,37 @@ def test_manual_review_stops_the_run_and_the_next_run_resumes(tmp_path, invoke):
         assert not (data_dir / "server.json").exists()  # the pull stopped the server
     finally:
         server.stop(data_dir.resolve())
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_the_preferences_recipe_ranks_pairs_trains_dpo_on_sft_and_evaluates_all_four(tmp_path, invoke):
+    data = yaml.safe_load(micro(tmp_path).read_text())
+    data["stages"]["preferences"] = {"responses": {"n": 3, "system_prompt": True, "sampling": {
+        "max_new_tokens": 40, "temperature": 0.9, "top_p": 0.95, "stop": ["### End"]}},
+        "review": {"dataset": "demo-comparisons", "compare": True}, "pairs": {"system_prompt": True},
+        "dpo": {"method": "dpo", "quant": "none", "epochs": 1, "lr": 1e-3, "batch_size": 4,
+                "grad_checkpointing": False, "eval_split": 0.0}}
+    recipe = tmp_path / "prefs.yaml"
+    recipe.write_text(yaml.safe_dump(data))
+    runs = tmp_path / "runs"
+    result = invoke("run", "--allow-empty", recipe, "--name", "p", "--runs-dir", runs)
+    assert result.exit_code == 0, result.output
+    done, _ = done_and_skipped(result.output)
+    assert done.index("review") < done.index("responses") < done.index("compare") < done.index("pairs") < \
+        done.index("finetune") < done.index("dpo") < done.index("eval-dpo") < done.index("report")
+    ranked = load_records(runs / "p" / "compare" / "records.jsonl", [])
+    assert ranked and all(r.meta["ranking"]["ranks"] for r in ranked)
+    # The demo reviewers' rankings are labelled automatic wherever they go.
+    users = ranked[0].lineage[-1]["detail"]["users"].values()
+    assert set(users) <= {"demo-reviewer-1", "demo-reviewer-2", "demo-reviewer-3"} and len(set(users)) == 3
+    manifest = json.loads((runs / "p" / "dpo" / "adapter" / "manifest.json").read_text())
+    assert manifest["method"] == "dpo" and manifest["ref_adapter"] == str((runs / "p" / "finetune" /
+                                                                          "adapter").resolve())
+    summary = json.loads((runs / "p" / "report" / "summary.json").read_text())
+    assert set(summary["models"]) == {"base", "instruct", "finetuned", "finetuned+dpo"}
+    again = invoke("run", "--allow-empty", recipe, "--name", "p", "--runs-dir", runs)
+    assert done_and_skipped(again.output)[0] == []  # nothing changed: nothing reruns
 
 
 def test_an_empty_recipe_and_a_misspelt_suite_are_errors(tmp_path, invoke):

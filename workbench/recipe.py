@@ -26,6 +26,8 @@ from pipelines.dedup import DedupConfig
 from pipelines.finetune import FinetuneConfig
 from pipelines.from_docs import FromDocsConfig
 from pipelines.instances import InstancesConfig
+from pipelines.preferences import PairsConfig
+from pipelines.responses import ResponsesConfig
 from pipelines.screen import ScreenConfig
 from workbench import steps
 from workbench.core.backends import BackendConfig
@@ -34,6 +36,7 @@ from workbench.core.config import build_config, load_yaml
 from workbench.core.errors import ConfigError, InputError
 from workbench.core.io import Problem, load_records
 from workbench.core.models import GenerationParams
+from workbench.core.prompts import ANSWER_STOPS
 from workbench.core.runs import StageOutcome, StagePending, run_stage
 from workbench.core.stats import Stats, compute_stats
 from workbench.core.teaching import TinyModelConfig
@@ -57,6 +60,26 @@ DEMO_SCREEN = ScreenConfig(scorer="detoxify" if screen.cached_detoxify_weights()
 # left it at a loss near 1.6), with the advisor's system prompt as the course-advisor suite asks.
 DEMO_FINETUNE = FinetuneConfig(quant="none", epochs=8, lr=1e-2, batch_size=4, max_length=1024, eval_split=0.1,
                                grad_checkpointing=False, save_steps=50, logging_steps=5, system_prompt=True)
+
+
+# Preferences (recipes/course-advisor-preferences-tiny.yaml): three candidates per curated instruction (its own
+# response and two samples of the generator), ranked by the demo reviewers; DPO on the pairs, on top of the SFT
+# adapter, with the same system prompt as SFT so that both train on the same prompts.
+DEMO_RESPONSES = ResponsesConfig(n=3, system_prompt=True, sampling=GenerationParams(
+    max_new_tokens=160, temperature=0.9, top_p=0.95, stop=ANSWER_STOPS))
+DEMO_DPO = FinetuneConfig(method="dpo", quant="none", epochs=1, lr=1e-3, beta=0.1, batch_size=4, max_length=1024,
+                          eval_split=0.1, grad_checkpointing=False, save_steps=100, logging_steps=5)
+
+
+class PreferenceSettings(BaseModel):
+    """Beyond SFT: candidates to compare, ranked in review, preference pairs, and DPO on the SFT adapter."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    responses: ResponsesConfig = DEMO_RESPONSES  # K candidates per curated instruction, from the generator
+    review: ReviewConfig = ReviewConfig(dataset="demo-comparisons", compare=True)
+    pairs: PairsConfig = PairsConfig(pairs="all", system_prompt=True)
+    dpo: FinetuneConfig = DEMO_DPO
 
 
 class ModelRef(BaseModel):
@@ -106,6 +129,7 @@ class Stages(BaseModel):
     eval: EvalConfig = EvalConfig()
     report: ReportConfig = ReportConfig()
     judge: ModelRef | None = None  # pairwise LLM judge in the report
+    preferences: PreferenceSettings | None = None  # rank candidates, DPO after SFT, the DPO model evaluated too
 
 
 class Recipe(BaseModel):
@@ -145,6 +169,12 @@ def load_recipe(path: str | Path) -> Recipe:
                               ) from None
     used = {m.model for m in (recipe.models.generator, recipe.models.base, recipe.models.instruct,
                               recipe.stages.judge) if m is not None}
+    prefs = recipe.stages.preferences
+    if prefs is not None and (not prefs.review.compare or prefs.dpo.method != "dpo"):
+        raise ConfigError(f"{path}: stages.preferences: review.compare must be true and dpo.method dpo")
+    if prefs is not None and prefs.review.dataset == recipe.stages.review.dataset:
+        raise ConfigError(f"{path}: stages.preferences.review.dataset: the comparisons need their own dataset, not "
+                          f"the review's ({prefs.review.dataset!r})")
     if used & set(TINY_MODELS) and recipe.tiny is None:
         raise ConfigError(f"{path}: tiny: a model is \"tiny\" but the recipe has no tiny section")
     if "tiny-instruct" in used and recipe.tiny is not None and not recipe.tiny.instruct_steps:
@@ -236,6 +266,11 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
     if models.instruct is not None:
         evaluated.append(("eval-instruct", "instruct", models.instruct.resolve(tiny_dir)))
     evaluated.append(("eval-finetuned", "finetuned", models.base.resolve(tiny_dir, run_dir / "finetune" / "adapter")))
+    prefs = settings.preferences
+    sft_adapter, ranked, pairs = run_dir / "finetune" / "adapter", run_dir / "compare" / "records.jsonl", \
+        run_dir / "pairs" / "pairs.jsonl"
+    if prefs is not None:
+        evaluated.append(("eval-dpo", "finetuned+dpo", models.base.resolve(tiny_dir, run_dir / "dpo" / "adapter")))
     try:
         seeds = step("generate", "seeds", lambda: steps.seeds(run_dir, steps.SeedsConfig(), seeds_path))
         step("generate", "catalog", lambda: steps.catalog(run_dir, steps.CatalogConfig(), documents))
@@ -257,10 +292,21 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
         step("review", f"review (a local Argilla server; {settings.review.mode} review)",
              lambda: steps.review(run_dir, settings.review, run_dir / "screen" / "records.jsonl",
                                   say=lambda text: say(f"review: {text}")))
+        if prefs is not None:
+            step("review", f"responses ({prefs.responses.n} candidates per curated instruction)",
+                 lambda: steps.responses(run_dir, prefs.responses, curated, generator))
+            step("review", f"compare (the candidates ranked; {prefs.review.mode} review)",
+                 lambda: steps.review(run_dir, prefs.review, run_dir / "responses" / "records.jsonl",
+                                      say=lambda text: say(f"compare: {text}"), name="compare"))
+            step("review", f"pairs (preference pairs from the rankings, {prefs.pairs.pairs})",
+                 lambda: steps.pairs(run_dir, prefs.pairs, ranked))
         step("finetune", "contamination (the curated set against the eval suites)",
              lambda: steps.contamination_gate(run_dir, settings.eval.suites, curated))
         step("finetune", "finetune (a LoRA adapter on the curated set)",
              lambda: steps.finetune(run_dir, settings.finetune, curated, base))
+        if prefs is not None:
+            step("finetune", "dpo (DPO on the pairs, on top of the SFT adapter)",
+                 lambda: steps.finetune(run_dir, prefs.dpo, pairs, base, name="dpo", ref_adapter=sft_adapter))
         for stage_name, label, model in evaluated:
             step("eval", f"{stage_name} ({label} on {', '.join(settings.eval.suites)})",
                  lambda stage_name=stage_name, label=label, model=model: steps.evaluation(

@@ -20,6 +20,8 @@ from eval_suites.registry import find_suite
 from pipelines import contamination as contamination_stage
 from pipelines import dedup as dedup_stage
 from pipelines import finetune as finetune_stage
+from pipelines import preferences as pairs_stage
+from pipelines import responses as responses_stage
 from pipelines import screen as screen_stage
 from workbench.core import teaching
 from workbench.core.backends import BackendConfig, load_backend
@@ -65,6 +67,7 @@ class FinetuneStageConfig(BaseModel):
 
     settings: finetune_stage.FinetuneConfig
     base: str
+    ref_adapter: str | None = None  # dpo: the SFT adapter it starts from (its files are an input)
 
 
 class ContaminationGateConfig(BaseModel):
@@ -136,9 +139,23 @@ def screen(run_dir: Path, config: screen_stage.ScreenConfig, candidates: Path) -
 
 
 def review(run_dir: Path, config: review_stage.ReviewConfig, candidates: Path,
-           say: Callable[[str], None] = lambda text: None) -> Step:
-    return Step(Stage(run_dir, "review", config, [candidates]),
+           say: Callable[[str], None] = lambda text: None, name: str = "review") -> Step:
+    """The records reviewed in a local Argilla of the stage's own (`compare`: candidates ranked, name "compare")."""
+    return Step(Stage(run_dir, name, config, [candidates]),
                 lambda out: review_stage.review(candidates, config, out, say))
+
+
+def responses(run_dir: Path, config: responses_stage.ResponsesConfig, curated: Path, generator: BackendConfig
+              ) -> Step:
+    """Candidates to compare: config.n per curated instruction, its own response and the generator's samples."""
+    stage_config = GenerationStageConfig(settings=config.model_dump(mode="json"), generator=generator)
+    return Step(Stage(run_dir, "responses", stage_config, [curated, *_local(generator.model)]),
+                lambda out: responses_stage.run([load_backend(generator)], curated, config, out))
+
+
+def pairs(run_dir: Path, config: pairs_stage.PairsConfig, ranked: Path) -> Step:
+    """Preference pairs (prompt, chosen, rejected) from the ranked candidates, in pairs.jsonl."""
+    return Step(Stage(run_dir, "pairs", config, [ranked]), lambda out: pairs_stage.run(ranked, config, out))
 
 
 def contamination_gate(run_dir: Path, suites: tuple[str, ...], curated: Path) -> Step:
@@ -160,14 +177,18 @@ def contamination_gate(run_dir: Path, suites: tuple[str, ...], curated: Path) ->
     return Step(Stage(run_dir, "contamination", gate, [curated, *folders]), call)
 
 
-def finetune(run_dir: Path, config: finetune_stage.FinetuneConfig, curated: Path, base: BackendConfig) -> Step:
-    """A LoRA adapter on the curated set in adapter/, with its manifest and loss plot."""
+def finetune(run_dir: Path, config: finetune_stage.FinetuneConfig, data: Path, base: BackendConfig,
+             name: str = "finetune", ref_adapter: Path | None = None) -> Step:
+    """A LoRA adapter in adapter/, with its manifest and loss plot: on the curated set, or (DPO, name "dpo") on
+    preference pairs on top of the SFT adapter."""
     def call(out: Outputs) -> StepResult:
         shutil.rmtree(out["adapter"], ignore_errors=True)  # a stage that runs again trains again
-        return finetune_stage.run(base.model, curated, config, out, device=base.device)
+        return finetune_stage.run(base.model, data, config, out, device=base.device,
+                                  ref_adapter=str(ref_adapter) if ref_adapter else None)
 
-    stage_config = FinetuneStageConfig(settings=config, base=base.model)
-    return Step(Stage(run_dir, "finetune", stage_config, [curated, *_local(base.model)],
+    stage_config = FinetuneStageConfig(settings=config, base=base.model,
+                                       ref_adapter=str(ref_adapter) if ref_adapter else None)
+    return Step(Stage(run_dir, name, stage_config, [data, *_local(base.model), *([ref_adapter] if ref_adapter else [])],
                       frozenset({f"settings.{k}" for k in finetune_stage.SPEED_ONLY})), call)
 
 

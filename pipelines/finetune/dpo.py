@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import random
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,7 +112,7 @@ def train_dpo(base: str, pairs: list[dict[str, Any]], out_dir: str | Path, confi
     from peft import LoraConfig, PeftModel, get_peft_model
     from trl import DPOConfig, DPOTrainer
 
-    from pipelines.finetune.step import Progress
+    from pipelines.finetune.step import Progress, train_quietly
     from pipelines.finetune.suite_eval import SuiteDuringTraining, check_metric, load_best
     from pipelines.finetune.train import _peak_memory_gib, begin, load_trainable, plot_losses, training_arguments
     from workbench.core.export import model_card
@@ -183,9 +182,7 @@ def train_dpo(base: str, pairs: list[dict[str, Any]], out_dir: str | Path, confi
                          eval_dataset=columns(eval_pairs) if eval_pairs else None, processing_class=tokenizer,
                          callbacks=[Progress(progress), *([suite_eval] if suite_eval else [])])
     start = time.perf_counter()
-    with warnings.catch_warnings():  # trl switches checkpointing off for the reference pass by names v6 renames
-        warnings.filterwarnings("ignore", message=".*will be removed in v6", category=FutureWarning)
-        output = trainer.train(resume_from_checkpoint=str(existing[-1]) if resume else None)
+    output = train_quietly(trainer, str(existing[-1]) if resume else None)
     seconds = time.perf_counter() - start
     kept_step = suite_eval.best() if suite_eval and config.keep_best else None
     if kept_step:

@@ -192,3 +192,18 @@ class Progress(TrainerCallback):
             control.should_log = True
         if self.progress:
             self.progress(state.global_step, state.max_steps)
+
+
+def train_quietly(trainer, resume_from: str | None):
+    """trainer.train, without transformers' own printing (a dict per logged step, tqdm bars: the manifest keeps
+    the logs, and the caller's Progress shows the steps) or the deprecation warnings its Trainer and trl raise
+    about names transformers v6 renames."""
+    import warnings
+
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for callback in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(callback)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*will be removed in v6", category=FutureWarning)
+        return trainer.train(resume_from_checkpoint=resume_from)

@@ -103,7 +103,7 @@ def training_arguments(config: FinetuneConfig, out_dir: Path, device: str, has_e
         gradient_checkpointing=False,  # enabled by load_trainable, with the attention mode in its recomputation
         bf16=device.startswith("cuda") and torch.cuda.is_bf16_supported(), use_cpu=device == "cpu",
         report_to=["tensorboard"] if _installed("tensorboard") else [], remove_unused_columns=False,
-        dataloader_num_workers=0, disable_tqdm=progress is None, optim="adamw_torch",
+        dataloader_num_workers=0, disable_tqdm=True, optim="adamw_torch",  # progress: step.Progress
     )
 
 
@@ -120,7 +120,7 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
     from peft import LoraConfig, get_peft_model
     from transformers import TrainingArguments
 
-    from pipelines.finetune.step import PassTrainer, Progress
+    from pipelines.finetune.step import PassTrainer, Progress, train_quietly
     from pipelines.finetune.suite_eval import SuiteDuringTraining, check_metric, load_best
     from workbench.core.models import resolve_device
 
@@ -172,7 +172,7 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
                           data_collator=collator, callbacks=callbacks, rows_per_pass=estimate.rows_per_pass,
                           on_halve=say_halved)
     start = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=str(existing[-1]) if resume else None)
+    output = train_quietly(trainer, str(existing[-1]) if resume else None)
     seconds = time.perf_counter() - start
     kept = suite_eval.best() if suite_eval and config.keep_best else None
     if kept:

@@ -221,3 +221,51 @@ def test_float_metadata_ranges_include_the_extremes(review):
                                                                   "toxicity_max"}, "ge": metrics["min"],
                                        "le": metrics["max"]}]}}
     assert httpx.post(search, json=everything, headers=owner).json()["total"] == len(RECORDS)
+
+
+CANDIDATES = [Record("Which course teaches <b>statistics</b>?", "", text, source="generated",
+                     meta={"compare_group": "ranked-in-a-browser", "candidate": k, "generator": gen})
+              for k, (text, gen) in enumerate([
+                  ("Maybe <script>window.__pwned = 3</script> STAT 101.", "original"),
+                  ("STAT 101: statistics & data (List<String> aside).", "tiny-instruct"),
+                  ("No idea.", "tiny-instruct")])]
+
+
+@pytest.mark.browser
+def test_an_annotator_ranks_candidates_with_the_keyboard_and_the_pull_has_the_ranking(argilla, chromium, tmp_path,
+                                                                                      invoke):
+    served, data_dir = argilla
+    path = tmp_path / "candidates.jsonl"
+    path.write_text("".join(r.to_json() + "\n" for r in CANDIDATES))
+    pushed = invoke("annotate", "push", path, "--dataset", "browser-ranking", "--compare", "--data-dir", data_dir)
+    assert pushed.exit_code == 0, pushed.output
+    added = invoke("annotate", "users", "add", "browser-ranker", "--data-dir", data_dir)
+    password = added.output.split("Password (shown once): ")[1].split()[0]
+
+    ranker = Session(chromium, served.api_url, "browser-ranker", password)
+    ranker.page.get_by_text("browser-ranking", exact=True).click()
+    ranker.page.wait_for_selector(".text_field_component")
+    ranker.page.wait_for_timeout(300)
+    fields = ranker.fields()
+    assert {title: dom for title, (dom, _) in fields.items()} == {
+        "Instruction": CANDIDATES[0].instruction, **{f"Response {k + 1}": r.response for k, r in enumerate(CANDIDATES)}}
+    ranker.nothing_ran()
+    # The ranking question's cards; a digit key puts the focused card in that rank (Argilla's keyboard ranking).
+    for slot, rank in (("response_2", "1"), ("response_1", "2"), ("response_3", "3")):
+        ranker.page.focus(f".draggable [id='{slot}'][tabindex='0']")
+        ranker.page.keyboard.press(rank)
+        ranker.page.wait_for_timeout(400)
+    ranker.page.click("label[for=decision_keep]")
+    ranker.page.click("label[for=quality_4]")
+    ranker.page.click("button.button--submit")
+    ranker.page.wait_for_timeout(1500)
+    ranker.nothing_ran()
+    ranker.close()
+
+    out = tmp_path / "ranked.jsonl"
+    result = invoke("annotate", "pull", "--dataset", "browser-ranking", "-o", out, "--data-dir", data_dir)
+    assert result.exit_code == 0, result.output
+    ranked = {r.response: r.meta["ranking"] for r in load_records(out, [])}
+    assert {text: r["position"] for text, r in ranked.items()} == {
+        CANDIDATES[1].response: 1, CANDIDATES[0].response: 2, CANDIDATES[2].response: 3}
+    assert ranked[CANDIDATES[1].response]["ranks"] == {"browser-ranker": 1}
