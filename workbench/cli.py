@@ -224,6 +224,9 @@ def data_export(
 
     Example: workbench data export runs/demo/review/records.jsonl --format alpaca -o advisor.json --run runs/demo
     (pairs: workbench data export ranked.jsonl --format dpo -o pairs.jsonl --pairs best-worst)"""
+    if fmt != "dpo" and (pairs != "all" or system_prompt or tokenizer or judge):
+        raise typer.BadParameter("--pairs, --system-prompt, --tokenizer and --judge make preference pairs: use them "
+                                 "with --format dpo", param_hint="--format")
     if fmt == "dpo":
         judged = options(BackendConfig, backend=judge_backend, model=judge, api_base=api_base) if judge else None
         config = options(preferences.PairsConfig, pairs=pairs, system_prompt=system_prompt, tokenizer=tokenizer,
