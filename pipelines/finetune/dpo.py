@@ -113,7 +113,7 @@ def train_dpo(base: str, pairs: list[dict[str, Any]], out_dir: str | Path, confi
     from trl import DPOConfig, DPOTrainer
 
     from pipelines.finetune.step import Progress, train_quietly
-    from pipelines.finetune.suite_eval import SuiteDuringTraining, check_metric, load_best
+    from pipelines.finetune.suite_eval import SuiteDuringTraining, load_best
     from pipelines.finetune.train import _peak_memory_gib, begin, load_trainable, plot_losses, training_arguments
     from workbench.core.export import model_card
     from workbench.core.models import resolve_device
@@ -126,9 +126,7 @@ def train_dpo(base: str, pairs: list[dict[str, Any]], out_dir: str | Path, confi
     run = {"base_model": base, "data_sha256": data_sha256, "config": config.model_dump(), "quant": quant,
            "ref_adapter": str(Path(ref_adapter).resolve()) if ref_adapter else None,
            "pairs": [pair_record(p).id for p in pairs]}
-    existing = begin(out_dir, resume, run)
-    if config.eval_suite:
-        check_metric(config.eval_suite, config.keep_best)
+    existing = begin(out_dir, resume, run, config)
     budget = budget_gib if budget_gib is not None else budget_of_device(device)
     # A step puts 2 x batch_size sequences (each pair's chosen and rejected) through the model, then the reference.
     estimate = preflight(base, config.model_copy(update={"batch_size": 2 * config.batch_size}), budget, device)
@@ -137,10 +135,7 @@ def train_dpo(base: str, pairs: list[dict[str, Any]], out_dir: str | Path, confi
         say(f"Memory budget {budget:g} GiB: {per_pass} of the {config.batch_size} pairs of a step at once "
             f"({accumulation // config.grad_accum} accumulated passes, the same update), estimated "
             f"{estimate.total_gib:.1f} GiB")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / "run.json", run)
-
-    loaded, model = load_trainable(base, config, quant, device)
+    loaded, model = load_trainable(base, config, quant, device, out_dir, run)
     tokenizer = loaded.tokenizer
     kept, too_long = [], []
     for pair in pairs:

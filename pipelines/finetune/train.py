@@ -46,9 +46,12 @@ def _checkpoints(out_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
-def begin(out_dir: Path, resume: bool, run: dict[str, Any]) -> list[Path]:
+def begin(out_dir: Path, resume: bool, run: dict[str, Any], config: FinetuneConfig) -> list[Path]:
     """The complete checkpoints to resume from, after refusing a run that would mix with another: checkpoints
-    present without --resume, --resume without any, or a resume whose base, data or settings (`run`) differ."""
+    present without --resume, --resume without any, or a resume whose base, data or settings (`run`) differ; and
+    an eval suite or --keep-best metric that does not exist (all before the model loads)."""
+    from pipelines.finetune.suite_eval import check_metric
+
     existing = _checkpoints(out_dir)
     if existing and not resume:
         raise InputError(f"{out_dir} already holds checkpoints ({existing[-1].name})",
@@ -63,17 +66,22 @@ def begin(out_dir: Path, resume: bool, run: dict[str, Any]) -> list[Path]:
             # Another base, data or config would not continue the same run (and not in the same data order).
             raise InputError(f"--resume: {', '.join(changed)} differ from the run in {out_dir}",
                              hint="resume with the same base, data and options, or train into a new folder")
+    if config.eval_suite:
+        check_metric(config.eval_suite, config.keep_best)
     return existing
 
 
-def load_trainable(base: str, config: FinetuneConfig, quant: str, device: str):
-    """The base model (8/4-bit verified) made ready for LoRA training: k-bit preparation or checkpointing with the
-    attention mode in its recomputation, no KV cache. Returns (the loaded Model, the model)."""
+def load_trainable(base: str, config: FinetuneConfig, quant: str, device: str, out_dir: Path, run: dict[str, Any]):
+    """The run noted in out_dir (run.json, what a resume must match), and the base model (8/4-bit verified) made
+    ready for LoRA training: k-bit preparation or checkpointing with the attention mode in its recomputation, no
+    KV cache. Returns (the loaded Model, the model)."""
     import torch
 
     from pipelines.finetune.step import checkpointing_kwargs, prepare_quantized
     from workbench.core.models import get_model
 
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "run.json", run)
     loaded = get_model(base, quant=quant, device=device)
     model = loaded.model
     loaded.tokenizer.padding_side = "right"
@@ -121,7 +129,7 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
     from transformers import TrainingArguments
 
     from pipelines.finetune.step import PassTrainer, Progress, train_quietly
-    from pipelines.finetune.suite_eval import SuiteDuringTraining, check_metric, load_best
+    from pipelines.finetune.suite_eval import SuiteDuringTraining, load_best
     from workbench.core.models import resolve_device
 
     out_dir = Path(out_dir)
@@ -129,19 +137,14 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
     quant = resolve_quant(config, device)
     run = {"base_model": base, "data_sha256": data_sha256, "records": [r.id for r in records],
            "config": config.model_dump(), "quant": quant}
-    existing = begin(out_dir, resume, run)
-    if config.eval_suite:
-        check_metric(config.eval_suite, config.keep_best)  # before the model loads
+    existing = begin(out_dir, resume, run, config)
     budget = budget_gib if budget_gib is not None else budget_of_device(device)
     estimate = preflight(base, config, budget, device)
     if say and estimate.rows_per_pass < config.batch_size:
         say(f"Memory budget {budget:g} GiB: {estimate.rows_per_pass} of the {config.batch_size} rows of a step per "
             f"pass ({-(-config.batch_size // estimate.rows_per_pass)} passes, the same update), estimated "
             f"{estimate.total_gib:.1f} GiB")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / "run.json", run)
-
-    loaded, model = load_trainable(base, config, quant, device)
+    loaded, model = load_trainable(base, config, quant, device, out_dir, run)
     tokenizer = loaded.tokenizer
     prepared = prepare(records, tokenizer, config)
     torch.manual_seed(config.seed)
