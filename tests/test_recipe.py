@@ -27,6 +27,8 @@ def test_the_bundled_recipes_validate_and_the_tiny_one_is_the_demo():
     assert preferences.stages.preferences == PreferenceSettings()
     same = preferences.stages.model_copy(update={"preferences": None, "screen": tiny.stages.screen})
     assert same == tiny.stages and preferences.tiny == tiny.tiny and preferences.models == tiny.models
+    manual = preferences.with_review("manual").stages  # --review manual: people rank the candidates too
+    assert manual.review.mode == "manual" and manual.preferences.review.mode == "manual"
 
 
 def test_preference_settings_that_cannot_work_are_refused(tmp_path, invoke):

@@ -142,11 +142,15 @@ class Recipe(BaseModel):
     stages: Stages = Stages()
 
     def with_review(self, mode: str) -> Recipe:
-        """The same recipe with review `auto` or `manual` (the command line's --review)."""
+        """The same recipe with review `auto` or `manual` (the command line's --review), the rankings included."""
         if mode not in ("auto", "manual"):
             raise InputError(f"--review: choose auto or manual, not {mode!r}")
         review = self.stages.review.model_copy(update={"mode": mode})
-        return self.model_copy(update={"stages": self.stages.model_copy(update={"review": review})})
+        changes: dict[str, Any] = {"review": review}
+        if self.stages.preferences is not None:  # the rankings are a review too: people rank when people review
+            compare = self.stages.preferences.review.model_copy(update={"mode": mode})
+            changes["preferences"] = self.stages.preferences.model_copy(update={"review": compare})
+        return self.model_copy(update={"stages": self.stages.model_copy(update=changes)})
 
 
 def load_recipe(path: str | Path) -> Recipe:
