@@ -94,7 +94,7 @@ def agreement(rows: list[dict]) -> Agreement:
             if values.get("corrected_instruction") or values.get("corrected_response"):
                 annotators[user]["corrected"] += 1
             for question, _ in QUESTIONS:
-                answer = _ranks(values[question], row) if question == "ranking" and question in values else \
+                answer = candidate_ranks(values[question], row) if question == "ranking" and question in values else \
                     values.get(question)
                 if answer is not None:
                     tables[question].setdefault(row["id"], {})[user] = answer
@@ -125,7 +125,7 @@ def agreement(rows: list[dict]) -> Agreement:
     return Agreement(results, dict(annotators))
 
 
-def _ranks(value, row: dict) -> dict[str, int] | None:
+def candidate_ranks(value, row: dict) -> dict[str, int] | None:
     """slot -> competition rank among the row's real candidates (empty slots left out), from a ranking answer."""
     from annotation.mapping import EMPTY_SLOT, ranking_of
 

@@ -159,13 +159,14 @@ def rank(group: list[Record], values: list[tuple[str, dict[str, Any]]], policy: 
     position and are reported as tied; pairs the annotators split on, and their mean Kendall tau, are kept."""
     votes = {user: v.get("decision") for user, v in values}
     detail = {**detail, "votes": votes, "users": {u: users.get(u) for u in votes}}
-    decision = None if any(d not in DECISIONS for d in votes.values()) else vote(list(votes.values()), policy)
+    bad = any(d not in DECISIONS for d in votes.values())
+    decision = None if bad else vote(list(votes.values()), policy)
     slots = [slot(k) for k in range(1, len(group) + 1)]
     rankings = {user: ranking_of(v.get(RANKING)) for user, v in values if votes[user] == "keep"}
     unranked = [u for u, r in rankings.items() if r is None or not set(slots) <= set(r)]
     if decision is None or (decision == "keep" and unranked):
-        reason = (f"annotators disagree ({policy})" if decision is None and all(d in DECISIONS for d in votes.values())
-                  else "no decision in a submitted response" if decision is None else "no ranking in a kept response")
+        reason = ("no decision in a submitted response" if bad else f"annotators disagree ({policy})"
+                  if decision is None else "no ranking in a kept response")
         out.disputed.extend(ledger.log(c, "dispute", reason, detail) for c in group)
         return
     if decision == "discard":

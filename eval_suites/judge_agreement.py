@@ -14,14 +14,14 @@ Position bias: of the single-order verdicts naming A or B, the share naming A (t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from workbench.core.backends import BackendConfig
-from workbench.core.io import Problem, parquet_rows, read_json_lines
+from workbench.core.io import Problem, record_rows
 from workbench.core.records import record_id
 
 
@@ -65,12 +65,12 @@ def _ordered(instruction: str, context: str, a: tuple[str, str], b: tuple[str, s
 
 def _pairs_of_export_row(row: dict[str, Any], where: str) -> list[HumanPair]:
     """Every two candidates of one comparison, with how many kept-and-ranked answers put each above the other."""
-    from annotation.agreement import _ranks
+    from annotation.agreement import candidate_ranks
 
     fields = row.get("fields") or {}
     rankings = [r for resp in row["responses"] if resp.get("status") == "submitted"
                 and (resp.get("values") or {}).get("decision") == "keep"
-                and (r := _ranks((resp.get("values") or {}).get("ranking"), row))]
+                and (r := candidate_ranks((resp.get("values") or {}).get("ranking"), row))]
     if not rankings:
         return []
     candidates = [c.get("id") for c in (row.get("record") or {}).get("candidates") or []]
@@ -94,9 +94,8 @@ def human_pairs(path: Path, problems: list[Problem]) -> tuple[list[HumanPair], i
     comparison dataset (every two candidates of each ranked record), or a pairs file of `data export --format dpo`
     (ranking pairs carry the annotators' split; a correction is one reviewer's choice)."""
     path = Path(path)
-    rows = parquet_rows(path, problems) if path.suffix == ".parquet" else read_json_lines(path, problems)
     pairs, not_human = [], 0
-    for line, row, raw in rows:
+    for line, row, raw in record_rows(path, problems):
         where = f"{path}:{line}"
         if isinstance(row.get("responses"), list) and isinstance(row.get("fields"), dict):
             pairs += _pairs_of_export_row(row, where)
@@ -197,4 +196,4 @@ def judge_agreement(config: BackendConfig, read: Read, resamples: int = 1000, se
 
 
 def to_dict(result: JudgeAgreement) -> dict[str, Any]:
-    return {k: v for k, v in result.__dict__.items()}
+    return asdict(result)

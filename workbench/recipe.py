@@ -20,7 +20,7 @@ from annotation.review import ReviewConfig
 from eval_suites.registry import find_suite
 from eval_suites.report import ReportConfig
 from eval_suites.runner import EvalConfig
-from pipelines import bootstrap, from_docs, instances, screen
+from pipelines import bootstrap, from_docs, instances, responses, screen
 from pipelines.bootstrap import BootstrapConfig
 from pipelines.dedup import DedupConfig
 from pipelines.finetune import FinetuneConfig
@@ -298,7 +298,9 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
                                   say=lambda text: say(f"review: {text}")))
         if prefs is not None:
             step("review", f"responses ({prefs.responses.n} candidates per curated instruction)",
-                 lambda: steps.responses(run_dir, prefs.responses, curated, generator))
+                 lambda: steps.generation(
+                     run_dir, "responses", prefs.responses, [curated], generator,
+                     lambda backend, out, again: responses.run([backend], curated, prefs.responses, out, again), force))
             step("review", f"compare (the candidates ranked; {prefs.review.mode} review)",
                  lambda: steps.review(run_dir, prefs.review, run_dir / "responses" / "records.jsonl",
                                       say=lambda text: say(f"compare: {text}"), name="compare"))

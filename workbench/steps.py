@@ -21,7 +21,6 @@ from pipelines import contamination as contamination_stage
 from pipelines import dedup as dedup_stage
 from pipelines import finetune as finetune_stage
 from pipelines import preferences as pairs_stage
-from pipelines import responses as responses_stage
 from pipelines import screen as screen_stage
 from workbench.core import teaching
 from workbench.core.backends import BackendConfig, load_backend
@@ -121,7 +120,8 @@ def tiny_models(run_dir: Path, config: teaching.TinyModelConfig) -> Step:
 
 def generation(run_dir: Path, name: str, settings: BaseModel, inputs: list[Path], generator: BackendConfig,
                entry: Callable, force: bool = False) -> Step:
-    """A generation stage (instructions, instances, from-docs): entry(backend, out, force) -> StepResult."""
+    """A generation stage (instructions, instances, from-docs, responses): entry(backend, out, force) ->
+    StepResult."""
     stage_config = GenerationStageConfig(settings=settings.model_dump(mode="json"), generator=generator)
     return Step(Stage(run_dir, name, stage_config, [*inputs, *_local(generator.model)]),
                 lambda out: entry(load_backend(generator), out, force))
@@ -143,14 +143,6 @@ def review(run_dir: Path, config: review_stage.ReviewConfig, candidates: Path,
     """The records reviewed in a local Argilla of the stage's own (`compare`: candidates ranked, name "compare")."""
     return Step(Stage(run_dir, name, config, [candidates]),
                 lambda out: review_stage.review(candidates, config, out, say))
-
-
-def responses(run_dir: Path, config: responses_stage.ResponsesConfig, curated: Path, generator: BackendConfig
-              ) -> Step:
-    """Candidates to compare: config.n per curated instruction, its own response and the generator's samples."""
-    stage_config = GenerationStageConfig(settings=config.model_dump(mode="json"), generator=generator)
-    return Step(Stage(run_dir, "responses", stage_config, [curated, *_local(generator.model)]),
-                lambda out: responses_stage.run([load_backend(generator)], curated, config, out))
 
 
 def pairs(run_dir: Path, config: pairs_stage.PairsConfig, ranked: Path) -> Step:

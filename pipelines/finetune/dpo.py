@@ -20,29 +20,29 @@ from typing import Any
 
 from pipelines.finetune.config import FinetuneConfig, lora_targets, resolve_quant
 from pipelines.finetune.memory import budget_of_device, preflight
-from pipelines.preferences import pair_record
+from pipelines.preferences import PAIR_COLUMNS, pair_record
 from workbench.core.errors import ConfigError, InputError
-from workbench.core.io import Problem, atomic_write_json, atomic_write_text, parquet_rows, read_json_lines
+from workbench.core.io import Problem, atomic_write_json, atomic_write_text, record_rows
 from workbench.core.runs import package_versions
 
-PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 # trl's logged metrics, as the manifest keeps them per step (and the held-out ones with "eval_" in front)
 DPO_METRICS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins")
 
 
 def load_pairs(path: Path, problems: list[Problem]) -> list[dict[str, Any]]:
     """The rows of a pairs file (JSONL or Parquet) with non-empty string prompt, chosen and rejected; any other
-    row is a problem naming its line and field."""
-    path = Path(path)
-    rows = parquet_rows(path, problems) if path.suffix == ".parquet" else read_json_lines(path, problems)
+    row is a problem naming its line and field. A file with no pair at all is refused."""
     pairs = []
-    for line, row, raw in rows:
+    for line, row, raw in record_rows(path, problems):
         bad = next((c for c in PAIR_COLUMNS if not isinstance(row.get(c), str) or not row[c].strip()), None)
         if bad:
             problems.append(Problem(str(path), line, bad, "missing, empty or not a string (a preference pair needs "
                                     "prompt, chosen and rejected)", raw))
             continue
         pairs.append(row)
+    if not pairs:
+        raise InputError(f"{path}: no preference pair (prompt, chosen, rejected) to train on",
+                         hint="`workbench data export --format dpo` writes them")
     return pairs
 
 
@@ -83,9 +83,6 @@ def preview_pairs(base: str, data: Path, config: FinetuneConfig) -> tuple[DPODry
 
     problems: list[Problem] = []
     pairs = load_pairs(data, problems)
-    if not pairs:
-        raise InputError(f"{data}: no preference pair (prompt, chosen, rejected) to train on",
-                         hint="`workbench data export --format dpo` writes them")
     tokenizer = load_tokenizer(base)
     lengths = [(pair_record(p).id, _tokens(tokenizer, p)) for p in pairs]
     first = pairs[0]

@@ -38,11 +38,7 @@ def run(base: str, data: Path, config: FinetuneConfig, out: Outputs, *, resume: 
     common = dict(resume=resume, device=device, data_sha256=path_sha256(data), data_path=str(data.resolve()),
                   budget_gib=budget_gib, progress=progress, say=say)
     if config.method == "dpo":
-
         pairs = load_pairs(data, problems)
-        if not pairs:
-            raise InputError(f"{data}: no preference pair (prompt, chosen, rejected) to train on",
-                             hint="`workbench data export --format dpo` writes them")
         trained = train_dpo(base, pairs, out["adapter"], config, ref_adapter=ref_adapter, **common)
         for pair, tokens in trained.too_long:
             ledger.drop(pair_record(pair), "longer than max_length",
