@@ -27,6 +27,7 @@ from pipelines import (
     responses,
     screen,
 )
+from pipelines.finetune.launch import launch
 from pipelines.resumable import refuse_unappendable
 from workbench import display
 from workbench.assistant import load_assistant
@@ -34,6 +35,7 @@ from workbench.core import export
 from workbench.core.backends import BackendConfig, load_backend
 from workbench.core.catalog import SEED_TASKS
 from workbench.core.config import error_lines, options
+from workbench.core.distributed import is_main, world_size
 from workbench.core.errors import WorkbenchError
 from workbench.core.importers import ImportConfig, import_file, parse_field_map
 from workbench.core.io import atomic_write_json, check_readable, refuse_overwrite, validate_files, write_problems
@@ -685,6 +687,7 @@ def annotate_agreement(
 
 @app.command("finetune")
 def finetune_command(
+    ctx: typer.Context,
     base: Annotated[str, _opt("Base model: hub id or folder.", "--base")],
     data: Annotated[Path, _opt("Curated records (sft), or preference pairs with prompt, chosen, rejected (dpo); "
                                "JSONL or Parquet.", "--data")],
@@ -695,6 +698,7 @@ def finetune_command(
     beta: Annotated[float, _opt("dpo: how far from the reference the model may move (trl's beta).")] = 0.1,
     quant: Annotated[str, _opt("8bit, 4bit, none; default 8bit on CUDA, none on the CPU.")] = "auto",
     epochs: float = 3.0, lr: float = 2e-4, rank: int = 16, alpha: int = 32,
+    dropout: Annotated[float, _opt("LoRA dropout (0: the same update in any number of processes).")] = 0.05,
     max_length: Annotated[int, _opt("Longer examples are dropped and reported.")] = 1024,
     packing: Annotated[bool, _opt("Several examples per row, kept apart (no padding).")] = True,
     batch_size: int = 8, grad_accum: int = 1, grad_checkpointing: bool = True, save_steps: int = 200,
@@ -710,6 +714,11 @@ def finetune_command(
     budget_gib: Annotated[float | None, _opt("Memory to fit (default: the GPU's): the rows of a step go through "
                                              "in passes that fit; refused if one row cannot.")] = None,
     resume: Annotated[bool, _opt("Continue from the last checkpoint in -o.")] = False,
+    processes: Annotated[int, typer.Option(help="Train in N processes (one per GPU; gloo on the CPU) through "
+                                           "accelerate launch; the effective batch is N times larger.", min=1)] = 1,
+    accelerate_config: Annotated[Path | None, _opt("Launch through accelerate with this config file (FSDP, "
+                                                   "DeepSpeed, several machines; its process count unless "
+                                                   "--processes).")] = None,
     dry_run: Annotated[bool, _opt("Show one tokenized example and check the data; no training.")] = False,
     strict: Strict = False,
 ):
@@ -720,11 +729,11 @@ def finetune_command(
     (DPO: workbench finetune --method dpo --base tiiuae/falcon-7b --data pairs.jsonl --ref-adapter adapters/advisor
     -o adapters/advisor-dpo)"""
     config = options(finetune.FinetuneConfig, method=method, beta=beta, quant=quant, epochs=epochs, lr=lr, rank=rank,
-                     alpha=alpha, max_length=max_length, packing=packing, batch_size=batch_size, grad_accum=grad_accum,
-                     grad_checkpointing=grad_checkpointing, kbit_fp32=kbit_fp32, save_steps=save_steps,
-                     eval_split=eval_split,
-                     max_steps=max_steps, seed=seed, system_prompt=system_prompt, eval_suite=eval_suite,
-                     eval_every=eval_every, eval_limit=eval_limit, keep_best=keep_best)
+                     alpha=alpha, dropout=dropout, max_length=max_length, packing=packing, batch_size=batch_size,
+                     grad_accum=grad_accum, grad_checkpointing=grad_checkpointing, kbit_fp32=kbit_fp32,
+                     save_steps=save_steps, eval_split=eval_split, max_steps=max_steps, seed=seed,
+                     system_prompt=system_prompt, eval_suite=eval_suite, eval_every=eval_every,
+                     eval_limit=eval_limit, keep_best=keep_best)
     if dry_run and method == "dpo":
         dry, problems = finetune.preview_pairs(base, data, config)
         display.dpo_dry_run_report(dry, config)
@@ -734,11 +743,37 @@ def finetune_command(
         display.dry_run_report(dry, config)
         return _quarantine(problems, _sibling(data, ".quarantine.jsonl"), strict)
     out = Outputs.beside(_required(output), "finetune", main="adapter")
+    if (processes > 1 or accelerate_config) and world_size() == 1:  # this one starts the processes, each this command
+        out.guard([data, *([accelerate_config] if accelerate_config else [])])
+        argv = _given_options(ctx, drop={"processes", "accelerate_config"})
+        return launch(argv, processes, out["launch.log"], out["adapter"] / "checkpoints", accelerate_config)
+    if not is_main():  # one of several processes: it trains its share, the main one writes and speaks
+        finetune.run(base, data, config, out, resume=resume, budget_gib=budget_gib,
+                     ref_adapter=str(ref_adapter) if ref_adapter else None)
+        return
     with progress_bar("Finetuning") as update:
         result = finetune.run(base, data, config, out, resume=resume, budget_gib=budget_gib,
                               ref_adapter=str(ref_adapter) if ref_adapter else None, progress=update,
                               say=lambda line: console.print(line, markup=False, highlight=False))
     _shown(result, strict, display.finetune_summary)
+
+
+def _given_options(ctx: typer.Context, drop: set[str]) -> list[str]:
+    """The options given to this command, as a command line again (for the processes a launcher starts)."""
+    argv = []
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if param.name in drop or source is None or source.name != "COMMANDLINE":
+            continue
+        value = ctx.params[param.name]
+        if param.param_type_name == "option" and param.is_flag:
+            argv.append(param.opts[0] if value else param.secondary_opts[0])
+        elif param.param_type_name == "option":
+            for one in (value if param.multiple else [value]):
+                argv += [param.opts[0], str(one)]
+        else:
+            argv.append(str(value))
+    return argv
 
 
 @app.command("merge")

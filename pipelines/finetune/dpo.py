@@ -21,6 +21,7 @@ from typing import Any
 from pipelines.finetune.config import FinetuneConfig, lora_targets, resolve_quant
 from pipelines.finetune.memory import budget_of_device, preflight
 from pipelines.preferences import PAIR_COLUMNS, pair_record
+from workbench.core.distributed import is_main, process_device, world_size
 from workbench.core.errors import ConfigError, InputError
 from workbench.core.io import Problem, atomic_write_json, atomic_write_text, record_rows
 from workbench.core.runs import package_versions
@@ -110,19 +111,19 @@ def train_dpo(base: str, pairs: list[dict[str, Any]], out_dir: str | Path, confi
     from trl import DPOConfig, DPOTrainer
 
     from pipelines.finetune.step import Progress, train_quietly
-    from pipelines.finetune.suite_eval import SuiteDuringTraining, load_best
+    from pipelines.finetune.suite_eval import BEST_DIR, SuiteDuringTraining, load_best
     from pipelines.finetune.train import _peak_memory_gib, begin, load_trainable, plot_losses, training_arguments
     from workbench.core.export import model_card
     from workbench.core.models import resolve_device
 
     out_dir = Path(out_dir)
-    device = resolve_device(device)
+    device = process_device(resolve_device(device))
     quant = resolve_quant(config, device)
     if ref_adapter:
         _check_adapter(ref_adapter, base)
     run = {"base_model": base, "data_sha256": data_sha256, "config": config.model_dump(), "quant": quant,
            "ref_adapter": str(Path(ref_adapter).resolve()) if ref_adapter else None,
-           "pairs": [pair_record(p).id for p in pairs]}
+           "pairs": [pair_record(p).id for p in pairs], "processes": world_size()}
     existing = begin(out_dir, resume, run, config)
     budget = budget_gib if budget_gib is not None else budget_of_device(device)
     # A step puts 2 x batch_size sequences (each pair's chosen and rejected) through the model, then the reference.
@@ -176,13 +177,12 @@ def train_dpo(base: str, pairs: list[dict[str, Any]], out_dir: str | Path, confi
     start = time.perf_counter()
     output = train_quietly(trainer, str(existing[-1]) if resume else None)
     seconds = time.perf_counter() - start
+    trainer.accelerator.wait_for_everyone()  # the main process may still be evaluating the last checkpoint
     kept_step = suite_eval.best() if suite_eval and config.keep_best else None
-    if kept_step:
+    if suite_eval and config.keep_best and (out_dir / BEST_DIR).exists():
         load_best(model, out_dir)
     held_out = trainer.evaluate() if eval_pairs else {}
 
-    model.save_pretrained(out_dir, selected_adapters=["default"])  # not trl's frozen reference copy
-    tokenizer.save_pretrained(out_dir)
     history = trainer.state.log_history
     steps = _steps(history)
     manifest = {
@@ -203,15 +203,20 @@ def train_dpo(base: str, pairs: list[dict[str, Any]], out_dir: str | Path, confi
         "epochs": trainer.state.epoch or 0, "train_runtime_s": round(seconds, 2), "resumed": bool(resume),
         "peak_memory_gib": round(_peak_memory_gib(device), 3), "estimated_memory_gib": round(estimate.total_gib, 3),
         "budget_gib": budget, "pairs_per_pass": per_pass, "accumulation_steps": accumulation,
-        "effective_batch_rows": config.batch_size * config.grad_accum, "train_loss_mean": output.training_loss,
+        # Pairs per optimizer step: a step's pairs on each process, accumulated, over every process.
+        "processes": world_size(), "effective_batch_rows": config.batch_size * config.grad_accum * world_size(),
+        "train_loss_mean": output.training_loss,
         "useful_tokens_per_s": None, "rows_per_pass": per_pass, "out_of_memory_halvings": 0,
         "suite_eval": suite_eval.history if suite_eval else [],
         "kept_checkpoint": {"step": kept_step["step"], "metric": config.keep_best,
                             **kept_step["metrics"][config.keep_best]} if kept_step else None,
     }
-    atomic_write_json(out_dir / "manifest.json", manifest)
-    atomic_write_text(out_dir / "README.md", model_card(manifest))
-    plot_losses(manifest, out_dir / "loss.png")
+    if is_main():  # under several processes the others only computed
+        model.save_pretrained(out_dir, selected_adapters=["default"])  # not trl's frozen reference copy
+        tokenizer.save_pretrained(out_dir)
+        atomic_write_json(out_dir / "manifest.json", manifest)
+        atomic_write_text(out_dir / "README.md", model_card(manifest))
+        plot_losses(manifest, out_dir / "loss.png")
     return DPOResult(out_dir, manifest, too_long)
 
 

@@ -11,6 +11,7 @@ from pipelines.finetune.config import SPEED_ONLY, FinetuneConfig
 from pipelines.finetune.dpo import load_pairs, train_dpo
 from pipelines.finetune.train import train
 from pipelines.preferences import pair_record
+from workbench.core.distributed import is_main
 from workbench.core.errors import InputError
 from workbench.core.fingerprint import path_sha256
 from workbench.core.io import Problem, load_records
@@ -59,6 +60,8 @@ def run(base: str, data: Path, config: FinetuneConfig, out: Outputs, *, resume: 
         counts = {"examples": m["train_examples"], "held_out": m["eval_examples"], "steps": m["steps"],
                   "first_loss_x100": round(100 * losses[0]) if losses else 0,
                   "last_loss_x100": round(100 * losses[-1]) if losses else 0}
+    if not is_main():  # under several processes the main one writes the stage's files and speaks
+        return FinetuneRun({}, problems, m)
     result = out.finish(ledger, counts, problems, base=base, quant=m["quant"],
                         peak_memory_gib=m["peak_memory_gib"], useful_tokens_per_s=m["useful_tokens_per_s"])
     return FinetuneRun(result.manifest, result.problems, m)

@@ -12,6 +12,12 @@ summed into the step's (the loss of every pass divided by the step's label count
 over gradient accumulation): the update is the unconstrained step's, only the peak memory is lower. A pass's
 gradients are taken with `torch.autograd.grad` and added to the step's only when the pass finished, so a pass that
 runs out of memory leaves nothing half-added and the step is redone with half the rows per pass.
+
+Why an all-reduce of its own: under several processes (DDP) the gradients are averaged by hooks that fire when
+backward accumulates into `.grad`; `torch.autograd.grad` fires none. So the passes run on the unwrapped model and,
+at the last micro-batch of a step, the step's gradients are summed over the processes here: each process divided
+its loss by the label count of the whole step over all processes (the Trainer gathers it), so the sum is the
+gradient of one process given every row.
 """
 
 from __future__ import annotations
@@ -167,7 +173,11 @@ class PassTrainer(Trainer):
             del total, scaled, grads
         for p, g in zip(params, summed or []):
             p.grad = g if p.grad is None else p.grad.add_(g)
-        return torch.tensor(loss, device=self.args.device)
+        processes = self.args.world_size
+        if processes > 1 and self.accelerator.sync_gradients:
+            _sum_over_processes([p.grad for p in params if p.grad is not None])
+        # The Trainer logs the mean over processes of what this returns: times the processes, the step's loss.
+        return torch.tensor(loss * processes, device=self.args.device)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         # Evaluation through the same lean loss: the model's own would hold every position's logits at once.
@@ -179,6 +189,16 @@ class PassTrainer(Trainer):
                     summed, n = labelled_loss(model, part)
                 total, count = total + float(summed), count + n
         return torch.tensor(total / max(count, 1), device=self.args.device), None, None
+
+
+def _sum_over_processes(grads: list[torch.Tensor]) -> None:
+    """Each gradient replaced by its sum over the processes, in one all-reduce of one flat buffer."""
+    import torch.distributed as dist
+
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    for g, part in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(part.view_as(g))
 
 
 class Progress(TrainerCallback):

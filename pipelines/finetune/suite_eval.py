@@ -102,6 +102,8 @@ class SuiteDuringTraining(TrainerCallback):
                     self._copy_best(best, folder)
 
     def on_save(self, args, state, control, model=None, **kwargs):
+        if not state.is_world_process_zero:  # under several processes the main one evaluates, the others wait
+            return
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         result = {"step": state.global_step, "checkpoint": folder.name,
                   **evaluate_checkpoint(model, self.tokenizer, self.suite, self.limit, self.batch_size)}
@@ -138,7 +140,7 @@ class SuiteDuringTraining(TrainerCallback):
 
 
 def load_best(model, out_dir: Path) -> None:
-    """Put the best checkpoint's adapter weights (copied aside when found) into the model."""
+    """Put the best checkpoint's adapter weights (copied aside when found) into the model (every process's)."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 

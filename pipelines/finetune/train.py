@@ -14,6 +14,7 @@ from typing import Any
 from pipelines.finetune.config import FinetuneConfig, lora_targets, resolve_quant
 from pipelines.finetune.data import PackedCollator, PaddedCollator, pack, prepare, unpacked
 from pipelines.finetune.memory import GIB, budget_of_device, preflight
+from workbench.core.distributed import is_main, process_device, world_size
 from workbench.core.errors import InputError
 from workbench.core.export import model_card
 from workbench.core.io import atomic_write_json, atomic_write_text
@@ -81,7 +82,8 @@ def load_trainable(base: str, config: FinetuneConfig, quant: str, device: str, o
     from workbench.core.models import get_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / "run.json", run)
+    if is_main():
+        atomic_write_json(out_dir / "run.json", run)
     loaded = get_model(base, quant=quant, device=device)
     model = loaded.model
     loaded.tokenizer.padding_side = "right"
@@ -112,6 +114,7 @@ def training_arguments(config: FinetuneConfig, out_dir: Path, device: str, has_e
         bf16=device.startswith("cuda") and torch.cuda.is_bf16_supported(), use_cpu=device == "cpu",
         report_to=["tensorboard"] if _installed("tensorboard") else [], remove_unused_columns=False,
         dataloader_num_workers=0, disable_tqdm=True, optim="adamw_torch",  # progress: step.Progress
+        ddp_find_unused_parameters=False,  # under several processes: every LoRA weight has a gradient each step
     )
 
 
@@ -129,14 +132,15 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
     from transformers import TrainingArguments
 
     from pipelines.finetune.step import PassTrainer, Progress, train_quietly
-    from pipelines.finetune.suite_eval import SuiteDuringTraining, load_best
+    from pipelines.finetune.suite_eval import BEST_DIR, SuiteDuringTraining, load_best
     from workbench.core.models import resolve_device
 
     out_dir = Path(out_dir)
-    device = resolve_device(device)
+    device = process_device(resolve_device(device))
     quant = resolve_quant(config, device)
+    # The processes are part of the run: with another count the step's rows, and so the run, would differ.
     run = {"base_model": base, "data_sha256": data_sha256, "records": [r.id for r in records],
-           "config": config.model_dump(), "quant": quant}
+           "config": config.model_dump(), "quant": quant, "processes": world_size()}
     existing = begin(out_dir, resume, run, config)
     budget = budget_gib if budget_gib is not None else budget_of_device(device)
     estimate = preflight(base, config, budget, device)
@@ -177,15 +181,14 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
     start = time.perf_counter()
     output = train_quietly(trainer, str(existing[-1]) if resume else None)
     seconds = time.perf_counter() - start
+    trainer.accelerator.wait_for_everyone()  # the main process may still be evaluating the last checkpoint
     kept = suite_eval.best() if suite_eval and config.keep_best else None
-    if kept:
+    if suite_eval and config.keep_best and (out_dir / BEST_DIR).exists():
         load_best(model, out_dir)  # the adapter saved below, and the eval loss, are the best checkpoint's
-        if say:
+        if say and kept:
             say(f"Keeping step {kept['step']}: {config.keep_best} {kept['metrics'][config.keep_best]['mean']:.3f}")
     eval_loss = trainer.evaluate()["eval_loss"] if eval_rows else None
 
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
     history = trainer.state.log_history
     steps_done = trainer.state.global_step
     epochs_done = trainer.state.epoch or 0
@@ -210,15 +213,19 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
         # Rows of a step through the model at once: chosen for the budget, halved after an out-of-memory pass.
         "rows_per_pass": estimate.rows_per_pass, "rows_per_pass_at_end": trainer.rows_per_pass,
         "out_of_memory_halvings": trainer.halvings,
-        "effective_batch_rows": config.batch_size * config.grad_accum,
+        # Rows per optimizer step: the rows of a step on each process, accumulated, over every process.
+        "processes": world_size(), "effective_batch_rows": config.batch_size * config.grad_accum * world_size(),
         "train_loss_mean": output.training_loss,
         "suite_eval": suite_eval.history if suite_eval else [],
         "kept_checkpoint": {"step": kept["step"], "metric": config.keep_best,
                             **kept["metrics"][config.keep_best]} if kept else None,
     }
-    atomic_write_json(out_dir / "manifest.json", manifest)
-    atomic_write_text(out_dir / "README.md", model_card(manifest))  # replaces peft's empty template
-    plot_losses(manifest, out_dir / "loss.png")
+    if is_main():  # under several processes the others only computed
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+        atomic_write_json(out_dir / "manifest.json", manifest)
+        atomic_write_text(out_dir / "README.md", model_card(manifest))  # replaces peft's empty template
+        plot_losses(manifest, out_dir / "loss.png")
     return FinetuneResult(out_dir, manifest, prepared.too_long, prepared.no_response)
 
 

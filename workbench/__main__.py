@@ -1,0 +1,5 @@
+"""`python -m workbench ...` is the `workbench` command (what `accelerate launch -m workbench finetune ...` runs)."""
+
+from workbench.cli import app
+
+app(prog_name="workbench")
