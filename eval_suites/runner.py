@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from eval_suites.metrics import METRICS, TOXIC_AT, aggregate, load_embedder, score_brainstorm, score_qa
 from eval_suites.registry import Suite, load_suite
-from workbench.core.backends import BackendConfig, load_backend
+from workbench.core.backends import BackendConfig, api_bases, load_backend
 from workbench.core.errors import InputError
 from workbench.core.fingerprint import fingerprint, path_sha256
 from workbench.core.io import (
@@ -48,7 +48,8 @@ def model_fingerprint(config: BackendConfig) -> str:
     """What identifies the model's weights: its files where they are on disk, else its name (and server)."""
     if config.backend == "openai":
         # A served model cannot be hashed from here: its name and address stand in (documented weaker key).
-        return f"openai:{config.model}@{config.api_base or os.environ.get('OPENAI_BASE_URL')}"
+        servers = sorted(base or os.environ.get("OPENAI_BASE_URL") or "" for base in api_bases(config))
+        return f"openai:{config.model}@{','.join(servers)}"
     if Path(config.model).exists():
         return path_sha256(config.model)
     from huggingface_hub import snapshot_download
@@ -181,8 +182,10 @@ def default_label(config: BackendConfig) -> str:
 def evaluate(suite_names: list[str], config: BackendConfig, out_dir: str | Path, *, name: str | None = None,
              suites_dirs: list[str | Path] | None = None, max_new_tokens: int | None = None,
              batch_size: int | None = None, limit: int | None = None, api_key: str | None = None,
-             toxicity_scorer=None, progress: Callable[[str], Progress] | None = None) -> list[SuiteRun]:
-    """Generate (or take from the cache) the model's answers on each suite, score them, write the results."""
+             toxicity_scorer=None, progress: Callable[[str], Progress] | None = None,
+             say: Callable[[str], None] | None = None) -> list[SuiteRun]:
+    """Generate (or take from the cache) the model's answers on each suite, score them, write the results.
+    `say` hears of a replica taken out of rotation (several api_base)."""
     suites = [load_suite(s, suites_dirs) for s in suite_names]  # every suite valid before any generation
     out_dir = Path(out_dir)
     label = name or default_label(config)
@@ -205,7 +208,7 @@ def evaluate(suite_names: list[str], config: BackendConfig, out_dir: str | Path,
         todo = [item for item in items if item["id"] not in cache.answers]
         hits = len(items) - len(todo)
         if todo:
-            backend = backend or load_backend(config, api_key)
+            backend = backend or load_backend(config, api_key, say=say)
             update = progress(f"{label}: {suite.name}") if progress else None
             step = params.batch_size * 4  # cache granularity: a few batches per append
             for start in range(0, len(todo), step):
@@ -264,7 +267,7 @@ class EvalResult(StepResult):
 
 def run(model: BackendConfig, config: EvalConfig, out: Outputs, *, name: str | None = None,
         suites_dirs: list[str | Path] | None = None, api_key: str | None = None,
-        progress: Callable[[str], Progress] | None = None) -> EvalResult:
+        progress: Callable[[str], Progress] | None = None, say: Callable[[str], None] | None = None) -> EvalResult:
     """The eval stage: the model's answers to every item of the suites, scored, in out["results"]/SUITE/."""
     from eval_suites.registry import find_suite
 
@@ -274,7 +277,7 @@ def run(model: BackendConfig, config: EvalConfig, out: Outputs, *, name: str | N
                        frozenset({"settings.batch_size"}), drops=False)
     runs = evaluate([str(f) for f in folders], model, out["results"], name=name,
                     max_new_tokens=config.max_new_tokens, batch_size=config.batch_size, limit=config.limit,
-                    api_key=api_key, progress=progress)
+                    api_key=api_key, progress=progress, say=say)
     counts = {"items": sum(r.manifest["items"] for r in runs),
               "generated": sum(r.manifest["cache"]["generated"] for r in runs)}
     for r in runs:

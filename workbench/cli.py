@@ -97,8 +97,9 @@ Output = Annotated[Path, _opt("Records JSONL to write (appended to on resume).",
 Rejected = Annotated[Path | None, _opt("Rejected candidates with their reasons (default: beside -o).")]
 ModelName = Annotated[str, _opt("Hub id or folder (transformers); model name (openai).", "--model")]
 BackendName = Annotated[str, _opt("transformers or openai.", "--backend")]
-ApiBase = Annotated[str | None, _opt("OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (default "
-                                     "$OPENAI_BASE_URL).")]
+ApiBase = Annotated[list[str] | None, _opt("OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (default "
+                                           "$OPENAI_BASE_URL); repeat for replicas of the model, which share the "
+                                           "requests.")]
 ApiKey = Annotated[str | None, _opt("API key (default $OPENAI_API_KEY); never printed.")]
 Api = Annotated[str, _opt("openai backend: completions or chat.")]
 Concurrency = Annotated[int, _opt("openai backend: requests in flight at once.")]
@@ -150,9 +151,14 @@ def _required(output: Path | None) -> Path:
     return output
 
 
-def _backend(model: str, backend: str, api_base: str | None, api_key: str | None, api: str, concurrency: int):
+def _backend(model: str, backend: str, api_base: list[str] | None, api_key: str | None, api: str,
+             concurrency: int):
     return load_backend(options(BackendConfig, backend=backend, model=model, api_base=api_base, api=api,
-                                concurrency=concurrency), api_key)
+                                concurrency=concurrency), api_key, say=_warn)
+
+
+def _warn(line: str) -> None:
+    err_console.print(f"Warning: {line}", markup=False, highlight=False)
 
 
 @data_app.command("import")
@@ -432,7 +438,7 @@ def generate_responses(
     refuse_unappendable(output, rejected)
     out.guard([records])  # before the models load
     generators = [load_backend(options(BackendConfig, backend=backend, model=name, adapter=tuned, api_base=api_base,
-                                       api=api, concurrency=concurrency), api_key)
+                                       api=api, concurrency=concurrency), api_key, say=_warn)
                   for name, tuned in zip(model, adapters + [None] * (len(model) - len(adapters)))]
     with progress_bar("instructions") as step:
         _shown(responses.run(generators, records, config, out, force, step))
@@ -822,7 +828,7 @@ def eval_run(
     settings = runner.EvalConfig(suites=tuple(suite), limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens)
     with display.progress_tasks() as new_task:
         result = runner.run(config, settings, Outputs.beside(output, "eval", main="results"), name=name,
-                            suites_dirs=suites_dir, api_key=api_key, progress=new_task)
+                            suites_dirs=suites_dir, api_key=api_key, progress=new_task, say=_warn)
     display.eval_run_summary(result)
 
 

@@ -91,7 +91,7 @@ class ModelRef(BaseModel):
     model: str
     backend: Literal["transformers", "openai"] = "transformers"
     quant: Literal["none", "8bit", "4bit"] = "none"
-    api_base: str | None = None  # openai backend
+    api_base: str | list[str] | None = None  # openai backend: one server, or replicas sharing the requests
     device: str = "auto"
 
     def resolve(self, tiny_dir: Path, adapter: Path | None = None) -> BackendConfig:

@@ -2,13 +2,17 @@
 
 - `transformers`: a local model (hub id or folder) loaded by `workbench.core.models.get_model`.
 - `openai`: any OpenAI-compatible completions or chat endpoint (vLLM, TGI, llama.cpp server,
-  `transformers serve`): how generation scales past one GPU.
+  `transformers serve`): how generation scales past one GPU; several replicas of one model (`api_base` a list)
+  share the work (`Replicas`).
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, Protocol
 
@@ -21,6 +25,11 @@ from workbench.core.records import did_you_mean
 
 class BackendError(WorkbenchError):
     """A generation backend failed after its retries."""
+
+
+class EndpointDown(BackendError):
+    """A server did not answer (no connection, a timeout, a 5xx or 429) after its retries: the server's fault, not
+    the request's, so another replica may answer it."""
 
 
 class Backend(Protocol):
@@ -41,9 +50,10 @@ class BackendConfig(BaseModel):
     quant: Literal["none", "8bit", "4bit"] = "none"  # transformers only
     adapter: str | None = None  # transformers only: a LoRA adapter folder on top of the model
     device: str = "auto"  # transformers only
-    api_base: str | None = None  # openai only; default $OPENAI_BASE_URL
+    # openai only; default $OPENAI_BASE_URL. Several: replicas of one model, the requests spread over them.
+    api_base: str | list[str] | None = None
     api: Literal["completions", "chat"] = "completions"  # openai only: which endpoint
-    concurrency: int = Field(4, ge=1)  # openai only: requests in flight at once
+    concurrency: int = Field(4, ge=1)  # openai only: requests in flight at once (on each replica)
     timeout: float = Field(120.0, gt=0)  # openai only: seconds per request
     max_retries: int = Field(5, ge=0)  # openai only: retries with exponential backoff
 
@@ -101,14 +111,94 @@ class OpenAIModel:
             # The message never carries the key: the client does not put it in errors.
             hint = ("a model without a chat template cannot answer the chat endpoint: try --api completions"
                     if self.api == "chat" and isinstance(e, openai.InternalServerError) else None)
-            raise BackendError(f"{self.base_url}: {type(e).__name__}: {getattr(e, 'message', e)}", hint) from None
+            down = isinstance(e, openai.APIConnectionError | openai.InternalServerError | openai.RateLimitError)
+            raise (EndpointDown if down else BackendError)(
+                f"{self.base_url}: {type(e).__name__}: {getattr(e, 'message', e)}", hint) from None
         usage = reply.usage
         cut = cut_at_stop(text, params.stop)
         reason = "stop" if len(cut) < len(text) else (choice.finish_reason or "stop")
         return Completion(cut, reason, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0)
 
 
-def load_backend(config: BackendConfig, api_key: str | None = None) -> Backend:
+class Replicas:
+    """Several servers of one model as one backend: each has `concurrency` requests in flight, a free one takes the
+    next prompt, so a faster server takes more. A server that stays down through its retries (`EndpointDown`) is
+    taken out of rotation and its requests are sent to the others; a request refused for itself (a 400) fails the
+    call as with one server. Every prompt is answered once, in order; `out_of_rotation` says which servers left
+    and why, and `say` is told when one does."""
+
+    backend = "openai"
+
+    def __init__(self, servers: list[OpenAIModel], say: Callable[[str], None] | None = None):
+        self.servers, self.say = servers, say
+        self.name = servers[0].name
+        self.usage: Counter = Counter()
+        self.out_of_rotation: dict[str, str] = {}  # base url -> the error that took it out
+        self.answered: Counter = Counter()  # base url -> requests it answered
+
+    def generate(self, prompts: list[str], params: GenerationParams | None = None) -> list[str]:
+        return [c.text for c in self.complete(prompts, params)]
+
+    def complete(self, prompts: list[str], params: GenerationParams | None = None) -> list[Completion]:
+        params = params or GenerationParams()
+        results: list[Completion | None] = [None] * len(prompts)
+        pending: queue.Queue[int] = queue.Queue()
+        for i in range(len(prompts)):
+            pending.put(i)
+        lock = threading.Lock()
+        failed: list[BackendError] = []
+
+        def unanswered() -> bool:
+            return any(r is None for r in results) and not failed
+
+        def work(server: OpenAIModel) -> None:
+            while unanswered() and server.base_url not in self.out_of_rotation:
+                try:
+                    i = pending.get(timeout=0.05)  # another server's request may still come back
+                except queue.Empty:
+                    continue
+                try:
+                    results[i] = server._one(prompts[i], params)
+                    with lock:
+                        self.answered[server.base_url] += 1
+                except EndpointDown as e:
+                    pending.put(i)
+                    with lock:
+                        if server.base_url not in self.out_of_rotation:
+                            reason = e.message.removeprefix(f"{server.base_url}: ").rstrip(".")
+                            self.out_of_rotation[server.base_url] = reason
+                            if self.say:
+                                self.say(f"{server.base_url} is out of rotation ({reason} after "
+                                         f"{server.client.max_retries} retries); its requests go to the others")
+                except BackendError as e:
+                    failed.append(e)
+
+        live = [s for s in self.servers if s.base_url not in self.out_of_rotation]
+        threads = [threading.Thread(target=work, args=(s,), daemon=True) for s in live for _ in range(s.concurrency)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failed:
+            raise failed[0]
+        if any(r is None for r in results):
+            reasons = "; ".join(f"{url}: {why}" for url, why in self.out_of_rotation.items())
+            raise BackendError(f"every server is out of rotation: {reasons}",
+                               hint="start them again and rerun: what was generated is kept, the run resumes")
+        for c in results:
+            self.usage.update(prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, requests=1)
+        return results  # type: ignore[return-value]
+
+
+def api_bases(config: BackendConfig) -> list[str | None]:
+    """The servers a config names: its api_base, one or several (none: $OPENAI_BASE_URL)."""
+    if isinstance(config.api_base, list):
+        return list(config.api_base) or [None]
+    return [config.api_base]
+
+
+def load_backend(config: BackendConfig, api_key: str | None = None,
+                 say: Callable[[str], None] | None = None) -> Backend:
     """The backend the config names, ready to generate."""
     if config.backend == "transformers":
         return get_model(config.model, quant=config.quant, device=config.device, adapter=config.adapter)
@@ -116,8 +206,11 @@ def load_backend(config: BackendConfig, api_key: str | None = None) -> Backend:
         if config.adapter:
             raise ConfigError("--adapter works with the transformers backend only",
                               hint="serve the adapter (vLLM --enable-lora, or merge it) and name it as the model")
-        return OpenAIModel(config.model, config.api_base, api_key, config.api, config.concurrency,
-                           config.timeout, config.max_retries)
+        servers = [OpenAIModel(config.model, base, api_key, config.api, config.concurrency, config.timeout,
+                               config.max_retries) for base in api_bases(config)]
+        if len({s.base_url for s in servers}) < len(servers):
+            raise ConfigError("the same --api-base twice: each replica once")
+        return servers[0] if len(servers) == 1 else Replicas(servers, say)
     raise ConfigError(f"unknown backend {config.backend!r}{did_you_mean(config.backend, BACKENDS)}")
 
 
