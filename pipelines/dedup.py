@@ -16,12 +16,14 @@ import multiprocessing
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from pipelines.dedup_index import RedisIndex
 from pipelines.minhash import (
     SEED_SOURCES,
     DedupConfig,
@@ -97,14 +99,15 @@ def _scan(task: tuple[Range, DedupConfig, int]) -> Scanned:
                    signatures(shingled, config.num_perm, config.seed))
 
 
-def _decide(record: Record, index: int, plan: Plan, ids: list[str], ledger: Ledger) -> Record | None:
+def _decide(record: Record, index: int, plan: Plan, ids: list[str], ledger: Ledger,
+            reference_reasons: list[str]) -> Record | None:
     """The record kept (its cluster size in meta and lineage) or dropped through the ledger (None)."""
     if plan.kept[index]:
         size = plan.cluster_size[index]
         return ledger.keep(record, {"cluster_size": size}, meta={**record.meta, "dedup_cluster_size": size})
     line = cluster_line(index, plan, ids)
-    reason = "near-duplicate of a reference" if plan.removed[index]["duplicate_of"] >= plan.n_records \
-        else "near-duplicate"
+    duplicate_of = plan.removed[index]["duplicate_of"]
+    reason = reference_reasons[duplicate_of - plan.n_records] if duplicate_of >= plan.n_records else "near-duplicate"
     ledger.drop(record, reason, {k: v for k, v in line.items() if k != "id"})
     return None
 
@@ -113,13 +116,14 @@ def _write(task: tuple[Range, int, Path, int]) -> tuple[int, Counter]:
     """Pass 2 over one range: kept records to PART.k, dropped ones and the ledger's events to PART.d and PART.e."""
     part, first_index, prefix, max_field_bytes = task
     plan, ids, excluded, run = _PLAN["plan"], _PLAN["ids"], _PLAN["excluded"], _PLAN["run"]
+    reasons = _PLAN["reference_reasons"]
     ledger, kept = Ledger("dedup", run), 0
     with open(f"{prefix}.k", "w", encoding="utf-8") as keep_file:
         for offset, (_, record, _) in enumerate(_records(part, [], max_field_bytes)):
             index = first_index + offset
             if excluded[index]:
                 continue  # quarantined in pass 1 (an id seen earlier)
-            decided = _decide(record, index, plan, ids, ledger)
+            decided = _decide(record, index, plan, ids, ledger, reasons)
             if decided is not None:
                 keep_file.write(decided.to_json() + "\n")
                 kept += 1
@@ -145,11 +149,18 @@ def _map(workers: int, fn, tasks: list) -> list:
 
 
 def run(sources: list[Path], config: DedupConfig, out: Outputs, references: list[Path] = (),
-        max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES) -> StepResult:
+        max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES, index: str | None = None,
+        against_indexes: Sequence[str] = (), say: Callable[[str], None] | None = None) -> StepResult:
     """Deduplicate the records of SOURCES (as one set, in order) into out["records.jsonl"]; removed records go to
     out["dropped.jsonl"] with why in their lineage, one line each to out["clusters.jsonl"]. Records that match a
-    reference (read whole: usually small) are removed too; references are never deduplicated among themselves."""
+    reference (read whole: usually small) are removed too; references are never deduplicated among themselves.
+    `index`: a named index in Redis (`pipelines.dedup_index`) the records are also deduplicated against, and the
+    kept ones added to, under its lock; `against_indexes`: named indexes only deduplicated against."""
     sources, references = [Path(p) for p in sources], [Path(p) for p in references]
+    if index and index in against_indexes:
+        raise InputError(f"index {index!r} is both --index and --against-index: --index is deduplicated against too")
+    adding = RedisIndex(index, config, create=True) if index else None
+    reading = [RedisIndex(name, config) for name in dict.fromkeys(against_indexes)]
     ledger = out.start(config, [*sources, *references], SPEED_ONLY)
     work = Path(tempfile.mkdtemp(prefix=".dedup-", dir=out["records.jsonl"].parent))
     try:
@@ -173,22 +184,49 @@ def run(sources: list[Path], config: DedupConfig, out: Outputs, references: list
         order = {str(p): k for k, p in enumerate(readable)}
         problems.sort(key=lambda p: (order.get(p.file, len(order)), p.line))
         ids = [i for part in scanned for i in part.ids]
-        everything = [*scanned, *refs]
-        sigs = np.concatenate([p.sigs for p in everything]) if everything else np.empty((0, config.num_perm),
-                                                                                       np.uint32)
-        plan = find_duplicates(Shingled.join([p.shingled for p in everything]), config, len(ids),
-                               [n for p in everything for n in p.lengths], [s for p in everything for s in p.seedlike],
-                               sigs, excluded=excluded)
-        all_ids = ids + [i for part in refs for i in part.ids]
-        kept, removed = _write_outputs(parts, scanned, plan, all_ids, excluded, config, out, ledger, max_field_bytes,
-                                       work)
+        named = ([adding] if adding is not None else []) + reading
+        with adding.locked(say) if adding is not None else nullcontext():  # from query to add: one run at a time
+            indexed = [(ix.name, _indexed(ix, scanned, excluded, config)) for ix in named]
+            refs += [part for _, part in indexed]
+            reasons = [*(["near-duplicate of a reference"] * sum(len(r.ids) for r in refs[:len(refs) - len(indexed)])),
+                       *[f"near-duplicate of a record in index {name}" for name, part in indexed for _ in part.ids]]
+            everything = [*scanned, *refs]
+            sigs = np.concatenate([p.sigs for p in everything]) if everything else np.empty((0, config.num_perm),
+                                                                                           np.uint32)
+            plan = find_duplicates(Shingled.join([p.shingled for p in everything]), config, len(ids),
+                                   [n for p in everything for n in p.lengths],
+                                   [s for p in everything for s in p.seedlike], sigs, excluded=excluded)
+            all_ids = ids + [i for part in refs for i in part.ids]
+            kept, removed = _write_outputs(parts, scanned, plan, all_ids, excluded, config, out, ledger,
+                                           max_field_bytes, work, reasons)
+            if adding is not None:
+                keep = [i for i in range(len(ids)) if plan.kept[i] and not excluded[i]]
+                shingled = Shingled.join([p.shingled for p in scanned])
+                adding.add([ids[i] for i in keep], _subset(shingled, keep), sigs[keep])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     with atomic_open(out["clusters.jsonl"]) as f:
         for index in sorted(plan.removed):
             f.write(json.dumps(cluster_line(index, plan, all_ids)) + "\n")
     counts = {"in": len(ids) - int(excluded.sum()), "out": kept, "removed": removed, "candidates": plan.candidates}
-    return out.finish(ledger, counts, problems)
+    details = {"index": {"name": adding.name, "records": len(adding)}} if adding is not None else {}
+    if reading:
+        details["against_indexes"] = {ix.name: len(ix) for ix in reading}
+    return out.finish(ledger, counts, problems, **details)
+
+
+def _indexed(index: RedisIndex, scanned: list[Scanned], excluded: np.ndarray, config: DedupConfig) -> Scanned:
+    """The records of a named index that the scanned records may match, as references."""
+    shingled = Shingled.join([p.shingled for p in scanned])
+    sigs = np.concatenate([p.sigs for p in scanned]) if scanned else np.empty((0, config.num_perm), np.uint32)
+    ids, found, found_sigs = index.references(sigs, (shingled.sizes() == 0) | excluded)
+    n = len(ids)
+    return Scanned(ids, [0] * n, [True] * n, [0] * n, [False] * n, [], found, found_sigs)
+
+
+def _subset(shingled: Shingled, keep: list[int]) -> Shingled:
+    return Shingled.join([Shingled(np.array([0, shingled.offsets[i + 1] - shingled.offsets[i]], dtype=np.int64),
+                                   shingled.hashes[shingled.offsets[i]:shingled.offsets[i + 1]]) for i in keep])
 
 
 def _json_lines(path: Path, work: Path, problems: list[Problem], lines: dict[str, list[int]]) -> Path:
@@ -239,11 +277,11 @@ def _repeated_ids(parts: list[Range], scanned: list[Scanned], problems: list[Pro
 
 def _write_outputs(parts: list[Range], scanned: list[Scanned], plan: Plan, ids: list[str], excluded: np.ndarray,
                    config: DedupConfig, out: Outputs, ledger: Ledger, max_field_bytes: int,
-                   work: Path) -> tuple[int, int]:
+                   work: Path, reference_reasons: list[str]) -> tuple[int, int]:
     """Pass 2: each worker writes its range's part files into WORK; they are joined in order into the outputs."""
     firsts = np.concatenate([[0], np.cumsum([len(p.ids) for p in scanned])[:-1]]).astype(int).tolist()
     tasks = [(part, first, work / f"part{n}", max_field_bytes) for n, (part, first) in enumerate(zip(parts, firsts))]
-    _PLAN.update(plan=plan, ids=ids, excluded=excluded, run=out.run)
+    _PLAN.update(plan=plan, ids=ids, excluded=excluded, run=out.run, reference_reasons=reference_reasons)
     try:
         results = _map(config.workers, _write, tasks)
     finally:

@@ -27,6 +27,7 @@ from pipelines import (
     responses,
     screen,
 )
+from pipelines.dedup_index import drop_index as drop_index_named
 from pipelines.finetune.launch import launch
 from pipelines.resumable import refuse_unappendable
 from workbench import display
@@ -45,6 +46,7 @@ from workbench.core.runs import Outputs, list_runs, refuse_empty, stage_summarie
 from workbench.core.stats import file_stats
 from workbench.core.teaching import build_and_train
 from workbench.core.tiny import TinySpec
+from workbench.core.urls import masked
 from workbench.display import console, err_console, progress_bar, step_summary
 from workbench.doctor import run_checks
 from workbench.trace import trace as trace_record
@@ -481,7 +483,8 @@ def generate_filter(
 
 @app.command("dedup")
 def dedup_command(
-    records: Annotated[list[Path], typer.Argument(help="Records to deduplicate, as one set (JSONL or Parquet).")],
+    records: Annotated[list[Path] | None, typer.Argument(help="Records to deduplicate, as one set (JSONL or "
+                                                             "Parquet).")] = None,
     output: Annotated[Path | None, _opt("Kept records.", "-o", "--output")] = None,
     clusters: Annotated[Path | None, _opt("One line per removed record: id, duplicate_of, linked_to, similarity "
                                           "(default: beside -o).")] = None,
@@ -496,23 +499,40 @@ def dedup_command(
     keep: Annotated[str, _opt("Which record of a cluster stays: first, longest or seed.")] = "first",
     workers: Annotated[int, _opt("Processes that shingle and hash the texts.")] = 1,
     storage: Annotated[str, _opt("memory, or redis: datasketch's LSH index in Redis.")] = "memory",
-    redis_url: Annotated[str, _opt("With --storage redis.")] = "redis://127.0.0.1:6379/0",
+    redis_url: Annotated[str, _opt("Redis for --storage redis and the named indexes.")] = "redis://127.0.0.1:6379/0",
+    index: Annotated[str | None, _opt("A named index in Redis: also remove near-duplicates of the records in it, "
+                                      "then add the kept ones (made on first use; runs at once take turns).")] = None,
+    against_index: Annotated[list[str] | None, _opt("Also remove near-duplicates of the records in this named "
+                                                    "index, without adding to it (repeat the flag).")] = None,
+    drop_index: Annotated[str | None, _opt("Remove this named index from Redis (no records are read).")] = None,
     dry_run: Annotated[bool, _opt("Only report what --thresholds would remove.")] = False,
     thresholds: Annotated[str, _opt("With --dry-run.")] = "0.5,0.6,0.7,0.8,0.9", strict: Strict = False,
     allow_empty: AllowEmpty = False,
 ):
     """Remove near-duplicates (MinHash LSH candidates, verified by exact Jaccard), streaming over --workers.
 
-    Example: workbench dedup candidates.jsonl -o unique.jsonl --clusters clusters.jsonl --against seeds.jsonl"""
+    Example: workbench dedup candidates.jsonl -o unique.jsonl --clusters clusters.jsonl --against seeds.jsonl
+    (a shared index: workbench dedup batch2.jsonl -o unique2.jsonl --index course-advisor)"""
     config = options(dedup.DedupConfig, fields=tuple(f.strip() for f in fields.split(",")), keep=keep,
                      threshold=threshold, ngram=ngram, num_perm=num_perm, storage=storage, redis_url=redis_url,
                      workers=workers)
+    if drop_index:
+        if records:
+            raise typer.BadParameter("--drop-index reads no records: give it alone", param_hint="--drop-index")
+        held = drop_index_named(drop_index, config)
+        return console.print(f"Dropped dedup index {drop_index!r} ({held:,} records) from {masked(redis_url)}")
+    if not records:
+        raise typer.BadParameter("give the record files to deduplicate (or --drop-index NAME)", param_hint="RECORDS")
+    if dry_run and (index or against_index):
+        raise typer.BadParameter("--dry-run reads no index: leave out --index and --against-index",
+                                 param_hint="--dry-run")
     if dry_run:
         rows, problems = dedup.preview(records, config, dedup.parse_thresholds(thresholds), against or [])
         return display.dedup_dry_run_table(rows, problems)
     out = Outputs.beside(_required(output), "dedup", files={"dropped.jsonl": rejected, "clusters.jsonl": clusters},
                          allow_empty=allow_empty)
-    _shown(dedup.run(records, config, out, against or []), strict)
+    _shown(dedup.run(records, config, out, against or [], index=index, against_indexes=against_index or [],
+                     say=_warn), strict)
 
 
 @app.command("contamination")

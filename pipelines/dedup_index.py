@@ -1,0 +1,172 @@
+"""A named dedup index in Redis (`workbench dedup --index NAME`): records deduplicated once stay indexed, so that
+later runs, on this machine or another, are deduplicated against them without reading the earlier files again.
+
+Under the prefix PREFIX:index:NAME the index keeps
+- `:lsh…`: datasketch's MinHashLSH with its Redis storage (the band buckets; keys are the records' ids);
+- `:shingles`: a hash from each id to its shingle hashes (uint64, the bytes of a numpy array), for the exact Jaccard
+  that decides every candidate, as within a run (`pipelines.minhash`);
+- `:meta`: what the index was built with (fields, n-gram, threshold, MinHash bins and seed): a run with other
+  settings would compare other texts or other hashes, and is refused.
+
+A run that adds to an index holds its lock from the query to the add: two runs at once then give what one run over
+both inputs, one after the other, gives (each record kept at most once over the index). The lock expires if its
+holder is killed, and is renewed while the holder works.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+from pipelines.minhash import INDEX_MARGIN, DedupConfig, Shingled, signatures
+from workbench.core.errors import ConfigError, InputError, WorkbenchError
+from workbench.core.urls import masked
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+LOCK_SECONDS = 60  # the lock's lifetime, renewed every third of it while held
+
+
+def index_settings(config: DedupConfig) -> dict:
+    """What must match for records to be compared with an index's: the texts, their shingles and their hashes."""
+    return {"fields": list(config.fields), "ngram": config.ngram, "threshold": config.threshold,
+            "index_threshold": config.index_threshold or max(0.05, config.threshold - INDEX_MARGIN),
+            "num_perm": config.num_perm, "seed": config.seed}
+
+
+def _client(config: DedupConfig):
+    import redis
+
+    params = redis.connection.parse_url(config.redis_url)
+    client = redis.Redis(**params)
+    try:
+        client.ping()
+    except redis.RedisError as e:
+        raise WorkbenchError(f"Redis at {masked(config.redis_url)}: {e}",
+                             hint="the dedup index lives in Redis: start it or give --redis-url") from None
+    return client, params
+
+
+class RedisIndex:
+    """One named index; `create` makes it when it does not exist (else a missing one is an error)."""
+
+    def __init__(self, name: str, config: DedupConfig, create: bool = False):
+        from datasketch import MinHashLSH
+
+        if not NAME.fullmatch(name):
+            raise ConfigError(f"index name {name!r}: use letters, digits, '.', '_' and '-' (at most 100)")
+        self.name, self.config = name, config
+        self.client, params = _client(config)
+        self.base = f"{config.redis_prefix}:index:{name}"
+        settings = index_settings(config)
+        stored = self.client.get(f"{self.base}:meta")
+        if stored is None and not create:
+            raise InputError(f"no dedup index {name!r} in Redis at {masked(config.redis_url)}",
+                             hint="an index is made by `workbench dedup --index NAME` (which adds to it)")
+        if stored is None:
+            self.client.set(f"{self.base}:meta", json.dumps(settings), nx=True)
+            stored = self.client.get(f"{self.base}:meta")
+        built = json.loads(stored)
+        changed = [f"{k} {built[k]} (this run: {settings[k]})" for k in settings if built.get(k) != settings[k]]
+        if changed:
+            raise ConfigError(f"index {name!r} was built with other settings: {'; '.join(changed)}",
+                              hint="dedup with the index's settings, or use another --index")
+        self.lsh = MinHashLSH(threshold=settings["index_threshold"], num_perm=config.num_perm,
+                              storage_config={"type": "redis", "basename": f"{self.base}:lsh".encode(),
+                                              "redis": params})
+
+    def __len__(self) -> int:
+        return int(self.client.hlen(f"{self.base}:shingles"))
+
+    @contextmanager
+    def locked(self, waiting=None) -> Iterator[None]:
+        """Hold the index's lock (waiting for another run's; `waiting` is told once when it must)."""
+        lock = self.client.lock(f"{self.base}:lock", timeout=LOCK_SECONDS, thread_local=False)
+        if not lock.acquire(blocking=False):
+            if waiting:
+                waiting(f"index {self.name!r} is being added to by another run: waiting for it")
+            lock.acquire(blocking=True)
+        done = threading.Event()
+
+        def renew():
+            while not done.wait(LOCK_SECONDS / 3):
+                lock.reacquire()
+
+        keeper = threading.Thread(target=renew, daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            done.set()
+            keeper.join()
+            lock.release()
+
+    def candidates(self, sigs: np.ndarray, empty: np.ndarray) -> list[str]:
+        """The indexed ids that share a band bucket with any of these signatures (in the order first met)."""
+        from datasketch import LeanMinHash
+
+        found: dict[str, None] = {}
+        for i in np.flatnonzero(~empty):
+            minhash = LeanMinHash(seed=self.config.seed, hashvalues=sigs[i], scheme="affine32")
+            for key in self.lsh.query(minhash):
+                found.setdefault(key, None)
+        return list(found)
+
+    def shingles(self, ids: list[str]) -> Shingled:
+        """The indexed records' shingle hashes, in the order of `ids`."""
+        raw = self.client.hmget(f"{self.base}:shingles", ids) if ids else []
+        arrays = [np.frombuffer(r, dtype=np.uint64) for r in raw]
+        sizes = [len(a) for a in arrays]
+        return Shingled(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+                        np.concatenate(arrays) if arrays else np.empty(0, dtype=np.uint64))
+
+    def references(self, sigs: np.ndarray, empty: np.ndarray) -> tuple[list[str], Shingled, np.ndarray]:
+        """(ids, shingles, signatures) of the indexed records these signatures may match."""
+        ids = self.candidates(sigs, empty)
+        shingled = self.shingles(ids)
+        return ids, shingled, signatures(shingled, self.config.num_perm, self.config.seed)
+
+    def add(self, ids: list[str], shingled: Shingled, sigs: np.ndarray) -> None:
+        """Index these records (text i of `shingled` and row i of `sigs`); ids already there are left as they are."""
+        from datasketch import LeanMinHash
+
+        present = self.client.hmget(f"{self.base}:shingles", ids) if ids else []
+        new = [i for i, known in enumerate(present) if known is None]
+        with self.lsh.insertion_session() as session:
+            for i in new:
+                if shingled.sizes()[i] == 0:
+                    continue  # an empty text is never a duplicate: nothing to find it by
+                session.insert(ids[i], LeanMinHash(seed=self.config.seed, hashvalues=sigs[i], scheme="affine32"),
+                               check_duplication=False)
+        pipe = self.client.pipeline()
+        for i in new:
+            pipe.hset(f"{self.base}:shingles", ids[i], np.unique(shingled.hashes[
+                shingled.offsets[i]:shingled.offsets[i + 1]]).astype(np.uint64).tobytes())
+        pipe.set(f"{self.base}:updated", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        pipe.execute()
+
+
+def drop_index(name: str, config: DedupConfig) -> int:
+    """Remove index NAME (whatever its settings) from Redis; returns how many records it held. Refused when there
+    is no such index; waits for a run that is adding to it."""
+    settings = index_settings(config)
+    client, _ = _client(config)
+    stored = client.get(f"{config.redis_prefix}:index:{name}:meta") if NAME.fullmatch(name) else None
+    if stored is not None:  # opened with its own settings, which any run must match
+        built = json.loads(stored)
+        settings.update(built)
+        config = config.model_copy(update={"fields": tuple(built["fields"]), "ngram": built["ngram"],
+                                           "threshold": built["threshold"], "num_perm": built["num_perm"],
+                                           "seed": built["seed"], "index_threshold": built["index_threshold"]})
+    index = RedisIndex(name, config)
+    with index.locked():
+        held = len(index)
+        keys = [k for k in index.client.scan_iter(match=f"{index.base}:*") if not k.endswith(b":lock")]
+        if keys:
+            index.client.delete(*keys)
+    return held
