@@ -28,7 +28,6 @@ from pipelines import (
     screen,
 )
 from pipelines.dedup_index import drop_index as drop_index_named
-from pipelines.finetune.launch import launch
 from pipelines.resumable import refuse_unappendable
 from workbench import display
 from workbench.assistant import load_assistant
@@ -36,7 +35,7 @@ from workbench.core import export
 from workbench.core.backends import BackendConfig, load_backend
 from workbench.core.catalog import SEED_TASKS
 from workbench.core.config import error_lines, options
-from workbench.core.distributed import is_main, world_size
+from workbench.core.distributed import is_main
 from workbench.core.errors import WorkbenchError
 from workbench.core.importers import ImportConfig, import_file, parse_field_map
 from workbench.core.io import atomic_write_json, check_readable, refuse_overwrite, validate_files, write_problems
@@ -713,7 +712,6 @@ def annotate_agreement(
 
 @app.command("finetune")
 def finetune_command(
-    ctx: typer.Context,
     base: Annotated[str, _opt("Base model: hub id or folder.", "--base")],
     data: Annotated[Path, _opt("Curated records (sft), or preference pairs with prompt, chosen, rejected (dpo); "
                                "JSONL or Parquet.", "--data")],
@@ -769,37 +767,16 @@ def finetune_command(
         display.dry_run_report(dry, config)
         return _quarantine(problems, _sibling(data, ".quarantine.jsonl"), strict)
     out = Outputs.beside(_required(output), "finetune", main="adapter")
-    if (processes > 1 or accelerate_config) and world_size() == 1:  # this one starts the processes, each this command
-        out.guard([data, *([accelerate_config] if accelerate_config else [])])
-        argv = _given_options(ctx, drop={"processes", "accelerate_config"})
-        return launch(argv, processes, out["launch.log"], out["adapter"] / "checkpoints", accelerate_config)
-    if not is_main():  # one of several processes: it trains its share, the main one writes and speaks
+    if not is_main():  # under `accelerate launch -m workbench finetune`: this process trains its share
         finetune.run(base, data, config, out, resume=resume, budget_gib=budget_gib,
                      ref_adapter=str(ref_adapter) if ref_adapter else None)
         return
     with progress_bar("Finetuning") as update:
         result = finetune.run(base, data, config, out, resume=resume, budget_gib=budget_gib,
-                              ref_adapter=str(ref_adapter) if ref_adapter else None, progress=update,
+                              ref_adapter=str(ref_adapter) if ref_adapter else None, processes=processes,
+                              accelerate_config=accelerate_config, progress=update,
                               say=lambda line: console.print(line, markup=False, highlight=False))
     _shown(result, strict, display.finetune_summary)
-
-
-def _given_options(ctx: typer.Context, drop: set[str]) -> list[str]:
-    """The options given to this command, as a command line again (for the processes a launcher starts)."""
-    argv = []
-    for param in ctx.command.params:
-        source = ctx.get_parameter_source(param.name)
-        if param.name in drop or source is None or source.name != "COMMANDLINE":
-            continue
-        value = ctx.params[param.name]
-        if param.param_type_name == "option" and param.is_flag:
-            argv.append(param.opts[0] if value else param.secondary_opts[0])
-        elif param.param_type_name == "option":
-            for one in (value if param.multiple else [value]):
-                argv += [param.opts[0], str(one)]
-        else:
-            argv.append(str(value))
-    return argv
 
 
 @app.command("merge")

@@ -9,9 +9,10 @@ from typing import Any
 
 from pipelines.finetune.config import SPEED_ONLY, FinetuneConfig
 from pipelines.finetune.dpo import load_pairs, train_dpo
+from pipelines.finetune.launch import launched_result, train_in_processes
 from pipelines.finetune.train import train
 from pipelines.preferences import pair_record
-from workbench.core.distributed import is_main
+from workbench.core.distributed import is_main, world_size
 from workbench.core.errors import InputError
 from workbench.core.fingerprint import path_sha256
 from workbench.core.io import Problem, load_records
@@ -24,10 +25,13 @@ class FinetuneRun(StepResult):
 
 
 def run(base: str, data: Path, config: FinetuneConfig, out: Outputs, *, resume: bool = False, device: str = "auto",
-        budget_gib: float | None = None, ref_adapter: str | None = None, progress=None, say=None) -> FinetuneRun:
+        budget_gib: float | None = None, ref_adapter: str | None = None, processes: int = 1,
+        accelerate_config: Path | None = None, progress=None, say=None) -> FinetuneRun:
     """The finetune stage: a LoRA adapter on the records of DATA in out["adapter"] (a folder: the adapter, its
     manifest naming the data, a model card, the loss plot); records it cannot train on are dropped with why.
-    `config.method` dpo: DATA holds preference pairs (`pipelines.finetune.dpo`), on top of `ref_adapter` if given."""
+    `config.method` dpo: DATA holds preference pairs (`pipelines.finetune.dpo`), on top of `ref_adapter` if given.
+    `processes` > 1 (or an accelerate config file): the training runs in that many processes started by accelerate
+    launch (`pipelines.finetune.launch`), this one keeping the stage's files."""
     data = Path(data)
     if ref_adapter and not Path(ref_adapter).is_dir():
         raise InputError(f"--ref-adapter {ref_adapter}: no such folder (an adapter folder of `workbench finetune`)")
@@ -38,9 +42,17 @@ def run(base: str, data: Path, config: FinetuneConfig, out: Outputs, *, resume: 
     problems: list[Problem] = []
     common = dict(resume=resume, device=device, data_sha256=path_sha256(data), data_path=str(data.resolve()),
                   budget_gib=budget_gib, progress=progress, say=say)
+    launched = (processes > 1 or accelerate_config is not None) and world_size() == 1
+    items = load_pairs(data, problems) if config.method == "dpo" else load_records(data, problems)
+    if launched:  # the processes train and the main one writes the adapter; this one keeps the stage's files
+        manifest = train_in_processes(base, data, out["adapter"], config, processes, accelerate_config,
+                                      out["launch.log"], ref_adapter=ref_adapter, **common)
+        trained = launched_result(manifest, items, pair_record if config.method == "dpo" else lambda r: r)
+    elif config.method == "dpo":
+        trained = train_dpo(base, items, out["adapter"], config, ref_adapter=ref_adapter, **common)
+    else:
+        trained = train(base, items, out["adapter"], config, **common)
     if config.method == "dpo":
-        pairs = load_pairs(data, problems)
-        trained = train_dpo(base, pairs, out["adapter"], config, ref_adapter=ref_adapter, **common)
         for pair, tokens in trained.too_long:
             ledger.drop(pair_record(pair), "longer than max_length",
                         {"tokens": tokens, "max_length": config.max_length})
@@ -49,8 +61,6 @@ def run(base: str, data: Path, config: FinetuneConfig, out: Outputs, *, resume: 
         counts = {"pairs": m["train_examples"], "held_out": m["eval_examples"], "steps": m["steps"],
                   "reward_accuracy_x100": round(100 * (last.get("rewards/accuracies") or 0))}
     else:
-        records = load_records(data, problems)
-        trained = train(base, records, out["adapter"], config, **common)
         for record, tokens in trained.too_long:
             ledger.drop(record, "longer than max_length", {"tokens": tokens, "max_length": config.max_length})
         for record in trained.no_response:
