@@ -37,6 +37,7 @@ from pipelines.minhash import (
     signatures,
 )
 from workbench.core.errors import InputError
+from workbench.core.fingerprint import config_hash, path_sha256
 from workbench.core.io import (
     Problem,
     atomic_open,
@@ -186,7 +187,8 @@ def run(sources: list[Path], config: DedupConfig, out: Outputs, references: list
         ids = [i for part in scanned for i in part.ids]
         named = ([adding] if adding is not None else []) + reading
         with adding.locked(say) if adding is not None else nullcontext():  # from query to add: one run at a time
-            indexed = [(ix.name, _indexed(ix, scanned, excluded, config)) for ix in named]
+            batch = _batch(sources, config)
+            indexed = [(ix.name, _indexed(ix, scanned, excluded, config, batch)) for ix in named]
             refs += [part for _, part in indexed]
             reasons = [*(["near-duplicate of a reference"] * sum(len(r.ids) for r in refs[:len(refs) - len(indexed)])),
                        *[f"near-duplicate of a record in index {name}" for name, part in indexed for _ in part.ids]]
@@ -202,7 +204,7 @@ def run(sources: list[Path], config: DedupConfig, out: Outputs, references: list
             if adding is not None:
                 keep = [i for i in range(len(ids)) if plan.kept[i] and not excluded[i]]
                 shingled = Shingled.join([p.shingled for p in scanned])
-                adding.add([ids[i] for i in keep], _subset(shingled, keep), sigs[keep])
+                adding.add([ids[i] for i in keep], _subset(shingled, keep), sigs[keep], batch)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     with atomic_open(out["clusters.jsonl"]) as f:
@@ -215,11 +217,20 @@ def run(sources: list[Path], config: DedupConfig, out: Outputs, references: list
     return out.finish(ledger, counts, problems, **details)
 
 
-def _indexed(index: RedisIndex, scanned: list[Scanned], excluded: np.ndarray, config: DedupConfig) -> Scanned:
-    """The records of a named index that the scanned records may match, as references."""
+def _batch(sources: list[Path], config: DedupConfig) -> str:
+    """What identifies a run's input for a named index: its files' contents and the settings of the dedup."""
+    import hashlib
+
+    settings = config_hash(config, SPEED_ONLY | {"storage", "redis_url", "redis_prefix"})
+    return hashlib.sha256(":".join([settings, *(path_sha256(p) for p in sources)]).encode()).hexdigest()[:32]
+
+
+def _indexed(index: RedisIndex, scanned: list[Scanned], excluded: np.ndarray, config: DedupConfig,
+             batch: str) -> Scanned:
+    """The records of a named index that the scanned records may match (but this batch's own), as references."""
     shingled = Shingled.join([p.shingled for p in scanned])
     sigs = np.concatenate([p.sigs for p in scanned]) if scanned else np.empty((0, config.num_perm), np.uint32)
-    ids, found, found_sigs = index.references(sigs, (shingled.sizes() == 0) | excluded)
+    ids, found, found_sigs = index.references(sigs, (shingled.sizes() == 0) | excluded, batch)
     n = len(ids)
     return Scanned(ids, [0] * n, [True] * n, [0] * n, [False] * n, [], found, found_sigs)
 

@@ -5,6 +5,8 @@ Under the prefix PREFIX:index:NAME the index keeps
 - `:lsh…`: datasketch's MinHashLSH with its Redis storage (the band buckets; keys are the records' ids);
 - `:shingles`: a hash from each id to its shingle hashes (uint64, the bytes of a numpy array), for the exact Jaccard
   that decides every candidate, as within a run (`pipelines.minhash`);
+- `:batch`: a hash from each id to the batch that added it (the input files' and settings' hash): the same command
+  run again finds its own records there and is not deduplicated against them, so it gives the same output again;
 - `:meta`: what the index was built with (fields, n-gram, threshold, MinHash bins and seed): a run with other
   settings would compare other texts or other hashes, and is refused.
 
@@ -125,14 +127,18 @@ class RedisIndex:
         return Shingled(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
                         np.concatenate(arrays) if arrays else np.empty(0, dtype=np.uint64))
 
-    def references(self, sigs: np.ndarray, empty: np.ndarray) -> tuple[list[str], Shingled, np.ndarray]:
-        """(ids, shingles, signatures) of the indexed records these signatures may match."""
+    def references(self, sigs: np.ndarray, empty: np.ndarray, batch: str) -> tuple[list[str], Shingled, np.ndarray]:
+        """(ids, shingles, signatures) of the indexed records these signatures may match, but those this `batch`
+        added itself (a run again over the same inputs)."""
         ids = self.candidates(sigs, empty)
+        added_by = self.client.hmget(f"{self.base}:batch", ids) if ids else []
+        ids = [i for i, by in zip(ids, added_by) if by is None or by.decode() != batch]
         shingled = self.shingles(ids)
         return ids, shingled, signatures(shingled, self.config.num_perm, self.config.seed)
 
-    def add(self, ids: list[str], shingled: Shingled, sigs: np.ndarray) -> None:
-        """Index these records (text i of `shingled` and row i of `sigs`); ids already there are left as they are."""
+    def add(self, ids: list[str], shingled: Shingled, sigs: np.ndarray, batch: str) -> None:
+        """Index these records (text i of `shingled` and row i of `sigs`) as added by `batch`; ids already there are
+        left as they are."""
         from datasketch import LeanMinHash
 
         present = self.client.hmget(f"{self.base}:shingles", ids) if ids else []
@@ -147,6 +153,7 @@ class RedisIndex:
         for i in new:
             pipe.hset(f"{self.base}:shingles", ids[i], np.unique(shingled.hashes[
                 shingled.offsets[i]:shingled.offsets[i + 1]]).astype(np.uint64).tobytes())
+            pipe.hset(f"{self.base}:batch", ids[i], batch)
         pipe.set(f"{self.base}:updated", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         pipe.execute()
 

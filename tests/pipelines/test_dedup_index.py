@@ -74,6 +74,9 @@ def test_later_batches_are_deduplicated_against_the_index_as_against_the_earlier
     first = invoke("dedup", a, "-o", tmp_path / "a.kept.jsonl", "--index", index, *common)
     assert first.exit_code == 0, first.output
     assert len(kept(tmp_path / "a.kept.jsonl")) == 25
+    # The same command again (after a crash, say) finds its own records in the index, not duplicates of them.
+    rerun = invoke("dedup", a, "-o", tmp_path / "a.again.jsonl", "--index", index, *common)
+    assert rerun.exit_code == 0 and kept(tmp_path / "a.again.jsonl") == kept(tmp_path / "a.kept.jsonl")
     second = invoke("dedup", b, "-o", tmp_path / "b.kept.jsonl", "--index", index, *common)
     assert second.exit_code == 0, second.output
     with_file = invoke("dedup", b, "-o", tmp_path / "b.file.jsonl", "--against", a)
