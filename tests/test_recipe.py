@@ -31,6 +31,23 @@ def test_the_bundled_recipes_validate_and_the_tiny_one_is_the_demo():
     assert manual.review.mode == "manual" and manual.preferences.review.mode == "manual"
 
 
+def test_the_cluster_recipe_spreads_generation_and_finetuning_and_its_dry_run_says_so(tmp_path, invoke):
+    cluster = load_recipe(ROOT / "recipes" / "course-advisor-cluster.yaml")
+    falcon = load_recipe(ROOT / "recipes" / "course-advisor.yaml")
+    assert cluster.models.generator.backend == "openai" and len(cluster.models.generator.api_base) == 2
+    assert cluster.models.instruct.api_base == cluster.models.generator.api_base
+    assert cluster.stages.training.processes == 4 and cluster.stages.dedup.storage == "redis"
+    # Everything else is the one-GPU recipe's: the same data and training settings, spread out.
+    same = cluster.stages.model_copy(update={"training": falcon.stages.training, "dedup": falcon.stages.dedup})
+    assert same == falcon.stages and cluster.models.base == falcon.models.base
+    runs = tmp_path / "runs"
+    plan = invoke("run", ROOT / "recipes" / "course-advisor-cluster.yaml", "--runs-dir", runs, "--dry-run")
+    assert plan.exit_code == 0, plan.output
+    assert "instructions (on 2 replicas of tiiuae/falcon-7b-instruct) would run" in plan.output
+    assert "finetune (a LoRA adapter on the curated set; 4 processes) would run" in plan.output
+    assert not runs.exists() or not any(runs.rglob("*.jsonl"))  # a dry run writes nothing
+
+
 def test_preference_settings_that_cannot_work_are_refused(tmp_path, invoke):
     path = tmp_path / "prefs.yaml"
     path.write_text(yaml.safe_dump({"stages": {"preferences": {"review": {"compare": False}}}}))
@@ -128,6 +145,14 @@ def test_run_reruns_only_what_changed(tmp_path, invoke):
     assert done_and_skipped(early.output)[0][-1] == "dedup" and not (runs / "early" / "screen").exists()
     bad = invoke("run", "--allow-empty", changed, "--name", "fresh", "--runs-dir", runs, "--from", "screen")
     assert bad.exit_code == 1 and "has not run with these settings" in bad.output
+    # Finetuning in 2 processes is another run of the stage (another effective batch): it trains again, launched.
+    two = micro(tmp_path, **{"stages.screen.pass_below": 0.0, "stages.training": {"processes": 2}})
+    launched = invoke("run", "--allow-empty", two, "--name", "r", "--runs-dir", runs, "--until", "finetune")
+    assert launched.exit_code == 0, launched.output
+    assert done_and_skipped(launched.output)[0] == ["finetune"]
+    adapter = json.loads((runs / "r" / "finetune" / "adapter" / "manifest.json").read_text())
+    assert adapter["processes"] == 2 and adapter["effective_batch_rows"] == 2 * Recipe().stages.finetune.batch_size
+    assert json.loads((runs / "r" / "finetune" / "manifest.json").read_text())["counts"]["steps"] == adapter["steps"]
     assert invoke("run", "--allow-empty", changed, "--until", "deploy").exit_code == 1
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from annotation.review import ReviewConfig
 from eval_suites.registry import find_suite
@@ -30,7 +30,7 @@ from pipelines.preferences import PairsConfig
 from pipelines.responses import ResponsesConfig
 from pipelines.screen import ScreenConfig
 from workbench import steps
-from workbench.core.backends import BackendConfig
+from workbench.core.backends import BackendConfig, api_bases
 from workbench.core.catalog import CATALOG_DIR, SEED_TASKS
 from workbench.core.config import build_config, load_yaml
 from workbench.core.errors import ConfigError, InputError
@@ -82,6 +82,17 @@ class PreferenceSettings(BaseModel):
     dpo: FinetuneConfig = DEMO_DPO
 
 
+class TrainingProcesses(BaseModel):
+    """Where finetuning (SFT and DPO) runs: in `processes` processes started by accelerate launch (one per GPU; the
+    effective batch is processes x batch_size x grad_accum), or as its config file says (FSDP, DeepSpeed, several
+    machines)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    processes: int = Field(1, ge=1)
+    accelerate_config: str | None = None  # a file of `accelerate config`; its process count unless processes > 1
+
+
 class ModelRef(BaseModel):
     """A model a stage uses: "tiny" and "tiny-instruct" are the run's own tiny base and instruct models (stage
     tiny-model); else a hub id or folder."""
@@ -92,12 +103,14 @@ class ModelRef(BaseModel):
     backend: Literal["transformers", "openai"] = "transformers"
     quant: Literal["none", "8bit", "4bit"] = "none"
     api_base: str | list[str] | None = None  # openai backend: one server, or replicas sharing the requests
+    concurrency: int = Field(4, ge=1)  # openai backend: requests in flight on each server
     device: str = "auto"
 
     def resolve(self, tiny_dir: Path, adapter: Path | None = None) -> BackendConfig:
         model = str(tiny_dir / TINY_MODELS[self.model]) if self.model in TINY_MODELS else self.model
         return BackendConfig(backend=self.backend, model=model, quant=self.quant, api_base=self.api_base,
-                             device=self.device, adapter=str(adapter) if adapter else None)
+                             concurrency=self.concurrency, device=self.device,
+                             adapter=str(adapter) if adapter else None)
 
 
 class Models(BaseModel):
@@ -130,6 +143,7 @@ class Stages(BaseModel):
     report: ReportConfig = ReportConfig()
     judge: ModelRef | None = None  # pairwise LLM judge in the report
     preferences: PreferenceSettings | None = None  # rank candidates, DPO after SFT, the DPO model evaluated too
+    training: TrainingProcesses = TrainingProcesses()  # one process, or several through accelerate launch
 
 
 class Recipe(BaseModel):
@@ -184,6 +198,17 @@ def load_recipe(path: str | Path) -> Recipe:
     if "tiny-instruct" in used and recipe.tiny is not None and not recipe.tiny.instruct_steps:
         raise ConfigError(f"{path}: tiny.instruct_steps: a model is \"tiny-instruct\", which needs instruct_steps > 0")
     return recipe
+
+
+def _served(model: BackendConfig) -> str:
+    servers = api_bases(model) if model.backend == "openai" else []
+    return f" (on {len(servers)} replicas of {model.model})" if len(servers) > 1 else ""
+
+
+def _processes(training: TrainingProcesses) -> str:
+    if training.accelerate_config:
+        return f"; accelerate launch with {training.accelerate_config}"
+    return f"; {training.processes} processes" if training.processes > 1 else ""
 
 
 def _path(value: str, bundled: Path) -> Path:
@@ -281,7 +306,7 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
         if recipe.tiny is not None:
             step("generate", "tiny-model (training a tiny Falcon on the bundled text)",
                  lambda: steps.tiny_models(run_dir, recipe.tiny))
-        step("generate", "instructions", lambda: steps.generation(
+        step("generate", f"instructions{_served(generator)}", lambda: steps.generation(
             run_dir, "instructions", g.instructions, [seed_file], generator,
             lambda backend, out, again: bootstrap.run(backend, seed_file, g.instructions, out, again), force))
         step("generate", "instances", lambda: steps.generation(
@@ -308,11 +333,12 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
                  lambda: steps.pairs(run_dir, prefs.pairs, ranked))
         step("finetune", "contamination (the curated set against the eval suites)",
              lambda: steps.contamination_gate(run_dir, settings.eval.suites, curated))
-        step("finetune", "finetune (a LoRA adapter on the curated set)",
-             lambda: steps.finetune(run_dir, settings.finetune, curated, base))
+        step("finetune", f"finetune (a LoRA adapter on the curated set{_processes(settings.training)})",
+             lambda: steps.finetune(run_dir, settings.finetune, curated, base, training=settings.training))
         if prefs is not None:
-            step("finetune", "dpo (DPO on the pairs, on top of the SFT adapter)",
-                 lambda: steps.finetune(run_dir, prefs.dpo, pairs, base, name="dpo", ref_adapter=sft_adapter))
+            step("finetune", f"dpo (DPO on the pairs, on top of the SFT adapter{_processes(settings.training)})",
+                 lambda: steps.finetune(run_dir, prefs.dpo, pairs, base, name="dpo", ref_adapter=sft_adapter,
+                                        training=settings.training))
         for stage_name, label, model in evaluated:
             step("eval", f"{stage_name} ({label} on {', '.join(settings.eval.suites)})",
                  lambda stage_name=stage_name, label=label, model=model: steps.evaluation(

@@ -67,6 +67,7 @@ class FinetuneStageConfig(BaseModel):
     settings: finetune_stage.FinetuneConfig
     base: str
     ref_adapter: str | None = None  # dpo: the SFT adapter it starts from (its files are an input)
+    processes: int = 1  # several: the effective batch, and so what is learned, changes
 
 
 class ContaminationGateConfig(BaseModel):
@@ -170,17 +171,23 @@ def contamination_gate(run_dir: Path, suites: tuple[str, ...], curated: Path) ->
 
 
 def finetune(run_dir: Path, config: finetune_stage.FinetuneConfig, data: Path, base: BackendConfig,
-             name: str = "finetune", ref_adapter: Path | None = None) -> Step:
+             name: str = "finetune", ref_adapter: Path | None = None, training=None) -> Step:
     """A LoRA adapter in adapter/, with its manifest and loss plot: on the curated set, or (DPO, name "dpo") on
-    preference pairs on top of the SFT adapter."""
+    preference pairs on top of the SFT adapter; in several processes as `training` (recipe.TrainingProcesses) says."""
+    processes = training.processes if training else 1
+    accelerate_config = Path(training.accelerate_config) if training and training.accelerate_config else None
+
     def call(out: Outputs) -> StepResult:
         shutil.rmtree(out["adapter"], ignore_errors=True)  # a stage that runs again trains again
         return finetune_stage.run(base.model, data, config, out, device=base.device,
-                                  ref_adapter=str(ref_adapter) if ref_adapter else None)
+                                  ref_adapter=str(ref_adapter) if ref_adapter else None, processes=processes,
+                                  accelerate_config=accelerate_config)
 
-    stage_config = FinetuneStageConfig(settings=config, base=base.model,
+    stage_config = FinetuneStageConfig(settings=config, base=base.model, processes=processes,
                                        ref_adapter=str(ref_adapter) if ref_adapter else None)
-    return Step(Stage(run_dir, name, stage_config, [data, *_local(base.model), *([ref_adapter] if ref_adapter else [])],
+    inputs = [data, *_local(base.model), *([ref_adapter] if ref_adapter else []),
+              *([accelerate_config] if accelerate_config else [])]
+    return Step(Stage(run_dir, name, stage_config, inputs,
                       frozenset({f"settings.{k}" for k in finetune_stage.SPEED_ONLY})), call)
 
 
