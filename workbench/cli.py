@@ -103,7 +103,7 @@ ApiBase = Annotated[list[str] | None, _opt("OpenAI-compatible server, e.g. http:
                                            "requests.")]
 ApiKey = Annotated[str | None, _opt("API key (default $OPENAI_API_KEY); never printed.")]
 Api = Annotated[str, _opt("openai backend: completions or chat.")]
-Concurrency = Annotated[int, _opt("openai backend: requests in flight at once.")]
+Concurrency = Annotated[int, _opt("openai backend: requests in flight at once (on each --api-base).")]
 Seeds = Annotated[Path | None, _opt("Seed tasks (default: the bundled course-advisor seeds).")]
 Force = Annotated[bool, _opt("Start again instead of resuming an existing output.")]
 Preset = Annotated[str, _opt("self-instruct, alpaca or none.")]
