@@ -17,7 +17,12 @@ Measured with the allocator's statistics on CUDA, and on the CPU with the kernel
 reset through /proc/self/clear_refs between phases; glibc made to return every block of 64 KiB or more at once,
 so that resident memory follows the live tensors). The last line: `estimate E GiB measured M GiB ratio R`.
 
-    .venv/bin/python bench/finetune_memory.py --device cpu --layers 2           # ~2 minutes on 2 cores
+    .venv/bin/python bench/finetune_memory.py --device cpu --layers 2           # ~2 minutes on 2 cores (bf16)
+    .venv/bin/python bench/finetune_memory.py --device cpu --dtype float32      # a CPU without bf16 instructions
+
+A CPU without AVX-512 BF16 or AMX emulates bf16 matmuls (measured on a 2-core AVX2 EPYC: one layer at 256 tokens
+had not finished after 10 minutes): `--dtype float32` measures the fp32 layout the CPU trains in instead, against
+the estimate at 4 bytes a value.
     python bench/finetune_memory.py --device cuda --layers 32 --quant 8bit      # the GPU machine
 """
 
@@ -165,6 +170,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"],
+                        help="the weights' and compute dtype (float32: CPUs without bf16 instructions)")
     parser.add_argument("--rows", type=int, default=1, help="packed rows per pass")
     parser.add_argument("--length", type=int, default=1024, help="tokens per packed row")
     parser.add_argument("--quant", default="none", choices=["none", "8bit"])
@@ -180,7 +187,7 @@ def main() -> None:
     from pipelines.finetune.memory import estimate_memory
     from pipelines.finetune.step import ExpandedKeyValueHeads, head_loss, labelled_loss
 
-    device, dtype = args.device, torch.bfloat16
+    device, dtype = args.device, getattr(torch, args.dtype)
     torch.set_num_threads(os.cpu_count() or 1)
     meter = Meter(device)
     started = time.perf_counter()
@@ -253,12 +260,12 @@ def main() -> None:
 
         shapes = AutoModelForCausalLM.from_config(FalconConfig(num_hidden_layers=args.layers))
     estimate = estimate_memory(FalconConfig(num_hidden_layers=args.layers), shapes, layout, args.quant, device,
-                               dtype_bytes=2, labelled_share=labelled / (args.rows * args.length))
+                               dtype_bytes=dtype.itemsize, labelled_share=labelled / (args.rows * args.length))
     measured_total = (resident - origin) + step_peak  # weights, adapters and optimizer, then a step's peak
     # On a GPU the allocator's statistics leave out the CUDA context: so does the estimate compared with them.
     compared = estimate.total_gib - (estimate.parts["runtime"] if device.startswith("cuda") else 0)
-    print(f"device {device}; torch {torch.__version__}; Falcon at falcon-7b widths, {args.layers} layers, bf16, "
-          f"quant {args.quant}; {args.rows} packed row(s) of {args.length} tokens, {labelled} labelled; "
+    print(f"device {device}; torch {torch.__version__}; Falcon at falcon-7b widths, {args.layers} layers, "
+          f"{args.dtype}, quant {args.quant}; {args.rows} packed row(s) of {args.length} tokens, {labelled} labelled; "
           f"{time.perf_counter() - started:.0f} s")
     print(f"{'component':<30}{'estimate GiB':>14}{'measured GiB':>14}")
     for name, value in estimate.parts.items():

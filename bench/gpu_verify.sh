@@ -23,7 +23,8 @@ step() {  # name, then the command; prints the summary lines it names
 }
 
 if [ "${1:-}" = "--tiny" ]; then
-  step memory "$PY" bench/finetune_memory.py --device cpu --layers 1 --length 256
+  # fp32, the CPU's training layout: a CPU without bf16 instructions emulates bf16 matmuls (minutes per step)
+  step memory "$PY" bench/finetune_memory.py --device cpu --layers 1 --length 256 --dtype float32
   step finetune24 "$PY" bench/finetune_24gb.py --tiny
   step speed "$PY" bench/finetune_gpu.py --tiny --steps 4 --warmup 1 --quant none --examples 300 --pack-length 512
   step generation "$PY" bench/generate_gpu.py --tiny --prompts 64 --new-tokens 16

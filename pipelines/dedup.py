@@ -188,10 +188,10 @@ def run(sources: list[Path], config: DedupConfig, out: Outputs, references: list
         named = ([adding] if adding is not None else []) + reading
         with adding.locked(say) if adding is not None else nullcontext():  # from query to add: one run at a time
             batch = _batch(sources, config)
-            indexed = [(ix.name, _indexed(ix, scanned, excluded, config, batch)) for ix in named]
-            refs += [part for _, part in indexed]
-            reasons = [*(["near-duplicate of a reference"] * sum(len(r.ids) for r in refs[:len(refs) - len(indexed)])),
-                       *[f"near-duplicate of a record in index {name}" for name, part in indexed for _ in part.ids]]
+            reasons = ["near-duplicate of a reference"] * sum(len(r.ids) for r in refs)  # one per reference
+            for ix in named:
+                refs.append(_indexed(ix, scanned, excluded, config, batch))
+                reasons += [f"near-duplicate of a record in index {ix.name}"] * len(refs[-1].ids)
             everything = [*scanned, *refs]
             sigs = np.concatenate([p.sigs for p in everything]) if everything else np.empty((0, config.num_perm),
                                                                                            np.uint32)

@@ -26,8 +26,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from pipelines.minhash import INDEX_MARGIN, DedupConfig, Shingled, signatures
-from workbench.core.errors import ConfigError, InputError, WorkbenchError
+from pipelines.minhash import INDEX_MARGIN, DedupConfig, Shingled, redis_client, signatures
+from workbench.core.errors import ConfigError, InputError
 from workbench.core.urls import masked
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -42,16 +42,7 @@ def index_settings(config: DedupConfig) -> dict:
 
 
 def _client(config: DedupConfig):
-    import redis
-
-    params = redis.connection.parse_url(config.redis_url)
-    client = redis.Redis(**params)
-    try:
-        client.ping()
-    except redis.RedisError as e:
-        raise WorkbenchError(f"Redis at {masked(config.redis_url)}: {e}",
-                             hint="the dedup index lives in Redis: start it or give --redis-url") from None
-    return client, params
+    return redis_client(config, "the dedup index lives in Redis: start it or give --redis-url")
 
 
 class RedisIndex:
@@ -161,12 +152,10 @@ class RedisIndex:
 def drop_index(name: str, config: DedupConfig) -> int:
     """Remove index NAME (whatever its settings) from Redis; returns how many records it held. Refused when there
     is no such index; waits for a run that is adding to it."""
-    settings = index_settings(config)
     client, _ = _client(config)
     stored = client.get(f"{config.redis_prefix}:index:{name}:meta") if NAME.fullmatch(name) else None
     if stored is not None:  # opened with its own settings, which any run must match
         built = json.loads(stored)
-        settings.update(built)
         config = config.model_copy(update={"fields": tuple(built["fields"]), "ngram": built["ngram"],
                                            "threshold": built["threshold"], "num_perm": built["num_perm"],
                                            "seed": built["seed"], "index_threshold": built["index_threshold"]})

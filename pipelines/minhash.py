@@ -390,25 +390,31 @@ def _union(parent: np.ndarray, i: int, j: int) -> None:
         parent[max(a, b)] = min(a, b)
 
 
+def redis_client(config: DedupConfig, hint: str):
+    """(a client that answered, its connection parameters) for config.redis_url; else one line with `hint`."""
+    import redis
+
+    from workbench.core.errors import WorkbenchError
+
+    params = redis.connection.parse_url(config.redis_url)
+    client = redis.Redis(**params)
+    try:
+        client.ping()
+    except redis.RedisError as e:
+        raise WorkbenchError(f"Redis at {masked(config.redis_url)}: {e}", hint=hint) from None
+    return client, params
+
+
 def redis_candidate_pairs(sigs: np.ndarray, empty: np.ndarray, config: DedupConfig,
                           index_threshold: float) -> np.ndarray:
     """The same candidate pairs through datasketch's MinHashLSH with Redis storage (same bands, same
     buckets), for an index that lives outside this process. Its keys are removed afterwards."""
     import uuid
 
-    import redis
     from datasketch import LeanMinHash, MinHashLSH
 
-    from workbench.core.errors import WorkbenchError
-
     basename = f"{config.redis_prefix}:{uuid.uuid4().hex}"
-    params = redis.connection.parse_url(config.redis_url)
-    client = redis.Redis(**params)
-    try:
-        client.ping()
-    except redis.RedisError as e:
-        raise WorkbenchError(f"Redis at {masked(config.redis_url)}: {e}",
-                             hint="start Redis or use --storage memory") from None
+    client, params = redis_client(config, "start Redis or use --storage memory")
     lsh = MinHashLSH(threshold=index_threshold, num_perm=config.num_perm,
                      storage_config={"type": "redis", "basename": basename.encode(), "redis": params})
     index = np.flatnonzero(~empty)

@@ -1,4 +1,4 @@
-"""Finetuning in several processes (`workbench finetune --processes N`, a recipe's `finetune_processes`): accelerate
+"""Finetuning in several processes (`workbench finetune --processes N`, a recipe's `stages.training`): accelerate
 launch starts them (torchrun underneath: DDP over NCCL on GPUs, gloo on the CPU), each runs `pipelines.finetune.worker`
 on the same spec; inside, the processes find their rank in the environment (`workbench.core.distributed`): every one
 trains on its share of each step, the main one alone writes checkpoints and the adapter. This process keeps the
@@ -50,10 +50,11 @@ def launch_command(spec: Path, processes: int, accelerate_config: Path | None = 
 def train_in_processes(base: str, data: Path, out_dir: Path, config: FinetuneConfig, processes: int,
                        accelerate_config: Path | None, log: Path, *, ref_adapter: str | None = None,
                        resume: bool = False, device: str = "auto", data_sha256: str | None = None,
-                       data_path: str | None = None, budget_gib: float | None = None, progress=None,
-                       say=None) -> dict[str, Any]:
-    """Train as `train` / `train_dpo` do, in several processes; returns the adapter's manifest. Raises LaunchError
-    with one line when a process failed."""
+                       data_path: str | None = None, budget_gib: float | None = None,
+                       progress=None) -> dict[str, Any]:
+    """Train as `train` / `train_dpo` do, in several processes; returns the adapter's manifest. The main process
+    prints its own lines (what `say` would hear); `progress` hears its steps. Raises LaunchError with one line when
+    a process failed."""
     if accelerate_config is not None and not Path(accelerate_config).is_file():
         raise InputError(f"--accelerate-config {accelerate_config}: no such file")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,8 @@ def run(base: str, data: Path, config: FinetuneConfig, out: Outputs, *, resume: 
     items = load_pairs(data, problems) if config.method == "dpo" else load_records(data, problems)
     if launched:  # the processes train and the main one writes the adapter; this one keeps the stage's files
         manifest = train_in_processes(base, data, out["adapter"], config, processes, accelerate_config,
-                                      out["launch.log"], ref_adapter=ref_adapter, **common)
+                                      out["launch.log"], ref_adapter=ref_adapter,
+                                      **{k: v for k, v in common.items() if k != "say"})
         trained = launched_result(manifest, items, pair_record if config.method == "dpo" else lambda r: r)
     elif config.method == "dpo":
         trained = train_dpo(base, items, out["adapter"], config, ref_adapter=ref_adapter, **common)

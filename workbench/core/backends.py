@@ -134,7 +134,6 @@ class Replicas:
         self.name = servers[0].name
         self.usage: Counter = Counter()
         self.out_of_rotation: dict[str, str] = {}  # base url -> the error that took it out
-        self.answered: Counter = Counter()  # base url -> requests it answered
 
     def generate(self, prompts: list[str], params: GenerationParams | None = None) -> list[str]:
         return [c.text for c in self.complete(prompts, params)]
@@ -159,8 +158,6 @@ class Replicas:
                     continue
                 try:
                     results[i] = server._one(prompts[i], params)
-                    with lock:
-                        self.answered[server.base_url] += 1
                 except EndpointDown as e:
                     pending.put(i)
                     with lock:
