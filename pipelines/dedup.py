@@ -160,9 +160,9 @@ def run(sources: list[Path], config: DedupConfig, out: Outputs, references: list
     sources, references = [Path(p) for p in sources], [Path(p) for p in references]
     if index and index in against_indexes:
         raise InputError(f"index {index!r} is both --index and --against-index: --index is deduplicated against too")
+    ledger = out.start(config, [*sources, *references], SPEED_ONLY)  # refuses bad outputs before an index is made
     adding = RedisIndex(index, config, create=True) if index else None
     reading = [RedisIndex(name, config) for name in dict.fromkeys(against_indexes)]
-    ledger = out.start(config, [*sources, *references], SPEED_ONLY)
     work = Path(tempfile.mkdtemp(prefix=".dedup-", dir=out["records.jsonl"].parent))
     try:
         problems: list[Problem] = []
@@ -186,11 +186,15 @@ def run(sources: list[Path], config: DedupConfig, out: Outputs, references: list
         problems.sort(key=lambda p: (order.get(p.file, len(order)), p.line))
         ids = [i for part in scanned for i in part.ids]
         named = ([adding] if adding is not None else []) + reading
+        own = Shingled.join([p.shingled for p in scanned])
+        own_sigs = np.concatenate([p.sigs for p in scanned]) if scanned else np.empty((0, config.num_perm), np.uint32)
         with adding.locked(say) if adding is not None else nullcontext():  # from query to add: one run at a time
             batch = _batch(sources, config)
             reasons = ["near-duplicate of a reference"] * sum(len(r.ids) for r in refs)  # one per reference
             for ix in named:
-                refs.append(_indexed(ix, scanned, excluded, config, batch))
+                ref_ids, found, found_sigs = ix.references(own_sigs, (own.sizes() == 0) | excluded, batch)
+                n = len(ref_ids)
+                refs.append(Scanned(ref_ids, [0] * n, [True] * n, [0] * n, [False] * n, [], found, found_sigs))
                 reasons += [f"near-duplicate of a record in index {ix.name}"] * len(refs[-1].ids)
             everything = [*scanned, *refs]
             sigs = np.concatenate([p.sigs for p in everything]) if everything else np.empty((0, config.num_perm),
@@ -203,8 +207,7 @@ def run(sources: list[Path], config: DedupConfig, out: Outputs, references: list
                                            max_field_bytes, work, reasons)
             if adding is not None:
                 keep = [i for i in range(len(ids)) if plan.kept[i] and not excluded[i]]
-                shingled = Shingled.join([p.shingled for p in scanned])
-                adding.add([ids[i] for i in keep], _subset(shingled, keep), sigs[keep], batch)
+                adding.add([ids[i] for i in keep], [own.set(i) for i in keep], own_sigs[keep], batch)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     with atomic_open(out["clusters.jsonl"]) as f:
@@ -223,21 +226,6 @@ def _batch(sources: list[Path], config: DedupConfig) -> str:
 
     settings = config_hash(config, SPEED_ONLY | {"storage", "redis_url", "redis_prefix"})
     return hashlib.sha256(":".join([settings, *(path_sha256(p) for p in sources)]).encode()).hexdigest()[:32]
-
-
-def _indexed(index: RedisIndex, scanned: list[Scanned], excluded: np.ndarray, config: DedupConfig,
-             batch: str) -> Scanned:
-    """The records of a named index that the scanned records may match (but this batch's own), as references."""
-    shingled = Shingled.join([p.shingled for p in scanned])
-    sigs = np.concatenate([p.sigs for p in scanned]) if scanned else np.empty((0, config.num_perm), np.uint32)
-    ids, found, found_sigs = index.references(sigs, (shingled.sizes() == 0) | excluded, batch)
-    n = len(ids)
-    return Scanned(ids, [0] * n, [True] * n, [0] * n, [False] * n, [], found, found_sigs)
-
-
-def _subset(shingled: Shingled, keep: list[int]) -> Shingled:
-    return Shingled.join([Shingled(np.array([0, shingled.offsets[i + 1] - shingled.offsets[i]], dtype=np.int64),
-                                   shingled.hashes[shingled.offsets[i]:shingled.offsets[i + 1]]) for i in keep])
 
 
 def _json_lines(path: Path, work: Path, problems: list[Problem], lines: dict[str, list[int]]) -> Path:

@@ -41,20 +41,17 @@ def index_settings(config: DedupConfig) -> dict:
             "num_perm": config.num_perm, "seed": config.seed}
 
 
-def _client(config: DedupConfig):
-    return redis_client(config, "the dedup index lives in Redis: start it or give --redis-url")
-
-
 class RedisIndex:
-    """One named index; `create` makes it when it does not exist (else a missing one is an error)."""
+    """One named index; `create` makes it when it does not exist (else a missing one is an error). Its settings must
+    be the run's, unless `check_settings` is off (to drop it)."""
 
-    def __init__(self, name: str, config: DedupConfig, create: bool = False):
+    def __init__(self, name: str, config: DedupConfig, create: bool = False, check_settings: bool = True):
         from datasketch import MinHashLSH
 
         if not NAME.fullmatch(name):
             raise ConfigError(f"index name {name!r}: use letters, digits, '.', '_' and '-' (at most 100)")
         self.name, self.config = name, config
-        self.client, params = _client(config)
+        self.client, params = redis_client(config, "the dedup index lives in Redis: start it or give --redis-url")
         self.base = f"{config.redis_prefix}:index:{name}"
         settings = index_settings(config)
         stored = self.client.get(f"{self.base}:meta")
@@ -66,7 +63,7 @@ class RedisIndex:
             stored = self.client.get(f"{self.base}:meta")
         built = json.loads(stored)
         changed = [f"{k} {built[k]} (this run: {settings[k]})" for k in settings if built.get(k) != settings[k]]
-        if changed:
+        if changed and check_settings:
             raise ConfigError(f"index {name!r} was built with other settings: {'; '.join(changed)}",
                               hint="dedup with the index's settings, or use another --index")
         self.lsh = MinHashLSH(threshold=settings["index_threshold"], num_perm=config.num_perm,
@@ -127,23 +124,21 @@ class RedisIndex:
         shingled = self.shingles(ids)
         return ids, shingled, signatures(shingled, self.config.num_perm, self.config.seed)
 
-    def add(self, ids: list[str], shingled: Shingled, sigs: np.ndarray, batch: str) -> None:
-        """Index these records (text i of `shingled` and row i of `sigs`) as added by `batch`; ids already there are
-        left as they are."""
+    def add(self, ids: list[str], shingle_sets: list[np.ndarray], sigs: np.ndarray, batch: str) -> None:
+        """Index these records (their shingle hash sets and signature rows) as added by `batch`; ids already there
+        are left as they are."""
         from datasketch import LeanMinHash
 
         present = self.client.hmget(f"{self.base}:shingles", ids) if ids else []
         new = [i for i, known in enumerate(present) if known is None]
         with self.lsh.insertion_session() as session:
             for i in new:
-                if shingled.sizes()[i] == 0:
-                    continue  # an empty text is never a duplicate: nothing to find it by
-                session.insert(ids[i], LeanMinHash(seed=self.config.seed, hashvalues=sigs[i], scheme="affine32"),
-                               check_duplication=False)
+                if len(shingle_sets[i]):  # an empty text is never a duplicate: nothing to find it by
+                    session.insert(ids[i], LeanMinHash(seed=self.config.seed, hashvalues=sigs[i], scheme="affine32"),
+                                   check_duplication=False)
         pipe = self.client.pipeline()
         for i in new:
-            pipe.hset(f"{self.base}:shingles", ids[i], np.unique(shingled.hashes[
-                shingled.offsets[i]:shingled.offsets[i + 1]]).astype(np.uint64).tobytes())
+            pipe.hset(f"{self.base}:shingles", ids[i], shingle_sets[i].astype(np.uint64).tobytes())
             pipe.hset(f"{self.base}:batch", ids[i], batch)
         pipe.set(f"{self.base}:updated", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         pipe.execute()
@@ -152,14 +147,7 @@ class RedisIndex:
 def drop_index(name: str, config: DedupConfig) -> int:
     """Remove index NAME (whatever its settings) from Redis; returns how many records it held. Refused when there
     is no such index; waits for a run that is adding to it."""
-    client, _ = _client(config)
-    stored = client.get(f"{config.redis_prefix}:index:{name}:meta") if NAME.fullmatch(name) else None
-    if stored is not None:  # opened with its own settings, which any run must match
-        built = json.loads(stored)
-        config = config.model_copy(update={"fields": tuple(built["fields"]), "ngram": built["ngram"],
-                                           "threshold": built["threshold"], "num_perm": built["num_perm"],
-                                           "seed": built["seed"], "index_threshold": built["index_threshold"]})
-    index = RedisIndex(name, config)
+    index = RedisIndex(name, config, check_settings=False)
     with index.locked():
         held = len(index)
         keys = [k for k in index.client.scan_iter(match=f"{index.base}:*") if not k.endswith(b":lock")]

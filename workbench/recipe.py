@@ -298,6 +298,9 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
     prefs = settings.preferences
     sft_adapter, ranked, pairs = run_dir / "finetune" / "adapter", run_dir / "compare" / "records.jsonl", \
         run_dir / "pairs" / "pairs.jsonl"
+    training = settings.training
+    launch = {"processes": training.processes,
+              "accelerate_config": Path(training.accelerate_config) if training.accelerate_config else None}
     if prefs is not None:
         evaluated.append(("eval-dpo", "finetuned+dpo", models.base.resolve(tiny_dir, run_dir / "dpo" / "adapter")))
     try:
@@ -334,11 +337,11 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
         step("finetune", "contamination (the curated set against the eval suites)",
              lambda: steps.contamination_gate(run_dir, settings.eval.suites, curated))
         step("finetune", f"finetune (a LoRA adapter on the curated set{_processes(settings.training)})",
-             lambda: steps.finetune(run_dir, settings.finetune, curated, base, training=settings.training))
+             lambda: steps.finetune(run_dir, settings.finetune, curated, base, **launch))
         if prefs is not None:
             step("finetune", f"dpo (DPO on the pairs, on top of the SFT adapter{_processes(settings.training)})",
                  lambda: steps.finetune(run_dir, prefs.dpo, pairs, base, name="dpo", ref_adapter=sft_adapter,
-                                        training=settings.training))
+                                        **launch))
         for stage_name, label, model in evaluated:
             step("eval", f"{stage_name} ({label} on {', '.join(settings.eval.suites)})",
                  lambda stage_name=stage_name, label=label, model=model: steps.evaluation(

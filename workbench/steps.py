@@ -171,12 +171,10 @@ def contamination_gate(run_dir: Path, suites: tuple[str, ...], curated: Path) ->
 
 
 def finetune(run_dir: Path, config: finetune_stage.FinetuneConfig, data: Path, base: BackendConfig,
-             name: str = "finetune", ref_adapter: Path | None = None, training=None) -> Step:
+             name: str = "finetune", ref_adapter: Path | None = None, processes: int = 1,
+             accelerate_config: Path | None = None) -> Step:
     """A LoRA adapter in adapter/, with its manifest and loss plot: on the curated set, or (DPO, name "dpo") on
-    preference pairs on top of the SFT adapter; in several processes as `training` (recipe.TrainingProcesses) says."""
-    processes = training.processes if training else 1
-    accelerate_config = Path(training.accelerate_config) if training and training.accelerate_config else None
-
+    preference pairs on top of the SFT adapter; in several processes through accelerate launch when asked."""
     def call(out: Outputs) -> StepResult:
         shutil.rmtree(out["adapter"], ignore_errors=True)  # a stage that runs again trains again
         return finetune_stage.run(base.model, data, config, out, device=base.device,
