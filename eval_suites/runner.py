@@ -167,7 +167,7 @@ def contamination_of(adapter: str | None, suite: Suite) -> dict[str, Any] | None
         return {"checked": False, "reason": f"the training data ({data or 'not named in the manifest'}) is not here"}
     if manifest.get("data_sha256") and sha256_file(data) != manifest["data_sha256"]:
         return {"checked": False, "reason": f"{data} changed since training (sha256 differs)"}
-    from pipelines.contamination import ContaminationConfig, check, load_eval_items
+    from eval_suites.contamination import ContaminationConfig, check, load_eval_items
 
     items = load_eval_items(suite.path / "items.jsonl", [])
     findings = check(load_records(data, []), items, ContaminationConfig())

@@ -1,5 +1,5 @@
 """The dedup stage: near-duplicates removed from record files, in two streaming passes over worker processes, with
-no Record held in memory (the engine is `pipelines.minhash`).
+no Record held in memory (the engine is `workbench.core.minhash`).
 
 Pass 1 (workers, one byte range of a file each): read and validate lines, shingle, hash and sign the texts; the main
 process keeps only ids, lengths, shingle hashes and signatures. Then candidates, exact verification and clusters.
@@ -24,18 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.dedup_index import RedisIndex
-from pipelines.minhash import (
-    SEED_SOURCES,
-    DedupConfig,
-    Plan,
-    Shingled,
-    cluster_line,
-    cluster_plan,
-    find_duplicates,
-    record_text,
-    shingle_texts,
-    signatures,
-)
 from workbench.core.errors import InputError
 from workbench.core.fingerprint import config_hash, path_sha256
 from workbench.core.io import (
@@ -52,6 +40,18 @@ from workbench.core.io import (
     write_records,
 )
 from workbench.core.ledger import Ledger
+from workbench.core.minhash import (
+    SEED_SOURCES,
+    DedupConfig,
+    Plan,
+    Shingled,
+    cluster_line,
+    cluster_plan,
+    find_duplicates,
+    record_text,
+    shingle_texts,
+    signatures,
+)
 from workbench.core.records import DEFAULT_MAX_FIELD_BYTES, Record
 from workbench.core.runs import Outputs, StepResult
 

@@ -4,7 +4,7 @@ later runs, on this machine or another, are deduplicated against them without re
 Under the prefix PREFIX:index:NAME the index keeps
 - `:lsh…`: datasketch's MinHashLSH with its Redis storage (the band buckets; keys are the records' ids);
 - `:shingles`: a hash from each id to its shingle hashes (uint64, the bytes of a numpy array), for the exact Jaccard
-  that decides every candidate, as within a run (`pipelines.minhash`);
+  that decides every candidate, as within a run (`workbench.core.minhash`);
 - `:batch`: a hash from each id to the batch that added it (the input files' and settings' hash): the same command
   run again finds its own records there and is not deduplicated against them, so it gives the same output again;
 - `:meta`: what the index was built with (fields, n-gram, threshold, MinHash bins and seed): a run with other
@@ -26,8 +26,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from pipelines.minhash import INDEX_MARGIN, DedupConfig, Shingled, redis_client, signatures
 from workbench.core.errors import ConfigError, InputError
+from workbench.core.minhash import DedupConfig, Shingled, lsh_threshold, redis_client, signatures
 from workbench.core.urls import masked
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -37,7 +37,7 @@ LOCK_SECONDS = 60  # the lock's lifetime, renewed every third of it while held
 def index_settings(config: DedupConfig) -> dict:
     """What must match for records to be compared with an index's: the texts, their shingles and their hashes."""
     return {"fields": list(config.fields), "ngram": config.ngram, "threshold": config.threshold,
-            "index_threshold": config.index_threshold or max(0.05, config.threshold - INDEX_MARGIN),
+            "index_threshold": lsh_threshold(config),
             "num_perm": config.num_perm, "seed": config.seed}
 
 

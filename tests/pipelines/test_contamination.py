@@ -1,6 +1,6 @@
 import json
 
-from pipelines.contamination import ContaminationConfig, check, load_eval_items
+from eval_suites.contamination import ContaminationConfig, check, load_eval_items
 from workbench.core.records import Record
 
 LEAK_Q = "Do I have to know programming to apply for the Business Information Systems course?"

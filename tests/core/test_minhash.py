@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipelines.minhash import (
+from workbench.core.minhash import (
     DedupConfig,
     Shingled,
     find_duplicates,
@@ -86,7 +86,7 @@ def first_of_components(n: int, pairs) -> list[bool]:
 def test_giant_buckets_give_the_clusters_of_all_pairs_without_all_pairs(giant, monkeypatch):
     import random
 
-    from pipelines import minhash
+    from workbench.core import minhash
 
     monkeypatch.setattr(minhash, "GIANT_BUCKET", giant)  # 2: every bucket of three or more is joined lazily
 
@@ -120,6 +120,7 @@ def test_signatures_estimate_jaccard(near):
     assert abs((sa == sb).mean() - jaccard(a, b)) < 0.1
 
 
+@pytest.mark.server  # starts redis-server (the redis_server fixture)
 def test_redis_storage_finds_the_same_pairs_and_cleans_up(near, redis_server):
     import random
 
