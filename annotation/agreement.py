@@ -3,7 +3,8 @@ percent agreement, Cohen's kappa per pair of annotators, Krippendorff's alpha (t
 each annotator did. Rankings of a comparison: the share of identical rankings, Kendall's tau per pair of annotators
 (mean over the records both ranked) and Krippendorff's alpha over every (record, candidate) rank, ordinal.
 
-Input is the export rows of `annotation.mapping.export_rows` (so it works on a backup file as well as on a live server).
+Which answers are compared, and how, is their question kind's `AgreementRule` (`annotation.questions`). Input is the
+export rows of `annotation.mapping.export_rows` (so it works on a backup file as well as on a live server).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
+from annotation.mapping import TEXT_NAMES, export_rows
+from annotation.questions import DECISION, DECISIONS, Question, both_sets, measured
+from annotation.questions import candidate_ranks as candidate_ranks  # eval_suites.judge_agreement reads it here
 from workbench.core.io import Problem, read_json_lines
-
-# (question, level of measurement for Krippendorff's alpha)
-QUESTIONS = (("decision", "nominal"), ("category", "nominal"), ("quality", "ordinal"), ("ranking", "ordinal"))
 
 
 @dataclass
@@ -27,6 +28,8 @@ class QuestionAgreement:
     alpha: float | None
     # pair -> (Cohen's kappa, or for a ranking the mean Kendall's tau, n)
     kappa: dict[tuple[str, str], tuple[float | None, int]] = field(default_factory=dict)
+    pairwise: str = "cohen_kappa"  # the statistic in `kappa` (the question kind's AgreementRule.pairwise)
+    always_reported: bool = True  # False: left out of `to_dict` when no record has two answers
 
 
 @dataclass
@@ -76,32 +79,51 @@ def _alpha(table: dict[str, dict[str, object]], annotators: list[str], level: st
     return float(krippendorff.alpha(reliability_data=data, level_of_measurement=level))
 
 
-def agreement(rows: list[dict]) -> Agreement:
+def _mean_tau(both: list[tuple[dict, dict]]) -> float | None:
+    taus = [kendall_tau([x[k] for k in sorted(x)], [y[k] for k in sorted(x)]) for x, y in both]
+    taus = [t for t in taus if t is not None]
+    return sum(taus) / len(taus) if taus else None
+
+
+# AgreementRule.pairwise -> (the name of one pair's value in `to_dict`, the statistic over the answers both gave)
+PAIRWISE = {
+    "cohen_kappa": ("kappa", lambda both: cohen_kappa([x for x, _ in both], [y for _, y in both])),
+    "kendall_tau": ("mean_tau", _mean_tau),
+}
+
+
+def agreement(rows: list[dict], questions: tuple[Question, ...] | None = None) -> Agreement:
+    """Agreement on every measured question (`annotation.questions.measured`; by default those of both question
+    sets) and what each annotator did (a correction: an answer to a question that corrects a text)."""
+    asked = measured(questions)
+    corrections = [q.name for q in both_sets(questions) if q.corrects in TEXT_NAMES]
     annotators: dict[str, Counter] = defaultdict(Counter)
-    tables: dict[str, dict[str, dict[str, object]]] = {q: {} for q, _ in QUESTIONS}
+    tables: dict[str, dict[str, dict[str, object]]] = {q.name: {} for q in asked}
     for row in rows:
         for response in row.get("responses") or []:
             user = response.get("username") or str(response["user_id"])
             annotators[user][response["status"]] += 1
             if response["status"] == "discarded":  # the UI's Discard button: a discard vote (annotation.votes)
-                values = {"decision": "discard"}
+                values = {DECISION: "discard"}
             elif response["status"] == "submitted":
                 values = response.get("values") or {}
             else:
                 continue
-            if values.get("decision") in ("keep", "discard"):
-                annotators[user][values["decision"]] += 1
-            if values.get("corrected_instruction") or values.get("corrected_response"):
+            if values.get(DECISION) in DECISIONS:
+                annotators[user][values[DECISION]] += 1
+            if any(values.get(name) for name in corrections):
                 annotators[user]["corrected"] += 1
-            for question, _ in QUESTIONS:
-                answer = candidate_ranks(values[question], row) if question == "ranking" and question in values else \
-                    values.get(question)
+            for question in asked:
+                if question.name not in values:
+                    continue
+                answer = question.kind_spec.agreement.answer(values[question.name], row)
                 if answer is not None:
-                    tables[question].setdefault(row["id"], {})[user] = answer
+                    tables[question.name].setdefault(row["id"], {})[user] = answer
     names = sorted(annotators)
     results = []
-    for question, level in QUESTIONS:
-        table = {rid: answers for rid, answers in tables[question].items() if len(answers) >= 2}
+    for question in asked:
+        rule = question.kind_spec.agreement
+        table = {rid: answers for rid, answers in tables[question.name].items() if len(answers) >= 2}
         shares = []
         for answers in table.values():
             pairs = list(combinations(answers.values(), 2))
@@ -109,42 +131,25 @@ def agreement(rows: list[dict]) -> Agreement:
         kappas = {}
         for u, v in combinations(names, 2):
             both = [(answers[u], answers[v]) for answers in table.values() if u in answers and v in answers]
-            if both and question == "ranking":
-                taus = [kendall_tau([x[k] for k in sorted(x)], [y[k] for k in sorted(x)]) for x, y in both]
-                taus = [t for t in taus if t is not None]
-                kappas[(u, v)] = (sum(taus) / len(taus) if taus else None, len(both))
-            elif both:
-                kappas[(u, v)] = (cohen_kappa([x for x, _ in both], [y for _, y in both]), len(both))
-        if question == "ranking":  # every candidate's rank is an item
+            if both:
+                kappas[(u, v)] = (PAIRWISE[rule.pairwise][1](both), len(both))
+        if rule.per_candidate:  # every candidate's rank is an item
             table_for_alpha = {f"{rid}/{k}": {u: ranks[k] for u, ranks in answers.items()}
                                for rid, answers in table.items() for k in next(iter(answers.values()))}
         else:
             table_for_alpha = table
-        results.append(QuestionAgreement(question, len(table), sum(shares) / len(shares) if shares else None,
-                                         _alpha(table_for_alpha, names, level) if table else None, kappas))
+        results.append(QuestionAgreement(question.name, len(table), sum(shares) / len(shares) if shares else None,
+                                         _alpha(table_for_alpha, names, rule.level) if table else None, kappas,
+                                         rule.pairwise, rule.always_reported))
     return Agreement(results, dict(annotators))
-
-
-def candidate_ranks(value, row: dict) -> dict[str, int] | None:
-    """slot -> competition rank among the row's real candidates (empty slots left out), from a ranking answer."""
-    from annotation.mapping import EMPTY_SLOT, ranking_of
-
-    ranks = ranking_of(value)
-    if ranks is None:
-        return None
-    fields = row.get("fields") or {}
-    real = [k for k in ranks if fields.get(k) != EMPTY_SLOT]
-    return {k: 1 + sum(ranks[j] < ranks[k] for j in real) for k in real}
 
 
 def to_dict(result: Agreement) -> dict:
     return {"questions": [{"question": q.question, "records": q.items, "percent_agreement": q.percent,
                            "krippendorff_alpha": q.alpha,
-                           ("kendall_tau" if q.question == "ranking" else "cohen_kappa"):
-                               [{"annotators": [a, b], "records": n,
-                                 ("mean_tau" if q.question == "ranking" else "kappa"): k}
-                                for (a, b), (k, n) in q.kappa.items()]}
-                          for q in result.questions if q.question != "ranking" or q.items],
+                           q.pairwise: [{"annotators": [a, b], "records": n, PAIRWISE[q.pairwise][0]: k}
+                                        for (a, b), (k, n) in q.kappa.items()]}
+                          for q in result.questions if q.always_reported or q.items],
             "annotators": {name: dict(counts) for name, counts in sorted(result.annotators.items())}}
 
 
@@ -165,6 +170,5 @@ def read_export(path: Path) -> tuple[list[dict], list[Problem]]:
 def server_rows(client, dataset: str, workspace: str) -> list[dict]:
     """The export rows of a dataset on a server."""
     from annotation.client import fetch, user_names
-    from annotation.mapping import export_rows
 
     return list(export_rows(fetch(client, dataset, workspace), user_names(client)))

@@ -6,7 +6,8 @@
     raw = fetch(client, "dataset")                # every record with every response (REST, paginated)
     add_user(client, "alice"); user_token(...); submit_response(...)   # accounts, and answering as a user
 
-What a record looks like on the server is `annotation.mapping`'s business; this module only sends and fetches.
+What a record looks like on the server is `annotation.mapping`'s business, and the questions asked of it
+`annotation.questions`'s (each kind makes its own Argilla question); this module only sends and fetches.
 """
 
 from __future__ import annotations
@@ -23,18 +24,15 @@ from typing import Any
 from annotation.mapping import (
     COMPARE_GUIDELINES,
     COMPARE_METADATA,
-    COMPARE_QUESTIONS,
     GUIDELINES,
     METADATA,
-    QUESTIONS,
-    RANKING,
     TEXT_FIELDS,
     compare_groups,
     compare_item,
     compare_text_fields,
     record_item,
-    slot,
 )
+from annotation.questions import RANKING, Question, questions_for
 from annotation.server import DEFAULT_WORKSPACE, Credentials, default_data_dir
 from workbench.core.errors import WorkbenchError
 from workbench.core.records import Record
@@ -103,33 +101,24 @@ def get_json(client, path: str, **params) -> Any:
 
 # --- dataset settings --------------------------------------------------------------------------------------------
 
-def dataset_settings(min_submitted: int = 1, compare_slots: int | None = None):
-    """The review dataset's fields, questions and metadata properties (`annotation.mapping`), as argilla Settings;
-    with `compare_slots`, a comparison dataset of that many responses and a ranking question."""
+def dataset_settings(min_submitted: int = 1, compare_slots: int | None = None,
+                     questions: tuple[Question, ...] | None = None):
+    """The review dataset's fields, questions (`annotation.questions`, each made by its kind) and metadata
+    properties (`annotation.mapping`), as argilla Settings; with `compare_slots`, a comparison dataset of that many
+    responses and a ranking question. `questions`: other than the set of the dataset's type."""
     import argilla as rg
 
     metadata_class = {"float": rg.FloatMetadataProperty, "integer": rg.IntegerMetadataProperty,
                       "terms": rg.TermsMetadataProperty}
     compare = compare_slots is not None
-    questions = []
-    for name, kind, title, required, options in COMPARE_QUESTIONS if compare else QUESTIONS:
-        if kind == "label":
-            questions.append(rg.LabelQuestion(name, labels=list(options), title=title, required=required))
-        elif kind == "rating":
-            questions.append(rg.RatingQuestion(name, values=list(options), title=title, required=required))
-        elif kind == "ranking":
-            questions.append(rg.RankingQuestion(name, values={slot(k): f"Response {k}"
-                                                              for k in range(1, compare_slots + 1)},
-                                                title=title, required=required))
-        else:
-            questions.append(rg.TextQuestion(name, title=title, required=required, use_markdown=False))
+    questions = questions_for(compare) if questions is None else questions
     fields = compare_text_fields(compare_slots) if compare else TEXT_FIELDS
     metadata = COMPARE_METADATA if compare else [(name, kind) for name, kind, _ in METADATA]
     return rg.Settings(
         guidelines=COMPARE_GUIDELINES if compare else GUIDELINES,
         fields=[rg.TextField(name, title=title, required=required, use_markdown=False)
                 for name, title, required in fields],
-        questions=questions,
+        questions=[q.kind_spec.argilla(rg, q, compare_slots) for q in questions],
         metadata=[metadata_class[kind](name) for name, kind in metadata],
         distribution=rg.TaskDistribution(min_submitted=min_submitted),
         allow_extra_metadata=True,  # the whole Record rides along under mapping.RECORD_KEY
@@ -166,11 +155,12 @@ def get_dataset(client, name: str, workspace: str = DEFAULT_WORKSPACE):
 
 
 def ensure_dataset(client, name: str, workspace: str = DEFAULT_WORKSPACE, min_submitted: int = 1,
-                   compare_slots: int | None = None):
+                   compare_slots: int | None = None, questions: tuple[Question, ...] | None = None):
     """The dataset, created with our settings if missing; an existing one must be of the same kind, with our
     questions (and, for comparisons, at least `compare_slots` responses)."""
     import argilla as rg
 
+    questions = questions_for(compare_slots is not None) if questions is None else questions
     dataset = _dataset(client, name, workspace)
     if dataset is not None:
         compare = compare_slots is not None
@@ -179,7 +169,7 @@ def ensure_dataset(client, name: str, workspace: str = DEFAULT_WORKSPACE, min_su
             raise ReviewError(f"dataset {name!r} is {kind} dataset; this push is "
                               f"{'a comparison' if compare else 'a review'}", hint="push to a new dataset name")
         have = {q.name for q in dataset.settings.questions}
-        missing = {name for name, *_ in (COMPARE_QUESTIONS if compare else QUESTIONS)} - have
+        missing = {q.name for q in questions} - have
         if missing:
             raise ReviewError(f"dataset {name!r} exists without the review questions {sorted(missing)}",
                               hint="push to a new dataset name")
@@ -190,7 +180,7 @@ def ensure_dataset(client, name: str, workspace: str = DEFAULT_WORKSPACE, min_su
             raise ReviewError(f"dataset {name!r} does not allow extra metadata, where the workbench keeps each "
                               "record's lineage", hint="push to a new dataset name")
         return dataset, False
-    settings = dataset_settings(min_submitted, compare_slots)
+    settings = dataset_settings(min_submitted, compare_slots, questions)
     dataset = rg.Dataset(name=name, workspace=workspace, settings=settings, client=client)
     dataset.create()
     return dataset, True
@@ -235,10 +225,11 @@ class PushResult:
 def push(records: list[Record], dataset_name: str, *, client, workspace: str = DEFAULT_WORKSPACE,
          min_submitted: int = 1, batch_size: int = 100, max_retries: int = 8, backoff: float = 0.5,
          compare: bool = False, progress: Callable[[int, int], None] | None = None,
-         sleep: Callable[[float], None] = time.sleep) -> PushResult:
+         sleep: Callable[[float], None] = time.sleep, questions: tuple[Question, ...] | None = None) -> PushResult:
     """Upsert records batch by batch; a batch that fails on the connection or a 5xx is retried with exponential
     backoff (upserts are idempotent, so a retried batch never duplicates anything). `compare`: one comparison per
-    group of candidates (`annotation.mapping.compare_groups`), ranked by the annotators."""
+    group of candidates (`annotation.mapping.compare_groups`), ranked by the annotators. `questions`: other than
+    the set of the dataset's type (`annotation.questions.questions_for`)."""
     if not records:
         raise ReviewError("nothing to push: the input has no records")
     slots = None
@@ -269,7 +260,8 @@ def push(records: list[Record], dataset_name: str, *, client, workspace: str = D
                 sleep(min(backoff * 2 ** retry, 15.0))
 
     dataset, created = attempt("creating the dataset",
-                               lambda: ensure_dataset(client, dataset_name, workspace, min_submitted, slots))
+                               lambda: ensure_dataset(client, dataset_name, workspace, min_submitted, slots,
+                                                      questions))
     for start in range(0, len(items), batch_size):
         batch = []
         for item in items[start:start + batch_size]:

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from annotation import client as argilla_client
-from annotation.mapping import EMPTY_SLOT, texts_of
+from annotation.mapping import texts_of
+from annotation.questions import EMPTY_SLOT, Question, questions_for, slot
 from workbench.core.io import atomic_write_json
 from workbench.core.text import grounding
 
@@ -79,6 +80,20 @@ def rank(style: str, fields: dict, metadata: dict) -> dict:
             "quality": max(1, min(5, 1 + len(best.split()) // 12 + (style == "lenient")))}
 
 
+def answers_of(style: str, fields: dict, metadata: dict, questions: tuple[Question, ...] | None = None) -> dict:
+    """One reviewer's answers for one server record: by the rules above (`rank` for a comparison, `judge` for a
+    record), and to any question they leave unanswered, its kind's demo answer (`QuestionKind.demo`; the built-in
+    kinds have none, so what the rules leave empty stays empty). `questions`: other than the dataset type's set."""
+    compare = slot(1) in fields
+    answers = (rank if compare else judge)(style, fields, metadata)
+    for question in questions_for(compare) if questions is None else questions:
+        if question.name not in answers:
+            value = question.kind_spec.demo(question, style, fields, metadata)
+            if value is not None:
+                answers[question.name] = value
+    return answers
+
+
 def complete_sentences(text: str) -> str:
     """The text without an unfinished last sentence (a completion cut at max_new_tokens), when what is left
     still says something (three words or more)."""
@@ -103,9 +118,10 @@ def ensure_reviewers(client, data_dir: Path, workspace: str) -> dict[str, str]:
 
 
 def review_all(client, dataset: str, workspace: str, data_dir: Path,
-               progress: Callable[[int, int], None] | None = None) -> Counter:
-    """Every demo reviewer answers every record it has not answered yet (a comparison with a ranking); returns
-    counts of decisions."""
+               progress: Callable[[int, int], None] | None = None,
+               questions: tuple[Question, ...] | None = None) -> Counter:
+    """Every demo reviewer answers every record it has not answered yet (a comparison with a ranking; `answers_of`);
+    returns counts of decisions."""
     passwords = ensure_reviewers(client, data_dir, workspace)
     api_url = argilla_client.api_url_of(client)
     ids = {name: user_id for user_id, name in argilla_client.user_names(client).items()}
@@ -118,8 +134,7 @@ def review_all(client, dataset: str, workspace: str, data_dir: Path,
         for item in items:
             answered = any(str(r["user_id"]) == user_id for r in item.get("responses") or [])
             if not answered:
-                fields = texts_of(item)
-                answers = (rank if "response_1" in fields else judge)(style, fields, item.get("metadata") or {})
+                answers = answers_of(style, texts_of(item), item.get("metadata") or {}, questions)
                 argilla_client.submit_response(api_url, token, item["id"], answers)
                 counts[f"{username}: {answers['decision']}"] += 1
             done += 1

@@ -1,6 +1,6 @@
-"""Record <-> Argilla, as plain data: what a record looks like to annotators (fields, metadata, suggestions), the
-questions they answer, and the Record rebuilt from what the server returns. Pure functions: no client, no server
-(`annotation.client` turns these into the argilla SDK's objects).
+"""Record <-> Argilla, as plain data: what a record looks like to annotators (fields, metadata, suggestions) and the
+Record rebuilt from what the server returns. Pure functions: no client, no server (`annotation.client` turns these
+into the argilla SDK's objects). The questions annotators answer are declared in `annotation.questions`.
 
 Argilla record ids *are* our record ids (its `external_id`), so pushing the same file twice changes nothing. The rest
 of the Record (lineage, scores, meta: everything but the three texts) rides along in one extra metadata entry that
@@ -24,10 +24,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
+from annotation.questions import CATEGORY, DECISION, EMPTY_SLOT, slot
 from workbench.core.errors import InputError
 from workbench.core.records import CATEGORIES, Record
 
-DECISIONS = ("keep", "discard")
 TEXT_NAMES = ("instruction", "context", "response")
 RECORD_KEY = "workbench_record"  # extra metadata (no property defined: not shown, not filterable) holding the Record
 TEXT_FIELDS = (  # (name, title, required)
@@ -35,14 +35,6 @@ TEXT_FIELDS = (  # (name, title, required)
     ("context", "Context", False),
     ("response", "Response", False),
 )
-QUESTIONS = (  # (name, kind, title, required, options): every question the review asks
-    ("decision", "label", "Keep or discard this record?", True, DECISIONS),
-    ("quality", "rating", "Quality (1 poor - 5 excellent)", False, (1, 2, 3, 4, 5)),
-    ("category", "label", "Category", False, CATEGORIES),
-    ("corrected_instruction", "text", "Corrected instruction (optional)", False, ()),
-    ("corrected_response", "text", "Corrected response (optional)", False, ()),
-)
-CORRECTIONS = (("corrected_instruction", "instruction"), ("corrected_response", "response"), ("category", "category"))
 
 
 def _rounded(value: Any) -> float | None:
@@ -152,11 +144,11 @@ def suggestions_of(record: Record) -> list[dict[str, Any]]:
         toxicity = float(record.scores.get("toxicity_max", 0.0))
         agent = f"screen:{record.meta.get('screen_scorer', 'toxicity')}"
         value, score = ("keep", 1.0 - toxicity) if route == "pass" else ("discard", toxicity)
-        out.append({"question": "decision", "value": value, "score": round(score, 4), "agent": agent})
+        out.append({"question": DECISION, "value": value, "score": round(score, 4), "agent": agent})
     if record.category in CATEGORIES:
         method = next((e.get("detail", {}).get("method") for e in reversed(record.lineage)
                        if isinstance(e.get("detail"), dict) and e["detail"].get("method")), None)
-        out.append({"question": "category", "value": record.category, "score": None,
+        out.append({"question": CATEGORY, "value": record.category, "score": None,
                     "agent": f"workbench:{method or record.source}"})
     return out
 
@@ -222,14 +214,6 @@ def export_rows(raw: Iterable[dict], users: dict[str, str]) -> Iterator[dict]:
 
 # --- comparisons -------------------------------------------------------------------------------------------------
 
-RANKING = "ranking"
-EMPTY_SLOT = "(no candidate in this slot: rank it last; it is left out of the result)"
-COMPARE_QUESTIONS = (  # asked of each group of candidates
-    ("decision", "label", "Keep or discard this comparison? (discard: the instruction or every response is unusable)",
-     True, DECISIONS),
-    (RANKING, "ranking", "Rank the responses (1 = best; equal ranks for equally good ones)", True, None),
-    ("quality", "rating", "Quality of the best response (1 poor - 5 excellent)", False, (1, 2, 3, 4, 5)),
-)
 COMPARE_GUIDELINES = """\
 Each record shows one **instruction** (with its **context**, when there is one) and several **responses** that
 models wrote for it. Rank the responses from best (1) to worst: correct, helpful, safe and answering from the
@@ -242,11 +226,6 @@ context beats fluent. Give two responses the same rank only when you cannot tell
 
 Your rankings become preference pairs (the better response "chosen" over the worse) for DPO; ties make no pair.
 """
-
-
-def slot(k: int) -> str:
-    """The field (and ranking option) of the k-th candidate, from 1."""
-    return f"response_{k}"
 
 
 COMPARE_METADATA = (("record_id", "terms"), ("source", "terms"), ("candidates", "integer"), ("generators", "terms"))
@@ -311,13 +290,3 @@ def is_comparison_item(item: dict) -> bool:
     except ValueError:
         return False
     return isinstance(pushed, dict) and "candidates" in pushed
-
-
-def ranking_of(value: Any) -> dict[str, int] | None:
-    """slot -> rank from a ranking answer (REST shape: [{"value": "response_1", "rank": 1}, ...])."""
-    if not isinstance(value, list):
-        return None
-    ranks = {v.get("value"): v.get("rank") for v in value if isinstance(v, dict)}
-    if not ranks or not all(isinstance(r, int) for r in ranks.values()):
-        return None
-    return ranks

@@ -1,18 +1,20 @@
 """Several annotators' responses resolved into one decision per record: a policy decides keep or discard,
-corrections and the category come from the winning side, and every outcome goes through the ledger. Pure: it reads
-records as the server returns them and needs no server.
+corrections and the category come from the winning side, and every outcome goes through the ledger. What a pull does
+with each answer is declared with its question (`annotation.questions.Question`). Pure: it reads records as the
+server returns them and needs no server.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from annotation.agreement import kendall_tau
 from annotation.client import ReviewError
-from annotation.mapping import CORRECTIONS, DECISIONS, RANKING, group_of, ranking_of, record_of, response_values, slot
+from annotation.mapping import group_of, record_of, response_values
+from annotation.questions import DECISION, DECISIONS, RANKING, Question, questions_for, ranking_of, slot
 from workbench.core.ledger import Ledger
 from workbench.core.records import Record
 
@@ -72,14 +74,17 @@ def agreed(values: list[Any]) -> tuple[bool, Any]:
 
 def resolve(raw: Iterable[dict], policy: str, ledger: Ledger, *, min_submitted: int = 1, dataset: str = "",
             users: dict[str, str] | None = None, since: dict[str, str] | None = None,
-            compare: bool = False) -> tuple[Pulled, list[str]]:
+            compare: bool = False, questions: tuple[Question, ...] | None = None) -> tuple[Pulled, list[str]]:
     """A record is complete once it has `min_submitted` answers (submitted, or discarded with the UI's button;
     drafts are not answers). One decision per complete record by `policy`; corrections from the winning side, the
     category by majority among them. Kept records come back curated (edited where annotators corrected them),
     discarded ones are dropped through the ledger, undecidable ones are disputed. `compare`: the records are
-    comparisons, and a kept one's candidates come back ranked (`rank`). Returns (what was pulled, problems)."""
+    comparisons, and a kept one's candidates come back ranked (`rank`). What each answer does is its question's
+    (`annotation.questions`; `questions`: other than the set of the dataset's type). Returns (what was pulled,
+    problems)."""
     if policy not in POLICIES:
         raise ReviewError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
+    questions = questions_for(compare) if questions is None else questions
     users = users or {}
     out, problems = Pulled(), []
     for item in raw:
@@ -96,16 +101,55 @@ def resolve(raw: Iterable[dict], policy: str, ledger: Ledger, *, min_submitted: 
         if since is not None and since.get(key) == latest:
             out.unchanged += 1
             continue
-        values = [(str(r["user_id"]), response_values(r) if r.get("status") == "submitted" else {"decision": "discard"})
+        values = [(str(r["user_id"]), response_values(r) if r.get("status") == "submitted" else {DECISION: "discard"})
                   for r in answers]
         (rank if compare else _decide)(record, values, policy, ledger, out, {"dataset": dataset, "policy": policy},
-                                       users)
+                                       users, questions)
     return out, problems
 
 
+def _means(questions: tuple[Question, ...], values: list[tuple[str, dict[str, Any]]]) -> dict[str, float | None]:
+    """Each `mean_as` question's mean over every numeric answer (None without one)."""
+    means = {}
+    for question in questions:
+        if question.mean_as:
+            numbers = [n for n in (question.kind_spec.read(v.get(question.name)) for _, v in values)
+                       if isinstance(n, (int, float))]
+            means[question.mean_as] = sum(numbers) / len(numbers) if numbers else None
+    return means
+
+
+RECORD_FIELDS = tuple(f.name for f in fields(Record))  # corrections are applied in the Record's field order
+
+
+def _settle(questions: tuple[Question, ...], record: Record, winners: list[dict[str, Any]],
+            detail: dict[str, Any]) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+    """The winning side's agreed answer to each question that is neither the decision, the ranking nor a mean:
+    (the Record's corrected attributes, the questions they conflict on, the other questions' answers). A tie on
+    an `on_tie="keep"` question is noted in `detail` as `<question>_tie`."""
+    settled = sorted((q for q in questions if q.corrects), key=lambda q: RECORD_FIELDS.index(q.corrects))
+    settled += [q for q in questions if not q.corrects and not q.mean_as and q.name not in (DECISION, RANKING)]
+    changes, conflicts, answered = {}, [], {}
+    for question in settled:
+        answers = [question.kind_spec.read(v.get(question.name)) for v in winners]
+        same, value = agreed(answers)
+        if not same and question.on_tie == "keep":
+            # A detail of a kept record (its category), not a reason to dispute it: a tie keeps the record's own.
+            detail[f"{question.name}_tie"] = sorted({a for a in answers if a})
+        elif not same:
+            conflicts.append(question.name)
+        elif value is None:
+            continue
+        elif not question.corrects:
+            answered[question.name] = value
+        elif value != getattr(record, question.corrects):
+            changes[question.corrects] = value
+    return changes, conflicts, answered
+
+
 def _decide(record: Record, values: list[tuple[str, dict[str, Any]]], policy: str, ledger: Ledger, out: Pulled,
-            detail: dict[str, Any], users: dict[str, str]) -> None:
-    votes = {user: v.get("decision") for user, v in values}
+            detail: dict[str, Any], users: dict[str, str], questions: tuple[Question, ...]) -> None:
+    votes = {user: v.get(DECISION) for user, v in values}
     detail = {**detail, "votes": votes, "users": {u: users.get(u) for u in votes}}
     bad = [u for u, d in votes.items() if d not in DECISIONS]
     decision = None if bad else vote(list(votes.values()), policy)
@@ -114,23 +158,15 @@ def _decide(record: Record, values: list[tuple[str, dict[str, Any]]], policy: st
         out.disputed.append(ledger.log(record, "dispute", reason, detail))
         return
     winners = [v for user, v in values if votes[user] == decision]
-    ratings = [v.get("quality") for _, v in values if isinstance(v.get("quality"), (int, float))]
-    scores = {**record.scores, **({"review_quality": round(sum(ratings) / len(ratings), 3)} if ratings else {})}
+    means = {name: round(mean, 3) for name, mean in _means(questions, values).items() if mean is not None}
+    scores = {**record.scores, **means}
     if decision == "discard":
         ledger.drop(replace(record, scores=scores), "discarded by review", detail)
         out.discarded += 1
         return
-    changes, conflicts = {}, []
-    for question, attribute in CORRECTIONS:
-        answers = [v.get(question).strip() if isinstance(v.get(question), str) else v.get(question) for v in winners]
-        same, value = agreed(answers)
-        if not same and question == "category":
-            # A category is a detail of a kept record, not a reason to dispute it: a tie keeps the record's own.
-            detail["category_tie"] = sorted({a for a in answers if a})
-        elif not same:
-            conflicts.append(question)
-        elif value is not None and value != getattr(record, attribute):
-            changes[attribute] = value
+    changes, conflicts, answered = _settle(questions, record, winners, detail)
+    if answered:
+        detail["answers"] = answered
     if conflicts:
         reason = f"conflicting {' and '.join(conflicts)}"
         out.disputed.append(ledger.log(record, "dispute", reason, detail))
@@ -153,11 +189,12 @@ def borda(rankings: list[dict[str, int]], slots: list[str]) -> dict[str, float]:
 
 
 def rank(group: list[Record], values: list[tuple[str, dict[str, Any]]], policy: str, ledger: Ledger, out: Pulled,
-         detail: dict[str, Any], users: dict[str, str]) -> None:
+         detail: dict[str, Any], users: dict[str, str], questions: tuple[Question, ...] | None = None) -> None:
     """One comparison: keep or discard by `policy` over the decisions; kept, its candidates ranked by the Borda count
     of the keepers' rankings (the same order as their mean rank for rankings without ties). Equal counts share a
     position and are reported as tied; pairs the annotators split on, and their mean Kendall tau, are kept."""
-    votes = {user: v.get("decision") for user, v in values}
+    questions = questions_for(True) if questions is None else questions
+    votes = {user: v.get(DECISION) for user, v in values}
     detail = {**detail, "votes": votes, "users": {u: users.get(u) for u in votes}}
     bad = any(d not in DECISIONS for d in votes.values())
     decision = None if bad else vote(list(votes.values()), policy)
@@ -191,10 +228,13 @@ def rank(group: list[Record], values: list[tuple[str, dict[str, Any]]], policy: 
     taus = [kendall_tau([ranks[u][a] for a in slots], [ranks[v][a] for a in slots])
             for i, u in enumerate(sorted(ranks)) for v in sorted(ranks)[i + 1:]]
     taus = [t for t in taus if t is not None]
-    ratings = [v.get("quality") for user, v in values if isinstance(v.get("quality"), (int, float))]
     detail = {**detail, "rankings": ranks, "borda": points, "mean_rank": mean_rank, "positions": position,
               "tied": tied, "split_pairs": split, "kendall_tau_mean": sum(taus) / len(taus) if taus else None,
-              "best_quality": sum(ratings) / len(ratings) if ratings else None}
+              **_means(questions, values)}
+    # A comparison has no record to correct: of the other questions, only their answers are kept.
+    _, _, answered = _settle(questions, group[0], [v for user, v in values if votes[user] == "keep"], detail)
+    if answered:
+        detail["answers"] = answered
     out.ranked_groups += 1
     out.tied_groups += bool(tied)
     out.split_pairs += len(split)

@@ -8,7 +8,6 @@ import pytest
 from annotation.mapping import (
     GUIDELINES,
     METADATA,
-    QUESTIONS,
     RECORD_KEY,
     export_rows,
     fields_of,
@@ -92,12 +91,6 @@ def test_the_guidelines_explain_every_metadata_property_and_every_way_to_answer(
         assert f"**{name}**" in GUIDELINES
     for word in ("Keep", "Discard", "Correct", "Category", "suggestion"):
         assert word in GUIDELINES
-
-
-def test_every_question_has_a_kind_the_client_knows():
-    assert [q[0] for q in QUESTIONS] == ["decision", "quality", "category", "corrected_instruction",
-                                         "corrected_response"]
-    assert {q[1] for q in QUESTIONS} <= {"label", "rating", "text"}
 
 
 def test_record_of_gives_back_exactly_what_was_pushed():

@@ -4,7 +4,8 @@ ties and split pairs reported, agreement on rankings."""
 import pytest
 
 from annotation.agreement import agreement, kendall_tau, to_dict
-from annotation.mapping import EMPTY_SLOT, compare_groups, compare_item, group_of, ranking_of
+from annotation.mapping import compare_groups, compare_item, group_of
+from annotation.questions import EMPTY_SLOT, ranking_of
 from annotation.votes import borda, resolve
 from workbench.core.errors import InputError
 from workbench.core.ledger import Ledger
