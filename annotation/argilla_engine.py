@@ -11,6 +11,10 @@ its engine by name from a registry (`SearchEngine.register`), so we register one
 - search, filters, sorting, progress and metadata metrics load the dataset's records with their responses and
   suggestions and evaluate the request in Python, with the same meaning as the Elasticsearch engine's queries.
 
+It knows no workbench question (`annotation.questions`): responses are filtered and sorted by their stored values,
+whatever Argilla question type holds them (a terms filter matches a value or any item of a list; a range filter and a
+sort read numbers), so a new question kind needs nothing here.
+
 Limits (documented in the README): no vector similarity search; text search is case-insensitive matching of every
 query word as a substring of the field (no stemming, no relevance ranking beyond a match count); every search reads
 the whole dataset, which is fine for the tens of thousands of records a class reviews, not for millions.

@@ -5,8 +5,9 @@
     review(candidates, config, out)           # a recipe's review stage: a local server, push, review, pull
     export(client, "dataset", path)           # `workbench annotate export`: every raw response, a backup
 
-The client (`annotation.client`), the Record <-> Argilla mapping (`annotation.mapping`) and vote resolution
-(`annotation.votes`) are separate modules; this one strings them into the stage and writes its files.
+The client (`annotation.client`), the Record <-> Argilla mapping (`annotation.mapping`), the questions annotators
+answer (`annotation.questions`) and vote resolution (`annotation.votes`) are separate modules; this one strings them
+into the stage and writes its files.
 """
 
 from __future__ import annotations
