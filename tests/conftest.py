@@ -42,6 +42,168 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=f"browser test: {missing}"))
 
 
+# --- Markers match what a test starts -------------------------------------------------------------------------
+# A test that starts a server process (Redis, Argilla, uvicorn, `transformers serve`, `workbench serve`) must be
+# marked `server`; one that trains a model (transformers' Trainer, the tiny models' pretraining, a finetune or the
+# demo in a subprocess) must be marked `slow`. The guard below watches subprocess.Popen, uvicorn.Server.run,
+# Trainer.train and pretrain_tiny, and fails a test that does either without its marker. Session fixtures that
+# pretrain the shared tiny models are setup shared by many tests, not a test's own training, so they are left out.
+
+NOW = {"item": None, "shared_fixture": 0}
+CAUGHT = pytest.StashKey[list]()
+
+
+def _server_argv(argv) -> str | None:
+    """What server ARGV starts, or None."""
+    import shlex
+
+    args = [str(a) for a in ([argv] if isinstance(argv, (str, bytes, os.PathLike)) else argv)]
+    if len(args) == 1 and " " in args[0]:
+        args = shlex.split(args[0])
+    names = [os.path.basename(a) for a in args]
+    if not names:
+        return None
+    if names[0] == "redis-server":
+        return "redis-server"
+    if "uvicorn" in names or any(a.endswith("argilla_engine.py") for a in names):
+        return "an Argilla or uvicorn server"
+    if "argilla_server" in names and ("start" in names or "server" in names):
+        return "argilla-server"
+    if "serve" in names[1:]:  # transformers serve, workbench serve, workbench annotate serve, vllm serve
+        return f"`{names[names.index('serve') - 1]} serve`"
+    return None
+
+
+def _training_argv(argv) -> str | None:
+    args = [os.path.basename(str(a)) for a in ([argv] if isinstance(argv, (str, os.PathLike)) else argv)]
+    if "pipelines.finetune.worker" in args or ("accelerate" in args and "launch" in args):
+        return "a finetune in several processes"
+    if "workbench" in args and "--dry-run" not in args:
+        command = args[args.index("workbench") + 1:args.index("workbench") + 2]
+        if command in (["finetune"], ["demo"], ["run"]):
+            return f"`workbench {command[0]}` in a subprocess"
+    return None
+
+
+def _caught(kind: str, what: str) -> None:
+    item = NOW["item"]
+    if item is None:
+        return
+    marker = "server" if kind == "server" else "slow"
+    if kind == "training" and NOW["shared_fixture"]:
+        return
+    if not item.get_closest_marker(marker):
+        item.stash.setdefault(CAUGHT, []).append(f"it starts {what} but is not marked @pytest.mark.{marker}"
+                                                 if kind == "server" else
+                                                 f"it trains a model ({what}) but is not marked @pytest.mark.{marker}")
+
+
+class _AfterImport:
+    """A meta path finder that patches a module right after it is first imported (so that the guard costs no
+    import of transformers or uvicorn in a test that does not use them)."""
+
+    def __init__(self, patches):
+        self.patches = patches  # module name -> patch(module)
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname not in self.patches:
+            return None
+        import importlib.util
+        import sys
+
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            sys.meta_path.insert(0, self)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        patch, exec_module = self.patches.pop(fullname), spec.loader.exec_module
+
+        def exec_and_patch(module):
+            exec_module(module)
+            patch(module)
+
+        spec.loader.exec_module = exec_and_patch
+        return spec
+
+
+def _wrap(owner, name: str, kind: str, what: str) -> None:
+    import functools
+
+    original = getattr(owner, name, None)
+    if original is None or getattr(original, "_marker_guard", False):
+        return
+
+    @functools.wraps(original)
+    def watched(*args, **kwargs):
+        _caught(kind, what)
+        return original(*args, **kwargs)
+
+    watched._marker_guard = True
+    setattr(owner, name, watched)
+
+
+def _install_marker_guard() -> None:
+    import subprocess
+    import sys
+
+    class WatchedPopen(subprocess.Popen):
+        def __init__(self, args, *rest, **kwargs):
+            server, training = _server_argv(args), _training_argv(args)
+            if server:
+                _caught("server", server)
+            if training:
+                _caught("training", training)
+            super().__init__(args, *rest, **kwargs)
+
+    subprocess.Popen = WatchedPopen
+    patches = {
+        "transformers.trainer": lambda m: _wrap(m.Trainer, "train", "training", "transformers' Trainer"),
+        "uvicorn.server": lambda m: _wrap(m.Server, "run", "server", "a uvicorn server"),
+        "workbench.core.tiny": lambda m: _wrap(m, "pretrain_tiny", "training", "pretrain_tiny"),
+    }
+    for name in [name for name in patches if name in sys.modules]:
+        patches.pop(name)(sys.modules[name])
+    sys.meta_path.insert(0, _AfterImport(patches))
+
+
+def pytest_configure(config):
+    _install_marker_guard()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    NOW["item"] = item
+    yield
+    NOW["item"] = None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    shared = fixturedef.scope == "session"
+    NOW["shared_fixture"] += shared
+    try:
+        yield
+    finally:
+        NOW["shared_fixture"] -= shared
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.passed:
+        return
+    caught = list(dict.fromkeys(item.stash.get(CAUGHT, [])))
+    if "redis_server" in item.fixturenames and not item.get_closest_marker("server"):
+        caught.append("it uses the redis_server fixture (which may start redis-server) but is not marked "
+                      "@pytest.mark.server")
+    if caught:
+        report.outcome = "failed"
+        report.longrepr = "Markers (tests/conftest.py): " + "; ".join(caught)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if SKIPPED_BROWSER in config.stash:
         terminalreporter.write_line(config.stash[SKIPPED_BROWSER], yellow=True, bold=True)

@@ -237,7 +237,7 @@ def test_generate_instructions_and_from_docs_commands(tiny_generator, tmp_path, 
     assert result.exit_code == 0 and "Kept 0" in result.output, result.output  # ... unless asked for
 
 
-def test_dedup_command(tmp_path, invoke, redis_server):
+def test_dedup_command(tmp_path, invoke):
     base = "students of the nursing programme receive a training allowance during every practice placement"
     rows = [{"instruction": base}, {"instruction": base.replace("every", "each")},
             {"instruction": "what does the business information systems degree cost for international students"}]
@@ -260,10 +260,6 @@ def test_dedup_command(tmp_path, invoke, redis_server):
     seeds.write_text(json.dumps(rows[2]) + "\n")
     result = invoke("dedup", path, "--against", seeds, "-o", tmp_path / "v.jsonl")
     assert "near-duplicate of a reference" in result.output
-    host, port = redis_server
-    result = invoke("dedup", path, "--threshold", "0.5", "--storage", "redis", "--redis-url",
-                    f"redis://{host}:{port}/0", "-o", tmp_path / "r.jsonl")
-    assert result.exit_code == 0 and "Kept 2 of 3 records" in result.output
     result = invoke("dedup", path, "--dry-run", "--thresholds", "0.5,0.9")
     assert result.exit_code == 0 and "Dry run" in result.output and not (tmp_path / "w.jsonl").exists()
     result = invoke("dedup", path)
@@ -271,6 +267,19 @@ def test_dedup_command(tmp_path, invoke, redis_server):
     result = invoke("dedup", path, "-o", path)
     assert result.exit_code == 1 and "is an input of this dedup run and would be written over" in result.output
     assert len(path.read_text().splitlines()) == 3
+
+
+@pytest.mark.server  # the redis_server fixture may start redis-server
+def test_dedup_command_with_the_index_in_redis(tmp_path, invoke, redis_server):
+    base = "students of the nursing programme receive a training allowance during every practice placement"
+    rows = [{"instruction": base}, {"instruction": base.replace("every", "each")},
+            {"instruction": "what does the business information systems degree cost for international students"}]
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    host, port = redis_server
+    result = invoke("dedup", path, "--threshold", "0.5", "--storage", "redis", "--redis-url",
+                    f"redis://{host}:{port}/0", "-o", tmp_path / "r.jsonl")
+    assert result.exit_code == 0 and "Kept 2 of 3 records" in result.output
 
 
 def test_contamination_command(tmp_path, invoke):

@@ -244,5 +244,21 @@ def test_an_empty_recipe_and_a_misspelt_suite_are_errors(tmp_path, invoke):
         "'closed_qa'?)" in result.output
 
 
-def test_groups_are_the_loops_stages():
-    assert GROUPS == ("generate", "dedup", "screen", "review", "finetune", "eval", "report")
+def test_until_stops_after_each_of_the_loops_stages(tmp_path):
+    """`--until STAGE` for each of the loop's stages: the dry run plans a longer prefix of the whole run each time,
+    ending with that stage's own steps, and a name that is no stage is refused naming them all."""
+    from workbench.core.errors import InputError
+    from workbench.recipe import run_recipe
+
+    def plan(until=None):
+        return [stage.split()[0] for stage, _, _ in run_recipe(Recipe(), tmp_path, "x", dry_run=True, until=until).plan]
+
+    whole, before = plan(), []
+    for group in GROUPS:
+        upto = plan(group)
+        assert upto == whole[:len(upto)] and len(upto) > len(before)
+        assert group == "generate" or upto[-1].startswith(group)  # dedup, screen, review, finetune, eval-*, report
+        before = upto
+    assert before == whole
+    with pytest.raises(InputError, match="unknown stage 'train': stages are " + ", ".join(GROUPS)):
+        run_recipe(Recipe(), tmp_path, "x", dry_run=True, until="train")

@@ -1,11 +1,24 @@
 import pytest
 
 from workbench.core.records import Record
-from workbench.core.stats import DOLLY_TOTAL, compute_stats, percentile
+from workbench.core.stats import compute_stats, percentile
 
 
-def test_dolly_published_total():
-    assert DOLLY_TOTAL == 15011
+def test_a_set_shaped_like_dolly_sits_on_dollys_shares():
+    """The "vs Dolly-15k" column: a set with Dolly's published count in every category has Dolly's share in every
+    row, and a set of one category has 100% where Dolly has less."""
+    from workbench.core.records import DOLLY_CATEGORY_COUNTS
+
+    shaped = [Record(f"task {name} {i}", category=name) for name, n in DOLLY_CATEGORY_COUNTS.items() for i in range(n)]
+    rows = compute_stats(shaped).category_rows()
+    assert [name for name, *_ in rows] == list(DOLLY_CATEGORY_COUNTS)
+    for name, n, share, dolly in rows:
+        assert n == DOLLY_CATEGORY_COUNTS[name] and share == pytest.approx(dolly)
+    assert sum(dolly for *_, dolly in rows) == pytest.approx(100.0)
+    one = {name: (share, dolly) for name, _, share, dolly in
+           compute_stats([Record("a", category="closed_qa")]).category_rows()}
+    assert one["closed_qa"][0] == 100.0 and 0 < one["closed_qa"][1] < 100
+    assert compute_stats(shaped).to_dict()["dolly_shares"]["closed_qa"] == pytest.approx(one["closed_qa"][1] / 100)
 
 
 def test_category_counts_in_dolly_order_with_uncategorised_last():

@@ -141,28 +141,56 @@ def test_results_folders_must_exist(tmp_path, invoke):
     assert result.exit_code == 1 and "no suite results here" in result.output
 
 
-def test_judge_both_orders_and_its_cache(base_and_tuned, tiny_generator, monkeypatch):
+def test_judge_both_orders_and_its_cache(base_and_tuned, monkeypatch):
+    """Every pair is asked in both orders, and only a preference that survives the swap is a win or a loss: a
+    scripted judge prefers tuned in both orders on two closed_qa items, base on one, always says "A" (position bias)
+    on one, gives no verdict once and says "tie" on the last. A second call is answered from the cache."""
+    import re
+
     from eval_suites import judge
     from workbench.core.backends import BackendConfig
+    from workbench.core.models import Completion
 
     comparison = compare(base_and_tuned, resamples=100)
-    items = suite_items(comparison)
-    config = BackendConfig(model=str(tiny_generator))
-    monkeypatch.setattr(judge, "JUDGE_PARAMS", judge.JUDGE_PARAMS.model_copy(update={"max_new_tokens": 3}))
-    small = {s: v[:6] for s, v in items.items()}
-    for m in comparison.models:  # six items per suite keep the tiny judge quick
+    small = {s: v[:6] for s, v in suite_items(comparison).items()}
+    keep = {i["id"] for x in small.values() for i in x}
+    for m in comparison.models:
         for s in m.suites.values():
-            s.answers = {k: v for k, v in s.answers.items() if k in {i["id"] for x in small.values() for i in x}}
+            s.answers = {k: v for k, v in s.answers.items() if k in keep}
+    tuned_answers = {i["id"]: comparison.models[1].suites["closed_qa"].answers[i["id"]] for i in small["closed_qa"]}
+    [base] = set(comparison.models[0].suites["closed_qa"].answers.values())  # base answers every item the same
+    questions = sorted(i["question"].strip() for i in small["closed_qa"])
+    rules = dict(zip(questions, ["tuned", "tuned", "base", "always A", "unparsed", "tie"]))
+    asked = []
+
+    class ScriptedJudge:
+        def complete(self, prompts, params):
+            out = []
+            for prompt in prompts:
+                question, a, b = re.search(r"Request:\n(.*)\n\nAnswer A:\n(.*)\n\nAnswer B:\n(.*)\n\nWhich answer",
+                                           prompt, re.S).groups()
+                asked.append((a, b))
+                rule = rules.get(question, "tie") if a != b else "tie"  # course_advisor's items: a tie
+                verdict = {"tuned": "A" if a != base else "B", "base": "A" if a == base else "B", "always A": "A",
+                           "unparsed": "maybe" if a == base else "A", "tie": "tie"}[rule]
+                out.append(Completion(verdict, "stop", 10, 1))
+            return out
+
+    loads = []
+    monkeypatch.setattr(judge, "load_backend", lambda *a, **k: loads.append(1) or ScriptedJudge())
+    config = BackendConfig(backend="openai", model="scripted-judge", api_base="http://127.0.0.1:9/v1")
     verdict = judge.judge_all(config, comparison.models, comparison.suites, small, resamples=100)
+    # Both orders of every closed_qa pair were put to the judge: base's answer as A, and tuned's as A.
+    for answer in tuned_answers.values():
+        assert (base, answer) in asked and (answer, base) in asked
     pair = verdict["pairs"]["tuned_vs_base"]["closed_qa"]
-    assert pair["n"] == 6 and 0 <= pair["unparsed"] <= 12
-    assert pair["win"]["mean"] + pair["tie"]["mean"] + pair["loss"]["mean"] == pytest.approx(1.0)
+    assert pair["n"] == 6 and pair["unparsed"] == 1
+    assert (pair["win"]["mean"], pair["loss"]["mean"], pair["tie"]["mean"]) == pytest.approx((2 / 6, 1 / 6, 3 / 6))
+    assert loads == [1]
 
-    def no_model(*args, **kwargs):
-        raise AssertionError("the judge's verdicts should come from the cache")
-
-    monkeypatch.setattr(judge, "load_backend", no_model)
+    asked.clear()
     assert judge.judge_all(config, comparison.models, comparison.suites, small, resamples=100) == verdict
+    assert asked == [] and loads == [1]  # every verdict from the cache: no backend loaded, nothing generated
 
 
 @pytest.mark.parametrize("text, verdict", [("A", "A"), (" b.", "B"), ("Tie", "tie"), ("**A** is better", "A"),

@@ -147,6 +147,7 @@ def _budget_for_rows(base: str, config: ft.FinetuneConfig, rows: int) -> float:
     return ft.estimate_memory(model_config, model, config, "none", "cpu", rows_per_pass=rows).total_gib + 1e-6
 
 
+@pytest.mark.slow  # trains three times
 def test_a_budget_splits_the_step_into_passes_and_an_out_of_memory_pass_is_halved(tiny_falcon, twenty, tmp_path,
                                                                                     monkeypatch):
     """Fewer rows per pass, more passes: the same updates, so the same loss curve; a pass that runs out of memory
