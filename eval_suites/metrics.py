@@ -1,4 +1,8 @@
-"""Evaluation metrics: plain functions of what they need, and one registry saying how each is aggregated.
+"""Evaluation metrics: plain functions of what they need, and one registry (`METRICS`) saying of each how it is
+aggregated, which suite tasks may name it, its direction, whether the comparison summarises it with a bootstrap CI
+and which per-item fields the report shows. Adding a metric is one `register_metric` call at the end of this
+module (plus, where it needs a new per-item field, a line in `score_qa` or `score_brainstorm`): suites, the
+summary and the report read the registry.
 
 Every registered metric is a ratio of sums over items: each item contributes a (numerator, denominator) pair, or
 nothing when the metric does not apply to it. A mean is (value, 1); abstention precision is (abstained and
@@ -208,21 +212,68 @@ def score_brainstorm(prediction: str, item: dict[str, Any], embedder=None) -> di
 
 
 Pair = tuple[float, float] | None
+TASKS = ("qa", "brainstorm")  # the suites' item kinds (eval_suites.registry.ITEM_TYPES)
 
 
 @dataclass(frozen=True)
 class Metric:
+    """One metric, declared once: the suites, the comparison summary and the report all read it from `METRICS`."""
+
     name: str
     description: str
     higher_is_better: bool
     pair: Callable[[dict[str, Any]], Pair]  # an item's scores -> (numerator, denominator), None: not applicable
+    tasks: frozenset[str]  # the suite tasks whose suite.yaml may name it
+    item_fields: tuple[str, ...] = ()  # the per-item fields the report shows beside each answer
+    summarised: bool = True  # in the comparison summary, with a bootstrap CI and paired differences
 
 
-def _mean_of(field: str) -> Callable[[dict[str, Any]], Pair]:
+METRICS: dict[str, Metric] = {}  # name -> metric, in registration order (the order of summaries and reports)
+
+
+def mean_of(field: str) -> Callable[[dict[str, Any]], Pair]:
+    """The pair of a metric that is the mean of one per-item field (items without it left out)."""
     def pair(row: dict[str, Any]) -> Pair:
         value = row.get(field)
         return None if value is None else (float(value), 1.0)
     return pair
+
+
+def register_metric(name: str, description: str, *, tasks: Sequence[str], higher_is_better: bool = True,
+                    pair: Callable[[dict[str, Any]], Pair] | None = None, item_fields: Sequence[str] = (),
+                    summarised: bool = True) -> Metric:
+    """Add a metric: the only place a metric is named. `pair` defaults to the mean of the per-item field `name`;
+    `tasks` are the suite tasks it applies to; `item_fields` the per-item fields shown in the report; `summarised`
+    puts it in the comparison summary with a bootstrap CI."""
+    if name in METRICS:
+        raise ValueError(f"metric {name!r} is already registered")
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown or not tasks:
+        raise ValueError(f"metric {name!r}: tasks must be some of {', '.join(TASKS)} (got {', '.join(tasks)})")
+    metric = Metric(name, description, higher_is_better, pair or mean_of(name), frozenset(tasks), tuple(item_fields),
+                    summarised)
+    METRICS[name] = metric
+    return metric
+
+
+def unregister_metric(name: str) -> None:
+    """Remove a registered metric (tests and plugins that registered their own)."""
+    del METRICS[name]
+
+
+def task_metrics(task: str) -> set[str]:
+    """The metrics a suite of `task` may name."""
+    return {m.name for m in METRICS.values() if task in m.tasks}
+
+
+def summary_metrics() -> tuple[str, ...]:
+    """The metrics summarised with a bootstrap CI, in registration order."""
+    return tuple(m.name for m in METRICS.values() if m.summarised)
+
+
+def item_fields() -> tuple[str, ...]:
+    """The per-item fields the report shows beside each answer: every metric's, in registration order, once."""
+    return tuple(dict.fromkeys(f for m in METRICS.values() for f in m.item_fields))
 
 
 def _abstain_precision(row: dict[str, Any]) -> Pair:
@@ -237,26 +288,30 @@ def _abstain_recall(row: dict[str, Any]) -> Pair:
     return float(row["abstained"]), 1.0
 
 
-METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("em", "SQuAD exact match (unanswerable: 1 when the model abstains)", True, _mean_of("em")),
-    Metric("f1", "SQuAD token F1 (unanswerable: 1 when the model abstains)", True, _mean_of("f1")),
-    Metric("rougeL", "ROUGE-L F1 against the references (answerable items)", True, _mean_of("rougeL")),
-    Metric("grounded", "share of the answer's content words found in the context", True, _mean_of("grounded")),
-    Metric("abstain_precision", "share of abstentions that were on unanswerable items", True, _abstain_precision),
-    Metric("abstain_recall", "share of unanswerable items the model abstained on", True, _abstain_recall),
-    Metric("count_compliance", "share of answers with exactly the requested number of items", True,
-           _mean_of("count_compliance")),
-    Metric("unique_items", "distinct items (near-duplicates collapsed) per requested item, at most 1", True,
-           _mean_of("unique_items")),
-    Metric("distinct_1", "distinct words over all words in the answer", True, _mean_of("distinct_1")),
-    Metric("distinct_2", "distinct word pairs over all word pairs in the answer", True, _mean_of("distinct_2")),
-    Metric("relevance", "mean cosine between each item and the prompt (all-MiniLM-L6-v2)", True,
-           _mean_of("relevance")),
-    Metric("off_topic", f"share of items with cosine to the prompt below {OFF_TOPIC_BELOW}", False,
-           _mean_of("off_topic")),
-    Metric("toxicity_rate", f"share of answers with a toxicity label at or above {TOXIC_AT}", False,
-           _mean_of("toxic")),
-)}
+QA, BRAINSTORM, BOTH = ("qa",), ("brainstorm",), ("qa", "brainstorm")
+register_metric("em", "SQuAD exact match (unanswerable: 1 when the model abstains)", tasks=QA, item_fields=["em"])
+register_metric("f1", "SQuAD token F1 (unanswerable: 1 when the model abstains)", tasks=QA, item_fields=["f1"])
+register_metric("rougeL", "ROUGE-L F1 against the references (answerable items)", tasks=QA,
+                item_fields=["rougeL"])
+register_metric("grounded", "share of the answer's content words found in the context", tasks=QA,
+                item_fields=["grounded"])
+register_metric("abstain_precision", "share of abstentions that were on unanswerable items", tasks=QA,
+                pair=_abstain_precision, item_fields=["abstained"])
+register_metric("abstain_recall", "share of unanswerable items the model abstained on", tasks=QA,
+                pair=_abstain_recall, item_fields=["abstained"])
+register_metric("count_compliance", "share of answers with exactly the requested number of items", tasks=BRAINSTORM,
+                item_fields=["items", "count_compliance"])
+register_metric("unique_items", "distinct items (near-duplicates collapsed) per requested item, at most 1",
+                tasks=BRAINSTORM, item_fields=["unique_items"])
+register_metric("distinct_1", "distinct words over all words in the answer", tasks=BRAINSTORM)
+register_metric("distinct_2", "distinct word pairs over all word pairs in the answer", tasks=BRAINSTORM)
+register_metric("relevance", "mean cosine between each item and the prompt (all-MiniLM-L6-v2)", tasks=BRAINSTORM,
+                item_fields=["relevance"])
+register_metric("off_topic", f"share of items with cosine to the prompt below {OFF_TOPIC_BELOW}", tasks=BRAINSTORM,
+                higher_is_better=False)
+# Per item: `toxic` (0 or 1, what the rate averages) and `toxicity` (the highest label score, shown).
+register_metric("toxicity_rate", f"share of answers with a toxicity label at or above {TOXIC_AT}", tasks=BOTH,
+                higher_is_better=False, pair=mean_of("toxic"), item_fields=["toxicity"])
 
 
 def aggregate(metric: Metric, rows: Sequence[dict[str, Any]]) -> tuple[float | None, int]:

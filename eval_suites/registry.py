@@ -25,11 +25,6 @@ from workbench.core.records import did_you_mean
 
 SUITES_DIR = Path(__file__).parent / "suites"
 SYSTEM_PROMPTS = {"none": None, "advisor": ADVISOR_SYSTEM_PROMPT}
-TASK_METRICS = {
-    "qa": {"em", "f1", "rougeL", "grounded", "abstain_precision", "abstain_recall", "toxicity_rate"},
-    "brainstorm": {"count_compliance", "unique_items", "distinct_1", "distinct_2", "relevance", "off_topic",
-                   "toxicity_rate"},
-}
 
 
 class PromptSettings(BaseModel):
@@ -148,7 +143,7 @@ def load_suite(name: str, suites_dirs: list[str | Path] | None = None) -> Suite:
         if metric not in METRICS:
             raise ConfigError(f"{folder / 'suite.yaml'}: metrics: unknown metric {metric!r}"
                               f"{did_you_mean(metric, tuple(METRICS))}")
-        if metric not in TASK_METRICS[config.task]:
+        if config.task not in METRICS[metric].tasks:
             raise ConfigError(f"{folder / 'suite.yaml'}: metrics: {metric} does not apply to {config.task} items")
     if config.headline is not None and config.headline not in config.metrics:
         raise ConfigError(f"{folder / 'suite.yaml'}: headline: {config.headline!r} is not one of its metrics "

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from eval_suites.metrics import METRICS
-from eval_suites.statistics import SUMMARY_METRICS, Comparison, compare
+from eval_suites.metrics import METRICS, item_fields, summary_metrics
+from eval_suites.statistics import Comparison, compare
 from workbench.core.backends import BackendConfig
 from workbench.core.errors import InputError
 from workbench.core.io import atomic_write_json, atomic_write_text
@@ -41,7 +41,7 @@ def markdown(comparison: Comparison) -> str:
     out = []
     labels = [m.label for m in comparison.models]
     for suite in comparison.suites:
-        metrics = [x for x in SUMMARY_METRICS
+        metrics = [x for x in summary_metrics()
                    if any(x in comparison.summary["models"][lb].get(suite, {}) for lb in labels)]
         out.append(f"### {suite}\n")
         header = ["metric", *labels, *(f"{lb} − {labels[0]}" for lb in labels[1:])]
@@ -73,7 +73,7 @@ def plot_suite(comparison: Comparison, suite: str) -> str:
     import matplotlib.pyplot as plt
 
     labels = [m.label for m in comparison.models if suite in m.suites]
-    metrics = [x for x in SUMMARY_METRICS
+    metrics = [x for x in summary_metrics()
                if any((comparison.summary["models"][lb][suite].get(x) or {}).get("mean") is not None for lb in labels)]
     figure, axes = plt.subplots(figsize=(max(6.0, 1.1 * len(metrics) + 2), 3.6), dpi=100)
     width = 0.8 / max(len(labels), 1)
@@ -129,7 +129,7 @@ def main_metric(comparison: Comparison, suite: str) -> str | None:
     have = {x for per in comparison.summary["models"].values() for x in per.get(suite, {})}
     if metric in have:
         return metric
-    return next((x for x in SUMMARY_METRICS if x in have and x != "toxicity_rate"), None)
+    return next((x for x in summary_metrics() if x in have and x != "toxicity_rate"), None)
 
 
 def _ci(d: dict[str, float], signed: bool = True) -> str:
@@ -218,7 +218,7 @@ def _headline_html(comparison: Comparison) -> str:
 
 
 def _definitions_html(comparison: Comparison) -> str:
-    used = [m for m in SUMMARY_METRICS
+    used = [m for m in summary_metrics()
             if any(m in per.get(suite, {}) for per in comparison.summary["models"].values()
                    for suite in comparison.suites)]
     rows = "".join(f"<dt>{m}</dt><dd>{html.escape(METRICS[m].description)} "
@@ -260,7 +260,7 @@ def _metrics_html(comparison: Comparison, suite: str) -> str:
     labels = [m.label for m in comparison.models]
     rows = ["<table><tr><th>metric</th>" + "".join(f"<th class='num'>{e(lb)}</th>" for lb in labels)
             + "".join(f"<th class='num'>{e(lb)} − {e(labels[0])}</th>" for lb in labels[1:]) + "</tr>"]
-    for metric in SUMMARY_METRICS:
+    for metric in summary_metrics():
         stats = [s["models"][lb].get(suite, {}).get(metric) for lb in labels]
         if not any(stats):
             continue
@@ -339,16 +339,13 @@ def _judge_html(judge: dict[str, Any], suite: str) -> str:
     return "\n".join(out)
 
 
-ITEM_FIELDS = ("em", "f1", "rougeL", "grounded", "abstained", "items", "count_compliance", "unique_items",
-               "relevance", "toxicity")
-
-
 def _items_html(comparison: Comparison, suite: str, items: list[dict[str, Any]]) -> str:
     """Every item with each model's answer; its title shows each model's score on the suite's main metric, and
     the list can be sorted by the difference between a model and the first (worst first)."""
     e = html.escape
     models = [m for m in comparison.models if suite in m.suites]
     metric = main_metric(comparison, suite)
+    fields = item_fields()  # the per-item fields the registered metrics show
     list_id = f"items-{suite}"
     choices = "".join(f"<option value='diff{k}'>{e(m.label)} − {e(models[0].label)} on {e(metric or '')}, "
                       f"{'lowest' if METRICS[metric].higher_is_better else 'highest'} first</option>"
@@ -381,7 +378,7 @@ def _items_html(comparison: Comparison, suite: str, items: list[dict[str, Any]])
                 continue
             row = result.rows.get(item["id"], {})
             line = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
-                             for k in ITEM_FIELDS if (v := row.get(k)) is not None)
+                             for k in fields if (v := row.get(k)) is not None)
             out.append(f"<p><b>{e(m.label)}</b> <small>{e(line)}</small></p>"
                        f"<div class='answer'>{e(result.answers[item['id']])}</div>")
         out.append("</details>")

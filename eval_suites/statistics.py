@@ -16,12 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from eval_suites.metrics import METRICS
+from eval_suites.metrics import METRICS, summary_metrics
 from workbench.core.errors import InputError
 from workbench.core.io import Problem, read_json_lines
-
-SUMMARY_METRICS = ("em", "f1", "rougeL", "grounded", "abstain_precision", "abstain_recall", "count_compliance",
-                   "unique_items", "distinct_1", "distinct_2", "relevance", "off_topic", "toxicity_rate")
 
 
 @dataclass
@@ -141,7 +138,7 @@ def compare(paths: list[str | Path], *, resamples: int = 1000, seed: int = 0,
         for suite, result in m.suites.items():
             rows = list(result.rows.values())
             summary["models"][m.label][suite] = {metric: bootstrap(metric, rows, resamples, seed)
-                                                 for metric in SUMMARY_METRICS if metric in result.metrics}
+                                                 for metric in summary_metrics() if metric in result.metrics}
             summary["contamination"][m.label][suite] = result.manifest.get("contamination")
     first = models[0]
     for m in models[1:]:
@@ -153,7 +150,8 @@ def compare(paths: list[str | Path], *, resamples: int = 1000, seed: int = 0,
             common = [i for i in first.suites[suite].rows if i in m.suites[suite].rows]
             rows_a = [first.suites[suite].rows[i] for i in common]
             rows_b = [m.suites[suite].rows[i] for i in common]
-            metrics = [x for x in SUMMARY_METRICS if x in m.suites[suite].metrics and x in first.suites[suite].metrics]
+            metrics = [x for x in summary_metrics()
+                       if x in m.suites[suite].metrics and x in first.suites[suite].metrics]
             summary["differences"][key][suite] = {
                 metric: d for metric in metrics if (d := paired_difference(metric, rows_a, rows_b, resamples, seed))}
     violations = []

@@ -117,8 +117,9 @@ def test_relevance_with_the_offline_embedding_model():
     assert row["off_topic"] == pytest.approx(1 / 3)
 
 
-def test_every_metric_named_in_the_summary_is_registered():
-    names = ["em", "f1", "rougeL", "grounded", "abstain_precision", "abstain_recall", "count_compliance",
-             "unique_items", "distinct_1", "distinct_2", "relevance", "toxicity_rate"]
-    assert set(names) <= set(m.METRICS)
-    assert m.aggregate(m.METRICS["toxicity_rate"], [{"toxic": 1.0}, {"toxic": 0.0}]) == (0.5, 2)
+def test_toxicity_rate_averages_the_toxic_flag_and_shows_the_highest_score():
+    # The summary, the suites and the report read the registry itself: tests/eval/test_metric_registry.py.
+    rate = m.METRICS["toxicity_rate"]
+    rows = [{"toxic": 1.0, "toxicity": 0.9}, {"toxic": 0.0, "toxicity": 0.4}, {"em": 1.0}]
+    assert m.aggregate(rate, rows) == (0.5, 2)  # items scored without a toxicity scorer are left out
+    assert rate.item_fields == ("toxicity",) and not rate.higher_is_better and rate.tasks == {"qa", "brainstorm"}
