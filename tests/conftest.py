@@ -168,40 +168,43 @@ def _install_marker_guard() -> None:
     sys.meta_path.insert(0, _AfterImport(patches))
 
 
+class MarkerGuard:
+    """The hooks of the guard, registered as a plugin of their own: a conftest's hooks see only the nodes below its
+    folder, and session fixtures are set up by the session node."""
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        NOW["item"] = item
+        yield
+        NOW["item"] = None
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        shared = fixturedef.scope == "session"
+        NOW["shared_fixture"] += shared
+        try:
+            yield
+        finally:
+            NOW["shared_fixture"] -= shared
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        if report.when != "call" or not report.passed:
+            return
+        caught = list(dict.fromkeys(item.stash.get(CAUGHT, [])))
+        if "redis_server" in item.fixturenames and not item.get_closest_marker("server"):
+            caught.append("it uses the redis_server fixture (which may start redis-server) but is not marked "
+                          "@pytest.mark.server")
+        if caught:
+            report.outcome = "failed"
+            report.longrepr = "Markers (tests/conftest.py): " + "; ".join(caught)
+
+
 def pytest_configure(config):
     _install_marker_guard()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item, nextitem):
-    NOW["item"] = item
-    yield
-    NOW["item"] = None
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_fixture_setup(fixturedef, request):
-    shared = fixturedef.scope == "session"
-    NOW["shared_fixture"] += shared
-    try:
-        yield
-    finally:
-        NOW["shared_fixture"] -= shared
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    if report.when != "call" or not report.passed:
-        return
-    caught = list(dict.fromkeys(item.stash.get(CAUGHT, [])))
-    if "redis_server" in item.fixturenames and not item.get_closest_marker("server"):
-        caught.append("it uses the redis_server fixture (which may start redis-server) but is not marked "
-                      "@pytest.mark.server")
-    if caught:
-        report.outcome = "failed"
-        report.longrepr = "Markers (tests/conftest.py): " + "; ".join(caught)
+    config.pluginmanager.register(MarkerGuard(), "workbench-marker-guard")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -391,7 +394,7 @@ class NearDuplicates:
 
     @staticmethod
     def exact(a: str, b: str, n: int = 3) -> float:
-        from pipelines.minhash import shingles
+        from workbench.core.minhash import shingles
 
         sa, sb = shingles(a, n), shingles(b, n)
         return len(sa & sb) / len(sa | sb)

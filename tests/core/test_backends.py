@@ -72,10 +72,21 @@ def test_completions_keep_order_and_count_tokens(served):
 
 @pytest.mark.server
 def test_chat_endpoint(served):
+    """The chat endpoint renders the message with the model's chat template: its greedy answer is the one the same
+    model gives through the transformers backend for the rendered prompt, not the one for the bare question."""
+    from workbench.core.models import get_model
+
     base, name = served
-    model = OpenAIModel(name, base, api="chat")
-    [completion] = model.complete(["What does the Nursing BSc cost?"], GenerationParams(max_new_tokens=8))
-    assert completion.completion_tokens > 0
+    question = "What does the Nursing BSc cost?"
+    params = GenerationParams(max_new_tokens=8)
+    [completion] = OpenAIModel(name, base, api="chat").complete([question], params)
+    local = get_model(name)
+    rendered = local.tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                                   add_generation_prompt=True)
+    assert rendered == f"### Instruction:\n{question}\n\n### Response:"  # (Jinja drops the template's last newline)
+    [templated, bare] = local.generate([rendered, question], params)
+    assert templated != bare  # so the comparison below tells whether the template was applied
+    assert completion.text == templated and completion.completion_tokens > 0
 
 
 @pytest.mark.server
