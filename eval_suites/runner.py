@@ -37,6 +37,7 @@ from workbench.core.io import (
     sha256_file,
     workbench_home,
 )
+from workbench.core.models import GenerationParams
 from workbench.core.runs import Outputs, StepResult, package_versions
 
 Progress = Callable[[int, int], None]
@@ -175,6 +176,29 @@ def contamination_of(adapter: str | None, suite: Suite) -> dict[str, Any] | None
             "contaminated": [f.to_dict() for f in findings]}
 
 
+def generate_answers(backend, suite: Suite, items: list[dict[str, Any]], params: GenerationParams, *,
+                     chunk: int | None = None,
+                     on_chunk: Callable[[list[dict[str, Any]], int], None] | None = None) -> list[dict[str, Any]]:
+    """The backend's answers to the suite's `items`, with the suite's prompts (and the backend's chat template, if it
+    has a tokenizer): one row per item, in order, with its id, question, prediction (stripped), finish_reason and
+    completion_tokens. The items go to the backend `chunk` at a time (None: all at once; a transformers backend forms
+    its length-sorted batches within each call); `on_chunk` hears each chunk's rows and how many items are answered.
+    `evaluate` (with its cache) and evaluation during training (`pipelines.finetune.suite_eval`) both generate here."""
+    tokenizer = getattr(backend, "tokenizer", None)  # transformers: its chat template, if any
+    step = chunk or max(len(items), 1)
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(items), step):
+        part = items[start:start + step]
+        completions = backend.complete([suite.prompt(item, tokenizer) for item in part], params)
+        done = [{"id": item["id"], "question": suite.instruction(item), "prediction": c.text.strip(),
+                 "finish_reason": c.finish_reason, "completion_tokens": c.completion_tokens}
+                for item, c in zip(part, completions)]
+        rows += done
+        if on_chunk:
+            on_chunk(done, start + len(part))
+    return rows
+
+
 def default_label(config: BackendConfig) -> str:
     return Path(config.adapter).name if config.adapter else Path(config.model.rstrip("/")).name
 
@@ -210,16 +234,16 @@ def evaluate(suite_names: list[str], config: BackendConfig, out_dir: str | Path,
         if todo:
             backend = backend or load_backend(config, api_key, say=say)
             update = progress(f"{label}: {suite.name}") if progress else None
-            step = params.batch_size * 4  # cache granularity: a few batches per append
-            for start in range(0, len(todo), step):
-                chunk = todo[start:start + step]
-                tokenizer = getattr(backend, "tokenizer", None)  # transformers: its chat template, if any
-                completions = backend.complete([suite.prompt(item, tokenizer) for item in chunk], params)
-                cache.add([{"id": item["id"], "question": suite.instruction(item), "prediction": c.text.strip(),
-                            "finish_reason": c.finish_reason, "completion_tokens": c.completion_tokens}
-                           for item, c in zip(chunk, completions)])
+            total = len(items)
+
+            def keep(rows: list[dict[str, Any]], answered: int, cache=cache, update=update, hits=hits,
+                     total=total) -> None:  # each chunk into the cache as it comes
+                cache.add(rows)
                 if update:
-                    update(hits + start + len(chunk), len(items))
+                    update(hits + answered, total)
+
+            # cache granularity: a few batches per append
+            generate_answers(backend, suite, todo, params, chunk=params.batch_size * 4, on_chunk=keep)
         answers = [cache.answers[item["id"]] for item in items]
         scores = score_suite(suite, {a["id"]: a["prediction"] for a in answers}, toxicity_scorer)
         folder = out_dir / suite.name

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.instruction_filter import FilterConfig, InstructionFilter, decision_text
 from pipelines.resumable import ResumableOutput
-from workbench.core.backends import Backend
+from workbench.core.backends import Backend, take_usage
 from workbench.core.errors import InputError
 from workbench.core.fingerprint import config_data, fingerprint
 from workbench.core.io import Problem, load_records
@@ -180,9 +180,7 @@ def run(backend: Backend, seeds: Path, config: BootstrapConfig, out: Outputs, fo
             record.lineage[0]["detail"]["category_method"] = method
         machine += [r.instruction for r in kept]
         round_ += 1
-        usage.update(backend.usage)
-        backend.usage.clear()
-        output.append(kept, round=round_, rng=list(rng.getstate()[1]), usage=dict(usage))
+        output.append(kept, round=round_, rng=list(rng.getstate()[1]), usage=take_usage(usage, backend))
         if progress:
             progress(len(machine), config.num)
     return output.finish(usage, problems, rounds=round_, resumed=output.resumed)

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.resumable import ResumableOutput
-from workbench.core.backends import Backend
+from workbench.core.backends import Backend, take_usage
 from workbench.core.errors import InputError
 from workbench.core.fingerprint import fingerprint
 from workbench.core.models import GenerationParams
@@ -135,9 +135,7 @@ def run(backend: Backend, docs: Path, config: FromDocsConfig, out: Outputs, forc
                 ledger.drop(record, f"not grounded (< {config.grounding})", {"grounding": score})
             else:
                 kept.append(ledger.keep(record, {"grounding": score}))
-        usage.update(backend.usage)
-        backend.usage.clear()
-        output.append(kept, next=index + 1, usage=dict(usage))
+        output.append(kept, next=index + 1, usage=take_usage(usage, backend))
         if progress:
             progress(index + 1, len(documents))
     return output.finish(usage, [], resumed=output.resumed, documents=len(documents))

@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.resumable import ResumableOutput
-from workbench.core.backends import Backend
+from workbench.core.backends import Backend, take_usage
 from workbench.core.fingerprint import fingerprint
 from workbench.core.io import Problem, load_records
 from workbench.core.models import GenerationParams
@@ -160,9 +160,7 @@ def run(backend: Backend, instructions: Path, seeds: Path, config: InstancesConf
             if not instances:
                 reason = "no valid instance" if not reasons else f"no valid instance ({', '.join(sorted(reasons))})"
                 ledger.drop(record, reason, detail)
-        usage.update(backend.usage)
-        backend.usage.clear()
-        output.append(kept, next=begin + len(chunk), usage=dict(usage))
+        output.append(kept, next=begin + len(chunk), usage=take_usage(usage, backend))
         if progress:
             progress(begin + len(chunk), len(tasks))
     return output.finish(usage, problems, resumed=output.resumed)

@@ -20,7 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.resumable import ResumableOutput
-from workbench.core.backends import Backend
+from workbench.core.backends import Backend, take_usage
 from workbench.core.fingerprint import fingerprint
 from workbench.core.io import Problem, load_records
 from workbench.core.models import GenerationParams
@@ -113,10 +113,7 @@ def run(generators: Sequence[Backend], records_path: Path, config: ResponsesConf
                 ledger.drop(record, "fewer than 2 different responses", {"candidates": len(group), "of": config.n})
             else:
                 kept.extend(group)
-        for generator in generators:
-            usage.update(generator.usage)
-            generator.usage.clear()
-        output.append(kept, next=begin + len(chunk), usage=dict(usage))
+        output.append(kept, next=begin + len(chunk), usage=take_usage(usage, *generators))
         if progress:
             progress(begin + len(chunk), len(records))
     return output.finish(usage, problems, resumed=output.resumed, generators=[generator_label(g) for g in generators])

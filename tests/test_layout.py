@@ -1,6 +1,8 @@
 """The layering rules: the foundation (workbench/core) imports no stage and no app code; the stage packages import
-the foundation and each other, never the app; no import cycle between project modules; only workbench/cli.py knows
-the CLI framework; heavy imports stay lazy; docs/cli.md is generated from the commands."""
+the foundation and each other one way only (pipelines -> eval_suites -> annotation: finetune and preferences call
+down to eval's scoring and judge, eval to annotation's agreement helpers, never back), never the app; no import
+cycle between project modules; only the CLI knows the CLI framework; heavy imports stay lazy; docs/cli.md is
+generated from the commands."""
 
 import ast
 import subprocess
@@ -12,6 +14,8 @@ import pytest
 ROOT = Path(__file__).parent.parent
 PACKAGES = ("workbench", "pipelines", "annotation", "eval_suites")
 STAGES = ("pipelines", "annotation", "eval_suites")
+# The stage packages from the top down: each may import those after it, never one before it (lazy imports included).
+STAGE_ORDER = ("pipelines", "eval_suites", "annotation")
 
 
 def module_name(path: Path) -> str:
@@ -59,6 +63,19 @@ def test_stage_packages_import_the_foundation_and_each_other_never_the_app():
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
+def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(importer, imported) pairs where a stage package imports one above it in STAGE_ORDER."""
+    rank = {package: i for i, package in enumerate(STAGE_ORDER)}
+    return sorted((name, target) for name, targets in graph.items() for target in targets
+                  if floor(name) == floor(target) == "stage"
+                  and rank[target.split(".")[0]] < rank[name.split(".")[0]])
+
+
+def test_the_stage_packages_import_each_other_one_way():
+    assert sorted(STAGE_ORDER) == sorted(STAGES)
+    assert upward_imports(GRAPH) == []
+
+
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components of more than one module (Tarjan), i.e. import cycles."""
     index, low, stack, on_stack, found = {}, {}, [], set(), []
@@ -99,6 +116,12 @@ def test_the_checks_catch_what_they_are_for():
     assert floor("workbench.core.records") == "foundation" and floor("workbench.recipe") == "app"
     assert floor("pipelines.dedup") == "stage"
     assert "workbench.core.runs" in GRAPH["pipelines.dedup"]  # the graph sees what a stage imports
+    assert "eval_suites.runner" in GRAPH["pipelines.finetune.suite_eval"]  # imported inside a function
+    assert upward_imports({"eval_suites.runner": {"pipelines.screen", "workbench.core.io"},
+                           "annotation.agreement": {"eval_suites.judge"},
+                           "pipelines.preferences": {"eval_suites.judge"},
+                           "eval_suites.judge_agreement": {"annotation.agreement"}}) == [
+        ("annotation.agreement", "eval_suites.judge"), ("eval_suites.runner", "pipelines.screen")]
 
 
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in MODULES.values()))

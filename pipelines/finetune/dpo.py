@@ -13,7 +13,6 @@ frozen copy as the reference, so the result is SFT + DPO in one adapter that pla
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,9 @@ from typing import Any
 from pipelines.finetune.config import FinetuneConfig, lora_targets, resolve_quant
 from pipelines.finetune.memory import budget_of_device, preflight
 from pipelines.preferences import PAIR_COLUMNS, pair_record
-from workbench.core.distributed import is_main, process_device, world_size
+from workbench.core.distributed import process_device, world_size
 from workbench.core.errors import ConfigError, InputError
-from workbench.core.io import Problem, atomic_write_json, atomic_write_text, record_rows
+from workbench.core.io import Problem, record_rows
 from workbench.core.runs import package_versions
 
 # trl's logged metrics, as the manifest keeps them per step (and the held-out ones with "eval_" in front)
@@ -110,10 +109,16 @@ def train_dpo(base: str, pairs: list[dict[str, Any]], out_dir: str | Path, confi
     from peft import LoraConfig, PeftModel, get_peft_model
     from trl import DPOConfig, DPOTrainer
 
-    from pipelines.finetune.step import Progress, train_quietly
-    from pipelines.finetune.suite_eval import BEST_DIR, SuiteDuringTraining, load_best
-    from pipelines.finetune.train import _peak_memory_gib, begin, load_trainable, plot_losses, training_arguments
-    from workbench.core.export import model_card
+    from pipelines.finetune.step import Progress
+    from pipelines.finetune.train import (
+        _peak_memory_gib,
+        begin,
+        load_trainable,
+        run_trainer,
+        save_adapter,
+        suite_during_training,
+        training_arguments,
+    )
     from workbench.core.models import resolve_device
 
     out_dir = Path(out_dir)
@@ -168,19 +173,12 @@ def train_dpo(base: str, pairs: list[dict[str, Any]], out_dir: str | Path, confi
                      precompute_ref_log_probs=False, dataset_num_proc=None)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    suite_eval = SuiteDuringTraining(config.eval_suite, out_dir, tokenizer, keep_best=config.keep_best,
-                                     limit=config.eval_limit, say=say) if config.eval_suite else None
+    suite_eval = suite_during_training(config, out_dir, tokenizer, say)
     datasets.disable_progress_bars()
     trainer = DPOTrainer(model=model, args=args, train_dataset=columns(train_pairs),
                          eval_dataset=columns(eval_pairs) if eval_pairs else None, processing_class=tokenizer,
                          callbacks=[Progress(progress), *([suite_eval] if suite_eval else [])])
-    start = time.perf_counter()
-    output = train_quietly(trainer, str(existing[-1]) if resume else None)
-    seconds = time.perf_counter() - start
-    trainer.accelerator.wait_for_everyone()  # the main process may still be evaluating the last checkpoint
-    kept_step = suite_eval.best() if suite_eval and config.keep_best else None
-    if suite_eval and config.keep_best and (out_dir / BEST_DIR).exists():
-        load_best(model, out_dir)
+    trained = run_trainer(trainer, model, out_dir, config, suite_eval, str(existing[-1]) if resume else None, say)
     held_out = trainer.evaluate() if eval_pairs else {}
 
     history = trainer.state.log_history
@@ -200,23 +198,16 @@ def train_dpo(base: str, pairs: list[dict[str, Any]], out_dir: str | Path, confi
         "train_loss": [{"step": s["step"], "loss": s["loss"]} for s in steps if s["loss"] is not None],
         "eval_loss": [{"epoch": h["epoch"], "loss": h["eval_loss"]} for h in history if "eval_loss" in h],
         "final_eval_loss": held_out.get("eval_loss"), "steps": trainer.state.global_step,
-        "epochs": trainer.state.epoch or 0, "train_runtime_s": round(seconds, 2), "resumed": bool(resume),
+        "epochs": trainer.state.epoch or 0, "train_runtime_s": round(trained.seconds, 2), "resumed": bool(resume),
         "peak_memory_gib": round(_peak_memory_gib(device), 3), "estimated_memory_gib": round(estimate.total_gib, 3),
         "budget_gib": budget, "pairs_per_pass": per_pass, "accumulation_steps": accumulation,
         # Pairs per optimizer step: a step's pairs on each process, accumulated, over every process.
         "processes": world_size(), "effective_batch_rows": config.batch_size * config.grad_accum * world_size(),
-        "train_loss_mean": output.training_loss,
+        "train_loss_mean": trained.output.training_loss,
         "useful_tokens_per_s": None, "rows_per_pass": per_pass, "out_of_memory_halvings": 0,
-        "suite_eval": suite_eval.history if suite_eval else [],
-        "kept_checkpoint": {"step": kept_step["step"], "metric": config.keep_best,
-                            **kept_step["metrics"][config.keep_best]} if kept_step else None,
+        **trained.suite_entries(),
     }
-    if is_main():  # under several processes the others only computed
-        model.save_pretrained(out_dir, selected_adapters=["default"])  # not trl's frozen reference copy
-        tokenizer.save_pretrained(out_dir)
-        atomic_write_json(out_dir / "manifest.json", manifest)
-        atomic_write_text(out_dir / "README.md", model_card(manifest))
-        plot_losses(manifest, out_dir / "loss.png")
+    save_adapter(model, tokenizer, out_dir, manifest)
     return DPOResult(out_dir, manifest, too_long)
 
 

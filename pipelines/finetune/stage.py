@@ -19,6 +19,20 @@ from workbench.core.io import Problem, load_records
 from workbench.core.runs import Outputs, StepResult
 
 
+def load_items(data: Path, config: FinetuneConfig, problems: list[Problem]) -> list:
+    """What the method trains on: preference pairs (dpo) or records (sft)."""
+    return load_pairs(data, problems) if config.method == "dpo" else load_records(data, problems)
+
+
+def train_items(base: str, items: list, out_dir: Path | str, config: FinetuneConfig, *,
+                ref_adapter: str | None = None, **common):
+    """SFT (`train`) or DPO (`train_dpo`, on top of `ref_adapter`) by `config.method`: what this process runs, alone
+    or as one of several (`pipelines.finetune.worker`)."""
+    if config.method == "dpo":
+        return train_dpo(base, items, out_dir, config, ref_adapter=ref_adapter, **common)
+    return train(base, items, out_dir, config, **common)
+
+
 @dataclass
 class FinetuneRun(StepResult):
     adapter: dict[str, Any] = field(default_factory=dict)  # the adapter's own manifest
@@ -43,16 +57,14 @@ def run(base: str, data: Path, config: FinetuneConfig, out: Outputs, *, resume: 
     common = dict(resume=resume, device=device, data_sha256=path_sha256(data), data_path=str(data.resolve()),
                   budget_gib=budget_gib, progress=progress, say=say)
     launched = (processes > 1 or accelerate_config is not None) and world_size() == 1
-    items = load_pairs(data, problems) if config.method == "dpo" else load_records(data, problems)
+    items = load_items(data, config, problems)
     if launched:  # the processes train and the main one writes the adapter; this one keeps the stage's files
         manifest = train_in_processes(base, data, out["adapter"], config, processes, accelerate_config,
                                       out["launch.log"], ref_adapter=ref_adapter,
                                       **{k: v for k, v in common.items() if k != "say"})
         trained = launched_result(manifest, items, pair_record if config.method == "dpo" else lambda r: r)
-    elif config.method == "dpo":
-        trained = train_dpo(base, items, out["adapter"], config, ref_adapter=ref_adapter, **common)
     else:
-        trained = train(base, items, out["adapter"], config, **common)
+        trained = train_items(base, items, out["adapter"], config, ref_adapter=ref_adapter, **common)
     if config.method == "dpo":
         for pair, tokens in trained.too_long:
             ledger.drop(pair_record(pair), "longer than max_length",

@@ -2,7 +2,7 @@
 whether the model answers better, not only its loss.
 
 At each checkpoint the model being trained answers the suite's items (greedy, batched, the suite's prompts and
-generation settings, as `workbench eval run` would), the answers are scored with the suite's scorers, and each
+generation settings, through the eval runner's own `generate_answers` and `score_suite`), and each
 metric is kept with its 95% bootstrap CI. The answers and scores are written into the checkpoint's folder
 (`suite_eval.json`) and the metrics of all checkpoints into the adapter folder's, so a resumed run keeps what
 it already evaluated instead of generating again.
@@ -40,7 +40,7 @@ def evaluate_checkpoint(model, tokenizer, suite, limit: int | None, batch_size: 
     """The suite's metrics (value and CI) for the model as it is now; answers and per-item scores included."""
     import torch
 
-    from eval_suites.runner import score_suite
+    from eval_suites.runner import generate_answers, score_suite
     from eval_suites.statistics import bootstrap
     from workbench.core.models import Model
 
@@ -54,12 +54,12 @@ def evaluate_checkpoint(model, tokenizer, suite, limit: int | None, batch_size: 
     tokenizer.padding_side, model.config.use_cache = "left", True  # generation continues from the right edge
     model.eval()
     try:
-        with torch.no_grad():
-            completions = generator.complete([suite.prompt(item, tokenizer) for item in items], params)
+        with torch.no_grad():  # all items in one call: batches sorted by length over the whole suite
+            rows = generate_answers(generator, suite, items, params)
     finally:
         tokenizer.padding_side, model.config.use_cache = side, cache
         model.train(was_training)
-    answers = {item["id"]: c.text.strip() for item, c in zip(items, completions)}
+    answers = {row["id"]: row["prediction"] for row in rows}
     scores = score_suite(suite, answers)
     metrics = {name: bootstrap(name, scores.rows, resamples=1000, seed=0) for name in suite.config.metrics}
     return {"suite": suite.name, "items": len(items), "metrics": metrics, "answers": answers,

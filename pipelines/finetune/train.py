@@ -118,6 +118,63 @@ def training_arguments(config: FinetuneConfig, out_dir: Path, device: str, has_e
     )
 
 
+def suite_during_training(config: FinetuneConfig, out_dir: Path, tokenizer, say=None):
+    """The callback that evaluates each checkpoint on `config.eval_suite` (None without one)."""
+    from pipelines.finetune.suite_eval import SuiteDuringTraining
+
+    return SuiteDuringTraining(config.eval_suite, out_dir, tokenizer, keep_best=config.keep_best,
+                               limit=config.eval_limit, say=say) if config.eval_suite else None
+
+
+@dataclass
+class Trained:
+    """What a Trainer's run left (SFT's or DPO's): its output, how long it took, and the suite's checkpoints."""
+
+    output: Any  # trainer.train's TrainOutput
+    seconds: float
+    suite_eval: list[dict[str, Any]]  # the eval suite's metrics at each checkpoint (none without a suite)
+    kept: dict[str, Any] | None  # the checkpoint --keep-best kept
+    metric: str | None  # --keep-best
+
+    def suite_entries(self) -> dict[str, Any]:
+        """The manifest's last entries: the suite's metrics per checkpoint and the kept checkpoint."""
+        return {"suite_eval": self.suite_eval,
+                "kept_checkpoint": {"step": self.kept["step"], "metric": self.metric,
+                                    **self.kept["metrics"][self.metric]} if self.kept else None}
+
+
+def run_trainer(trainer, model, out_dir: Path, config: FinetuneConfig, suite_eval, resume_from: str | None,
+                say=None) -> Trained:
+    """The end of training, for SFT and DPO alike: the Trainer run (from `resume_from`), every process waiting for
+    the main one, and with --keep-best the best checkpoint's adapter put back into the model (the adapter saved
+    and the held-out loss are then the best checkpoint's)."""
+    from pipelines.finetune.step import train_quietly
+    from pipelines.finetune.suite_eval import BEST_DIR, load_best
+
+    start = time.perf_counter()
+    output = train_quietly(trainer, resume_from)
+    seconds = time.perf_counter() - start
+    trainer.accelerator.wait_for_everyone()  # the main process may still be evaluating the last checkpoint
+    kept = suite_eval.best() if suite_eval and config.keep_best else None
+    if suite_eval and config.keep_best and (out_dir / BEST_DIR).exists():
+        load_best(model, out_dir)
+        if say and kept:
+            say(f"Keeping step {kept['step']}: {config.keep_best} {kept['metrics'][config.keep_best]['mean']:.3f}")
+    return Trained(output, seconds, suite_eval.history if suite_eval else [], kept, config.keep_best)
+
+
+def save_adapter(model, tokenizer, out_dir: Path, manifest: dict[str, Any]) -> None:
+    """The adapter (not trl's frozen reference copy, when DPO made one), its tokenizer, manifest.json, the model
+    card and the loss plot; by the main process only (under several processes the others only computed)."""
+    if not is_main():
+        return
+    model.save_pretrained(out_dir, selected_adapters=["default"])
+    tokenizer.save_pretrained(out_dir)
+    atomic_write_json(out_dir / "manifest.json", manifest)
+    atomic_write_text(out_dir / "README.md", model_card(manifest))  # replaces peft's empty template
+    plot_losses(manifest, out_dir / "loss.png")
+
+
 def train(base: str, records: list[Record], out_dir: str | Path, config: FinetuneConfig, *,
           resume: bool = False, device: str = "auto", data_sha256: str | None = None,
           data_path: str | None = None, budget_gib: float | None = None, progress=None,
@@ -131,8 +188,7 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
     from peft import LoraConfig, get_peft_model
     from transformers import TrainingArguments
 
-    from pipelines.finetune.step import PassTrainer, Progress, train_quietly
-    from pipelines.finetune.suite_eval import BEST_DIR, SuiteDuringTraining, load_best
+    from pipelines.finetune.step import PassTrainer, Progress
     from workbench.core.models import resolve_device
 
     out_dir = Path(out_dir)
@@ -172,21 +228,13 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
 
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    suite_eval = SuiteDuringTraining(config.eval_suite, out_dir, tokenizer, keep_best=config.keep_best,
-                                     limit=config.eval_limit, say=say) if config.eval_suite else None
+    suite_eval = suite_during_training(config, out_dir, tokenizer, say)
     callbacks: list = [Progress(progress), *([suite_eval] if suite_eval else [])]
     trainer = PassTrainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows or None,
                           data_collator=collator, callbacks=callbacks, rows_per_pass=estimate.rows_per_pass,
                           on_halve=say_halved)
-    start = time.perf_counter()
-    output = train_quietly(trainer, str(existing[-1]) if resume else None)
-    seconds = time.perf_counter() - start
-    trainer.accelerator.wait_for_everyone()  # the main process may still be evaluating the last checkpoint
-    kept = suite_eval.best() if suite_eval and config.keep_best else None
-    if suite_eval and config.keep_best and (out_dir / BEST_DIR).exists():
-        load_best(model, out_dir)  # the adapter saved below, and the eval loss, are the best checkpoint's
-        if say and kept:
-            say(f"Keeping step {kept['step']}: {config.keep_best} {kept['metrics'][config.keep_best]['mean']:.3f}")
+    trained = run_trainer(trainer, model, out_dir, config, suite_eval, str(existing[-1]) if resume else None, say)
+    seconds = trained.seconds
     eval_loss = trainer.evaluate()["eval_loss"] if eval_rows else None
 
     history = trainer.state.log_history
@@ -215,17 +263,9 @@ def train(base: str, records: list[Record], out_dir: str | Path, config: Finetun
         "out_of_memory_halvings": trainer.halvings,
         # Rows per optimizer step: the rows of a step on each process, accumulated, over every process.
         "processes": world_size(), "effective_batch_rows": config.batch_size * config.grad_accum * world_size(),
-        "train_loss_mean": output.training_loss,
-        "suite_eval": suite_eval.history if suite_eval else [],
-        "kept_checkpoint": {"step": kept["step"], "metric": config.keep_best,
-                            **kept["metrics"][config.keep_best]} if kept else None,
+        "train_loss_mean": trained.output.training_loss, **trained.suite_entries(),
     }
-    if is_main():  # under several processes the others only computed
-        model.save_pretrained(out_dir)
-        tokenizer.save_pretrained(out_dir)
-        atomic_write_json(out_dir / "manifest.json", manifest)
-        atomic_write_text(out_dir / "README.md", model_card(manifest))  # replaces peft's empty template
-        plot_losses(manifest, out_dir / "loss.png")
+    save_adapter(model, tokenizer, out_dir, manifest)
     return FinetuneResult(out_dir, manifest, prepared.too_long, prepared.no_response)
 
 

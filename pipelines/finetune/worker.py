@@ -1,6 +1,7 @@
 """One process of a several-process finetune (`python -m pipelines.finetune.worker SPEC`, as accelerate launch
-starts it from `pipelines.finetune.launch`): trains its share of every step; the main process (rank 0) writes the
-checkpoints, the adapter and its manifest, prints, and notes its step in the spec's progress file."""
+starts it from `pipelines.finetune.launch`): trains its share of every step, through the stage's own dispatch
+(`stage.train_items`); the main process (rank 0) writes the checkpoints, the adapter and its manifest, prints, and
+notes its step in the spec's progress file."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ import sys
 from pathlib import Path
 
 from pipelines.finetune.config import FinetuneConfig
-from pipelines.finetune.dpo import load_pairs, train_dpo
-from pipelines.finetune.train import train
+from pipelines.finetune.stage import load_items, train_items
 from workbench.core.distributed import is_main
 from workbench.core.errors import WorkbenchError
-from workbench.core.io import atomic_write_json, load_records
+from workbench.core.io import atomic_write_json
 
 
 def main(spec_path: str) -> None:
@@ -29,12 +29,8 @@ def main(spec_path: str) -> None:
                   data_path=spec["data_path"], budget_gib=spec["budget_gib"],
                   progress=progress if main_process else None,
                   say=(lambda line: print(line, flush=True)) if main_process else None)
-    data = Path(spec["data"])
-    if config.method == "dpo":
-        train_dpo(spec["base"], load_pairs(data, []), spec["out_dir"], config, ref_adapter=spec["ref_adapter"],
-                  **common)
-    else:
-        train(spec["base"], load_records(data, []), spec["out_dir"], config, **common)
+    train_items(spec["base"], load_items(Path(spec["data"]), config, []), spec["out_dir"], config,
+                ref_adapter=spec["ref_adapter"], **common)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from workbench.core.errors import ConfigError, WorkbenchError
-from workbench.core.models import Completion, GenerationParams, get_model
+from workbench.core.models import Completion, Generates, GenerationParams, get_model
 from workbench.core.records import did_you_mean
 
 
@@ -58,7 +58,7 @@ class BackendConfig(BaseModel):
     max_retries: int = Field(5, ge=0)  # openai only: retries with exponential backoff
 
 
-class OpenAIModel:
+class OpenAIModel(Generates):
     """An OpenAI-compatible server; retries and backoff come from the `openai` client itself."""
 
     backend = "openai"
@@ -79,9 +79,6 @@ class OpenAIModel:
         key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self.client = openai.OpenAI(base_url=base, api_key=key, timeout=timeout, max_retries=max_retries)
         self.base_url = base
-
-    def generate(self, prompts: list[str], params: GenerationParams | None = None) -> list[str]:
-        return [c.text for c in self.complete(prompts, params)]
 
     def complete(self, prompts: list[str], params: GenerationParams | None = None) -> list[Completion]:
         params = params or GenerationParams()
@@ -120,7 +117,7 @@ class OpenAIModel:
         return Completion(cut, reason, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0)
 
 
-class Replicas:
+class Replicas(Generates):
     """Several servers of one model as one backend: each has `concurrency` requests in flight, a free one takes the
     next prompt, so a faster server takes more. A server that stays down through its retries (`EndpointDown`) is
     taken out of rotation and its requests are sent to the others; a request refused for itself (a 400) fails the
@@ -134,9 +131,6 @@ class Replicas:
         self.name = servers[0].name
         self.usage: Counter = Counter()
         self.out_of_rotation: dict[str, str] = {}  # base url -> the error that took it out
-
-    def generate(self, prompts: list[str], params: GenerationParams | None = None) -> list[str]:
-        return [c.text for c in self.complete(prompts, params)]
 
     def complete(self, prompts: list[str], params: GenerationParams | None = None) -> list[Completion]:
         params = params or GenerationParams()
@@ -185,6 +179,15 @@ class Replicas:
         for c in results:
             self.usage.update(prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, requests=1)
         return results  # type: ignore[return-value]
+
+
+def take_usage(total: Counter, *backends: Backend) -> dict[str, int]:
+    """Token bookkeeping of a generation stage: what each backend counted since the last call (prompt and completion
+    tokens, requests) moved into the run's `total`; returns it as a plain dict, for the stage's resumable state."""
+    for backend in backends:
+        total.update(backend.usage)
+        backend.usage.clear()
+    return dict(total)
 
 
 def api_bases(config: BackendConfig) -> list[str | None]:

@@ -154,8 +154,19 @@ class Completion:
     completion_tokens: int
 
 
+class Generates:
+    """`generate` for every backend (a local Model, a server, replicas): the texts of its `complete`."""
+
+    def complete(self, prompts: list[str], params: GenerationParams | None = None) -> list[Completion]:
+        raise NotImplementedError
+
+    def generate(self, prompts: list[str], params: GenerationParams | None = None) -> list[str]:
+        """Completion texts for `prompts`, in the same order."""
+        return [c.text for c in self.complete(prompts, params)]
+
+
 @dataclass
-class Model:
+class Model(Generates):
     """A loaded causal LM and its tokenizer; `generate` is the batch protocol every stage uses."""
 
     name: str
@@ -174,10 +185,6 @@ class Model:
 
     def __post_init__(self) -> None:
         self.usage: Counter = Counter()  # prompt_tokens, completion_tokens, requests
-
-    def generate(self, prompts: list[str], params: GenerationParams | None = None) -> list[str]:
-        """Completion texts for `prompts`, in the same order."""
-        return [c.text for c in self.complete(prompts, params)]
 
     def complete(self, prompts: list[str], params: GenerationParams | None = None) -> list[Completion]:
         """Completions for `prompts`, in the same order; batches are sorted by length to cut padding."""
