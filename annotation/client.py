@@ -221,6 +221,11 @@ class PushResult:
     on_server: int
     retries: int = 0
 
+    def summary_lines(self) -> list[str]:
+        return [f"Pushed {self.pushed:,} records to {self.workspace}/{self.dataset} "
+                f"({'created' if self.created else 'updated'}); {self.on_server:,} records on the server"
+                + (f" ({self.retries} retries)" if self.retries else "")]
+
 
 def push(records: list[Record], dataset_name: str, *, client, workspace: str = DEFAULT_WORKSPACE,
          min_submitted: int = 1, batch_size: int = 100, max_retries: int = 8, backoff: float = 0.5,

@@ -40,7 +40,7 @@ from workbench.core.errors import InputError
 from workbench.core.fingerprint import path_sha256
 from workbench.core.io import Problem, atomic_open, atomic_write_json, load_records, write_records
 from workbench.core.ledger import Ledger
-from workbench.core.runs import Outputs, StagePending, StepResult
+from workbench.core.runs import Outputs, StagePending, StepResult, reason_lines
 
 
 class ReviewConfig(BaseModel):
@@ -71,6 +71,21 @@ class PullConfig(BaseModel):
 class PullResult(StepResult):
     pulled: Pulled = field(default_factory=Pulled)
     review_problems: list[str] = field(default_factory=list)  # server records that could not be read back
+
+    def summary_lines(self) -> list[str]:
+        c, files = self.counts, self.files
+        waiting = f"; {c['unchanged']:,} already pulled" if c.get("unchanged") else ""
+        if "ranked" in c:  # a comparison dataset
+            lines = [f"Ranked {c['groups']:,} comparisons ({c['ranked']:,} candidates) in {files['records.jsonl']}; "
+                     f"{c['disputed']:,} candidates disputed in {files['disputed.jsonl']}; {c['discarded']:,} "
+                     f"discarded in {files['dropped.jsonl']}",
+                     f"{c['tied_groups']:,} comparisons with a tie in the resolved order; annotators split on "
+                     f"{c['split_pairs']:,} pairs; {c['pending']:,} not yet complete{waiting}"]
+        else:
+            lines = [f"Curated {c['curated']:,} records in {files['records.jsonl']}; {c['disputed']:,} disputed in "
+                     f"{files['disputed.jsonl']}; {c['discarded']:,} discarded in {files['dropped.jsonl']}",
+                     f"{c['corrected']:,} corrected by annotators; {c['pending']:,} not yet complete{waiting}"]
+        return lines + [f"  {line}" for line in reason_lines(self.reasons)]
 
 
 def push_file(path: Path, dataset: str, client, *, workspace: str = DEFAULT_WORKSPACE, min_submitted: int = 1,

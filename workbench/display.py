@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from workbench.core.runs import reason_lines
 from workbench.core.stats import Stats
 
 console = Console(soft_wrap=True)  # long paths stay on one line, copy-pastable
@@ -262,11 +263,6 @@ def run_summary(result) -> None:
     console.print(f"Run folder: {result.run_dir}")
 
 
-def reason_lines(reasons: dict[str, int]) -> list[str]:
-    """A ledger's counts, most common first: "12  drop: near-duplicate"."""
-    return [f"{n:,}  {reason}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])]
-
-
 def problems_summary(problems, quarantine: str | None) -> None:
     """The first bad input lines, and where all of them went."""
     for problem in problems[:5]:
@@ -275,27 +271,14 @@ def problems_summary(problems, quarantine: str | None) -> None:
     err_console.print(f"{len(problems)} bad line(s) quarantined to {quarantine}{more}", markup=False)
 
 
-def step_summary(result) -> None:
-    """What one run of a stage did, as a command prints it: where the records went and how many were dropped, why,
-    the tokens a generator used, the manifest, and the bad input lines."""
-    m = result.manifest
-    files, counts = m["files"], m["counts"]
-    kept = counts.get("out", counts.get("kept"))
-    if kept is not None and "records.jsonl" in files:
-        line = f"Kept {kept:,}" + (f" of {counts['in']:,}" if "in" in counts else "") + \
-            f" records in {files['records.jsonl']}"
-        if "dropped.jsonl" in files:
-            dropped = sum(n for k, n in m["ledger"].items() if k.startswith("drop: "))
-            line += f"; {dropped:,} rejected in {files['dropped.jsonl']}"
-        console.print(line + (" (resumed)" if m.get("details", {}).get("resumed") else ""), markup=False)
-    for line in reason_lines(m["ledger"]):
-        console.print(f"  {line}", markup=False, highlight=False)
-    if "prompt_tokens" in counts:
-        console.print(f"Tokens: {counts.get('prompt_tokens', 0):,} prompt, {counts.get('completion_tokens', 0):,} "
-                      f"completion, {counts.get('requests', 0):,} requests")
-    console.print(f"Manifest: {files['manifest.json']}", markup=False, highlight=False)
+def show(result) -> None:
+    """A stage's result as it describes itself (its summary lines), then its bad input lines on stderr."""
+    lines(result.summary_lines())
     if result.problems:
-        problems_summary(result.problems, files.get("quarantine.jsonl"))
+        problems_summary(result.problems, result.quarantine_file)
+
+
+step_summary = show  # what a command shows after running a stage
 
 
 def dedup_dry_run_table(rows, problems) -> None:
@@ -344,9 +327,7 @@ def served_summary(served, where) -> None:
 
 
 def push_summary(result) -> None:
-    console.print(f"Pushed {result.pushed:,} records to {result.workspace}/{result.dataset} "
-                  f"({'created' if result.created else 'updated'}); {result.on_server:,} records on the server"
-                  + (f" ({result.retries} retries)" if result.retries else ""))
+    lines(result.summary_lines())
 
 
 def pairs_summary(result) -> None:
@@ -363,21 +344,7 @@ def pairs_summary(result) -> None:
 
 
 def pull_summary(result) -> None:
-    c, files = result.counts, result.files
-    waiting = f"; {c['unchanged']:,} already pulled" if c.get("unchanged") else ""
-    if "ranked" in c:  # a comparison dataset
-        console.print(f"Ranked {c['groups']:,} comparisons ({c['ranked']:,} candidates) in {files['records.jsonl']}; "
-                      f"{c['disputed']:,} candidates disputed in {files['disputed.jsonl']}; {c['discarded']:,} "
-                      f"discarded in {files['dropped.jsonl']}", markup=False)
-        console.print(f"{c['tied_groups']:,} comparisons with a tie in the resolved order; annotators split on "
-                      f"{c['split_pairs']:,} pairs; {c['pending']:,} not yet complete{waiting}")
-    else:
-        console.print(f"Curated {c['curated']:,} records in {files['records.jsonl']}; {c['disputed']:,} disputed in "
-                      f"{files['disputed.jsonl']}; {c['discarded']:,} discarded in {files['dropped.jsonl']}",
-                      markup=False)
-        console.print(f"{c['corrected']:,} corrected by annotators; {c['pending']:,} not yet complete{waiting}")
-    for line in reason_lines(result.reasons):
-        console.print(f"  {line}", markup=False, highlight=False)
+    lines(result.summary_lines())
     for problem in result.review_problems:
         err_console.print(problem, markup=False)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import yaml
@@ -63,3 +65,16 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: dict[st
 def options(cls: type[C], where: str = "options", **values: Any) -> C:
     """A config from command-line options; None means 'not given', so the config's default applies."""
     return build_config(cls, {k: v for k, v in values.items() if v is not None}, where)
+
+
+def defaults(source: type[BaseModel] | Any) -> SimpleNamespace:
+    """The defaults of a config model's fields (or of a function's keyword arguments) by name, e.g.
+    `defaults(FinetuneConfig).epochs`: what the CLI's options and the Python API default to, never typed again."""
+    if isinstance(source, type) and issubclass(source, BaseModel):
+        return SimpleNamespace(**{name: field.get_default(call_default_factory=True)
+                                  for name, field in source.model_fields.items()})
+    if isinstance(source, type) and hasattr(source, "__dataclass_fields__"):
+        source = source()  # a dataclass whose every field has a default
+        return SimpleNamespace(**{name: getattr(source, name) for name in source.__dataclass_fields__})
+    return SimpleNamespace(**{p.name: p.default for p in inspect.signature(source).parameters.values()
+                              if p.default is not inspect.Parameter.empty})

@@ -126,6 +126,53 @@ class StepResult:
     def details(self) -> dict[str, Any]:
         return self.manifest.get("details", {})
 
+    @property
+    def seconds(self) -> float:
+        return self.manifest["seconds"]
+
+    @property
+    def kept(self) -> int | None:
+        """Records written (None for a stage that keeps no records: training, eval, a report)."""
+        return self.counts.get("out", self.counts.get("kept"))
+
+    @property
+    def read(self) -> int | None:
+        return self.counts.get("in")
+
+    @property
+    def rejected(self) -> int:
+        return sum(n for reason, n in self.reasons.items() if reason.startswith("drop: "))
+
+    @property
+    def resumed(self) -> bool:
+        return bool(self.details.get("resumed"))
+
+    @property
+    def quarantine_file(self) -> str | None:
+        return self.files.get("quarantine.jsonl")
+
+    def summary_lines(self) -> list[str]:
+        """What the run of the stage did, as a command prints it: where the records went and how many were dropped,
+        why, the tokens a generator used, and the manifest (the bad input lines are shown apart, on stderr)."""
+        lines, files, counts = [], self.files, self.counts
+        if self.kept is not None and "records.jsonl" in files:
+            line = f"Kept {self.kept:,}" + (f" of {self.read:,}" if self.read is not None else "") + \
+                f" records in {files['records.jsonl']}"
+            if "dropped.jsonl" in files:
+                line += f"; {self.rejected:,} rejected in {files['dropped.jsonl']}"
+            lines.append(line + (" (resumed)" if self.resumed else ""))
+        lines += [f"  {line}" for line in reason_lines(self.reasons)]
+        if "prompt_tokens" in counts:
+            lines.append(f"Tokens: {counts.get('prompt_tokens', 0):,} prompt, {counts.get('completion_tokens', 0):,} "
+                         f"completion, {counts.get('requests', 0):,} requests")
+        lines.append(f"Manifest: {files['manifest.json']}")
+        return lines
+
+
+def reason_lines(reasons: dict[str, int]) -> list[str]:
+    """A ledger's counts, most common first: "12  drop: near-duplicate"."""
+    return [f"{n:,}  {reason}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])]
+
 
 class Outputs:
     """Where one run of a stage writes, named by role: `out["records.jsonl"]`, `out["dropped.jsonl"]`, ...

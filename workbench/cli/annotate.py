@@ -1,0 +1,149 @@
+"""`workbench annotate ...`: human review in Argilla — a local server, accounts, push, pull, export, agreement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from annotation import client, review, server
+from workbench import api, display
+from workbench.cli.base import AsJson, Port, Strict, group, opt, quarantined, sibling
+from workbench.cli.options import ARGILLA, ArgillaServer, grouped
+from workbench.display import console, err_console, progress_bar
+
+annotate_app = group("Human review in Argilla: serve a local server, push, pull the curated set back.")
+users_app = group("Accounts on the Argilla server.")
+annotate_app.add_typer(users_app, name="users")
+GROUPS = {"annotate": annotate_app}
+
+DataDir = Annotated[Path | None, opt("The local server's folder (default ~/.workbench/argilla).")]
+Dataset = Annotated[str, opt("Argilla dataset name.", "--dataset")]
+Workspace = Annotated[str, opt("Argilla workspace.")]
+WORKSPACE = review.DEFAULT_WORKSPACE
+
+
+@annotate_app.command("serve")
+def annotate_serve(port: Port = 6900, data_dir: DataDir = None,
+                   host: Annotated[str, opt("0.0.0.0 lets others on the network reach it.")] = "127.0.0.1"):
+    """Start a local Argilla server (SQLite, a Redis, no Elasticsearch) in the background.
+
+    Example: workbench annotate serve --port 6900"""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(f"Warning: listening on {host}: anyone who can reach this machine can reach the server "
+                          "(annotators log in with their own passwords).", markup=False)
+    with console.status("Starting argilla-server..."):
+        served = api.serve_argilla(data_dir, host=host, port=port)
+    display.served_summary(served, data_dir or server.default_data_dir())
+
+
+@annotate_app.command("stop")
+def annotate_stop(data_dir: DataDir = None):
+    """Stop the local Argilla server (and the Redis it started).
+
+    Example: workbench annotate stop --data-dir ~/.workbench/argilla"""
+    where = data_dir or server.default_data_dir()
+    console.print(f"Stopped the server of {where}" if server.stop(data_dir) else f"No server running for {where}")
+
+
+@annotate_app.command("setup")
+def annotate_setup(venv: Annotated[Path | None, opt("Where to build it.")] = None):
+    """Build argilla-server's own environment (for a pip-installed workbench; `make setup` does it in a checkout).
+
+    Example: workbench annotate setup"""
+    with console.status("Installing argilla-server into its own environment..."):
+        path = server.setup(venv)
+    console.print(f"argilla-server is installed in {path}")
+
+
+@users_app.command("add")
+@grouped
+def annotate_users_add(username: Annotated[str, typer.Argument(help="Login name.")],
+                       role: Annotated[str, opt("annotator, admin or owner.")] = "annotator",
+                       workspace: Workspace = WORKSPACE, argilla: ArgillaServer = ARGILLA):
+    """Create an account in a workspace and print its password once.
+
+    Example: workbench annotate users add alice --role annotator"""
+    connected = api.connect_argilla(**vars(argilla))
+    password = client.add_user(connected, username, role, workspace)
+    console.print(f"Created {role} {username!r} in workspace {workspace!r} on {client.api_url_of(connected)}")
+    console.print(f"Password (shown once): {password}", markup=False)
+
+
+@annotate_app.command("push")
+@grouped
+def annotate_push(
+    records: Annotated[Path, typer.Argument(help="Records to review (JSONL).")], dataset: Dataset,
+    workspace: Workspace = WORKSPACE,
+    min_submitted: Annotated[int, opt("Answers a record needs (submitted, or the Discard button).")] = \
+        api.PUSH.min_submitted,
+    batch_size: int = api.PUSH.batch_size,
+    compare: Annotated[bool, opt("The records are candidates (`generate responses`): one record per group with "
+                                 "its K responses and a ranking question.")] = api.PUSH.compare,
+    argilla: ArgillaServer = ARGILLA, strict: Strict = False,
+):
+    """Push records to an Argilla dataset (created if needed; pushing again updates, never duplicates).
+
+    Example: workbench annotate push screened.jsonl --dataset advisor-round-1
+    (candidates to rank: workbench annotate push candidates.jsonl --dataset advisor-ranking --compare)"""
+    with progress_bar(f"Pushing to {dataset}") as update:
+        result, problems = api.push(records, dataset, workspace=workspace, min_submitted=min_submitted,
+                                    batch_size=batch_size, compare=compare, progress=update, **vars(argilla))
+    display.push_summary(result)
+    quarantined(problems, sibling(records, ".quarantine.jsonl"), strict)
+
+
+@annotate_app.command("pull")
+@grouped
+def annotate_pull(
+    dataset: Dataset, output: Annotated[Path, opt("Curated records (JSONL).", "-o", "--output")],
+    disputed: Annotated[Path | None, opt("Records the policy cannot decide (default: beside -o).")] = None,
+    policy: Annotated[str, opt("majority, unanimous or any-discard.")] = api.PULL.policy,
+    since_last: Annotated[bool, opt("Only records completed since the previous pull.")] = False,
+    workspace: Workspace = WORKSPACE, argilla: ArgillaServer = ARGILLA,
+):
+    """Pull the reviewed records: the answers resolved by the policy, corrections applied.
+
+    Example: workbench annotate pull --dataset advisor-round-1 -o curated.jsonl --policy majority"""
+    display.pull_summary(api.pull(dataset, output, disputed=disputed, policy=policy, since_last=since_last,
+                                  workspace=workspace, **vars(argilla)))
+
+
+@annotate_app.command("export")
+@grouped
+def annotate_export(dataset: Dataset, output: Annotated[Path, opt("JSONL backup.", "-o", "--output")],
+                    workspace: Workspace = WORKSPACE, argilla: ArgillaServer = ARGILLA):
+    """Every record with all raw responses (user, status, values, times): a backup that needs no server.
+
+    Example: workbench annotate export --dataset advisor-round-1 -o advisor-round-1.backup.jsonl"""
+    count = api.export_review(dataset, output, workspace=workspace, **vars(argilla))
+    console.print(f"Exported {count:,} records of {workspace}/{dataset} to {output}")
+
+
+@annotate_app.command("agreement")
+@grouped
+def annotate_agreement(
+    dataset: Annotated[str | None, opt("Argilla dataset name.", "--dataset")] = None,
+    export_file: Annotated[Path | None, opt("An `annotate export` file instead of a server.", "--from")] = None,
+    workspace: Workspace = WORKSPACE, argilla: ArgillaServer = ARGILLA, as_json: AsJson = False,
+):
+    """Agreement per question (percent, Cohen's kappa per pair, Krippendorff's alpha) and per-annotator counts.
+
+    Example: workbench annotate agreement --dataset advisor-round-1"""
+    if (dataset is None) == (export_file is None):
+        raise typer.BadParameter("give --dataset (a server) or --from (an export file)", param_hint="--dataset")
+    result, problems = api.agreement(dataset, export_file=export_file, workspace=workspace, **vars(argilla))
+    if export_file:
+        quarantined(problems, sibling(export_file, ".quarantine.jsonl"), False)
+    if as_json:
+        return console.print_json(json.dumps(agreement_dict(result)))
+    for table in display.agreement_tables(result, dataset or str(export_file)):
+        console.print(table)
+
+
+def agreement_dict(result) -> dict:
+    from annotation import agreement
+
+    return agreement.to_dict(result)
