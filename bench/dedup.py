@@ -10,7 +10,7 @@ the removed ids) and report seconds and peak memory (max RSS):
 - datasketch: `MinHash.bulk` (128 permutations) + `MinHashLSH(threshold=0.7)` insert and query; its LSH
   candidates are its duplicates;
 - ours: the dedup stage, `pipelines.dedup.run` (index at 0.3, exact verification), with --workers processes; its
-  verified pairs for recall and precision come from the same engine (`pipelines.minhash.find_duplicates`) in a
+  verified pairs for recall and precision come from the same engine (`workbench.core.minhash.find_duplicates`) in a
   process of their own, so that they cost the timed run nothing.
 Recall and precision of the duplicate pairs are measured against exact all-pairs Jaccard (a sparse X·Xᵀ over
 shingle ids) where that is affordable.
@@ -64,7 +64,7 @@ def run_ours(source: Path, out: Path, workers: int) -> list[tuple[int, int]]:
 
 def ours_pairs(source: Path, workers: int) -> list[tuple[int, int]]:
     """The verified pairs the stage's engine finds (the same texts, config and index)."""
-    from pipelines.minhash import DedupConfig, find_duplicates, shingle_texts
+    from workbench.core.minhash import DedupConfig, find_duplicates, shingle_texts
     from workbench.core.io import load_records
 
     shingled = shingle_texts([r.instruction for r in load_records(source, [])], 3)
@@ -74,7 +74,7 @@ def ours_pairs(source: Path, workers: int) -> list[tuple[int, int]]:
 def run_datasketch(source: Path, out: Path) -> list[tuple[int, int]]:
     from datasketch import MinHash, MinHashLSH
 
-    from pipelines.minhash import shingles
+    from workbench.core.minhash import shingles
     from workbench.core.io import load_records, write_records
 
     records = load_records(source, [])
@@ -110,7 +110,7 @@ def exact_pairs(source: Path, threshold: float = 0.7, block: int = 1000) -> set[
     import numpy as np
     from scipy.sparse import csr_matrix
 
-    from pipelines.minhash import shingle_texts
+    from workbench.core.minhash import shingle_texts
     from workbench.core.io import load_records
 
     shingled = shingle_texts([r.instruction for r in load_records(source, [])], 3)

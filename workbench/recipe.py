@@ -229,6 +229,30 @@ class RunResult:
     plan: list[tuple[str, str, str]] = field(default_factory=list)  # dry run: (stage, run or skip, why)
     pending: str | None = None  # the stage the run stopped at, waiting (manual review), and what it waits for
 
+    def stage_lines(self) -> list[str]:
+        """The dry run's plan, or each stage's state, counts and reasons (then what the run waits for)."""
+        if self.plan:
+            return [f"Dry run of {self.run_dir}: nothing was run",
+                    *(f"  {stage:<16} {'would run' if action == 'run' else 'skipped'}: {why}"
+                      for stage, action, why in self.plan)]
+        lines = [line for outcome in self.outcomes for line in outcome.summary_lines()]
+        return lines + ([f"Waiting: {self.pending}"] if self.pending else [])
+
+    def closing_lines(self) -> list[str]:
+        """After the seed tasks' tables: the catalog, the report's summary, the server left running, the folder."""
+        lines = []
+        if self.programmes:
+            lines.append(f"Catalog: {len(self.programmes)} programmes, "
+                         f"{sum(p['programming_required'] for p in self.programmes)} require programming")
+        if self.report:
+            lines += [self.report.with_name("summary.md").read_text(), f"Report: {self.report}"]
+        if self.argilla:
+            data_dir = self.run_dir / "review" / "argilla"
+            lines.append(f"Argilla (kept running): {self.argilla.api_url} — user "
+                         f"{self.argilla.credentials.username}, password in {data_dir / 'credentials.json'}; stop it "
+                         f"with `workbench annotate stop --data-dir {data_dir}`")
+        return lines + [f"Run folder: {self.run_dir}"]
+
 
 def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo", *, force: bool = False,
                from_stage: str | None = None, until: str | None = None, dry_run: bool = False,

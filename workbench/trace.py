@@ -82,3 +82,32 @@ def trace(run_dir: str | Path, record_id: str) -> dict[str, Any]:
             "record": record, "places": [{"stage": p["stage"], "file": p["file"]} for p in places],
             "parent": parent, "dedup_cluster": cluster, "verdicts": verdicts, "adapters": adapters,
             "contaminated": contaminated}
+
+
+def trace_lines(t: dict) -> list[str]:
+    """A record's life as text: what it is, each lineage event, its cluster, adapters and contamination."""
+    r = t["record"]
+    lines = [f"Record {t['id']}: {t['status']} ({t['run']})",
+             f"  instruction: {r['instruction'][:200]}", f"  context: {(r.get('context') or '–')[:120]}",
+             f"  response: {(r.get('response') or '–')[:200]}", f"  category: {r.get('category')}, "
+             f"source: {r.get('source')}", "Timeline:"]
+    for e in r.get("lineage", []):
+        detail = e.get("detail") or {}
+        if isinstance(detail, dict):
+            detail = {k: v for k, v in detail.items() if k != "params"}  # sampling settings: in the manifest
+        shown = json.dumps(detail, ensure_ascii=False) if detail else ""
+        lines.append(f"  {e['stage']:<12} {e['action']:<7} {e.get('reason') or ''} {shown[:220]}".rstrip())
+    if r.get("scores"):
+        lines.append("Scores: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                            for k, v in r["scores"].items()))
+    if t["parent"]:
+        lines.append(f"Made from {t['parent']['id']} ({t['parent']['stage']}): {t['parent']['instruction'][:120]}")
+    if t["dedup_cluster"]:
+        lines.append(f"Dedup cluster: {json.dumps(t['dedup_cluster'], ensure_ascii=False)[:300]}")
+    lines += [f"Ledger: {v['stage']} {v['action']}: {v['reason']}" for v in t["verdicts"]]
+    lines.append("Found in: " + ", ".join(p["file"] for p in t["places"]))
+    lines += [f"Trained into: {a['adapter']} ({a['used']}; base {a['base']})" for a in t["adapters"]] or \
+        ["Trained into: no adapter in this run"]
+    lines += [f"Contaminates: {c['suite']} item {c['item']} ({c['question'][:80]})" for c in t["contaminated"]] or \
+        ["Contaminates: no eval item (of the suites checked in this run)"]
+    return lines

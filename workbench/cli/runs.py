@@ -11,7 +11,7 @@ import typer
 
 from workbench import api, display
 from workbench.cli.base import AsJson, RunsDir, group, opt
-from workbench.core.runs import list_runs, stage_summaries
+from workbench.core.runs import list_runs, stage_lines, stage_summaries
 from workbench.display import console
 
 runs_app = group("Run folders: what ran, when, and what it made.")
@@ -80,7 +80,7 @@ def runs_show(run: Annotated[str, typer.Argument(help="A run's name (in --runs-d
     stages = stage_summaries(folder)
     if as_json:
         return click.echo(json.dumps({"run": folder.name, "path": str(folder), "stages": stages}, indent=2))
-    display.lines(display.stage_lines(folder.name, stages))
+    display.lines(stage_lines(folder.name, stages))
 
 
 def doctor_command(as_json: AsJson = False):
@@ -100,12 +100,12 @@ def trace_command(record_id: Annotated[str, typer.Argument(help="A record id (or
     """A record's whole life in a run: origin, every filter verdict, dedup, screen, review, adapters, contamination.
 
     Example: workbench trace eb2ac551 --run runs/demo"""
-    from workbench.trace import trace
+    from workbench.trace import trace, trace_lines
 
     found = trace(run, record_id)
     if as_json:
         return click.echo(json.dumps(found, indent=2, ensure_ascii=False))
-    display.lines(display.trace_lines(found))
+    display.lines(trace_lines(found))
 
 
 def register(app) -> None:

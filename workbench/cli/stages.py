@@ -10,6 +10,7 @@ import typer
 from workbench import api, display
 from workbench.cli.base import AllowEmpty, Rejected, Strict, opt, quarantined, required, shown, sibling, warn
 from workbench.core.distributed import is_main
+from workbench.core.scorers import scorer_names
 from workbench.core.urls import masked
 from workbench.display import console, progress_bar
 
@@ -86,7 +87,8 @@ def screen_command(
     records: Annotated[Path, typer.Argument(help="Records to screen.")],
     output: Annotated[Path | None, opt("pass and review records.", "-o", "--output")] = None,
     rejected: Rejected = None,
-    scorer: Annotated[str, opt("detoxify, or profanity-check (offline, the `profanity` extra).")] = S.scorer,
+    scorer: Annotated[str, opt(f"A toxicity scorer: {', '.join(scorer_names())} (profanity-check runs offline, "
+                               "the `profanity` extra).")] = S.scorer,
     model: Annotated[str, opt("detoxify model: original, unbiased or multilingual.")] = S.model,
     checkpoint: Annotated[str | None, opt("Local detoxify checkpoint.")] = S.checkpoint,
     hf_config: Annotated[str | None, opt("Folder with the checkpoint's config and tokenizer.")] = S.hf_config,

@@ -367,6 +367,13 @@ class StageOutcome:
     skipped: bool
     manifest: dict[str, Any]
 
+    def summary_lines(self) -> list[str]:
+        """The stage's state and counts, then its ledger's reasons (as `workbench run` prints them)."""
+        state = "skipped (unchanged)" if self.skipped else f"done in {self.manifest['seconds']:.1f} s"
+        counts = ", ".join(f"{k} {v:,}" for k, v in self.manifest["counts"].items())
+        return [f"{self.stage.name}: {state} — {counts}  ({self.stage.dir})",
+                *(f"    {line}" for line in reason_lines(self.manifest["ledger"]))]
+
 
 def run_stage(stage: Stage, step: Callable[[Outputs], StepResult], *, force: bool = False,
               allow_empty: bool = False) -> StageOutcome:
@@ -407,6 +414,28 @@ def stage_summaries(run_dir: str | Path) -> list[dict[str, Any]]:
                        "seconds": manifest.get("seconds"), "counts": manifest.get("counts", {}),
                        "ledger": manifest.get("ledger", {}), "path": str(folder), "files": files})
     return sorted(stages, key=lambda s: (s["started"] or "", s["finished"] or ""))
+
+
+def stage_lines(run: str, stages: list[dict[str, Any]]) -> list[str]:
+    """A run's stages (`stage_summaries`) as text blocks: stage, status, time, counts, files, rejection reasons."""
+    lines = [f"Run {run}: {len(stages)} stages"]
+    for s in stages:
+        if s["status"] == "unreadable":
+            lines.append(f"{s['stage']}: unreadable: {s['problem']}")
+            continue
+        lines.append(f"{s['stage']}: {s['status']}, {s['seconds'] or 0:.1f} s, finished {s['finished']} ({s['path']}/)")
+        lines.append("    " + ", ".join(f"{k} {v:,}" for k, v in s["counts"].items()))
+        lines.append("    files: " + ", ".join(s["files"]))
+        lines += [f"    {line}" for line in reason_lines(s["ledger"])]
+    return lines
+
+
+RUN_COLUMNS = ("run", "stages done", "last finished", "stage time (s)", "folder")
+
+
+def run_rows(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """The runs of `list_runs` as table rows under RUN_COLUMNS."""
+    return [(r["run"], f"{r['done']}/{r['stages']}", r["last"], f"{r['seconds']:.1f}", r["path"]) for r in runs]
 
 
 def list_runs(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
