@@ -215,6 +215,11 @@ def _path(value: str, bundled: Path) -> Path:
     return bundled if value == "bundled" else Path(value)
 
 
+def review_server_dir(run_dir: Path) -> Path:
+    """The review stage's own Argilla server: its folder `argilla` (annotation.review's out["argilla"])."""
+    return run_dir / "review" / "argilla"
+
+
 @dataclass
 class RunResult:
     """What a recipe run did: each stage's outcome, and what it left to show."""
@@ -247,7 +252,7 @@ class RunResult:
         if self.report:
             lines += [self.report.with_name("summary.md").read_text(), f"Report: {self.report}"]
         if self.argilla:
-            data_dir = self.run_dir / "review" / "argilla"
+            data_dir = review_server_dir(self.run_dir)
             lines.append(f"Argilla (kept running): {self.argilla.api_url} — user "
                          f"{self.argilla.credentials.username}, password in {data_dir / 'credentials.json'}; stop it "
                          f"with `workbench annotate stop --data-dir {data_dir}`")
@@ -384,11 +389,11 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
     result.programmes = steps.programmes(run_dir)
     if report is not None:
         result.report = report.stage.path("report.html")
-    if keep_server and (run_dir / "review" / "argilla").is_dir():  # the review stage stops its server: restart it
+    if keep_server and review_server_dir(run_dir).is_dir():  # the review stage stops its server: restart it
         from annotation import server
 
         say("argilla (keeping the review server running)")
-        result.argilla = server.serve((run_dir / "review" / "argilla").resolve(), port=server.free_port())
+        result.argilla = server.serve(review_server_dir(run_dir).resolve(), port=server.free_port())
     return result
 
 
