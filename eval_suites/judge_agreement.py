@@ -54,6 +54,48 @@ class JudgeAgreement:
     unparsed: int  # single-order verdicts that were none of A, B, tie
     rows: list[dict[str, Any]] = field(default_factory=list)  # one per pair: labels, verdicts, texts
 
+    DISAGREEMENT_COLUMNS = ("instruction", "people prefer", "judge", "verdicts (A first, then swapped)")
+
+    def summary_lines(self) -> list[str]:
+        """Agreement and kappa with their CIs, how decided and how biased the judge is, the pairs left out."""
+        decided = "-" if self.decided is None else f"{100 * self.decided:.0f}%"
+        bias = "-" if self.position_bias is None else f"{100 * self.position_bias:.0f}%"
+        lines = [f"Judge {self.judge} on {self.pairs:,} pairs people ranked (both orders each): agreement with "
+                 f"their majority {_ci(self.accuracy)}, Cohen's kappa {_ci(self.kappa)} (95% bootstrap CIs)",
+                 f"decided the same way in both orders: {decided}; position bias: prefers the first answer in "
+                 f"{bias} of its verdicts (50% is unbiased); {self.unparsed:,} verdicts unparsed"]
+        left = [f"{self.no_majority:,} split evenly by the people"] if self.no_majority else []
+        left += [f"{self.not_human:,} not chosen by people"] if self.not_human else []
+        if left:
+            lines.append(f"left out: {'; '.join(left)}")
+        return lines
+
+    @property
+    def disagreements(self) -> list[dict[str, Any]]:
+        """The rows of the pairs where the judge's label is not the people's."""
+        return [r for r in self.rows if not r["agree"]]
+
+    def disagreement_title(self, shown: int = 5) -> str:
+        wrong = len(self.disagreements)
+        return f"Where the judge disagrees ({wrong:,} pairs; first {min(shown, wrong)})"
+
+    def disagreement_rows(self, shown: int = 5) -> list[tuple[str, str, str, str]]:
+        """The first SHOWN disagreements as table cells (`DISAGREEMENT_COLUMNS`): the instruction, the answer the
+        people prefer, the judge's (or tie), its verdicts in both orders."""
+        cells = []
+        for row in self.disagreements[:shown]:
+            people = row[row["people"]]
+            judge = "tie" if row["judge"] == "tie" else row[row["judge"]]
+            cells.append((row["instruction"][:60], people[:60], judge[:60], " / ".join(map(str, row["verdicts"]))))
+        return cells
+
+
+def _ci(rate: dict[str, float | None]) -> str:
+    if rate["mean"] is None:
+        return "-"
+    ci = f" [{rate['ci_low']:.2f}, {rate['ci_high']:.2f}]" if rate["ci_low"] is not None else ""
+    return f"{rate['mean']:.2f}{ci}"
+
 
 def _ordered(instruction: str, context: str, a: tuple[str, str], b: tuple[str, str], prefer_a: int, prefer_b: int,
              source: str) -> HumanPair:

@@ -410,6 +410,15 @@ def suite_items(comparison: Comparison) -> dict[str, list[dict[str, Any]]]:
 class ReportResult(StepResult):
     comparison: Comparison | None = None
 
+    def summary_lines(self) -> list[str]:
+        """The comparison's tables (summary.md) and where the report went."""
+        return [markdown(self.comparison),
+                f"Report: {self.files['report.html']}; summary: {self.files['summary.json']}"]
+
+    def error_lines(self) -> list[str]:
+        """The toxicity gate's violations, as a command prints them (on stderr)."""
+        return [f"Error: {violation}" for violation in self.comparison.toxicity_violations]
+
 
 def run(results: list[Path], config: ReportConfig, out: Outputs, judge: BackendConfig | None = None,
         api_key: str | None = None) -> ReportResult:

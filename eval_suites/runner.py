@@ -101,12 +101,38 @@ def default_toxicity_config():
     return screen.ScreenConfig(scorer="detoxify" if screen.cached_detoxify_weights() else "profanity-check")
 
 
+@dataclass(frozen=True)
+class MetricValue:
+    """One metric of a suite's scores: its value (None where it applied to no item) and how many items it covers."""
+
+    name: str
+    value: float | None
+    n: int
+
+    @property
+    def shown(self) -> str:
+        return "–" if self.value is None else f"{self.value:.3f}"
+
+
 @dataclass
 class SuiteScores:
     rows: list[dict[str, Any]]  # one per scored item: id + every per-item field
-    metrics: dict[str, dict[str, Any]]  # metric -> {"value", "n"}
+    metrics: dict[str, dict[str, Any]]  # metric -> {"value", "n"} (metrics.json)
     notes: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # suite items without a prediction
+
+    @property
+    def values(self) -> list[MetricValue]:
+        """The metrics in the suite's order, typed."""
+        return [MetricValue(name, m["value"], m["n"]) for name, m in self.metrics.items()]
+
+    def value(self, metric: str) -> float | None:
+        """The metric's value (None where the suite has no such metric or it applied to no item)."""
+        return self.metrics.get(metric, {}).get("value")
+
+    def note_lines(self) -> list[str]:
+        """What was skipped and why, as a command prints it (on stderr)."""
+        return [f"Note: {note}" for note in self.notes]
 
 
 def score_suite(suite: Suite, predictions: dict[str, str], toxicity_scorer=None, embedder: Any = "auto",
@@ -153,6 +179,40 @@ class SuiteRun:
     out_dir: Path
     scores: SuiteScores
     manifest: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def items(self) -> int:
+        return self.manifest["items"]
+
+    @property
+    def cache_hits(self) -> int:
+        return self.manifest["cache"]["hits"]
+
+    @property
+    def generated(self) -> int:
+        return self.manifest["cache"]["generated"]
+
+    @property
+    def contamination(self) -> dict[str, Any] | None:
+        """`contamination_of` the adapter's training data (None without an adapter)."""
+        return self.manifest["contamination"]
+
+    @property
+    def title(self) -> str:
+        return f"{self.label} on {self.suite.name} ({self.items} items)"
+
+    def extra_rows(self) -> dict[str, str]:
+        """What the metrics table shows below the metrics: where the answers came from, the contamination check."""
+        extra = {"answers": f"{self.cache_hits} cached, {self.generated} generated"}
+        c = self.contamination
+        if c:
+            extra["contamination"] = (f"{len(c['contaminated'])} of {c['items_checked']} items" if c["checked"]
+                                      else f"not checked: {c['reason']}")
+        return extra
 
 
 def contamination_of(adapter: str | None, suite: Suite) -> dict[str, Any] | None:
@@ -288,6 +348,10 @@ class EvalRunConfig(BaseModel):
 class EvalResult(StepResult):
     runs: list[SuiteRun] = field(default_factory=list)
 
+    def summary_lines(self) -> list[str]:
+        """Where the results went (each suite's metrics are the runs' `scores.values` and `extra_rows`)."""
+        return [f"Results in {self.files['results']}; manifest: {self.files['manifest.json']}"]
+
 
 def run(model: BackendConfig, config: EvalConfig, out: Outputs, *, name: str | None = None,
         suites_dirs: list[str | Path] | None = None, api_key: str | None = None,
@@ -302,10 +366,9 @@ def run(model: BackendConfig, config: EvalConfig, out: Outputs, *, name: str | N
     runs = evaluate([str(f) for f in folders], model, out["results"], name=name,
                     max_new_tokens=config.max_new_tokens, batch_size=config.batch_size, limit=config.limit,
                     api_key=api_key, progress=progress, say=say)
-    counts = {"items": sum(r.manifest["items"] for r in runs),
-              "generated": sum(r.manifest["cache"]["generated"] for r in runs)}
+    counts = {"items": sum(r.items for r in runs), "generated": sum(r.generated for r in runs)}
     for r in runs:
-        f1 = r.scores.metrics.get("f1", {}).get("value")
+        f1 = r.scores.value("f1")
         if f1 is not None:
             counts[f"{r.suite.name}_f1_x1000"] = round(1000 * f1)
     result = out.finish(ledger, counts)
@@ -338,9 +401,41 @@ def read_predictions(path: str | Path, problems: list[Problem]) -> dict[str, str
     return predictions
 
 
+@dataclass
+class ScoredFile:
+    """A predictions file scored on a suite (`score_file`)."""
+
+    suite: Suite
+    predictions: Path
+    scores: SuiteScores
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.scores.missing)
+
+    @property
+    def title(self) -> str:
+        return f"{self.predictions} on {self.suite.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The scores as `eval score -o` writes them (and --json prints them, less the items)."""
+        return {"suite": self.suite.name, "partial": self.partial, "predictions": str(self.predictions),
+                "metrics": self.scores.metrics, "missing": self.scores.missing, "notes": self.scores.notes,
+                "items": self.scores.rows}
+
+    def warning_lines(self) -> list[str]:
+        """What was skipped, and the items without a prediction, as a command prints them (on stderr)."""
+        lines = self.scores.note_lines()
+        missing = self.scores.missing
+        if missing:
+            lines.append(f"Warning: {len(missing)} of {len(self.suite.items)} items have no prediction "
+                         f"(first: {missing[0]}); scored on the other {len(self.scores.rows)}")
+        return lines
+
+
 def score_file(suite: str, predictions: Path, output: Path | None = None,
                suites_dirs: list[str | Path] | None = None, partial: bool = False
-               ) -> tuple[dict[str, Any], list[Problem], Suite]:
+               ) -> tuple[ScoredFile, list[Problem], Suite]:
     """`workbench eval score`: a predictions file scored on a suite (and written to OUTPUT as JSON when given).
     Predictions for only some items are an error (metrics over part of a suite do not compare with the suite's),
     unless `partial`: then each metric's n says how many items it covers. Returns (the scores, bad prediction
@@ -362,8 +457,7 @@ def score_file(suite: str, predictions: Path, output: Path | None = None,
         raise InputError(f"{predictions}: predictions for {len(loaded.items) - len(missing)} of "
                          f"{len(loaded.items)} items of {loaded.name} (missing: {listed})",
                          hint="pass --partial to score only those items (each metric's n says how many)")
-    result = {"suite": loaded.name, "partial": bool(missing), "predictions": str(predictions),
-              "metrics": scores.metrics, "missing": scores.missing, "notes": scores.notes, "items": scores.rows}
+    result = ScoredFile(loaded, predictions, scores)
     if output:
-        atomic_write_text(output, json.dumps(result, indent=2) + "\n")
+        atomic_write_text(output, json.dumps(result.to_dict(), indent=2) + "\n")
     return result, problems, loaded

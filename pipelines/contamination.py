@@ -19,6 +19,19 @@ __all__ = ["ContaminationConfig", "ContaminationResult", "EvalItem", "Finding", 
 @dataclass
 class ContaminationResult(StepResult):
     findings: list[Finding] = field(default_factory=list)
+    train: Path | None = None  # the training file checked
+
+    def summary_lines(self) -> list[str]:
+        """Each contaminated item with the training records it matches, then how many and where the report went
+        (the bad input lines are shown apart, on stderr)."""
+        lines = []
+        for finding in self.findings:
+            matches = {**finding.near_duplicates, **{k: "13-gram" for k in finding.shared_ngrams}}
+            lines.append(f"{finding.item.source}: {finding.item.id}: {finding.item.question[:70]!r} ~ train "
+                         + ", ".join(f"{k} ({v})" for k, v in matches.items()))
+        lines.append(f"{self.counts['contaminated']} of {self.counts['items_checked']} eval item(s) contaminated by "
+                     f"{self.train}; report: {self.files['report.json']}")
+        return lines
 
 
 def run(train: Path, evals: list[Path], config: ContaminationConfig, out: Outputs) -> ContaminationResult:
@@ -42,4 +55,4 @@ def run(train: Path, evals: list[Path], config: ContaminationConfig, out: Output
                                            "config": config.model_dump(), "items_checked": len(items),
                                            "contaminated": [f.to_dict() for f in findings]})
     result = out.finish(ledger, {"items_checked": len(items), "contaminated": len(findings)}, problems)
-    return ContaminationResult(result.manifest, result.problems, findings)
+    return ContaminationResult(result.manifest, result.problems, findings, train)

@@ -33,7 +33,7 @@ from workbench.core.errors import InputError
 from workbench.core.io import Problem, atomic_open, load_records
 from workbench.core.prompts import ADVISOR_SYSTEM_PROMPT, build_prompt
 from workbench.core.records import Record, normalise, record_id
-from workbench.core.runs import Outputs, StepResult
+from workbench.core.runs import Outputs, StepResult, reason_lines
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")  # what trl's DPOTrainer reads
 JSON_COLUMNS = ("detail", "lineage")  # objects in JSONL, JSON strings in Parquet
@@ -195,6 +195,21 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 @dataclass
 class PairsResult(StepResult):
     by_source: Counter = field(default_factory=Counter)
+
+    @property
+    def dropped_pairs(self) -> int:
+        return self.counts["dropped_pairs"]
+
+    def summary_lines(self) -> list[str]:
+        """What the pairs stage did, as a command prints it: the pairs written and where from, why pairs were left
+        out, and where they went (the bad input lines are shown apart, on stderr)."""
+        sources = ", ".join(f"{n:,} from {source}" for source, n in self.by_source.most_common()) or "none"
+        lines = [f"Wrote {self.kept:,} preference pairs to {self.files['pairs.jsonl']} ({sources}) from "
+                 f"{self.read:,} records"]
+        lines += [f"  {line}" for line in reason_lines(self.reasons)]
+        if self.dropped_pairs:
+            lines.append(f"  (the pairs left out, and why: {self.files['dropped.jsonl']})")
+        return lines
 
 
 def pair_record(pair: dict[str, Any]) -> Record:

@@ -133,6 +133,51 @@ class Screened:
     bias: dict[str, dict[str, float]]  # identity label -> route -> share
     int8_deviation: float | None = None
 
+    def preview_lines(self, records: list[Record], scorer: str) -> list[str]:
+        """A dry run as a command prints it: the routes, the bias report, int8's score change and the five highest
+        scores among `records` (every record scored, rejected ones included)."""
+        highest = sorted(records, key=lambda r: -r.scores.get("toxicity_max", 0))[:5]
+        return route_lines(scorer, self.routes, self.bias, self.int8_deviation, dry_run=True) + \
+            [f"  {r.scores['toxicity_max']:.3f}  {r.instruction[:80]!r}" for r in highest]
+
+
+def route_lines(scorer: str, routes: dict[str, int], bias: dict[str, dict[str, float]], deviation: float | None,
+                dry_run: bool = False) -> list[str]:
+    """The scorer, the records per route, int8's score change and the bias report, as a command prints them."""
+    lines = [f"Scorer: {scorer}" + (" (dry run: nothing written)" if dry_run else "")]
+    lines += [f"  {route_}: {routes.get(route_, 0):,}" for route_ in ROUTES]
+    if deviation is not None:
+        lines.append(f"  int8: largest score change against fp32 on the first texts: {deviation:.4f}")
+    lines += [f"  mentions {label}: " + ", ".join(f"{r} {v:.1%}" for r, v in shares.items())
+              for label, shares in bias.items()]
+    return lines
+
+
+@dataclass
+class ScreenResult(StepResult):
+    """A screen run: the step's result, with the scorer, the records per route, the bias report and int8's score
+    change (from the manifest's details, which `run` writes)."""
+
+    @property
+    def scorer(self) -> str:
+        return self.details["scorer"]
+
+    @property
+    def routes(self) -> dict[str, int]:
+        return {k.removeprefix("route_"): v for k, v in self.counts.items() if k.startswith("route_")}
+
+    @property
+    def bias(self) -> dict[str, dict[str, float]]:
+        return self.details["bias"]
+
+    @property
+    def int8_deviation(self) -> float | None:
+        return self.details["int8_deviation"]
+
+    def summary_lines(self) -> list[str]:
+        """The step's lines (where the records went, why some were dropped, the manifest), then the routes."""
+        return super().summary_lines() + route_lines(self.scorer, self.routes, self.bias, self.int8_deviation)
+
 
 def screen_records(records: list[Record], config: ScreenConfig, scorer: Scorer, ledger: Ledger) -> Screened:
     """Score every text field and route each record: pass and review records come back (scores in record.scores,
@@ -183,7 +228,7 @@ def screen_records(records: list[Record], config: ScreenConfig, scorer: Scorer, 
     return Screened(kept, routes, bias_report(scorer.labels, identity_rows), getattr(scorer, "deviation", None))
 
 
-def run(source: Path, config: ScreenConfig, out: Outputs) -> StepResult:
+def run(source: Path, config: ScreenConfig, out: Outputs) -> ScreenResult:
     """The screen stage: SOURCE's records scored and routed; pass and review records to out["records.jsonl"],
     rejected ones to out["dropped.jsonl"]; bad input lines quarantined. Nothing is written if the scorer fails."""
     ledger = out.start(config, [source], SPEED_ONLY)
@@ -193,8 +238,9 @@ def run(source: Path, config: ScreenConfig, out: Outputs) -> StepResult:
     screened = screen_records(records, config, scorer, ledger)
     kept = write_records(out["records.jsonl"], screened.kept)
     counts = {"in": len(records), "out": kept, **{f"route_{k}": v for k, v in sorted(screened.routes.items())}}
-    return out.finish(ledger, counts, problems, scorer=scorer.name, bias=screened.bias,
-                      int8_deviation=screened.int8_deviation)
+    result = out.finish(ledger, counts, problems, scorer=scorer.name, bias=screened.bias,
+                        int8_deviation=screened.int8_deviation)
+    return ScreenResult(result.manifest, result.problems)
 
 
 def preview(source: Path, config: ScreenConfig) -> tuple[Screened, list[Record], list[Problem]]:

@@ -67,13 +67,13 @@ def progress_tasks():
         yield new_task
 
 
-def metrics_table(title: str, metrics: dict, extra: dict | None = None) -> Table:
-    """A metric -> value table (values None print as '–', with how many items each applied to)."""
+def metrics_table(title: str, metrics, extra: dict | None = None) -> Table:
+    """A metric -> value table of `MetricValue`s (values None print as '–', with how many items each applied to)."""
     table = Table(title=title)
     for column in ("metric", "value", "items"):
         table.add_column(column, justify="left" if column == "metric" else "right")
-    for name, m in metrics.items():
-        table.add_row(name, "–" if m["value"] is None else f"{m['value']:.3f}", str(m["n"]))
+    for metric in metrics:
+        table.add_row(metric.name, metric.shown, str(metric.n))
     for name, value in (extra or {}).items():
         table.add_row(name, str(value), "")
     return table
@@ -82,69 +82,42 @@ def metrics_table(title: str, metrics: dict, extra: dict | None = None) -> Table
 def eval_run_summary(result) -> None:
     """A metrics table per suite, with where the answers came from and the contamination check."""
     for run in result.runs:
-        m = run.manifest
-        extra = {"answers": f"{m['cache']['hits']} cached, {m['cache']['generated']} generated"}
-        c = m["contamination"]
-        if c:
-            extra["contamination"] = (f"{len(c['contaminated'])} of {c['items_checked']} items" if c["checked"]
-                                      else f"not checked: {c['reason']}")
-        console.print(metrics_table(f"{m['name']} on {run.suite.name} ({m['items']} items)", run.scores.metrics,
-                                    extra))
-        for note in run.scores.notes:
-            err_console.print(f"Note: {note}")
-    console.print(f"Results in {result.files['results']}; manifest: {result.files['manifest.json']}",
-                  markup=False)
+        console.print(metrics_table(run.title, run.scores.values, run.extra_rows()))
+        for line in run.scores.note_lines():
+            err_console.print(line)
+    for line in result.summary_lines():
+        console.print(line, markup=False)
 
 
-def score_summary(result: dict, suite, predictions) -> None:
-    console.print(metrics_table(f"{predictions} on {suite.name}", result["metrics"]))
-    for note in result["notes"]:
-        err_console.print(f"Note: {note}")
-    if result["missing"]:
-        err_console.print(f"Warning: {len(result['missing'])} of {len(suite.items)} items have no prediction "
-                          f"(first: {result['missing'][0]}); scored on the other {len(result['items'])}")
-
-
-def _ci(rate: dict) -> str:
-    if rate["mean"] is None:
-        return "-"
-    ci = f" [{rate['ci_low']:.2f}, {rate['ci_high']:.2f}]" if rate["ci_low"] is not None else ""
-    return f"{rate['mean']:.2f}{ci}"
+def score_summary(result) -> None:
+    """A scored predictions file (`runner.ScoredFile`): its metrics, then what was skipped or missing on stderr."""
+    console.print(metrics_table(result.title, result.scores.values))
+    for line in result.warning_lines():
+        err_console.print(line)
 
 
 def judge_agreement_summary(result, output=None, shown: int = 5) -> None:
-    console.print(f"Judge {result.judge} on {result.pairs:,} pairs people ranked (both orders each): agreement with "
-                  f"their majority {_ci(result.accuracy)}, Cohen's kappa {_ci(result.kappa)} (95% bootstrap CIs)",
-                  markup=False)
-    decided = "-" if result.decided is None else f"{100 * result.decided:.0f}%"
-    bias = "-" if result.position_bias is None else f"{100 * result.position_bias:.0f}%"
-    console.print(f"decided the same way in both orders: {decided}; position bias: prefers the first answer in "
-                  f"{bias} of its verdicts (50% is unbiased); {result.unparsed:,} verdicts unparsed", markup=False)
-    left = [f"{result.no_majority:,} split evenly by the people"] if result.no_majority else []
-    left += [f"{result.not_human:,} not chosen by people"] if result.not_human else []
-    if left:
-        console.print(f"left out: {'; '.join(left)}", markup=False)
-    wrong = [r for r in result.rows if not r["agree"]]
-    if wrong:
-        table = Table(title=f"Where the judge disagrees ({len(wrong):,} pairs; first {min(shown, len(wrong))})")
-        for column in ("instruction", "people prefer", "judge", "verdicts (A first, then swapped)"):
+    """The judge's agreement with people (`JudgeAgreement`): its summary lines, then the pairs it gets wrong."""
+    for line in result.summary_lines():
+        console.print(line, markup=False)
+    rows = result.disagreement_rows(shown)
+    if rows:
+        table = Table(title=result.disagreement_title(shown))
+        for column in result.DISAGREEMENT_COLUMNS:
             table.add_column(column)
-        for row in wrong[:shown]:
-            people = row[row["people"]]
-            judge = "tie" if row["judge"] == "tie" else row[row["judge"]]
-            table.add_row(row["instruction"][:60], people[:60], judge[:60], " / ".join(map(str, row["verdicts"])))
+        for row in rows:
+            table.add_row(*row)
         console.print(table)
     if output is not None:
         console.print(f"Every pair with both labels: {output}", markup=False)
 
 
 def compare_summary(result) -> None:
-    from eval_suites.report import markdown
-
-    console.print(markdown(result.comparison), markup=False)
-    console.print(f"Report: {result.files['report.html']}; summary: {result.files['summary.json']}", markup=False)
-    for violation in result.comparison.toxicity_violations:
-        err_console.print(f"Error: {violation}")
+    """A comparison (`ReportResult`): its tables and where the report went, then the gate's violations on stderr."""
+    for line in result.summary_lines():
+        console.print(line, markup=False)
+    for line in result.error_lines():
+        err_console.print(line)
 
 
 def next_token_tables(steps, labels: list[str]) -> list[Table]:
@@ -458,15 +431,12 @@ def dpo_summary(result) -> None:
         problems_summary(result.problems, result.files.get("quarantine.jsonl"))
 
 
-def contamination_summary(result, train) -> None:
-    for finding in result.findings:
-        matches = {**finding.near_duplicates, **{k: "13-gram" for k in finding.shared_ngrams}}
-        console.print(f"{finding.item.source}: {finding.item.id}: {finding.item.question[:70]!r} ~ train "
-                      + ", ".join(f"{k} ({v})" for k, v in matches.items()), markup=False)
-    console.print(f"{result.counts['contaminated']} of {result.counts['items_checked']} eval item(s) contaminated by "
-                  f"{train}; report: {result.files['report.json']}", markup=False)
+def contamination_summary(result) -> None:
+    """A contamination check (`ContaminationResult`): its summary lines, then its bad input lines on stderr."""
+    for line in result.summary_lines():
+        console.print(line, markup=False)
     if result.problems:
-        problems_summary(result.problems, result.files.get("quarantine.jsonl"))
+        problems_summary(result.problems, result.quarantine_file)
 
 
 def answer(assistant, question: str, previous=None, max_new_tokens: int = 128, prefix: str = ""):

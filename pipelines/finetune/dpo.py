@@ -19,6 +19,7 @@ from typing import Any
 
 from pipelines.finetune.config import FinetuneConfig, lora_targets, resolve_quant
 from pipelines.finetune.memory import budget_of_device, preflight
+from pipelines.finetune.train import AdapterManifest
 from pipelines.preferences import PAIR_COLUMNS, pair_record
 from workbench.core.distributed import process_device, world_size
 from workbench.core.errors import ConfigError, InputError
@@ -44,6 +45,45 @@ def load_pairs(path: Path, problems: list[Problem]) -> list[dict[str, Any]]:
         raise InputError(f"{path}: no preference pair (prompt, chosen, rejected) to train on",
                          hint="`workbench data export --format dpo` writes them")
     return pairs
+
+
+@dataclass(frozen=True)
+class DPOManifest(AdapterManifest):
+    """A typed view of the manifest.json `train_dpo` writes in the adapter folder, and what a command prints of it."""
+
+    @property
+    def ref_adapter(self) -> str | None:
+        return self.data["ref_adapter"]
+
+    @property
+    def dpo_steps(self) -> list[dict[str, Any]]:
+        """trl's metrics (DPO_METRICS) at each logged step."""
+        return self.data["dpo_steps"]
+
+    @property
+    def held_out(self) -> dict[str, float | None] | None:
+        """trl's metrics on the held-out pairs (None without any)."""
+        return self.data["held_out"]
+
+    def summary_lines(self, folder: str) -> list[str]:
+        """What DPO made, as a command prints it: the adapter in FOLDER and its reference, loss, reward accuracy
+        and margin from the first logged step to the last, on the held-out pairs, and memory."""
+        steps = self.dpo_steps
+        first, last = (steps[0], steps[-1]) if steps else ({}, {})
+        reference = f"the SFT adapter {self.ref_adapter}" if self.ref_adapter else "the base"
+        lines = [f"DPO adapter in {folder}: {self.steps} steps, {self.epochs:.2f} epochs on {self.train_examples:,} "
+                 f"pairs ({self.quant}), reference {reference}"]
+        if steps:
+            lines.append(f"loss {first['loss']:.3f} -> {last['loss']:.3f}; reward accuracy "
+                         f"{first['rewards/accuracies']:.2f} -> {last['rewards/accuracies']:.2f}; margin "
+                         f"{first['rewards/margins']:.3f} -> {last['rewards/margins']:.3f}")
+        if self.held_out:
+            held = self.held_out
+            lines.append(f"held out ({self.eval_examples:,} pairs): reward accuracy {held['rewards/accuracies']:.2f}, "
+                         f"margin {held['rewards/margins']:.3f}")
+        lines.append(f"peak memory {self.peak_memory_gib:.2f} GiB (estimated {self.estimated_memory_gib:.2f}); "
+                     "manifest.json and loss.png in the adapter folder")
+        return lines
 
 
 @dataclass

@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.finetune.config import SPEED_ONLY, FinetuneConfig
-from pipelines.finetune.dpo import load_pairs, train_dpo
+from pipelines.finetune.dpo import DPOManifest, load_pairs, train_dpo
 from pipelines.finetune.launch import launched_result, train_in_processes
-from pipelines.finetune.train import train
+from pipelines.finetune.train import AdapterManifest, train
 from pipelines.preferences import pair_record
 from workbench.core.distributed import is_main, world_size
 from workbench.core.errors import InputError
 from workbench.core.fingerprint import path_sha256
 from workbench.core.io import Problem, load_records
-from workbench.core.runs import Outputs, StepResult
+from workbench.core.runs import Outputs, StepResult, reason_lines
 
 
 def load_items(data: Path, config: FinetuneConfig, problems: list[Problem]) -> list:
@@ -36,6 +36,18 @@ def train_items(base: str, items: list, out_dir: Path | str, config: FinetuneCon
 @dataclass
 class FinetuneRun(StepResult):
     adapter: dict[str, Any] = field(default_factory=dict)  # the adapter's own manifest
+
+    @property
+    def adapter_manifest(self) -> AdapterManifest:
+        """The adapter's own manifest, typed: DPO's (`dpo.DPOManifest`) or SFT's (`train.AdapterManifest`)."""
+        manifest = AdapterManifest(self.adapter)
+        return DPOManifest(self.adapter) if manifest.method == "dpo" else manifest
+
+    def summary_lines(self) -> list[str]:
+        """What the finetune stage did, as a command prints it: the adapter's own lines, then why records were
+        dropped (the bad input lines are shown apart, on stderr)."""
+        return self.adapter_manifest.summary_lines(self.files["adapter"]) + \
+            [f"  {line}" for line in reason_lines(self.reasons)]
 
 
 def run(base: str, data: Path, config: FinetuneConfig, out: Outputs, *, resume: bool = False, device: str = "auto",

@@ -32,6 +32,104 @@ class FinetuneResult:
     no_response: list[Record] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class AdapterManifest:
+    """A typed view of the manifest.json `train` writes in the adapter folder, and what a command prints of it
+    (`dpo.DPOManifest` is DPO's, which `train_dpo` writes with the keys they share)."""
+
+    data: dict[str, Any]
+
+    @property
+    def method(self) -> str:
+        return self.data.get("method", "sft")  # DPO's says dpo; SFT's has no method
+
+    @property
+    def steps(self) -> int:
+        return self.data["steps"]
+
+    @property
+    def epochs(self) -> float:
+        return self.data["epochs"]
+
+    @property
+    def train_examples(self) -> int:
+        return self.data["train_examples"]
+
+    @property
+    def eval_examples(self) -> int:
+        return self.data["eval_examples"]
+
+    @property
+    def quant(self) -> str:
+        return self.data["quant"]
+
+    @property
+    def quantized_layers(self) -> int:
+        return self.data["quantized_layers"]
+
+    @property
+    def losses(self) -> list[float]:
+        """The training loss at each logged step."""
+        return [point["loss"] for point in self.data["train_loss"]]
+
+    @property
+    def final_eval_loss(self) -> float | None:
+        return self.data["final_eval_loss"]
+
+    @property
+    def useful_tokens_per_s(self) -> float | None:
+        return self.data["useful_tokens_per_s"]
+
+    @property
+    def peak_memory_gib(self) -> float:
+        return self.data["peak_memory_gib"]
+
+    @property
+    def estimated_memory_gib(self) -> float:
+        return self.data["estimated_memory_gib"]
+
+    @property
+    def budget_gib(self) -> float | None:
+        return self.data["budget_gib"]
+
+    @property
+    def batch_size(self) -> int:
+        """Rows per step on each process (the config's batch size)."""
+        return self.data["config"]["batch_size"]
+
+    @property
+    def rows_per_pass(self) -> int:
+        return self.data["rows_per_pass"]
+
+    @property
+    def rows_per_pass_at_end(self) -> int:
+        return self.data["rows_per_pass_at_end"]
+
+    @property
+    def out_of_memory_halvings(self) -> list[dict[str, int]]:
+        """Each pass that ran out of memory: its step and the rows per pass from there."""
+        return self.data["out_of_memory_halvings"]
+
+    def summary_lines(self, folder: str) -> list[str]:
+        """What the training made, as a command prints it: the adapter in FOLDER, its steps and losses, speed and
+        memory, and the rows per pass when fewer than a step's."""
+        losses = self.losses
+        first, last = (losses[0], losses[-1]) if losses else (float("nan"), float("nan"))
+        evaluated = f", eval loss {self.final_eval_loss:.3f}" if self.final_eval_loss is not None else ""
+        lines = [f"Adapter in {folder}: {self.steps} steps, {self.epochs:.2f} epochs on {self.train_examples:,} "
+                 f"examples ({self.quant}, {self.quantized_layers} quantized layers); train loss {first:.3f} -> "
+                 f"{last:.3f}{evaluated}",
+                 f"{self.useful_tokens_per_s:,} trained tokens/s; peak memory {self.peak_memory_gib:.2f} GiB "
+                 f"(estimated {self.estimated_memory_gib:.2f}); manifest.json and loss.png in the adapter folder"]
+        rows = self.batch_size
+        if self.rows_per_pass_at_end < rows:
+            halvings = "".join(f"; out of memory at step {h['step']}: {h['rows_per_pass']} per pass from there"
+                               for h in self.out_of_memory_halvings)
+            budget = f" for the {self.budget_gib:g} GiB budget" if self.budget_gib else ""
+            lines.append(f"{self.rows_per_pass} of {rows} rows per pass{budget}{halvings}")
+        return lines
+
+
 def _peak_memory_gib(device: str) -> float:
     import torch
 

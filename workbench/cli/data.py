@@ -106,7 +106,7 @@ def data_export(
                            judge=judge, judge_backend=judged_by.judge_backend, api_base=judged_by.api_base,
                            api_key=judged_by.api_key, allow_empty=allow_empty)
     if fmt == "dpo":
-        return shown(made, strict, display.pairs_summary)
+        return shown(made, strict)
     console.print(f"Exported {made.records:,} records to {output} ({fmt}); dataset card: {made.card}")
     for name in made.non_commercial:
         err_console.print(f"Warning: a non-commercial licence is mixed in ({name}); see the card")

@@ -76,11 +76,11 @@ def eval_score(
     """Score existing predictions on a suite (no model needed).
 
     Example: workbench eval score --suite closed_qa --predictions answers.jsonl -o scores.json"""
-    result, problems, loaded = api.score(suite, predictions, output, suites_dir=suites_dir, partial=partial)
+    result, problems, _ = api.score(suite, predictions, output, suites_dir=suites_dir, partial=partial)
     quarantined(problems, sibling(predictions, ".quarantine.jsonl"), strict)
     if as_json:
-        return click.echo(json.dumps({k: v for k, v in result.items() if k != "items"}, indent=2))
-    display.score_summary(result, loaded, predictions)
+        return click.echo(json.dumps({k: v for k, v in result.to_dict().items() if k != "items"}, indent=2))
+    display.score_summary(result)
 
 
 @eval_app.command("compare")
