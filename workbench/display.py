@@ -266,28 +266,9 @@ def dedup_dry_run_table(rows, problems) -> None:
         problems_summary(problems, "nowhere (a dry run writes nothing)")
 
 
-def _routes(scorer: str, routes: dict, bias: dict, deviation: float | None, dry_run: bool = False) -> None:
-    console.print(f"Scorer: {scorer}" + (" (dry run: nothing written)" if dry_run else ""))
-    for route in ("pass", "review", "reject"):
-        console.print(f"  {route}: {routes.get(route, 0):,}")
-    if deviation is not None:
-        console.print(f"  int8: largest score change against fp32 on the first texts: {deviation:.4f}")
-    for label, shares in bias.items():
-        console.print(f"  mentions {label}: " + ", ".join(f"{r} {v:.1%}" for r, v in shares.items()))
-
-
-def screen_summary(result) -> None:
-    """A screen run: its routes, the bias report and int8's score change (step_summary says where files went)."""
-    d = result.details
-    routes = {k.removeprefix("route_"): v for k, v in result.counts.items() if k.startswith("route_")}
-    _routes(d["scorer"], routes, d["bias"], d["int8_deviation"])
-
-
 def screen_preview(screened, records, problems, scorer: str) -> None:
-    """A screen dry run: the routes and the five highest scores."""
-    _routes(scorer, screened.routes, screened.bias, screened.int8_deviation, dry_run=True)
-    for record in sorted(records, key=lambda r: -r.scores.get("toxicity_max", 0))[:5]:
-        console.print(f"  {record.scores['toxicity_max']:.3f}  {record.instruction[:80]!r}", markup=False)
+    """A screen dry run: the routes and the five highest scores (pipelines.screen.Screened.preview_lines)."""
+    lines(screened.preview_lines(records, scorer))
     if problems:
         problems_summary(problems, "nowhere (a dry run writes nothing)")
 
@@ -301,19 +282,6 @@ def served_summary(served, where) -> None:
 
 def push_summary(result) -> None:
     lines(result.summary_lines())
-
-
-def pairs_summary(result) -> None:
-    c, files = result.counts, result.files
-    sources = ", ".join(f"{n:,} from {source}" for source, n in result.by_source.most_common()) or "none"
-    console.print(f"Wrote {c['out']:,} preference pairs to {files['pairs.jsonl']} ({sources}) from {c['in']:,} "
-                  "records", markup=False)
-    for line in reason_lines(result.reasons):
-        console.print(f"  {line}", markup=False, highlight=False)
-    if c["dropped_pairs"]:
-        console.print(f"  (the pairs left out, and why: {files['dropped.jsonl']})", markup=False, highlight=False)
-    if result.problems:
-        problems_summary(result.problems, files.get("quarantine.jsonl"))
 
 
 def pull_summary(result) -> None:
@@ -370,31 +338,6 @@ def dry_run_report(report, config) -> None:
                   f"EOS is a trained token: {'yes' if report.eos_trained else 'NO'}")
 
 
-def finetune_summary(result) -> None:
-    m = result.adapter
-    if m.get("method") == "dpo":
-        return dpo_summary(result)
-    losses = m["train_loss"]
-    first, last = (losses[0]["loss"], losses[-1]["loss"]) if losses else (float("nan"), float("nan"))
-    evaluated = f", eval loss {m['final_eval_loss']:.3f}" if m["final_eval_loss"] is not None else ""
-    console.print(f"Adapter in {result.files['adapter']}: {m['steps']} steps, {m['epochs']:.2f} epochs on "
-                  f"{m['train_examples']:,} examples ({m['quant']}, {m['quantized_layers']} quantized layers); "
-                  f"train loss {first:.3f} -> {last:.3f}{evaluated}")
-    console.print(f"{m['useful_tokens_per_s']:,} trained tokens/s; peak memory {m['peak_memory_gib']:.2f} GiB "
-                  f"(estimated {m['estimated_memory_gib']:.2f}); manifest.json and loss.png in the adapter folder")
-    rows = m["config"]["batch_size"]
-    if m["rows_per_pass_at_end"] < rows:
-        halvings = "".join(f"; out of memory at step {h['step']}: {h['rows_per_pass']} per pass from there"
-                           for h in m["out_of_memory_halvings"])
-        budget = f" for the {m['budget_gib']:g} GiB budget" if m['budget_gib'] else ""
-        console.print(f"{m['rows_per_pass']} of {rows} rows per pass{budget}{halvings}",
-                      markup=False, highlight=False)
-    for line in reason_lines(result.reasons):
-        console.print(f"  {line}", markup=False, highlight=False)
-    if result.problems:
-        problems_summary(result.problems, result.files.get("quarantine.jsonl"))
-
-
 def dpo_dry_run_report(report, config) -> None:
     console.print(f"{report.pairs:,} preference pairs; {len(report.too_long):,} longer than {config.max_length} "
                   "tokens (dropped)")
@@ -406,29 +349,6 @@ def dpo_dry_run_report(report, config) -> None:
     console.print(report.prompt, style="dim", markup=False, highlight=False)
     console.print(report.chosen, style="bold green", markup=False, highlight=False)
     console.print(report.rejected, style="bold red", markup=False, highlight=False)
-
-
-def dpo_summary(result) -> None:
-    m = result.adapter
-    steps = m["dpo_steps"]
-    first, last = (steps[0], steps[-1]) if steps else ({}, {})
-    reference = f"the SFT adapter {m['ref_adapter']}" if m["ref_adapter"] else "the base"
-    console.print(f"DPO adapter in {result.files['adapter']}: {m['steps']} steps, {m['epochs']:.2f} epochs on "
-                  f"{m['train_examples']:,} pairs ({m['quant']}), reference {reference}", markup=False)
-    if steps:
-        console.print(f"loss {first['loss']:.3f} -> {last['loss']:.3f}; reward accuracy "
-                      f"{first['rewards/accuracies']:.2f} -> {last['rewards/accuracies']:.2f}; margin "
-                      f"{first['rewards/margins']:.3f} -> {last['rewards/margins']:.3f}", markup=False)
-    if m["held_out"]:
-        h = m["held_out"]
-        console.print(f"held out ({m['eval_examples']:,} pairs): reward accuracy {h['rewards/accuracies']:.2f}, "
-                      f"margin {h['rewards/margins']:.3f}", markup=False)
-    console.print(f"peak memory {m['peak_memory_gib']:.2f} GiB (estimated {m['estimated_memory_gib']:.2f}); "
-                  "manifest.json and loss.png in the adapter folder")
-    for line in reason_lines(result.reasons):
-        console.print(f"  {line}", markup=False, highlight=False)
-    if result.problems:
-        problems_summary(result.problems, result.files.get("quarantine.jsonl"))
 
 
 def contamination_summary(result) -> None:

@@ -107,8 +107,7 @@ def screen_command(
     api.screen_config(**settings)  # every setting checked before anything is read
     if dry_run:
         return display.screen_preview(*api.preview_screen(records, **settings))
-    display.screen_summary(shown(api.screen(records, required(output), rejected=rejected, allow_empty=allow_empty,
-                                            **settings), strict))
+    shown(api.screen(records, required(output), rejected=rejected, allow_empty=allow_empty, **settings), strict)
 
 
 def finetune_command(
@@ -175,7 +174,7 @@ def finetune_command(
         result = api.finetune(base, data, output, processes=processes, accelerate_config=accelerate_config,
                               progress=update, say=lambda line: console.print(line, markup=False, highlight=False),
                               **run)
-    shown(result, strict, display.finetune_summary)
+    shown(result, strict)
 
 
 def merge_command(adapter: Annotated[Path, typer.Argument(help="Adapter folder (from `workbench finetune`).")],
