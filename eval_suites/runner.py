@@ -95,10 +95,10 @@ class GenerationCache:
 # --- Scoring ----------------------------------------------------------------------------------------------------
 
 def default_toxicity_config():
-    """detoxify where its weights are already on disk (they cannot be downloaded here), else profanity-check."""
-    from pipelines import screen
+    """The offline default scorer with its default settings (`workbench.core.scorers.default_settings`)."""
+    from workbench.core.scorers import default_settings
 
-    return screen.ScreenConfig(scorer="detoxify" if screen.cached_detoxify_weights() else "profanity-check")
+    return default_settings()
 
 
 @dataclass(frozen=True)
@@ -277,10 +277,10 @@ def evaluate(suite_names: list[str], config: BackendConfig, out_dir: str | Path,
     adapter_fp = path_sha256(config.adapter) if config.adapter else None
     toxicity_name = type(toxicity_scorer).__name__ if toxicity_scorer else None
     if toxicity_scorer is None and any("toxicity_rate" in s.config.metrics for s in suites):
-        from pipelines import screen
+        from workbench.core.scorers import load_scorer
 
         toxicity_config = default_toxicity_config()
-        toxicity_scorer, toxicity_name = screen.load_scorer(toxicity_config), toxicity_config.scorer
+        toxicity_scorer, toxicity_name = load_scorer(toxicity_config), toxicity_config.scorer
     backend = None
     runs = []
     for suite in suites:
@@ -447,7 +447,7 @@ def score_file(suite: str, predictions: Path, output: Path | None = None,
     answers = read_predictions(predictions, problems)
     toxicity = None
     if "toxicity_rate" in loaded.config.metrics:
-        from pipelines.screen import load_scorer
+        from workbench.core.scorers import load_scorer
 
         toxicity = load_scorer(default_toxicity_config())
     scores = score_suite(loaded, answers, toxicity)  # first: a prediction for no item of the suite is an error

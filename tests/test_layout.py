@@ -145,3 +145,29 @@ def test_the_cli_reference_is_generated_from_the_current_commands(tmp_path):
     subprocess.run([str(typer), "workbench.cli", "utils", "docs", "--name", "workbench", "--output", str(out)],
                    check=True, capture_output=True, cwd=ROOT)
     assert out.read_text() == (ROOT / "docs" / "cli.md").read_text(), "run `make docs` to regenerate docs/cli.md"
+
+
+def string_constants(path: Path) -> set[str]:
+    return {node.value for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+
+
+@pytest.mark.parametrize("name, home", [
+    ("abstain_recall", "eval_suites/metrics.py"),  # a metric: its function, tasks, direction, CI and report fields
+    ("rating", "annotation/questions.py"),  # a review question kind: the Argilla question, read-back, agreement
+    ("profanity-check", "workbench/core/scorers.py"),  # a toxicity scorer: its loading and scoring
+])
+def test_a_metric_a_question_kind_and_a_scorer_are_each_named_in_one_module(name, home):
+    assert sorted(path for path, file in ((str(p.relative_to(ROOT)), p) for p in MODULES.values())
+                  if name in string_constants(file)) == [home]
+
+
+def test_display_reads_no_result_or_manifest_key_by_string():
+    """Results print themselves (their summary lines, typed fields); display.py only lays them out."""
+    tree = ast.parse((ROOT / "workbench" / "display.py").read_text(encoding="utf-8"))
+    keyed = [ast.unparse(n) for n in ast.walk(tree)
+             if isinstance(n, ast.Subscript) and isinstance(n.slice, ast.Constant) and isinstance(n.slice.value, str)]
+    keyed += [ast.unparse(n) for n in ast.walk(tree)
+              if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "get" and n.args
+              and isinstance(n.args[0], ast.Constant) and isinstance(n.args[0].value, str)]
+    assert keyed == []

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from workbench.core.runs import reason_lines
+from workbench.core.runs import RUN_COLUMNS, run_rows
 from workbench.core.stats import Stats
 
 console = Console(soft_wrap=True)  # long paths stay on one line, copy-pastable
@@ -23,15 +22,15 @@ def stats_tables(stats: Stats, title: str) -> list[Table]:
     for name, count, share, dolly in stats.category_rows():
         categories.add_row(name, f"{count:,}", f"{share:.1f}%", f"{dolly:.1f}%" if dolly else "-")
     tables = [categories]
-    for unit, lengths in (("words", stats.words), ("tokens", stats.tokens)):
-        if not lengths:
+    for unit in ("words", "tokens"):
+        rows = stats.length_rows(unit)
+        if not rows:
             continue
         table = Table(title=f"Length in {unit}")
-        for column in ("field", "p50", "p90", "p99", "max", "mean"):
+        for column in ("field", *stats.LENGTH_COLUMNS):
             table.add_column(column, justify="left" if column == "field" else "right")
-        for field, summary in lengths.items():
-            table.add_row(field, *(f"{summary[k]:.0f}" for k in ("p50", "p90", "p99", "max")),
-                          f"{summary['mean']:.1f}")
+        for row in rows:
+            table.add_row(*row)
         tables.append(table)
     sources = Table(title="Sources")
     sources.add_column("source")
@@ -44,15 +43,24 @@ def stats_tables(stats: Stats, title: str) -> list[Table]:
 
 @contextmanager
 def progress_bar(description: str):
-    """A rich progress bar; yields a callback(done, total) for the library's long loops."""
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=False) as progress:
-        task = progress.add_task(description, total=None)
+    """A rich progress bar; yields a callback(done, total) for the library's long loops. The bar appears at the first
+    step, so a command that stops on its options or inputs (before any work) shows its error alone."""
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=err_console, transient=False)
+    task = None
 
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+    def update(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            progress.start()
+            task = progress.add_task(description, total=None)
+        progress.update(task, completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if task is not None:
+            progress.stop()
 
 
 @contextmanager
@@ -143,25 +151,11 @@ def next_token_tables(steps, labels: list[str]) -> list[Table]:
 
 def runs_table(runs: list[dict]) -> Table:
     table = Table(title="Runs")
-    for column in ("run", "stages done", "last finished", "stage time (s)", "folder"):
+    for column in RUN_COLUMNS:
         table.add_column(column, justify="right" if column in ("stages done", "stage time (s)") else "left")
-    for r in runs:
-        table.add_row(r["run"], f"{r['done']}/{r['stages']}", r["last"], f"{r['seconds']:.1f}", r["path"])
+    for row in run_rows(runs):
+        table.add_row(*row)
     return table
-
-
-def stage_lines(run: str, stages: list[dict]) -> list[str]:
-    """A run's stages as text blocks (stage, status, time, counts, files, rejection reasons)."""
-    lines = [f"Run {run}: {len(stages)} stages"]
-    for s in stages:
-        if s["status"] == "unreadable":
-            lines.append(f"{s['stage']}: unreadable: {s['problem']}")
-            continue
-        lines.append(f"{s['stage']}: {s['status']}, {s['seconds'] or 0:.1f} s, finished {s['finished']} ({s['path']}/)")
-        lines.append("    " + ", ".join(f"{k} {v:,}" for k, v in s["counts"].items()))
-        lines.append("    files: " + ", ".join(s["files"]))
-        lines += [f"    {line}" for line in reason_lines(s["ledger"])]
-    return lines
 
 
 def doctor_table(checks) -> Table:
@@ -174,66 +168,14 @@ def doctor_table(checks) -> Table:
     return table
 
 
-def trace_lines(t: dict) -> list[str]:
-    """A record's life as text: what it is, each lineage event, its cluster, adapters and contamination."""
-    r = t["record"]
-    lines = [f"Record {t['id']}: {t['status']} ({t['run']})",
-             f"  instruction: {r['instruction'][:200]}", f"  context: {(r.get('context') or '–')[:120]}",
-             f"  response: {(r.get('response') or '–')[:200]}", f"  category: {r.get('category')}, "
-             f"source: {r.get('source')}", "Timeline:"]
-    for e in r.get("lineage", []):
-        detail = e.get("detail") or {}
-        if isinstance(detail, dict):
-            detail = {k: v for k, v in detail.items() if k != "params"}  # sampling settings: in the manifest
-        shown = json.dumps(detail, ensure_ascii=False) if detail else ""
-        lines.append(f"  {e['stage']:<12} {e['action']:<7} {e.get('reason') or ''} {shown[:220]}".rstrip())
-    if r.get("scores"):
-        lines.append("Scores: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                                            for k, v in r["scores"].items()))
-    if t["parent"]:
-        lines.append(f"Made from {t['parent']['id']} ({t['parent']['stage']}): {t['parent']['instruction'][:120]}")
-    if t["dedup_cluster"]:
-        lines.append(f"Dedup cluster: {json.dumps(t['dedup_cluster'], ensure_ascii=False)[:300]}")
-    lines += [f"Ledger: {v['stage']} {v['action']}: {v['reason']}" for v in t["verdicts"]]
-    lines.append("Found in: " + ", ".join(p["file"] for p in t["places"]))
-    lines += [f"Trained into: {a['adapter']} ({a['used']}; base {a['base']})" for a in t["adapters"]] or \
-        ["Trained into: no adapter in this run"]
-    lines += [f"Contaminates: {c['suite']} item {c['item']} ({c['question'][:80]})" for c in t["contaminated"]] or \
-        ["Contaminates: no eval item (of the suites checked in this run)"]
-    return lines
-
-
 def run_summary(result) -> None:
     """What a recipe run did: each stage's state and counts, rejection reasons, the report, what it waits for."""
-    if result.plan:
-        console.print(f"Dry run of {result.run_dir}: nothing was run")
-        for stage, action, why in result.plan:
-            console.print(f"  {stage:<16} {'would run' if action == 'run' else 'skipped'}: {why}")
+    lines(result.stage_lines())
+    if result.plan or result.pending:
         return
-    for outcome in result.outcomes:
-        state = "skipped (unchanged)" if outcome.skipped else f"done in {outcome.manifest['seconds']:.1f} s"
-        counts = ", ".join(f"{k} {v:,}" for k, v in outcome.manifest["counts"].items())
-        console.print(f"[bold]{outcome.stage.name}[/]: {state} — {counts}  ({outcome.stage.dir})")
-        for line in reason_lines(outcome.manifest["ledger"]):
-            console.print(f"    {line}", markup=False, highlight=False)
-    if result.pending:
-        console.print(f"[bold]Waiting[/]: {result.pending}", markup=True, highlight=False)
-        return
-    if result.stats:
-        for table in stats_tables(result.stats, "Seed tasks"):
-            console.print(table)
-    if result.programmes:
-        console.print(f"Catalog: {len(result.programmes)} programmes, "
-                      f"{sum(p['programming_required'] for p in result.programmes)} require programming")
-    if result.report:
-        console.print(result.report.with_name("summary.md").read_text(), markup=False)
-        console.print(f"Report: {result.report}")
-    if result.argilla:
-        data_dir = result.run_dir / "review" / "argilla"
-        console.print(f"Argilla (kept running): {result.argilla.api_url} — user {result.argilla.credentials.username}, "
-                      f"password in {data_dir / 'credentials.json'}; stop it with "
-                      f"`workbench annotate stop --data-dir {data_dir}`")
-    console.print(f"Run folder: {result.run_dir}")
+    for table in stats_tables(result.stats, "Seed tasks") if result.stats else []:
+        console.print(table)
+    lines(result.closing_lines())
 
 
 def problems_summary(problems, quarantine: str | None) -> None:

@@ -27,6 +27,14 @@ class Stats:
         return [(name, n, 100 * n / total, 100 * DOLLY_CATEGORY_COUNTS.get(name, 0) / DOLLY_TOTAL)
                 for name, n in self.categories.items()]
 
+    LENGTH_COLUMNS = ("p50", "p90", "p99", "max", "mean")
+
+    def length_rows(self, unit: str) -> list[tuple[str, ...]]:
+        """(field, p50, p90, p99, max, mean) as shown, in words or tokens (none when not counted)."""
+        lengths = self.words if unit == "words" else self.tokens
+        return [(name, *(f"{summary[k]:.0f}" for k in ("p50", "p90", "p99", "max")), f"{summary['mean']:.1f}")
+                for name, summary in lengths.items()]
+
     def to_dict(self) -> dict:
         return {"records": self.records, "categories": self.categories, "sources": self.sources,
                 "dolly_shares": {k: v / DOLLY_TOTAL for k, v in DOLLY_CATEGORY_COUNTS.items()},
