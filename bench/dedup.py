@@ -64,8 +64,8 @@ def run_ours(source: Path, out: Path, workers: int) -> list[tuple[int, int]]:
 
 def ours_pairs(source: Path, workers: int) -> list[tuple[int, int]]:
     """The verified pairs the stage's engine finds (the same texts, config and index)."""
-    from workbench.core.minhash import DedupConfig, find_duplicates, shingle_texts
     from workbench.core.io import load_records
+    from workbench.core.minhash import DedupConfig, find_duplicates, shingle_texts
 
     shingled = shingle_texts([r.instruction for r in load_records(source, [])], 3)
     return list(find_duplicates(shingled, DedupConfig(fields=("instruction",), workers=workers)).similarities)
@@ -74,8 +74,8 @@ def ours_pairs(source: Path, workers: int) -> list[tuple[int, int]]:
 def run_datasketch(source: Path, out: Path) -> list[tuple[int, int]]:
     from datasketch import MinHash, MinHashLSH
 
-    from workbench.core.minhash import shingles
     from workbench.core.io import load_records, write_records
+    from workbench.core.minhash import shingles
 
     records = load_records(source, [])
     sets = [[s.encode() for s in shingles(r.instruction, 3)] for r in records]
@@ -110,8 +110,8 @@ def exact_pairs(source: Path, threshold: float = 0.7, block: int = 1000) -> set[
     import numpy as np
     from scipy.sparse import csr_matrix
 
-    from workbench.core.minhash import shingle_texts
     from workbench.core.io import load_records
+    from workbench.core.minhash import shingle_texts
 
     shingled = shingle_texts([r.instruction for r in load_records(source, [])], 3)
     sets = [shingled.set(i) for i in range(len(shingled))]
