@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from eval_suites.metrics import METRICS, item_fields, summary_metrics
 from eval_suites.statistics import Comparison, compare
 from workbench.core.backends import BackendConfig
-from workbench.core.errors import InputError
+from workbench.core.errors import InputError, WorkbenchError
 from workbench.core.io import atomic_write_json, atomic_write_text
 from workbench.core.runs import Outputs, StepResult
 
@@ -418,6 +418,13 @@ class ReportResult(StepResult):
     def error_lines(self) -> list[str]:
         """The toxicity gate's violations, as a command prints them (on stderr)."""
         return [f"Error: {violation}" for violation in self.comparison.toxicity_violations]
+
+    def gate_error(self) -> WorkbenchError | None:
+        """The toxicity gate (`max_toxicity_rate`): what stops a recipe run, and makes `eval compare` exit 1."""
+        if not self.comparison.toxicity_violations:
+            return None
+        return WorkbenchError("; ".join(self.comparison.toxicity_violations),
+                              hint=f"the report is in {self.files['report.html']}")
 
 
 def run(results: list[Path], config: ReportConfig, out: Outputs, judge: BackendConfig | None = None,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eval_suites.contamination import ContaminationConfig, EvalItem, Finding, check, load_eval_items
-from workbench.core.errors import InputError
+from workbench.core.errors import InputError, WorkbenchError
 from workbench.core.io import Problem, atomic_write_json, load_records
 from workbench.core.runs import Outputs, StepResult
 
@@ -32,6 +32,16 @@ class ContaminationResult(StepResult):
         lines.append(f"{self.counts['contaminated']} of {self.counts['items_checked']} eval item(s) contaminated by "
                      f"{self.train}; report: {self.files['report.json']}")
         return lines
+
+    def gate_error(self) -> WorkbenchError | None:
+        """The contamination gate: what stops a recipe before finetuning, and `--fail-on-contamination`'s exit 1."""
+        if not self.findings:
+            return None
+        return WorkbenchError(f"contamination: {len(self.findings)} eval item(s) near-duplicate or share a 13-gram "
+                              f"with the curated set ({', '.join(f.item.id for f in self.findings[:5])}); see "
+                              f"{self.files['report.json']}",
+                              hint="remove those records from the curated set (or the items from the suite) and run "
+                                   "again")
 
 
 def run(train: Path, evals: list[Path], config: ContaminationConfig, out: Outputs) -> ContaminationResult:

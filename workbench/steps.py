@@ -25,7 +25,7 @@ from pipelines import screen as screen_stage
 from workbench.core import teaching
 from workbench.core.backends import BackendConfig, load_backend
 from workbench.core.catalog import load_catalog
-from workbench.core.errors import InputError, WorkbenchError
+from workbench.core.errors import InputError
 from workbench.core.io import Problem, atomic_write_json, load_records, write_records
 from workbench.core.runs import Outputs, Stage, StepResult
 from workbench.core.stats import compute_stats
@@ -158,12 +158,8 @@ def contamination_gate(run_dir: Path, suites: tuple[str, ...], curated: Path) ->
 
     def call(out: Outputs) -> StepResult:
         result = contamination_stage.run(curated, folders, config, out)
-        if result.findings:
-            raise WorkbenchError(f"contamination: {len(result.findings)} eval item(s) near-duplicate or share a "
-                                 f"13-gram with the curated set ({', '.join(f.item.id for f in result.findings[:5])});"
-                                 f" see {out['report.json']}",
-                                 hint="remove those records from the curated set (or the items from the suite) "
-                                      "and run again")
+        if error := result.gate_error():
+            raise error
         return result
 
     gate = ContaminationGateConfig(suites=suites, check=config)
@@ -202,9 +198,8 @@ def report(run_dir: Path, config: report_stage.ReportConfig, results: list[Path]
     """The evaluated models compared (the first is the baseline); a toxicity gate, when set, stops the run."""
     def call(out: Outputs) -> StepResult:
         result = report_stage.run(results, config, out, judge)
-        if result.comparison.toxicity_violations:
-            raise WorkbenchError("; ".join(result.comparison.toxicity_violations),
-                                 hint=f"the report is in {out['report.html']}")
+        if error := result.gate_error():
+            raise error
         return result
 
     stage_config = report_stage.ReportStageConfig(settings=config, judge=judge)

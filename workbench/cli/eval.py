@@ -101,7 +101,7 @@ def eval_compare(
     result = api.compare(results, output, bootstrap=bootstrap, seed=seed, max_toxicity_rate=max_toxicity_rate,
                          judge=judge, **vars(judged_by))
     display.compare_summary(result)
-    raise typer.Exit(1 if result.comparison.toxicity_violations else 0)
+    raise typer.Exit(1 if result.gate_error() else 0)
 
 
 @eval_app.command("judge-agreement")

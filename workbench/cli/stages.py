@@ -80,7 +80,7 @@ def contamination_command(
     Example: workbench contamination curated.jsonl --eval closed_qa_items.jsonl --fail-on-contamination"""
     result = api.check_contamination(train, eval, report, threshold=threshold)
     display.contamination_summary(result)
-    raise typer.Exit(1 if result.findings and fail_on_contamination else 0)
+    raise typer.Exit(1 if result.gate_error() and fail_on_contamination else 0)
 
 
 def screen_command(
