@@ -18,6 +18,7 @@ from workbench.core.backends import Backend, take_usage
 from workbench.core.errors import InputError
 from workbench.core.fingerprint import fingerprint
 from workbench.core.models import GenerationParams
+from workbench.core.pages import PAGE_SUFFIXES, page_files, read_page
 from workbench.core.prompts import (
     ANSWER_STOPS,
     ANSWER_TEMPLATE_ID,
@@ -29,7 +30,7 @@ from workbench.core.records import Record
 from workbench.core.runs import Outputs, StepResult
 from workbench.core.text import grounding
 
-DOC_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm")
+DOC_SUFFIXES = PAGE_SUFFIXES  # what workbench.core.pages reads
 
 
 class FromDocsConfig(BaseModel):
@@ -50,18 +51,9 @@ class Document:
 
 
 def read_document(path: Path) -> str:
-    """Plain text of a Markdown (YAML header dropped), text or HTML file."""
-    raw = path.read_text(encoding="utf-8", errors="replace")
-    if path.suffix in (".html", ".htm"):
-        import html2text
-
-        converter = html2text.HTML2Text()
-        converter.body_width = 0  # no hard wrapping: keeps sentences whole
-        converter.ignore_images = True
-        return converter.handle(raw).strip()
-    if raw.startswith("---\n") and "\n---" in raw[4:]:
-        raw = raw[4:].split("\n---", 1)[1].lstrip("-\n")
-    return raw.strip()
+    """What a person reads on a page: Markdown without its YAML header, text, the main text of an HTML page, the text
+    layer of a PDF (`workbench.core.pages`)."""
+    return read_page(path).text
 
 
 def split_by_headings(text: str, budget: int, count: Callable[[str], int]) -> list[str]:
@@ -85,17 +77,23 @@ def split_by_headings(text: str, budget: int, count: Callable[[str], int]) -> li
     return parts
 
 
-def load_documents(folder: Path, budget: int, count: Callable[[str], int]) -> list[Document]:
-    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in DOC_SUFFIXES and p.is_file())
-    if not files:
-        raise InputError(f"{folder}: no documents ({', '.join(DOC_SUFFIXES)})")
-    documents = []
-    for path in files:
-        parts = split_by_headings(read_document(path), budget, count)
+def load_documents(folder: Path, budget: int, count: Callable[[str], int]) -> tuple[list[Document], list[str]]:
+    """The readable pages of FOLDER, each whole or in parts that fit the budget, and one line for each page that
+    could not be read (the others go on)."""
+    documents, unreadable = [], []
+    for path in page_files(folder):
+        try:
+            text = read_document(path)
+        except InputError as e:
+            unreadable.append(e.message)
+            continue
+        parts = split_by_headings(text, budget, count)
         name = path.relative_to(folder).as_posix()
         documents += [Document(name if len(parts) == 1 else f"{name}#part{i}", part)
                       for i, part in enumerate(parts, start=1)]
-    return documents
+    if not documents:
+        raise InputError(f"{folder}: none of its {len(unreadable)} page(s) could be read ({unreadable[0]})")
+    return documents, unreadable
 
 
 def parse_questions(completion: str, limit: int) -> list[str]:
@@ -109,7 +107,7 @@ def run(backend: Backend, docs: Path, config: FromDocsConfig, out: Outputs, forc
     """The from-docs stage: closed_qa records whose context is the document into out["records.jsonl"]; empty and
     ungrounded answers are dropped with why. Resumes after a kill."""
     ledger = out.start(config, [docs])
-    documents = load_documents(docs, config.max_doc_tokens, _token_counter(backend))
+    documents, unreadable = load_documents(docs, config.max_doc_tokens, _token_counter(backend))
     key = fingerprint(config=config, docs=Path(docs), backend=backend.backend, model=backend.name)
     output = ResumableOutput(out, key, ledger, force)
     usage = Counter(output.state.get("usage", {}))
@@ -138,7 +136,8 @@ def run(backend: Backend, docs: Path, config: FromDocsConfig, out: Outputs, forc
         output.append(kept, next=index + 1, usage=take_usage(usage, backend))
         if progress:
             progress(index + 1, len(documents))
-    return output.finish(usage, [], resumed=output.resumed, documents=len(documents))
+    return output.finish(usage, [], resumed=output.resumed, documents=len(documents),
+                         **({"unreadable_pages": unreadable} if unreadable else {}))
 
 
 def _token_counter(backend: Backend) -> Callable[[str], int]:

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.core.catalog import load_catalog
 from workbench.core.models import GenerationParams, Model
+from workbench.core.pages import read_pages
 from workbench.core.prompts import ADVISOR_SYSTEM_PROMPT, ANSWER_STOPS, build_prompt
 from workbench.core.text import content_words
 
@@ -40,7 +40,7 @@ class Retriever:
 
     @classmethod
     def from_catalog(cls, directory: str | Path) -> Retriever:
-        return cls([Page(p.name, p.text, p.path) for p in load_catalog(directory)])
+        return cls([Page(p.name, p.text, p.path) for p in read_pages(directory)[0]])
 
     def search(self, question: str, k: int = 3) -> list[tuple[Page, float]]:
         """The k best pages with their scores, best first; pages that share no word with the question left out."""

@@ -246,9 +246,11 @@ class RunResult:
     def closing_lines(self) -> list[str]:
         """After the seed tasks' tables: the catalog, the report's summary, the server left running, the folder."""
         lines = []
-        if self.programmes:
+        if self.programmes and all(p["programming_required"] is not None for p in self.programmes):
             lines.append(f"Catalog: {len(self.programmes)} programmes, "
                          f"{sum(p['programming_required'] for p in self.programmes)} require programming")
+        elif self.programmes:
+            lines.append(f"Catalog: {len(self.programmes)} pages, {sum(p['words'] for p in self.programmes):,} words")
         if self.report:
             lines += [self.report.with_name("summary.md").read_text(), f"Report: {self.report}"]
         if self.argilla:

@@ -24,9 +24,8 @@ from pipelines import preferences as pairs_stage
 from pipelines import screen as screen_stage
 from workbench.core import teaching
 from workbench.core.backends import BackendConfig, load_backend
-from workbench.core.catalog import load_catalog
-from workbench.core.errors import InputError
 from workbench.core.io import Problem, atomic_write_json, load_records, write_records
+from workbench.core.pages import read_pages
 from workbench.core.runs import Outputs, Stage, StepResult
 from workbench.core.stats import compute_stats
 
@@ -47,9 +46,9 @@ class SeedsConfig(BaseModel):
 
 
 class CatalogConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    """The pages as they come (workbench.core.pages): any number, no header key required."""
 
-    min_programmes: int = 12  # the course-advisor suite asks about a dozen programmes
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class GenerationStageConfig(BaseModel):
@@ -97,18 +96,22 @@ def seeds(run_dir: Path, config: SeedsConfig, path: Path) -> Step:
     return Step(Stage(run_dir, "seeds", config, [path]), call)
 
 
-def catalog(run_dir: Path, config: CatalogConfig, folder: Path) -> Step:
-    """The programme pages checked: programmes.json lists them."""
+def catalog(run_dir: Path, config: CatalogConfig, folder: Path, say: Callable[[str], None] = lambda text: None
+            ) -> Step:
+    """The pages read (Markdown, text, HTML, PDF): programmes.json lists them; a page that cannot be read is named
+    and left out, the others go on."""
     def call(out: Outputs) -> StepResult:
         ledger = out.start(config, [folder], drops=False)
-        programmes = load_catalog(folder)
-        if len(programmes) < config.min_programmes:
-            raise InputError(f"{folder}: {len(programmes)} programmes, fewer than {config.min_programmes}")
-        listed = [{"slug": p.slug, "name": p.name, "words": len(p.text.split()),
-                   "programming_required": bool(p.header["programming_required"]),
-                   "language": p.header["language"], "path": p.path.name} for p in programmes]
+        pages, unreadable = read_pages(folder)
+        for line in unreadable:
+            say(f"Warning: page left out: {line}")
+        listed = [{"slug": p.slug, "name": p.name, "words": p.words,
+                   "programming_required": None if "programming_required" not in p.header
+                   else bool(p.header["programming_required"]),
+                   "language": p.header.get("language"), "path": p.path.name} for p in pages]
         atomic_write_json(out["programmes.json"], listed)
-        return out.finish(ledger, {"programmes": len(listed), "words": sum(p["words"] for p in listed)})
+        return out.finish(ledger, {"programmes": len(listed), "words": sum(p["words"] for p in listed)},
+                          **({"unreadable_pages": unreadable} if unreadable else {}))
 
     return Step(Stage(run_dir, "catalog", config, [folder]), call)
 

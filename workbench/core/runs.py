@@ -162,6 +162,7 @@ class StepResult:
                 line += f"; {self.rejected:,} rejected in {files['dropped.jsonl']}"
             lines.append(line + (" (resumed)" if self.resumed else ""))
         lines += [f"  {line}" for line in reason_lines(self.reasons)]
+        lines += [f"  page left out: {line}" for line in self.details.get("unreadable_pages", [])]
         if "prompt_tokens" in counts:
             lines.append(f"Tokens: {counts.get('prompt_tokens', 0):,} prompt, {counts.get('completion_tokens', 0):,} "
                          f"completion, {counts.get('requests', 0):,} requests")
@@ -372,7 +373,9 @@ class StageOutcome:
         state = "skipped (unchanged)" if self.skipped else f"done in {self.manifest['seconds']:.1f} s"
         counts = ", ".join(f"{k} {v:,}" for k, v in self.manifest["counts"].items())
         return [f"{self.stage.name}: {state} — {counts}  ({self.stage.dir})",
-                *(f"    {line}" for line in reason_lines(self.manifest["ledger"]))]
+                *(f"    {line}" for line in reason_lines(self.manifest["ledger"])),
+                *(f"    page left out: {line}"
+                  for line in self.manifest.get("details", {}).get("unreadable_pages", []))]
 
 
 def run_stage(stage: Stage, step: Callable[[Outputs], StepResult], *, force: bool = False,
