@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.resumable import ResumableOutput
 from workbench.core.backends import Backend, take_usage
-from workbench.core.errors import InputError
+from workbench.core.errors import InputError, NothingGenerated
 from workbench.core.fingerprint import fingerprint
 from workbench.core.models import GenerationParams
 from workbench.core.pages import PAGE_SUFFIXES, page_files, read_page
@@ -111,10 +111,12 @@ def run(backend: Backend, docs: Path, config: FromDocsConfig, out: Outputs, forc
     key = fingerprint(config=config, docs=Path(docs), backend=backend.backend, model=backend.name)
     output = ResumableOutput(out, key, ledger, force)
     usage = Counter(output.state.get("usage", {}))
+    last_asked = None  # the generator's last completion, shown when it gave nothing usable
     for index in range(output.state.get("next", 0), len(documents)):
         document = documents[index]
         params = config.question_sampling.model_copy(update={"seed": config.question_sampling.seed + index})
         [asked] = backend.complete([doc_questions_prompt(document.text, config.num)], params)
+        last_asked = asked.text
         questions = parse_questions(asked.text, config.num)
         answers = backend.complete([format_prompt(q, document.text) for q in questions], config.answer_sampling)
         kept = []
@@ -136,8 +138,17 @@ def run(backend: Backend, docs: Path, config: FromDocsConfig, out: Outputs, forc
         output.append(kept, next=index + 1, usage=take_usage(usage, backend))
         if progress:
             progress(index + 1, len(documents))
-    return output.finish(usage, [], resumed=output.resumed, documents=len(documents),
-                         **({"unreadable_pages": unreadable} if unreadable else {}))
+    result = output.finish(usage, [], resumed=output.resumed, documents=len(documents),
+                           **({"unreadable_pages": unreadable} if unreadable else {}))
+    if not result.counts["kept"] and not result.counts["rejected"] and not out.allow_empty:
+        raise NothingGenerated(
+            f"{docs}: the generator ({backend.name}) asked no question that could be read of {len(documents)} "
+            f"page(s): {usage.get('completion_tokens', 0):,} completion tokens in all, for "
+            f"{usage.get('prompt_tokens', 0):,} prompt tokens",
+            hint=(f"its last completion was {last_asked[:200]!r}; " if last_asked is not None else "")
+            + "a generator must write a numbered list of questions: a tiny one must have read these pages "
+            "(`workbench init --tiny` trains it on them), a real one may need a larger max_new_tokens")
+    return result
 
 
 def _token_counter(backend: Backend) -> Callable[[str], int]:

@@ -40,7 +40,7 @@ CALLS = {
     "screen": api.screen_config, "merge": api.merge, "annotate serve": api.serve_argilla, "annotate push": api.push,
     "annotate pull": api.pull, "annotate export": api.export_review, "annotate agreement": api.agreement,
     "eval run": api.evaluate, "eval score": api.score, "eval compare": api.compare,
-    "eval judge-agreement": api.judge_agreement, "demo": api.demo, "run": api.run_recipe,
+    "eval judge-agreement": api.judge_agreement, "demo": api.demo, "run": api.run_recipe, "init": api.init,
 }
 # The config each API function (or command) fills: a parameter named as one of its fields defaults to the field's.
 FILLS = [

@@ -8,6 +8,7 @@ The loop as Python functions, with the CLI's names and defaults (see `workbench.
     dedup                 MinHash LSH near-duplicates           screen              toxicity routes (pass/review/reject)
     push / pull           review in Argilla, curated set back   agreement           between annotators
     finetune              LoRA (SFT or DPO) on the curated set  evaluate / compare  suites, CIs, the HTML report
+    init                  a recipe for your own pages (HTML, PDF, Markdown, text)
     run_recipe / demo     the whole loop from a recipe          (and import_data, export_data, merge, score, ...)
 
 Each returns the stage's typed result; bad input raises workbench.core.errors.WorkbenchError (one line to show).
@@ -26,7 +27,7 @@ __all__ = [
     "serve_argilla", "connect_argilla", "push", "pull", "export_review", "agreement",
     "finetune", "finetune_config", "preview_finetune", "merge",
     "evaluate", "score", "compare", "judge_agreement",
-    "run_recipe", "demo",
+    "init", "run_recipe", "demo",
 ]
 
 

@@ -408,6 +408,16 @@ def export_data(file: str | Path, fmt: str, output: str | Path, *, run: str | Pa
 
 # --- the whole loop ------------------------------------------------------------------------------------------------
 
+def init(directory: str | Path, pages: str | Path, *, suite: str | Path | None = None, tiny: bool = False,
+         force: bool = False):
+    """Write DIRECTORY/recipe.yaml for your own pages (a folder of Markdown, text, HTML or PDF): the real models by
+    default, the offline tiny pair trained on those pages with `tiny`; evaluated on `suite` (a folder in the suite
+    format) when given. Returns what it found (pages, words, titles, unreadable pages) and where it wrote."""
+    from workbench.recipe import start_recipe
+
+    return start_recipe(directory, pages, suite=suite, tiny=tiny, force=force)
+
+
 def run_recipe(recipe, *, name: str | None = None, runs_dir: str | Path = "runs", review_mode: str | None = None,
                force: bool = False, from_stage: str | None = None, until: str | None = None, dry_run: bool = False,
                keep_server: bool = False, allow_empty: bool = False, on_stage: Callable[[str], None] | None = None):

@@ -34,7 +34,7 @@ from workbench.core.backends import BackendConfig, api_bases
 from workbench.core.catalog import CATALOG_DIR, SEED_TASKS
 from workbench.core.config import build_config, load_yaml
 from workbench.core.errors import ConfigError, InputError
-from workbench.core.io import Problem, load_records
+from workbench.core.io import Problem, atomic_write_text, load_records
 from workbench.core.models import GenerationParams
 from workbench.core.prompts import ANSWER_STOPS
 from workbench.core.runs import StageOutcome, StagePending, run_stage
@@ -125,7 +125,7 @@ class GenerateSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     seeds: str = "bundled"  # a record file, or the bundled course-advisor seeds
-    documents: str = "bundled"  # a catalog folder (*.md programme pages), or the bundled catalog
+    documents: str = "bundled"  # a folder of pages (Markdown, text, HTML, PDF: workbench.core.pages), or "bundled"
     instructions: BootstrapConfig = DEMO_BOOTSTRAP
     instances: InstancesConfig = DEMO_INSTANCES
     from_docs: FromDocsConfig = DEMO_FROM_DOCS
@@ -250,7 +250,7 @@ class RunResult:
             lines.append(f"Catalog: {len(self.programmes)} programmes, "
                          f"{sum(p['programming_required'] for p in self.programmes)} require programming")
         elif self.programmes:
-            lines.append(f"Catalog: {len(self.programmes)} pages, {sum(p['words'] for p in self.programmes):,} words")
+            lines.append(f"Catalog: {len(self.programmes)} page(s), {sum(p['words'] for p in self.programmes):,} words")
         if self.report:
             lines += [self.report.with_name("summary.md").read_text(), f"Report: {self.report}"]
         if self.argilla:
@@ -337,9 +337,11 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
     try:
         seeds = step("generate", "seeds", lambda: steps.seeds(run_dir, steps.SeedsConfig(), seeds_path))
         step("generate", "catalog", lambda: steps.catalog(run_dir, steps.CatalogConfig(), documents))
-        if recipe.tiny is not None:
-            step("generate", "tiny-model (training a tiny Falcon on the bundled text)",
-                 lambda: steps.tiny_models(run_dir, recipe.tiny))
+        if recipe.tiny is not None:  # the pair reads the recipe's own pages when it has them
+            own_pages = None if g.documents == "bundled" else documents
+            step("generate", "tiny-model (training a tiny Falcon on "
+                 + ("the bundled text)" if own_pages is None else f"the pages in {own_pages} and the seeds)"),
+                 lambda: steps.tiny_models(run_dir, recipe.tiny, own_pages))
         step("generate", f"instructions{_served(generator)}", lambda: steps.generation(
             run_dir, "instructions", g.instructions, [seed_file], generator,
             lambda backend, out, again: bootstrap.run(backend, seed_file, g.instructions, out, again), force))
@@ -403,3 +405,71 @@ def recipe_yaml(recipe: Recipe) -> str:
     """A recipe as YAML (every setting spelled out)."""
     data: dict[str, Any] = recipe.model_dump(mode="json")
     return yaml.safe_dump(data, sort_keys=False, width=110)
+
+
+# What `workbench init` writes for the real models: the seed lecture's setup on one 24 GB GPU
+# (recipes/course-advisor.yaml).
+FALCON = Models(generator=ModelRef(model="tiiuae/falcon-7b-instruct", quant="8bit"),
+                base=ModelRef(model="tiiuae/falcon-7b", quant="8bit"),
+                instruct=ModelRef(model="tiiuae/falcon-7b-instruct", quant="8bit"))
+
+
+@dataclass
+class Started:
+    """What `workbench init` found and wrote."""
+
+    recipe_file: Path
+    pages: list  # workbench.core.pages.Page
+    unreadable: list[str]
+    suite: Path | None
+    tiny: bool
+
+    def summary_lines(self, shown: int = 20) -> list[str]:
+        words = sum(p.words for p in self.pages)
+        lines = [f"Found {len(self.pages)} page(s), {words:,} words:"]
+        lines += [f"  {p.name}  ({p.path.name}, {p.words:,} words)" for p in self.pages[:shown]]
+        lines += [f"  ... and {len(self.pages) - shown} more"] if len(self.pages) > shown else []
+        lines += [f"Left out (cannot be read): {line}" for line in self.unreadable]
+        models = "the tiny pair, trained here on these pages (offline, CPU)" if self.tiny else \
+            "falcon-7b-instruct generates, falcon-7b is finetuned (8-bit, one GPU with 24 GB)"
+        lines.append(f"Wrote {self.recipe_file}: {models}; evaluated on "
+                     + (f"your suite {self.suite} and closed_qa" if self.suite else
+                        "closed_qa (pass --suite DIR to measure the advisor on questions about your pages)"))
+        lines.append(f"Run it: workbench run {self.recipe_file}   (add --dry-run first to see the plan)")
+        return lines
+
+
+def start_recipe(directory: str | Path, pages: str | Path, *, suite: str | Path | None = None, tiny: bool = False,
+                 force: bool = False) -> Started:
+    """Write DIRECTORY/recipe.yaml for a folder of pages: the real models by default, the offline tiny pair (which
+    reads these pages) with `tiny`; evaluated on `suite` (a folder in the suite format) when given. The pages are
+    read first, so that an unreadable folder or suite is named before anything is written."""
+    from workbench.core.pages import read_pages
+
+    directory, pages = Path(directory), Path(pages).resolve()
+    found, unreadable = read_pages(pages)
+    suites: tuple[str, ...] = ("closed_qa",)
+    if suite is not None:
+        suite = Path(suite).resolve()
+        find_suite(str(suite))  # a missing folder or a bad suite.yaml is named now
+        suites = (str(suite), "closed_qa")
+    target = directory / "recipe.yaml"
+    if target.exists() and not force:
+        raise InputError(f"{target}: a recipe is already there", hint="pass --force to write over it")
+    name = directory.resolve().name or "my-advisor"
+    base = Recipe() if tiny else Recipe(tiny=None, models=FALCON)
+    stages = base.stages.model_copy(update={
+        "generate": base.stages.generate.model_copy(update={"documents": str(pages)}),
+        "review": base.stages.review.model_copy(update={"mode": "auto" if tiny else "manual", "dataset": name}),
+        "eval": base.stages.eval.model_copy(update={"suites": suites}),
+        **({} if tiny else {"finetune": FinetuneConfig(quant="8bit", system_prompt=True),
+                            "screen": ScreenConfig(scorer="detoxify")})})
+    recipe = base.model_copy(update={
+        "name": name, "stages": stages,
+        "description": f"A course advisor for the pages in {pages}"
+                       + (" (the offline tiny pair, trained on them)" if tiny else " (falcon-7b on one GPU)")})
+    directory.mkdir(parents=True, exist_ok=True)
+    header = (f"# Written by `workbench init {directory} --pages {pages}`" + (" --tiny" if tiny else "")
+              + (f" --suite {suite}" if suite else "") + f"\n# Run it: workbench run {target}\n")
+    atomic_write_text(target, header + recipe_yaml(recipe))
+    return Started(target, found, unreadable, suite, tiny)

@@ -37,6 +37,23 @@ def demo_command(
     _run(api.demo, runs_dir=runs_dir, name=name, review_mode=review, force=force, keep_server=keep_server)
 
 
+def init_command(
+    directory: Annotated[Path, typer.Argument(help="Where to write recipe.yaml (made if missing).")],
+    pages: Annotated[Path, opt("A folder of your university's pages: Markdown, text, HTML saved from the site, PDF.",
+                               "--pages")],
+    suite: Annotated[Path | None, opt("A folder in the suite format (suite.yaml + items.jsonl): the report measures "
+                                      "the advisor on it.")] = None,
+    tiny: Annotated[bool, opt("The offline tiny pair, trained on these pages (CPU, minutes), instead of "
+                              "falcon-7b-instruct and falcon-7b.")] = False,
+    force: Annotated[bool, opt("Write over an existing recipe.yaml.")] = False,
+):
+    """Start a course advisor for your own pages: read them, say what was found, write a recipe and the command that
+    runs it.
+
+    Example: workbench init my-advisor --pages saved-pages/ --suite my-suite/ --tiny"""
+    display.lines(api.init(directory, pages, suite=suite, tiny=tiny, force=force).summary_lines())
+
+
 def run_command(
     recipe: Annotated[Path, typer.Argument(help="A recipe YAML file (see recipes/).")],
     name: Annotated[str | None, opt("The run's name (default: the recipe's name).")] = None,
@@ -109,6 +126,6 @@ def trace_command(record_id: Annotated[str, typer.Argument(help="A record id (or
 
 
 def register(app) -> None:
-    for name, command in (("demo", demo_command), ("run", run_command), ("doctor", doctor_command),
-                          ("trace", trace_command)):
+    for name, command in (("demo", demo_command), ("init", init_command), ("run", run_command),
+                          ("doctor", doctor_command), ("trace", trace_command)):
         app.command(name)(command)

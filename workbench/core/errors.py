@@ -21,6 +21,10 @@ class ConfigError(WorkbenchError):
     """A configuration value or file is invalid."""
 
 
+class NothingGenerated(WorkbenchError):
+    """A generator ran and gave nothing the stage could use (no question, no task could be parsed)."""
+
+
 class ModelLoadError(WorkbenchError):
     """A model or tokenizer could not be loaded."""
 

@@ -25,12 +25,13 @@ from workbench.core.tiny import TinySpec, build_tiny_model, corpus_texts, defaul
 
 
 def domain_texts(listings: int = 300, seed: int = 0, questions=None, doc_questions: int = 4,
-                 doc_listings: int = 4, more_tasks: Sequence[str] = ()) -> list[str]:
+                 doc_listings: int = 4, more_tasks: Sequence[str] = (), programmes=None) -> list[str]:
     """Text that teaches a tiny model the shapes the loop asks for: catalog pages, answers in the prompt
     format, Self-Instruct task listings and document questions, all from the bundled data. `questions(programme)`
     gives the document questions and answers (default `programme_questions`; the demo's instruct model reads
     `catalog_questions`). A listing shows eight seed tasks and goes on with four more (from `more_tasks` too, if given):
-    a model that only ever saw seed tasks continue a listing repeats them, and Self-Instruct drops repeats."""
+    a model that only ever saw seed tasks continue a listing repeats them, and Self-Instruct drops repeats.
+    `programmes`: the pages to read (default: the bundled catalog; a recipe's own pages, `workbench.core.pages`)."""
     import random
 
     from workbench.core.catalog import SEED_TASKS, load_catalog
@@ -47,7 +48,7 @@ def domain_texts(listings: int = 300, seed: int = 0, questions=None, doc_questio
 
     rng = random.Random(seed)
     seeds = load_records(SEED_TASKS, [])
-    programmes = load_catalog()
+    programmes = load_catalog() if programmes is None else programmes
     texts = [p.text for p in programmes] + [format_example(r) for r in seeds]
     instructions = [r.instruction for r in seeds]
     for _ in range(listings):
@@ -71,6 +72,8 @@ def domain_texts(listings: int = 300, seed: int = 0, questions=None, doc_questio
         texts.append(prompt + answer)
     for programme in programmes:
         pairs = (questions or programme_questions)(programme)
+        if not pairs:
+            continue  # a page with nothing to ask about (no facts, no sections)
         for _ in range(doc_listings):
             asked = rng.sample(pairs, min(doc_questions, len(pairs)))
             texts.append(doc_questions_prompt(programme.text, len(asked)) + " " + "\n".join(
@@ -179,19 +182,82 @@ def catalog_questions(programme) -> list[tuple[str, str]]:
     return list(first.items())
 
 
-def base_texts(repeats: int = 3) -> list[str]:
+def base_texts(repeats: int = 3, programmes=None, questions=None) -> list[str]:
     """Plain text for the tiny *base* model (the stand-in for falcon-7b): catalog pages, the seed tasks as prose
     and reading-comprehension passages (a question, the page, the answer), and none of the prompt formats, so
-    that it knows the domain but not the instruction format the finetuned adapter learns."""
+    that it knows the domain but not the instruction format the finetuned adapter learns. `programmes` and
+    `questions`: a recipe's own pages and `page_questions` (default: the bundled catalog and `catalog_questions`)."""
     from workbench.core.catalog import SEED_TASKS, load_catalog
     from workbench.core.io import load_records
 
-    programmes = load_catalog()
+    programmes = load_catalog() if programmes is None else programmes
+    questions = questions or catalog_questions
     texts = [p.text for p in programmes] * repeats
     texts += [" ".join(part for part in (r.instruction, r.context, r.response) if part)
               for r in load_records(SEED_TASKS, [])]
-    texts += [f"Question: {q}\n\n{p.text}\n\nAnswer: {a}" for p in programmes for q, a in catalog_questions(p)]
+    texts += [f"Question: {q}\n\n{p.text}\n\nAnswer: {a}" for p in programmes for q, a in questions(p)]
     return texts
+
+
+# What a question about any page asks, by what a sentence or a "Label: value" line of the page is about: a tiny
+# model that reads the user's own pages learns to answer from the page (the bundled catalog has its own, richer
+# reading lesson in `catalog_questions`, which knows the catalog's layout).
+_TOPICS = (
+    (("fee", "eur", "€", "tuition", "cost", "price", "contribution"), "How much does {name} cost?"),
+    (("programming", "python", "coding"), "Do I need programming knowledge for {name}?"),
+    (("taught in", "language", "english", "german", "french", "spanish"), "In which language is {name} taught?"),
+    (("deadline", "apply", "application"), "When must I apply for {name}?"),
+    (("start", "intake", "begins"), "When does {name} start?"),
+    (("duration", "lasts", "takes", "full time", "part time"), "How long is {name}?"),
+    (("campus", "located", "city"), "Where is {name} taught?"),
+    (("graduates", "career", "work in", "jobs"), "Where do graduates of {name} work?"),
+    (("requirement", "applicants need", "admission", "certificate"), "What do I need to apply to {name}?"),
+)
+
+
+def page_blocks(text: str) -> list[str]:
+    """A page's blocks as a reader sees them: each bullet, each paragraph (lines wrapped by a PDF or an editor joined),
+    each heading; blank lines and bullets separate them."""
+    import re
+
+    blocks: list[str] = []
+    joined = False
+    for line in text.splitlines():
+        line = line.strip()
+        bullet = re.match(r"^([-*•]|\d+[.)])\s+", line)
+        if not line:
+            joined = False
+        elif bullet or line.startswith("#"):
+            blocks.append(line[bullet.end():] if bullet else line)
+            joined = bool(bullet)  # a wrapped bullet goes on on the next line
+        elif joined:
+            blocks[-1] += " " + line
+        else:
+            blocks.append(line)
+            joined = True
+    return [" ".join(b.split()) for b in blocks]
+
+
+def page_questions(page) -> list[tuple[str, str]]:
+    """Questions a prospective student asks of any page, each answered by the first "Label: value" block or sentence
+    of the page that is about it, plus what the page is about (its first sentence). Headings (a '#' line, or a short
+    line without a full stop, as a PDF's title) are not answers."""
+    import re
+
+    name = page.name
+    blocks = [b for b in page_blocks(page.text) if not b.startswith("#")
+              and not (len(b.split()) <= 8 and not b.endswith((".", "!", "?", ":")) and ":" not in b)]
+    facts = [b for b in blocks if re.match(r"^[A-Z][^:]{1,40}:\s+\S", b)]
+    sentences = [x for b in blocks if b not in facts for x in re.split(r"(?<=[.!?])\s+", b) if len(x.split()) >= 4]
+    pairs: dict[str, str] = {}
+    if sentences:
+        pairs[f"What is {name} about?"] = sentences[0]
+    for keys, question in _TOPICS:
+        for text in (*facts, *sentences):
+            if any(k in text.lower() for k in keys):
+                pairs.setdefault(question.format(name=name), text if text.endswith((".", "!", "?")) else text + ".")
+                break
+    return list(pairs.items())
 
 
 def build_and_train(out: Path, spec: TinySpec, corpus: list[Path] | None = None, train_steps: int = 0,
@@ -226,21 +292,31 @@ class TinyModelConfig(BaseModel):
     seed: int = 0  # weight initialisation and batch order
 
 
-def train_pair(config: TinyModelConfig, out: Outputs) -> StepResult:
-    """The tiny-model stage: the base in out["model"], the instruct model in out["instruct"], their losses."""
-    corpus = default_corpus()
+def train_pair(config: TinyModelConfig, out: Outputs, pages=None) -> StepResult:
+    """The tiny-model stage: the base in out["model"], the instruct model in out["instruct"], their losses. `pages`: a
+    recipe's own pages (`workbench.core.pages.read_pages`), which both models then read in place of the bundled
+    catalog, beside the general seed tasks; the tokenizer learns their words."""
+    from workbench.core.catalog import SEED_TASKS
+
+    if pages is None:
+        corpus, programmes, questions = default_corpus(), load_catalog(), catalog_questions
+    else:
+        out["pages.txt"].parent.mkdir(parents=True, exist_ok=True)
+        out["pages.txt"].write_text("\n\n".join(p.text for p in pages) + "\n", encoding="utf-8")
+        corpus, programmes, questions = [out["pages.txt"], SEED_TASKS], pages, page_questions
     ledger = out.start(config, corpus, drops=False)
     spec = TinySpec(**config.model_dump(include={"arch", "layers", "hidden", "heads", "vocab", "seed"}))
     base = build_tiny_model(out["model"], spec, corpus)
-    losses = {"base": pretrain_tiny(base, base_texts(), config.train_steps, seq_len=config.seq_len,
+    texts = base_texts() if pages is None else base_texts(programmes=programmes, questions=questions)
+    losses = {"base": pretrain_tiny(base, texts, config.train_steps, seq_len=config.seq_len,
                                     batch_size=config.batch_size, seed=config.seed, aligned=True)}
     instruct = out["instruct"]
     shutil.rmtree(instruct, ignore_errors=True)
     if config.instruct_steps:
         shutil.copytree(base, instruct)
-        asked = [q for p in load_catalog() for q, _ in catalog_questions(p)]
-        texts = domain_texts(seed=config.seed, questions=catalog_questions, doc_questions=8, doc_listings=6,
-                             more_tasks=asked)
+        asked = [q for p in programmes for q, _ in questions(p)]
+        texts = domain_texts(seed=config.seed, questions=questions, doc_questions=8, doc_listings=6,
+                             more_tasks=asked, programmes=None if pages is None else programmes)
         losses["instruct"] = pretrain_tiny(instruct, texts, config.instruct_steps, seq_len=config.seq_len,
                                            batch_size=config.batch_size, seed=config.seed, aligned=True)
     atomic_write_json(out["losses.json"], {name: [round(x, 4) for x in values] for name, values in losses.items()})
