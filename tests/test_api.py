@@ -39,6 +39,7 @@ CALLS = {
     "generate filter": api.filter_instructions, "dedup": api.dedup_config, "contamination": api.check_contamination,
     "screen": api.screen_config, "merge": api.merge, "annotate serve": api.serve_argilla, "annotate push": api.push,
     "annotate pull": api.pull, "annotate export": api.export_review, "annotate agreement": api.agreement,
+    "annotate review-as-demo": api.review_as_demo, "eval suite draft": api.draft_suite,
     "eval run": api.evaluate, "eval score": api.score, "eval compare": api.compare,
     "eval judge-agreement": api.judge_agreement, "demo": api.demo, "run": api.run_recipe, "init": api.init,
 }
@@ -118,7 +119,7 @@ def test_cli_defaults_are_the_api_functions(name):
         if param.name in signature and signature[param.name].default is not inspect.Parameter.empty:
             assert same(param.default, signature[param.name].default), (name, param.name)
             compared += 1
-    assert compared or name in ("eval score", "merge", "annotate export"), name
+    assert compared or name in ("eval score", "merge", "annotate export", "annotate review-as-demo"), name
 
 
 @pytest.mark.parametrize("function, config", FILLS, ids=lambda x: getattr(x, "__name__", str(x)))

@@ -1,5 +1,6 @@
 """`workbench init`: a recipe for a folder of a university's own pages, and the tiny pair that reads them."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -79,3 +80,25 @@ def test_a_one_page_catalog_trains_the_tiny_pair_on_its_own_text_and_generates_a
     corpus = (run / "tiny-model" / "pages.txt").read_text()
     assert "Tuition fee: 1,450 EUR" in corpus and "cookies" not in corpus and "Northbridge" not in corpus
     assert "catalog: done" in result.output and "Catalog: 1 page(s)" in result.output
+
+
+def test_a_suite_drafted_from_the_pages_is_a_suite_eval_accepts(tmp_path, invoke):
+    result = invoke("eval", "suite", "draft", "--pages", PAGES, "-o", tmp_path / "riverside")
+    assert result.exit_code == 0, result.output
+    assert "Drafted 38 questions from 5 page(s)" in " ".join(result.output.split())
+    items = [json.loads(line) for line in (tmp_path / "riverside" / "items.jsonl").read_text().splitlines()]
+    answered = [i for i in items if i["answerable"]]
+    assert len({i["id"] for i in items}) == len(items)
+    assert all(i["references"][0].rstrip(".") in " ".join(i["context"].split()) for i in answered)
+    none = [i for i in items if not i["answerable"]]
+    assert none and all(i["references"] == ["The page does not say."] for i in none)
+    # Answers that are the references score 1; the suite is scored as `eval run` scores it.
+    predictions = tmp_path / "answers.jsonl"
+    predictions.write_text("".join(json.dumps({"id": i["id"], "prediction": i["references"][0] if i["answerable"]
+                                               else "The page does not mention it."}) + "\n" for i in items))
+    scored = invoke("eval", "score", "--suite", tmp_path / "riverside", "--predictions", predictions, "--json")
+    assert scored.exit_code == 0, scored.output
+    metrics = json.loads(scored.output)["metrics"]
+    assert metrics["f1"]["value"] == 1.0 and metrics["abstain_recall"]["value"] == 1.0
+    again = invoke("eval", "suite", "draft", "--pages", PAGES, "-o", tmp_path / "riverside")
+    assert again.exit_code == 1 and "a suite is already there" in again.output

@@ -24,9 +24,9 @@ __all__ = [
     "generate_instructions", "generate_instances", "generate_responses", "generate_from_docs", "filter_instructions",
     "dedup", "dedup_config", "preview_dedup", "drop_dedup_index", "check_contamination",
     "screen", "screen_config", "preview_screen",
-    "serve_argilla", "connect_argilla", "push", "pull", "export_review", "agreement",
+    "serve_argilla", "connect_argilla", "push", "pull", "review_as_demo", "export_review", "agreement",
     "finetune", "finetune_config", "preview_finetune", "merge",
-    "evaluate", "score", "compare", "judge_agreement",
+    "evaluate", "score", "compare", "judge_agreement", "draft_suite",
     "init", "run_recipe", "demo",
 ]
 

@@ -288,6 +288,18 @@ def pull(dataset: str, output: str | Path, *, disputed: str | Path | None = None
                        since_last=since_last, state_dir=Path(data_dir) if data_dir else None)
 
 
+def review_as_demo(dataset: str, *, workspace: str = review.DEFAULT_WORKSPACE, api_url: str | None = None,
+                   api_key: str | None = None, data_dir: str | Path | None = None, progress: Progress = None):
+    """The three labelled demo reviewers answer every record of any dataset they have not answered yet (a dry run
+    of a class exercise; a comparison gets their rankings); returns how many of each decision each gave. Their
+    accounts are made in the workspace on first use, their passwords kept in the local server's folder."""
+    from annotation import demo_reviewer
+
+    where = Path(data_dir) if data_dir else server.default_data_dir()
+    return demo_reviewer.review_all(connect_argilla(api_url, api_key, data_dir), dataset, workspace, where,
+                                    progress=progress)
+
+
 def export_review(dataset: str, output: str | Path, *, workspace: str = review.DEFAULT_WORKSPACE,
                   api_url: str | None = None, api_key: str | None = None, data_dir: str | Path | None = None) -> int:
     """Every record of a dataset with all its raw responses, as JSONL; returns how many records."""
@@ -363,6 +375,14 @@ def score(suite: str, predictions: str | Path, output: str | Path | None = None,
     """Score existing predictions ({"id", "prediction"} lines) on a suite: (scores, bad lines, the suite)."""
     return runner.score_file(suite, Path(predictions), Path(output) if output else None,
                              [Path(d) for d in suites_dir] if suites_dir else None, partial)
+
+
+def draft_suite(pages: str | Path, output: str | Path, *, name: str | None = None, force: bool = False):
+    """Draft an eval suite from your pages: each page's questions with its own sentence as the reference, and
+    questions it cannot answer (right answer: say so). A draft for people to check before trusting the scores."""
+    from eval_suites.draft import draft_suite as draft
+
+    return draft(pages, output, name=name, force=force)
 
 
 def compare(results: Sequence[str | Path], output: str | Path, *, bootstrap: int = REPORT.bootstrap,

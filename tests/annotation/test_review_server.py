@@ -584,3 +584,24 @@ def test_compare_pushes_a_ranking_per_group_and_pull_resolves_the_rankings(argil
     questions = {q["question"]: q for q in json.loads(agreement.output)["questions"]}
     # rk-a 2 > 1 > 3, rk-b 2 > 3 > 1: one discordant pair of three, tau = 1/3.
     assert questions["ranking"]["kendall_tau"][0]["mean_tau"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.server
+def test_the_demo_reviewers_answer_any_dataset_for_a_dry_run_of_a_class(argilla, tmp_path, invoke):
+    served, data_dir = argilla
+    path = tmp_path / "class.jsonl"
+    path.write_text("".join(r.to_json() + "\n" for r in candidates(12)))
+    pushed = invoke("annotate", "push", path, "--dataset", "class-dry-run", "--min-submitted", "2",
+                    "--data-dir", data_dir)
+    assert pushed.exit_code == 0, pushed.output
+    result = invoke("annotate", "review-as-demo", "--dataset", "class-dry-run", "--data-dir", data_dir)
+    assert result.exit_code == 0, result.output
+    assert "answered 36 record(s) of workbench/class-dry-run" in " ".join(result.output.split())  # 3 reviewers x 12
+    again = invoke("annotate", "review-as-demo", "--dataset", "class-dry-run", "--data-dir", data_dir)
+    assert again.exit_code == 0 and "answered 0 record(s)" in " ".join(again.output.split())
+    pulled = invoke("annotate", "pull", "--dataset", "class-dry-run", "-o", tmp_path / "curated.jsonl",
+                    "--data-dir", data_dir)
+    assert pulled.exit_code == 0 and "0 not yet complete" in pulled.output, pulled.output
+    curated = (tmp_path / "curated.jsonl").read_text().splitlines()
+    discarded = (tmp_path / "curated.discarded.jsonl").read_text().splitlines()
+    assert len(curated) + len(discarded) == 12

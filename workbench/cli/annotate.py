@@ -111,6 +111,20 @@ def annotate_pull(
                                   workspace=workspace, **vars(argilla)))
 
 
+@annotate_app.command("review-as-demo")
+@grouped
+def annotate_review_as_demo(dataset: Dataset, workspace: Workspace = WORKSPACE, argilla: ArgillaServer = ARGILLA):
+    """Have the three labelled demo reviewers answer every record of a dataset (a dry run of a class exercise before
+    the students review; they never stand in for people in a real review).
+
+    Example: workbench annotate review-as-demo --dataset advisor-round-1"""
+    with progress_bar(f"Demo reviewers on {dataset}") as update:
+        counts = api.review_as_demo(dataset, workspace=workspace, progress=update, **vars(argilla))
+    console.print(f"The demo reviewers answered {sum(counts.values()):,} record(s) of {workspace}/{dataset} they had "
+                  "not answered yet; pull them with `workbench annotate pull`")
+    display.lines([f"  {n:,}  {what}" for what, n in sorted(counts.items())])
+
+
 @annotate_app.command("export")
 @grouped
 def annotate_export(dataset: Dataset, output: Annotated[Path, opt("JSONL backup.", "-o", "--output")],

@@ -28,6 +28,8 @@ from workbench.core.io import atomic_write_json, refuse_overwrite
 from workbench.display import console
 
 eval_app = group("Evaluate models on suites (closed_qa, brainstorming, course_advisor) and compare them.")
+suite_app = group("Suites of your own: draft one from your pages.")
+eval_app.add_typer(suite_app, name="suite")
 GROUPS = {"eval": eval_app}
 Bootstrap = Annotated[int, opt("Bootstrap resamples.")]
 
@@ -134,3 +136,18 @@ def eval_judge_agreement(
         return click.echo(json.dumps({k: v for k, v in judge_agreement.to_dict(result).items() if k != "rows"},
                                      indent=2))
     display.judge_agreement_summary(result, output)
+
+
+@suite_app.command("draft")
+def eval_suite_draft(
+    pages: Annotated[Path, opt("A folder of your pages (Markdown, text, HTML, PDF).", "--pages")],
+    output: Annotated[Path, opt("The suite's folder (suite.yaml and items.jsonl are written there).", "-o",
+                                "--output")],
+    name: Annotated[str | None, opt("The suite's name (default: the folder's).")] = None,
+    force: Annotated[bool, opt("Write over a suite already in the folder.")] = False,
+):
+    """Draft a suite from your pages: questions each page answers (its own sentence is the reference) and questions
+    it cannot (the right answer says so); check it before trusting the scores.
+
+    Example: workbench eval suite draft --pages saved-pages/ -o my-suite"""
+    display.lines(api.draft_suite(pages, output, name=name, force=force).summary_lines())
