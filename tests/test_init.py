@@ -29,6 +29,8 @@ def test_init_tiny_writes_a_recipe_for_the_pages_and_says_how_to_run_it(tmp_path
     assert again.exit_code == 1 and "a recipe is already there" in again.output  # never written over silently
     dry = invoke("run", tmp_path / "advisor" / "recipe.yaml", "--runs-dir", tmp_path / "runs", "--dry-run")
     assert dry.exit_code == 0 and "tiny-model" in dry.output, dry.output
+    assert "Problem ahead: this page cannot be read and will be left out:" in dry.output  # named before the run
+    assert "scanned-brochure.pdf" in dry.output
 
 
 def test_init_for_the_real_models_with_a_suite(tmp_path, invoke):

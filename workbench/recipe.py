@@ -33,7 +33,7 @@ from workbench import steps
 from workbench.core.backends import BackendConfig, api_bases
 from workbench.core.catalog import CATALOG_DIR, SEED_TASKS
 from workbench.core.config import build_config, load_yaml
-from workbench.core.errors import ConfigError, InputError
+from workbench.core.errors import ConfigError, InputError, WorkbenchError
 from workbench.core.io import Problem, atomic_write_text, load_records
 from workbench.core.models import GenerationParams
 from workbench.core.prompts import ANSWER_STOPS
@@ -232,6 +232,7 @@ class RunResult:
     report: Path | None = None  # report.html of the comparison
     argilla: object | None = None  # the review server left running (--keep-server): annotation.server.Served
     plan: list[tuple[str, str, str]] = field(default_factory=list)  # dry run: (stage, run or skip, why)
+    problems_ahead: list[str] = field(default_factory=list)  # dry run: what the run would meet (pages, the server)
     pending: str | None = None  # the stage the run stopped at, waiting (manual review), and what it waits for
 
     def stage_lines(self) -> list[str]:
@@ -239,7 +240,8 @@ class RunResult:
         if self.plan:
             return [f"Dry run of {self.run_dir}: nothing was run",
                     *(f"  {stage:<16} {'would run' if action == 'run' else 'skipped'}: {why}"
-                      for stage, action, why in self.plan)]
+                      for stage, action, why in self.plan),
+                    *(f"Problem ahead: {line}" for line in self.problems_ahead)]
         lines = [line for outcome in self.outcomes for line in outcome.summary_lines()]
         return lines + ([f"Waiting: {self.pending}"] if self.pending else [])
 
@@ -387,6 +389,7 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
         result.pending = pending.message
         return result
     if dry_run:
+        result.problems_ahead = problems_ahead(recipe, documents, result.plan)
         return result
     if seeds is not None:
         result.stats = compute_stats(load_records(seed_file, result.problems))
@@ -399,6 +402,27 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
         say("argilla (keeping the review server running)")
         result.argilla = server.serve(review_server_dir(run_dir).resolve(), port=server.free_port())
     return result
+
+
+def problems_ahead(recipe: Recipe, documents: Path, plan: list[tuple[str, str, str]]) -> list[str]:
+    """What a run would meet that a dry run can see: pages that cannot be read (the run leaves them out), and a
+    review without argilla-server's environment (a bad recipe, a missing suite or pages folder fail load_recipe or
+    the dry run itself, with their own message)."""
+    from annotation import server
+    from workbench.core.pages import read_pages
+
+    found: list[str] = []
+    if recipe.stages.generate.documents != "bundled":
+        try:
+            found += [f"this page cannot be read and will be left out: {line}" for line in read_pages(documents)[1]]
+        except InputError as e:
+            found.append(f"pages: {e.message}")
+    if any(stage.startswith(("review", "compare")) and action == "run" for stage, action, _ in plan):
+        try:
+            server.server_python()
+        except WorkbenchError as e:
+            found.append(f"review: {e.message}; {e.hint}")
+    return found
 
 
 def recipe_yaml(recipe: Recipe) -> str:
