@@ -343,7 +343,7 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
             own_pages = None if g.documents == "bundled" else documents
             step("generate", "tiny-model (training a tiny Falcon on "
                  + ("the bundled text)" if own_pages is None else f"the pages in {own_pages} and the seeds)"),
-                 lambda: steps.tiny_models(run_dir, recipe.tiny, own_pages))
+                 lambda: steps.tiny_models(run_dir, recipe.tiny, own_pages, say=say))
         step("generate", f"instructions{_served(generator)}", lambda: steps.generation(
             run_dir, "instructions", g.instructions, [seed_file], generator,
             lambda backend, out, again: bootstrap.run(backend, seed_file, g.instructions, out, again), force))

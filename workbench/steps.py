@@ -116,14 +116,15 @@ def catalog(run_dir: Path, config: CatalogConfig, folder: Path, say: Callable[[s
     return Step(Stage(run_dir, "catalog", config, [folder]), call)
 
 
-def tiny_models(run_dir: Path, config: teaching.TinyModelConfig, pages: Path | None = None) -> Step:
+def tiny_models(run_dir: Path, config: teaching.TinyModelConfig, pages: Path | None = None,
+                say: Callable[[str], None] | None = None) -> Step:
     """model/: the tiny base; instruct/: the base trained further on the prompt formats. `pages`: a recipe's own
     pages, which the pair reads in place of the bundled catalog (they are the stage's input: new pages, new models)."""
     if pages is None:
         return Step(Stage(run_dir, "tiny-model", config, teaching.default_corpus()),
-                    lambda out: teaching.train_pair(config, out))
+                    lambda out: teaching.train_pair(config, out, say=say))
     return Step(Stage(run_dir, "tiny-model", config, [pages]),
-                lambda out: teaching.train_pair(config, out, read_pages(pages)[0]))
+                lambda out: teaching.train_pair(config, out, read_pages(pages)[0], say=say))
 
 
 def generation(run_dir: Path, name: str, settings: BaseModel, inputs: list[Path], generator: BackendConfig,

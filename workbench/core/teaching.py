@@ -292,10 +292,21 @@ class TinyModelConfig(BaseModel):
     seed: int = 0  # weight initialisation and batch order
 
 
-def train_pair(config: TinyModelConfig, out: Outputs, pages=None) -> StepResult:
+def _steps_said(model: str, say):
+    if say is None:
+        return None
+
+    def progress(done: int, total: int, loss: float) -> None:
+        if done % 10 == 0 or done == total:
+            say(f"tiny-model: {model}: step {done} of {total}, loss {loss:.2f}")
+    return progress
+
+
+def train_pair(config: TinyModelConfig, out: Outputs, pages=None, say=None) -> StepResult:
     """The tiny-model stage: the base in out["model"], the instruct model in out["instruct"], their losses. `pages`: a
     recipe's own pages (`workbench.core.pages.read_pages`), which both models then read in place of the bundled
-    catalog, beside the general seed tasks; the tokenizer learns their words."""
+    catalog, beside the general seed tasks; the tokenizer learns their words. `say` gets the step counts ("base:
+    step 120 of 400, loss 2.31"), a line every 10 steps."""
     from workbench.core.catalog import SEED_TASKS
 
     if pages is None:
@@ -309,7 +320,8 @@ def train_pair(config: TinyModelConfig, out: Outputs, pages=None) -> StepResult:
     base = build_tiny_model(out["model"], spec, corpus)
     texts = base_texts() if pages is None else base_texts(programmes=programmes, questions=questions)
     losses = {"base": pretrain_tiny(base, texts, config.train_steps, seq_len=config.seq_len,
-                                    batch_size=config.batch_size, seed=config.seed, aligned=True)}
+                                    batch_size=config.batch_size, seed=config.seed, aligned=True,
+                                    progress=_steps_said("base", say))}
     instruct = out["instruct"]
     shutil.rmtree(instruct, ignore_errors=True)
     if config.instruct_steps:
@@ -318,7 +330,8 @@ def train_pair(config: TinyModelConfig, out: Outputs, pages=None) -> StepResult:
         texts = domain_texts(seed=config.seed, questions=questions, doc_questions=8, doc_listings=6,
                              more_tasks=asked, programmes=None if pages is None else programmes)
         losses["instruct"] = pretrain_tiny(instruct, texts, config.instruct_steps, seq_len=config.seq_len,
-                                           batch_size=config.batch_size, seed=config.seed, aligned=True)
+                                           batch_size=config.batch_size, seed=config.seed, aligned=True,
+                                           progress=_steps_said("instruct", say))
     atomic_write_json(out["losses.json"], {name: [round(x, 4) for x in values] for name, values in losses.items()})
     parameters = json.loads((base / "tiny.json").read_text())["parameters"]
     counts = {"parameters": parameters, "train_steps": config.train_steps,
