@@ -1,5 +1,7 @@
 """What the demo's tiny models are taught: catalog questions read off each page, plain text for the base."""
 
+import pytest
+
 from eval_suites.registry import find_suite
 from pipelines.contamination import ContaminationConfig, check, load_eval_items
 from workbench.core.catalog import load_catalog
@@ -31,3 +33,36 @@ def test_the_base_reads_no_prompt_format():
     assert not any("###" in text or "Instruction:" in text or "Task 1" in text for text in texts)
     passages = sum(text.startswith("Question: ") for text in texts)
     assert passages == sum(len(catalog_questions(p)) for p in load_catalog())
+
+
+@pytest.mark.slow  # trains a tiny model (a few seconds)
+def test_pretraining_killed_midway_goes_on_from_its_checkpoint_to_the_same_weights(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from workbench.core.tiny import TinySpec, build_tiny_model, pretrain_tiny
+
+    texts = base_texts()[:40]
+    spec = TinySpec(layers=1, hidden=32, heads=2, vocab=400)
+    whole, stopped = build_tiny_model(tmp_path / "whole", spec), build_tiny_model(tmp_path / "stopped", spec)
+    settings = {"steps": 12, "seq_len": 32, "batch_size": 2, "checkpoint_every": 5}
+    expected = pretrain_tiny(whole, texts, checkpoint=tmp_path / "whole.ckpt", **settings)
+
+    def interrupt_after_seven(done, total, loss):
+        if done == 7:
+            raise KeyboardInterrupt  # Ctrl-C, or the machine going away, after step 7: the checkpoint holds step 5
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_tiny(stopped, texts, checkpoint=tmp_path / "stopped.ckpt", progress=interrupt_after_seven, **settings)
+    assert torch.load(tmp_path / "stopped.ckpt", weights_only=False)["step"] == 5
+    seen = []
+    resumed = pretrain_tiny(stopped, texts, checkpoint=tmp_path / "stopped.ckpt",
+                            progress=lambda done, total, loss: seen.append(done), **settings)
+    assert seen == list(range(6, 13))  # steps 6 to 12 only: the first five were not trained again
+    assert resumed == expected
+    a, b = load_file(whole / "model.safetensors"), load_file(stopped / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    seen.clear()
+    pretrain_tiny(stopped, texts[:30], checkpoint=tmp_path / "stopped.ckpt",
+                  progress=lambda done, total, loss: seen.append(done), **settings)
+    assert seen == list(range(1, 13))  # a checkpoint of other texts is not resumed from

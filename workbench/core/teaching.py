@@ -321,7 +321,7 @@ def train_pair(config: TinyModelConfig, out: Outputs, pages=None, say=None) -> S
     texts = base_texts() if pages is None else base_texts(programmes=programmes, questions=questions)
     losses = {"base": pretrain_tiny(base, texts, config.train_steps, seq_len=config.seq_len,
                                     batch_size=config.batch_size, seed=config.seed, aligned=True,
-                                    progress=_steps_said("base", say))}
+                                    progress=_steps_said("base", say), checkpoint=out["base.checkpoint"])}
     instruct = out["instruct"]
     shutil.rmtree(instruct, ignore_errors=True)
     if config.instruct_steps:
@@ -331,8 +331,11 @@ def train_pair(config: TinyModelConfig, out: Outputs, pages=None, say=None) -> S
                              more_tasks=asked, programmes=None if pages is None else programmes)
         losses["instruct"] = pretrain_tiny(instruct, texts, config.instruct_steps, seq_len=config.seq_len,
                                            batch_size=config.batch_size, seed=config.seed, aligned=True,
-                                           progress=_steps_said("instruct", say))
+                                           progress=_steps_said("instruct", say),
+                                           checkpoint=out["instruct.checkpoint"])
     atomic_write_json(out["losses.json"], {name: [round(x, 4) for x in values] for name, values in losses.items()})
+    for name in ("base.checkpoint", "instruct.checkpoint"):  # the stage is done: nothing left to resume
+        out[name].unlink(missing_ok=True)
     parameters = json.loads((base / "tiny.json").read_text())["parameters"]
     counts = {"parameters": parameters, "train_steps": config.train_steps,
               "first_loss_x100": round(losses["base"][0] * 100), "last_loss_x100": round(losses["base"][-1] * 100)}

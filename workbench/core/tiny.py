@@ -114,12 +114,16 @@ def build_tiny_model(out: str | Path, spec: TinySpec | None = None, corpus: Iter
 
 def pretrain_tiny(model_dir: str | Path, texts: list[str], steps: int = 300, seq_len: int = 128,
                   batch_size: int = 16, lr: float = 3e-3, seed: int = 0, progress=None,
-                  aligned: bool = False) -> list[float]:
+                  aligned: bool = False, checkpoint: str | Path | None = None,
+                  checkpoint_every: int = 50) -> list[float]:
     """Train the tiny model in MODEL_DIR on `texts` (next-token loss) and save it in place; returns losses.
 
     Sequences are windows of the concatenated texts, at random offsets, or (`aligned`) starting where a text
     starts, so that a whole page with its question is seen at the positions a prompt puts them.
     A plain loop, not Trainer: a few hundred steps on one CPU, nothing to shard or evaluate.
+    `checkpoint`: a file where the loop's whole state (weights, optimizer, schedule, batch sampler, losses) is kept
+    every `checkpoint_every` steps and at the end, so that a run killed midway goes on from there to the same weights
+    as one never stopped; a checkpoint of other texts or settings is ignored.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -137,9 +141,33 @@ def pretrain_tiny(model_dir: str | Path, texts: list[str], steps: int = 300, seq
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
     generator = torch.Generator().manual_seed(seed)
-    losses = []
+    losses: list[float] = []
+    start = 0
+    if checkpoint is not None:
+        import hashlib
+        import json
+
+        checkpoint = Path(checkpoint)
+        settings = json.dumps([steps, seq_len, batch_size, lr, seed, aligned, texts]).encode()
+        key = hashlib.sha256(settings).hexdigest()
+        state = torch.load(checkpoint, weights_only=False) if checkpoint.is_file() else None
+        if state is not None and state["key"] == key:  # where the killed run stopped
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            generator.set_state(state["generator"])
+            losses, start = state["losses"], state["step"]
+
+    def keep(step: int) -> None:
+        state = {"key": key, "step": step, "losses": losses, "model": model.state_dict(),
+                 "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                 "generator": generator.get_state()}
+        partial = checkpoint.with_name(checkpoint.name + ".partial")
+        torch.save(state, partial)
+        partial.replace(checkpoint)  # whole or not at all: a kill during the save leaves the last one
+
     model.train()
-    for step in range(steps):
+    for step in range(start, steps):
         if aligned:
             picks = torch.randint(0, len(starts_at), (batch_size,), generator=generator).tolist()
             starts = [min(starts_at[i], len(stream) - seq_len - 1) for i in picks]
@@ -153,6 +181,8 @@ def pretrain_tiny(model_dir: str | Path, texts: list[str], steps: int = 300, seq
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
+        if checkpoint is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
+            keep(step + 1)
         if progress:
             progress(step + 1, steps, losses[-1])
     model.eval()
