@@ -9,7 +9,7 @@ import yaml
 
 from workbench.core.pages import read_pages
 from workbench.core.teaching import page_questions
-from workbench.recipe import load_recipe
+from workbench.recipe import bundled_names_not_in, load_recipe
 
 PAGES = Path(__file__).parent / "fixtures" / "pages"
 
@@ -82,6 +82,15 @@ def test_a_one_page_catalog_trains_the_tiny_pair_on_its_own_text_and_generates_a
     corpus = (run / "tiny-model" / "pages.txt").read_text()
     assert "Tuition fee: 1,450 EUR" in corpus and "cookies" not in corpus and "Northbridge" not in corpus
     assert "catalog: done" in result.output and "Catalog: 1 page(s)" in result.output
+    # The bundled seed tasks that name the bundled university's programmes are left out, with why, and nothing
+    # generated names a programme that is not in the pages.
+    seeds = json.loads((run / "seeds" / "manifest.json").read_text())
+    assert seeds["ledger"]["drop: names a programme of the bundled catalog, not of your pages"] >= 30
+    others = bundled_names_not_in(pages)
+    generated = [json.loads(line) for stage in ("instructions", "instances", "from-docs")
+                 for line in (run / stage / "records.jsonl").read_text().splitlines()]
+    assert not [r for r in generated if any(name.lower() in f"{r['instruction']} {r['context']} {r['response']}".lower()
+                                            for name in others)]
 
 
 def test_a_suite_drafted_from_the_pages_is_a_suite_eval_accepts(tmp_path, invoke):

@@ -215,6 +215,20 @@ def _path(value: str, bundled: Path) -> Path:
     return bundled if value == "bundled" else Path(value)
 
 
+def bundled_names_not_in(pages: Path) -> tuple[str, ...]:
+    """The bundled catalog's programme titles that a folder of pages does not name: what the bundled seed tasks must
+    not teach a generator meant for those pages. An unreadable folder names nothing here (the catalog stage says
+    why)."""
+    from workbench.core.catalog import load_catalog
+    from workbench.core.pages import read_pages
+
+    try:
+        text = " ".join(p.text for p in read_pages(pages)[0]).lower()
+    except InputError:
+        return ()
+    return tuple(p.title for p in load_catalog() if p.title.lower() not in text)
+
+
 def review_server_dir(run_dir: Path) -> Path:
     """The review stage's own Argilla server: its folder `argilla` (annotation.review's out["argilla"])."""
     return run_dir / "review" / "argilla"
@@ -336,14 +350,17 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
               "accelerate_config": Path(training.accelerate_config) if training.accelerate_config else None}
     if prefs is not None:
         evaluated.append(("eval-dpo", "finetuned+dpo", models.base.resolve(tiny_dir, run_dir / "dpo" / "adapter")))
+    own_pages = None if g.documents == "bundled" else documents
+    seeds_config = steps.SeedsConfig(leave_out_names=bundled_names_not_in(documents)
+                                     if own_pages is not None and g.seeds == "bundled" else ())
     try:
-        seeds = step("generate", "seeds", lambda: steps.seeds(run_dir, steps.SeedsConfig(), seeds_path))
+        seeds = step("generate", "seeds", lambda: steps.seeds(run_dir, seeds_config, seeds_path))
         step("generate", "catalog", lambda: steps.catalog(run_dir, steps.CatalogConfig(), documents))
         if recipe.tiny is not None:  # the pair reads the recipe's own pages when it has them
-            own_pages = None if g.documents == "bundled" else documents
             step("generate", "tiny-model (training a tiny Falcon on "
                  + ("the bundled text)" if own_pages is None else f"the pages in {own_pages} and the seeds)"),
-                 lambda: steps.tiny_models(run_dir, recipe.tiny, own_pages, say=say))
+                 lambda: steps.tiny_models(run_dir, recipe.tiny, own_pages, say=say,
+                                           seed_file=seed_file if own_pages is not None else None))
         step("generate", f"instructions{_served(generator)}", lambda: steps.generation(
             run_dir, "instructions", g.instructions, [seed_file], generator,
             lambda backend, out, again: bootstrap.run(backend, seed_file, g.instructions, out, again), force))

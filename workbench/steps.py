@@ -43,6 +43,9 @@ class SeedsConfig(BaseModel):
 
     max_field_bytes: int = 1_000_000  # longer text fields are quarantined
     allow_unknown_categories: bool = False  # only Dolly's eight categories
+    # Programmes the seed tasks must not name: the bundled catalog's, when a recipe brings its own pages (a seed
+    # naming one would teach the generator a university that is not theirs)
+    leave_out_names: tuple[str, ...] = ()
 
 
 class CatalogConfig(BaseModel):
@@ -81,16 +84,28 @@ def _local(*names: str | None) -> list[Path]:
     return [Path(n) for n in names if n and Path(n).exists()]
 
 
+def _names_one_of(record, names: tuple[str, ...], ledger) -> bool:
+    """Drop (through the ledger) a seed task that names one of NAMES."""
+    text = f"{record.instruction} {record.context} {record.response}".lower()
+    named = next((name for name in names if name.lower() in text), None)
+    if named:
+        ledger.drop(record, "names a programme of the bundled catalog, not of your pages", {"name": named})
+    return named is not None
+
+
 def seeds(run_dir: Path, config: SeedsConfig, path: Path) -> Step:
     """The seed tasks checked: valid ones in records.jsonl, bad lines quarantined, statistics in stats.json."""
     def call(out: Outputs) -> StepResult:
-        ledger = out.start(config, [path], drops=False)
+        ledger = out.start(config, [path], drops=bool(config.leave_out_names))
         problems: list[Problem] = []
         records = load_records(path, problems, max_field_bytes=config.max_field_bytes,
                                allow_unknown_categories=config.allow_unknown_categories)
+        read = len(records)
+        if config.leave_out_names:
+            records = [r for r in records if not _names_one_of(r, config.leave_out_names, ledger)]
         write_records(out["records.jsonl"], records)
         atomic_write_json(out["stats.json"], compute_stats(records).to_dict())
-        counts = {"in": len(records) + len(problems), "out": len(records), "quarantined": len(problems)}
+        counts = {"in": read + len(problems), "out": len(records), "quarantined": len(problems)}
         return out.finish(ledger, counts, problems)
 
     return Step(Stage(run_dir, "seeds", config, [path]), call)
@@ -117,14 +132,14 @@ def catalog(run_dir: Path, config: CatalogConfig, folder: Path, say: Callable[[s
 
 
 def tiny_models(run_dir: Path, config: teaching.TinyModelConfig, pages: Path | None = None,
-                say: Callable[[str], None] | None = None) -> Step:
+                say: Callable[[str], None] | None = None, seed_file: Path | None = None) -> Step:
     """model/: the tiny base; instruct/: the base trained further on the prompt formats. `pages`: a recipe's own
     pages, which the pair reads in place of the bundled catalog (they are the stage's input: new pages, new models)."""
     if pages is None:
         return Step(Stage(run_dir, "tiny-model", config, teaching.default_corpus()),
                     lambda out: teaching.train_pair(config, out, say=say))
-    return Step(Stage(run_dir, "tiny-model", config, [pages]),
-                lambda out: teaching.train_pair(config, out, read_pages(pages)[0], say=say))
+    return Step(Stage(run_dir, "tiny-model", config, [pages, *([seed_file] if seed_file else [])]),
+                lambda out: teaching.train_pair(config, out, read_pages(pages)[0], say=say, seed_file=seed_file))
 
 
 def generation(run_dir: Path, name: str, settings: BaseModel, inputs: list[Path], generator: BackendConfig,

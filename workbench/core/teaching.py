@@ -25,13 +25,15 @@ from workbench.core.tiny import TinySpec, build_tiny_model, corpus_texts, defaul
 
 
 def domain_texts(listings: int = 300, seed: int = 0, questions=None, doc_questions: int = 4,
-                 doc_listings: int = 4, more_tasks: Sequence[str] = (), programmes=None) -> list[str]:
+                 doc_listings: int = 4, more_tasks: Sequence[str] = (), programmes=None,
+                 seed_file: Path | None = None) -> list[str]:
     """Text that teaches a tiny model the shapes the loop asks for: catalog pages, answers in the prompt
     format, Self-Instruct task listings and document questions, all from the bundled data. `questions(programme)`
     gives the document questions and answers (default `programme_questions`; the demo's instruct model reads
     `catalog_questions`). A listing shows eight seed tasks and goes on with four more (from `more_tasks` too, if given):
     a model that only ever saw seed tasks continue a listing repeats them, and Self-Instruct drops repeats.
-    `programmes`: the pages to read (default: the bundled catalog; a recipe's own pages, `workbench.core.pages`)."""
+    `programmes`: the pages to read (default: the bundled catalog; a recipe's own pages, `workbench.core.pages`);
+    `seed_file`: the seed tasks (default: the bundled ones)."""
     import random
 
     from workbench.core.catalog import SEED_TASKS, load_catalog
@@ -47,7 +49,7 @@ def domain_texts(listings: int = 300, seed: int = 0, questions=None, doc_questio
     from workbench.core.records import Record
 
     rng = random.Random(seed)
-    seeds = load_records(SEED_TASKS, [])
+    seeds = load_records(seed_file or SEED_TASKS, [])
     programmes = load_catalog() if programmes is None else programmes
     texts = [p.text for p in programmes] + [format_example(r) for r in seeds]
     instructions = [r.instruction for r in seeds]
@@ -182,7 +184,7 @@ def catalog_questions(programme) -> list[tuple[str, str]]:
     return list(first.items())
 
 
-def base_texts(repeats: int = 3, programmes=None, questions=None) -> list[str]:
+def base_texts(repeats: int = 3, programmes=None, questions=None, seed_file: Path | None = None) -> list[str]:
     """Plain text for the tiny *base* model (the stand-in for falcon-7b): catalog pages, the seed tasks as prose
     and reading-comprehension passages (a question, the page, the answer), and none of the prompt formats, so
     that it knows the domain but not the instruction format the finetuned adapter learns. `programmes` and
@@ -194,7 +196,7 @@ def base_texts(repeats: int = 3, programmes=None, questions=None) -> list[str]:
     questions = questions or catalog_questions
     texts = [p.text for p in programmes] * repeats
     texts += [" ".join(part for part in (r.instruction, r.context, r.response) if part)
-              for r in load_records(SEED_TASKS, [])]
+              for r in load_records(seed_file or SEED_TASKS, [])]
     texts += [f"Question: {q}\n\n{p.text}\n\nAnswer: {a}" for p in programmes for q, a in questions(p)]
     return texts
 
@@ -302,10 +304,12 @@ def _steps_said(model: str, say):
     return progress
 
 
-def train_pair(config: TinyModelConfig, out: Outputs, pages=None, say=None) -> StepResult:
+def train_pair(config: TinyModelConfig, out: Outputs, pages=None, say=None, seed_file: Path | None = None
+               ) -> StepResult:
     """The tiny-model stage: the base in out["model"], the instruct model in out["instruct"], their losses. `pages`: a
     recipe's own pages (`workbench.core.pages.read_pages`), which both models then read in place of the bundled
-    catalog, beside the general seed tasks; the tokenizer learns their words. `say` gets the step counts ("base:
+    catalog, beside the seed tasks (`seed_file`: the recipe's, which name no programme of the bundled catalog);
+    the tokenizer learns their words. `say` gets the step counts ("base:
     step 120 of 400, loss 2.31"), a line every 10 steps."""
     from workbench.core.catalog import SEED_TASKS
 
@@ -314,11 +318,12 @@ def train_pair(config: TinyModelConfig, out: Outputs, pages=None, say=None) -> S
     else:
         out["pages.txt"].parent.mkdir(parents=True, exist_ok=True)
         out["pages.txt"].write_text("\n\n".join(p.text for p in pages) + "\n", encoding="utf-8")
-        corpus, programmes, questions = [out["pages.txt"], SEED_TASKS], pages, page_questions
+        corpus, programmes, questions = [out["pages.txt"], seed_file or SEED_TASKS], pages, page_questions
     ledger = out.start(config, corpus, drops=False)
     spec = TinySpec(**config.model_dump(include={"arch", "layers", "hidden", "heads", "vocab", "seed"}))
     base = build_tiny_model(out["model"], spec, corpus)
-    texts = base_texts() if pages is None else base_texts(programmes=programmes, questions=questions)
+    texts = base_texts() if pages is None else base_texts(programmes=programmes, questions=questions,
+                                                          seed_file=seed_file)
     losses = {"base": pretrain_tiny(base, texts, config.train_steps, seq_len=config.seq_len,
                                     batch_size=config.batch_size, seed=config.seed, aligned=True,
                                     progress=_steps_said("base", say), checkpoint=out["base.checkpoint"])}
@@ -328,7 +333,8 @@ def train_pair(config: TinyModelConfig, out: Outputs, pages=None, say=None) -> S
         shutil.copytree(base, instruct)
         asked = [q for p in programmes for q, _ in questions(p)]
         texts = domain_texts(seed=config.seed, questions=questions, doc_questions=8, doc_listings=6,
-                             more_tasks=asked, programmes=None if pages is None else programmes)
+                             more_tasks=asked, programmes=None if pages is None else programmes,
+                             seed_file=seed_file)
         losses["instruct"] = pretrain_tiny(instruct, texts, config.instruct_steps, seq_len=config.seq_len,
                                            batch_size=config.batch_size, seed=config.seed, aligned=True,
                                            progress=_steps_said("instruct", say),
