@@ -16,8 +16,8 @@ from workbench.display import console, err_console
 inspect_app = group("See inside a model: next-token probabilities.")
 GROUPS = {"inspect": inspect_app}
 
-Catalog = Annotated[Path | None, opt("A catalog folder (*.md programme pages): the best-matching page is given as "
-                                     "context (BM25), so answers are grounded.")]
+Catalog = Annotated[Path | None, opt("A folder of pages (Markdown, text, HTML, PDF): the best-matching page is given "
+                                     "as context (BM25), so answers are grounded.")]
 SystemPrompt = Annotated[bool, opt("The course-advisor system prompt.")]
 AnswerTokens = Annotated[int, opt("Tokens generated at most per answer.")]
 
