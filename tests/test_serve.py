@@ -125,3 +125,7 @@ def test_requests_beyond_max_waiting_are_429_and_the_slot_comes_back(strict_serv
     for _ in stream:
         pass
     assert client.completions.create(model="advisor", prompt="The semester fee is", max_tokens=4).choices
+    for _ in range(10):  # the slot is free once the answer is: the request right after an answer never races it
+        for _ in client.chat.completions.create(model="advisor", messages=question, max_tokens=4, stream=True):
+            pass
+        assert client.completions.create(model="advisor", prompt="The fee is", max_tokens=2).choices

@@ -216,16 +216,27 @@ def create_app(model: Model, name: str, retriever=None, limits: Limits | None = 
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
             return f"data: {json.dumps(body)}\n\n"
 
-        try:  # admitted already; released when the stream ends or the client goes away
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                release_memory()
+                admitted.release()
+
+        try:  # admitted already; released when the answer is complete, or the client goes away
             with lock:
                 yield chunk({"role": "assistant", "content": ""})
                 for piece in stream_answer(model, prompt, params):
                     yield chunk({"content": piece})
-                yield chunk({}, "stop")
-                yield "data: [DONE]\n\n"
+            # The slot is free before the client can read the end of the answer: a request sent right after it
+            # is admitted (released after the last chunk, it raced the client's next request and got a 429).
+            release()
+            yield chunk({}, "stop")
+            yield "data: [DONE]\n\n"
         finally:
-            release_memory()
-            admitted.release()
+            release()
 
     return app
 
