@@ -64,6 +64,9 @@ def draft_suite(pages_folder: str | Path, out: str | Path, *, name: str | None =
     """Write OUT/suite.yaml and OUT/items.jsonl drafted from the pages; an existing suite is never written over
     unless `force`. The written suite is loaded back as `eval run` loads it."""
     out = Path(out)
+    if Path(pages_folder).resolve() in (out.resolve(), *out.resolve().parents):
+        raise InputError(f"{out}: is the pages folder (or inside it): the suite would be written among the pages",
+                         hint="write the suite to a folder of its own")
     if (out / "items.jsonl").exists() and not force:
         raise InputError(f"{out}: a suite is already there", hint="pass --force to write over it")
     pages, unreadable = read_pages(pages_folder)

@@ -113,3 +113,11 @@ def test_a_suite_drafted_from_the_pages_is_a_suite_eval_accepts(tmp_path, invoke
     assert metrics["f1"]["value"] == 1.0 and metrics["abstain_recall"]["value"] == 1.0
     again = invoke("eval", "suite", "draft", "--pages", PAGES, "-o", tmp_path / "riverside")
     assert again.exit_code == 1 and "a suite is already there" in again.output
+    pages = tmp_path / "pages"
+    shutil.copytree(PAGES, pages)
+    for inside in (pages, pages / "suite"):  # never written among the pages it reads
+        refused = invoke("eval", "suite", "draft", "--pages", pages, "-o", inside)
+        assert refused.exit_code == 1 and "is the pages folder (or inside it)" in refused.output
+        refused = invoke("init", inside, "--pages", pages)
+        assert refused.exit_code == 1 and "is the pages folder (or inside it)" in refused.output
+    assert sorted(p.name for p in pages.iterdir()) == sorted(p.name for p in PAGES.iterdir())

@@ -488,6 +488,9 @@ def start_recipe(directory: str | Path, pages: str | Path, *, suite: str | Path 
     from workbench.core.pages import read_pages
 
     directory, pages = Path(directory), Path(pages).resolve()
+    if pages in (directory.resolve(), *directory.resolve().parents):
+        raise InputError(f"{directory}: is the pages folder (or inside it): the recipe would be written among the "
+                         "pages", hint="give init a folder of its own, e.g. my-advisor")
     found, unreadable = read_pages(pages)
     suites: tuple[str, ...] = ("closed_qa",)
     if suite is not None:
