@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,11 +155,12 @@ class Completion:
     completion_tokens: int
 
 
-class Generates:
+class Generates(ABC):
     """`generate` for every backend (a local Model, a server, replicas): the texts of its `complete`."""
 
+    @abstractmethod
     def complete(self, prompts: list[str], params: GenerationParams | None = None) -> list[Completion]:
-        raise NotImplementedError
+        """One completion per prompt, in the same order (each backend answers it its own way)."""
 
     def generate(self, prompts: list[str], params: GenerationParams | None = None) -> list[str]:
         """Completion texts for `prompts`, in the same order."""
