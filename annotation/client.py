@@ -32,7 +32,7 @@ from annotation.mapping import (
     compare_text_fields,
     record_item,
 )
-from annotation.questions import RANKING, Question, questions_for
+from annotation.questions import ON_THE_PAGE, RANKING, SUITE_QUESTIONS, Question, questions_for
 from annotation.server import DEFAULT_WORKSPACE, Credentials, default_data_dir
 from workbench.core.errors import WorkbenchError
 from workbench.core.records import Record
@@ -102,10 +102,11 @@ def get_json(client, path: str, **params) -> Any:
 # --- dataset settings --------------------------------------------------------------------------------------------
 
 def dataset_settings(min_submitted: int = 1, compare_slots: int | None = None,
-                     questions: tuple[Question, ...] | None = None):
+                     questions: tuple[Question, ...] | None = None, guidelines: str | None = None):
     """The review dataset's fields, questions (`annotation.questions`, each made by its kind) and metadata
     properties (`annotation.mapping`), as argilla Settings; with `compare_slots`, a comparison dataset of that many
-    responses and a ranking question. `questions`: other than the set of the dataset's type."""
+    responses and a ranking question. `questions` (and their `guidelines`): other than the set of the dataset's
+    type."""
     import argilla as rg
 
     metadata_class = {"float": rg.FloatMetadataProperty, "integer": rg.IntegerMetadataProperty,
@@ -115,7 +116,7 @@ def dataset_settings(min_submitted: int = 1, compare_slots: int | None = None,
     fields = compare_text_fields(compare_slots) if compare else TEXT_FIELDS
     metadata = COMPARE_METADATA if compare else [(name, kind) for name, kind, _ in METADATA]
     return rg.Settings(
-        guidelines=COMPARE_GUIDELINES if compare else GUIDELINES,
+        guidelines=guidelines or (COMPARE_GUIDELINES if compare else GUIDELINES),
         fields=[rg.TextField(name, title=title, required=required, use_markdown=False)
                 for name, title, required in fields],
         questions=[q.kind_spec.argilla(rg, q, compare_slots) for q in questions],
@@ -127,6 +128,12 @@ def dataset_settings(min_submitted: int = 1, compare_slots: int | None = None,
 
 def is_comparison(dataset) -> bool:
     return any(q.name == RANKING for q in dataset.settings.questions)
+
+
+def questions_of(dataset) -> tuple[Question, ...]:
+    """The question set a dataset asks: a drafted suite's, a comparison's or a review's."""
+    names = {q.name for q in dataset.settings.questions}
+    return SUITE_QUESTIONS if ON_THE_PAGE in names else questions_for(RANKING in names)
 
 
 def compare_slots_of(dataset) -> int:
@@ -155,7 +162,8 @@ def get_dataset(client, name: str, workspace: str = DEFAULT_WORKSPACE):
 
 
 def ensure_dataset(client, name: str, workspace: str = DEFAULT_WORKSPACE, min_submitted: int = 1,
-                   compare_slots: int | None = None, questions: tuple[Question, ...] | None = None):
+                   compare_slots: int | None = None, questions: tuple[Question, ...] | None = None,
+                   guidelines: str | None = None):
     """The dataset, created with our settings if missing; an existing one must be of the same kind, with our
     questions (and, for comparisons, at least `compare_slots` responses)."""
     import argilla as rg
@@ -180,7 +188,7 @@ def ensure_dataset(client, name: str, workspace: str = DEFAULT_WORKSPACE, min_su
             raise ReviewError(f"dataset {name!r} does not allow extra metadata, where the workbench keeps each "
                               "record's lineage", hint="push to a new dataset name")
         return dataset, False
-    settings = dataset_settings(min_submitted, compare_slots, questions)
+    settings = dataset_settings(min_submitted, compare_slots, questions, guidelines)
     dataset = rg.Dataset(name=name, workspace=workspace, settings=settings, client=client)
     dataset.create()
     return dataset, True
@@ -230,11 +238,13 @@ class PushResult:
 def push(records: list[Record], dataset_name: str, *, client, workspace: str = DEFAULT_WORKSPACE,
          min_submitted: int = 1, batch_size: int = 100, max_retries: int = 8, backoff: float = 0.5,
          compare: bool = False, progress: Callable[[int, int], None] | None = None,
-         sleep: Callable[[float], None] = time.sleep, questions: tuple[Question, ...] | None = None) -> PushResult:
+         sleep: Callable[[float], None] = time.sleep, questions: tuple[Question, ...] | None = None,
+         guidelines: str | None = None) -> PushResult:
     """Upsert records batch by batch; a batch that fails on the connection or a 5xx is retried with exponential
     backoff (upserts are idempotent, so a retried batch never duplicates anything). `compare`: one comparison per
-    group of candidates (`annotation.mapping.compare_groups`), ranked by the annotators. `questions`: other than
-    the set of the dataset's type (`annotation.questions.questions_for`)."""
+    group of candidates (`annotation.mapping.compare_groups`), ranked by the annotators. `questions` (and the
+    `guidelines` a new dataset shows): other than the set of the dataset's type (`annotation.questions.questions_for`).
+    A record's suggestion for a question the dataset does not ask is left out."""
     if not records:
         raise ReviewError("nothing to push: the input has no records")
     slots = None
@@ -266,11 +276,12 @@ def push(records: list[Record], dataset_name: str, *, client, workspace: str = D
 
     dataset, created = attempt("creating the dataset",
                                lambda: ensure_dataset(client, dataset_name, workspace, min_submitted, slots,
-                                                      questions))
+                                                      questions, guidelines))
+    asked = {q.name for q in dataset.settings.questions}
     for start in range(0, len(items), batch_size):
         batch = []
         for item in items[start:start + batch_size]:
-            record = to_argilla(item)
+            record = to_argilla({**item, "suggestions": [x for x in item["suggestions"] if x["question"] in asked]})
             record.dataset = dataset  # resolves question names to the dataset's question ids
             batch.append(record.api_model())
         # The bulk upsert `dataset.records.log` sends, without its tqdm bar (ours covers the whole push).

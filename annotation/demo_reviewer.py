@@ -18,7 +18,7 @@ from pathlib import Path
 
 from annotation import client as argilla_client
 from annotation.mapping import texts_of
-from annotation.questions import EMPTY_SLOT, Question, questions_for, slot
+from annotation.questions import EMPTY_SLOT, ON_THE_PAGE, PAGE_ANSWERS, Question, questions_for, slot
 from workbench.core.io import atomic_write_json
 from workbench.core.text import grounding
 
@@ -80,12 +80,31 @@ def rank(style: str, fields: dict, metadata: dict) -> dict:
             "quality": max(1, min(5, 1 + len(best.split()) // 12 + (style == "lenient")))}
 
 
+def check_question(style: str, fields: dict, metadata: dict) -> dict:
+    """One reviewer's answers for one drafted eval question (`annotation.questions.SUITE_QUESTIONS`): whether the page
+    answers it is read off the page (the share of the reference's content words the page has: strict wants all of
+    them, grounded most, lenient some); a question is kept when it reads as one; strict shortens a "Label: value"
+    reference to its value (what a student's answer is scored against), grounded discards a question it finds
+    answered without its reference on the page."""
+    question, page, reference = (fields.get(name) or "" for name in ("instruction", "context", "response"))
+    found = grounding(reference, page) if reference.strip() else 0.0
+    on_page = found >= {"strict": 0.99, "grounded": 0.6}.get(style, 0.3)
+    keep = len(question.split()) >= 4 and question.rstrip().endswith("?")
+    answers = {"decision": "keep" if keep else "discard", ON_THE_PAGE: PAGE_ANSWERS[0] if on_page else PAGE_ANSWERS[1]}
+    if style == "strict" and keep and on_page:
+        label, colon, value = reference.partition(":")
+        if colon and len(label.split()) <= 4 and value.strip():
+            answers["corrected_response"] = value.strip().rstrip(".")
+    return answers
+
+
 def answers_of(style: str, fields: dict, metadata: dict, questions: tuple[Question, ...] | None = None) -> dict:
-    """One reviewer's answers for one server record: by the rules above (`rank` for a comparison, `judge` for a
-    record), and to any question they leave unanswered, its kind's demo answer (`QuestionKind.demo`; the built-in
+    """One reviewer's answers for one server record: by the rules above (`rank` for a comparison, `check_question`
+    for a drafted eval question, `judge` for a record), and to any question they leave unanswered, its kind's demo answer (`QuestionKind.demo`; the built-in
     kinds have none, so what the rules leave empty stays empty). `questions`: other than the dataset type's set."""
     compare = slot(1) in fields
-    answers = (rank if compare else judge)(style, fields, metadata)
+    drafted = questions is not None and any(q.name == ON_THE_PAGE for q in questions)
+    answers = (rank if compare else check_question if drafted else judge)(style, fields, metadata)
     for question in questions_for(compare) if questions is None else questions:
         if question.name not in answers:
             value = question.kind_spec.demo(question, style, fields, metadata)
@@ -122,6 +141,8 @@ def review_all(client, dataset: str, workspace: str, data_dir: Path,
                questions: tuple[Question, ...] | None = None) -> Counter:
     """Every demo reviewer answers every record it has not answered yet (a comparison with a ranking; `answers_of`);
     returns counts of decisions."""
+    if questions is None:  # the set the dataset asks (`workbench annotate review-as-demo` names none)
+        questions = argilla_client.questions_of(argilla_client.get_dataset(client, dataset, workspace))
     passwords = ensure_reviewers(client, data_dir, workspace)
     api_url = argilla_client.api_url_of(client)
     ids = {name: user_id for user_id, name in argilla_client.user_names(client).items()}

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from annotation.questions import CATEGORY, DECISION, EMPTY_SLOT, slot
+from annotation.questions import CATEGORY, DECISION, EMPTY_SLOT, ON_THE_PAGE, PAGE_ANSWERS, slot
 from workbench.core.errors import InputError
 from workbench.core.records import CATEGORIES, Record
 
@@ -105,6 +105,25 @@ answer unselects it (click the other one to change it).
 """
 
 
+SUITE_GUIDELINES = """\
+Each record is one **question** a prospective student might ask (the *instruction*), the **page** it is asked of (the
+*context*) and the **reference answer** drafted from that page (the *response*). Together they become an evaluation
+suite: the model is asked the question with the page, and its answer is scored against the reference. Nothing here
+is trained on.
+
+- **Keep** a question a student would really ask and that has one right answer; **discard** one that is unclear,
+  wrong, a near-copy of another, or not worth asking (the Discard button counts as a discard too).
+- **Does the page answer it?** *answered* when the page gives the answer; *not on the page* when it does not (the
+  right answer is then to say the page does not tell, and the reference is ignored). The draft's guess is
+  pre-selected: check it.
+- **Corrected question**: the whole question, rewritten, when a small edit makes it clear.
+- **Corrected reference answer**: the shortest answer that is right, in the page's words (answers are scored by the
+  words they share with it: "15 December", not "The deadline is 15 December for a March start."). Leave it empty
+  when the draft's is right. (The copy button copies `<`, `>` and `&` as `&lt;`, `&gt;` and `&amp;`: type those
+  characters back before you submit.)
+"""
+
+
 def shown(text: str) -> str:
     """A text as pushed, so that the UI shows its exact characters and runs none of it (see the module's note)."""
     return html.escape(text, quote=False)
@@ -145,6 +164,10 @@ def suggestions_of(record: Record) -> list[dict[str, Any]]:
         agent = f"screen:{record.meta.get('screen_scorer', 'toxicity')}"
         value, score = ("keep", 1.0 - toxicity) if route == "pass" else ("discard", toxicity)
         out.append({"question": DECISION, "value": value, "score": round(score, 4), "agent": agent})
+    if isinstance(record.meta.get("answerable"), bool) and record.meta.get("suite_item"):
+        # A drafted eval question: whether the draft found its answer on the page (reviewers confirm or change it).
+        out.append({"question": ON_THE_PAGE, "value": PAGE_ANSWERS[0] if record.meta["answerable"] else PAGE_ANSWERS[1],
+                    "score": None, "agent": "workbench:suite-draft"})
     if record.category in CATEGORIES:
         method = next((e.get("detail", {}).get("method") for e in reversed(record.lineage)
                        if isinstance(e.get("detail"), dict) and e["detail"].get("method")), None)

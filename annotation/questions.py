@@ -7,8 +7,9 @@ question, how a pulled answer is read, how annotators' agreement on it is measur
 to it. A question of an unknown kind is an error (`UnknownQuestionKind`, naming the known ones), never quietly a text
 question. Adding a kind is one `register_kind(QuestionKind(...))` here, plus its test.
 
-The questions are two sets: REVIEW_QUESTIONS (keep, discard or correct a record) and COMPARE_QUESTIONS (rank a group
-of candidates), `questions_for(compare)` picks one. Everything else reads them from here: `annotation.client` (the
+The questions are three sets: REVIEW_QUESTIONS (keep, discard or correct a record), COMPARE_QUESTIONS (rank a group
+of candidates), `questions_for(compare)` picks one of those; and SUITE_QUESTIONS (keep or discard a drafted eval
+question, say whether its page answers it, correct it or its reference), which `eval_suites.draft` passes. Everything else reads them from here: `annotation.client` (the
 dataset's Argilla settings, the check of an existing dataset), `annotation.votes` (what a pull does with each answer),
 `annotation.agreement` (which answers are compared, and how), `annotation.demo_reviewer` (what its accounts answer).
 The search engine (`annotation/argilla_engine.py`, inside argilla-server) needs nothing from a kind: it filters and
@@ -27,6 +28,8 @@ from workbench.core.errors import ConfigError
 from workbench.core.records import CATEGORIES
 
 DECISION, CATEGORY, RANKING = "decision", "category", "ranking"  # the questions a pull treats by name
+ON_THE_PAGE = "on_the_page"  # a suite question's: does its page answer it
+PAGE_ANSWERS = ("answered", "not on the page")
 DECISIONS = ("keep", "discard")
 EMPTY_SLOT = "(no candidate in this slot: rank it last; it is left out of the result)"
 
@@ -186,6 +189,16 @@ COMPARE_QUESTIONS = (  # asked of each group of candidates
     Question(RANKING, "ranking", "Rank the responses (1 = best; equal ranks for equally good ones)", True),
     Question("quality", "rating", "Quality of the best response (1 poor - 5 excellent)", False, (1, 2, 3, 4, 5),
              mean_as="best_quality"),
+)
+
+
+SUITE_QUESTIONS = (  # asked of each drafted eval question (`workbench eval suite draft`; a recipe's suite review)
+    Question(DECISION, "label", "Keep this question in the suite? (discard: unclear, wrong, or not worth asking)",
+             True, DECISIONS),
+    Question(ON_THE_PAGE, "label", "Does the page answer it?", True, PAGE_ANSWERS),
+    Question("corrected_instruction", "text", "Corrected question (optional)", corrects="instruction"),
+    Question("corrected_response", "text", "Corrected reference answer (optional: the shortest answer that is right)",
+             corrects="response"),
 )
 
 

@@ -32,9 +32,11 @@ from annotation.client import (
     is_comparison,
     min_submitted_of,
     push,
+    questions_of,
     user_names,
 )
 from annotation.mapping import export_rows
+from annotation.questions import Question
 from annotation.votes import Pulled, is_complete, resolve
 from workbench.core.errors import InputError
 from workbench.core.fingerprint import path_sha256
@@ -100,12 +102,13 @@ def push_file(path: Path, dataset: str, client, *, workspace: str = DEFAULT_WORK
 
 
 def _pull(raw, users: dict[str, str], policy: str, dataset: str, min_submitted: int, ledger: Ledger, out: Outputs,
-          since: dict[str, str] | None = None, compare: bool = False) -> tuple[Pulled, list[str], dict[str, int]]:
+          since: dict[str, str] | None = None, compare: bool = False, questions: tuple[Question, ...] | None = None
+          ) -> tuple[Pulled, list[str], dict[str, int]]:
     """What both doors of the stage do with the server's records: votes resolved (discards dropped through the
     ledger), curated ones to records.jsonl, disputed ones to disputed.jsonl. Returns (pulled, problems, counts).
     A comparison's candidates come back ranked (`meta.ranking`)."""
     pulled, problems = resolve(raw, policy, ledger, min_submitted=min_submitted, dataset=dataset, users=users,
-                               since=since, compare=compare)
+                               since=since, compare=compare, questions=questions)
     write_records(out["records.jsonl"], pulled.curated)
     write_records(out["disputed.jsonl"], pulled.disputed)
     if compare:
@@ -134,29 +137,35 @@ def pull(client, dataset: str, out: Outputs, *, policy: str = "majority", worksp
 
     state_dir = Path(state_dir or default_data_dir())
     since = load_pull_state(state_dir, url, workspace, dataset) if since_last else None
-    compare = is_comparison(get_dataset(client, dataset, workspace))
+    asked = get_dataset(client, dataset, workspace)
+    compare = is_comparison(asked)
     pulled, problems, counts = _pull(fetch(client, dataset, workspace), user_names(client), policy, dataset,
-                                     min_submitted_of(client, dataset, workspace), ledger, out, since, compare)
+                                     min_submitted_of(client, dataset, workspace), ledger, out, since, compare,
+                                     questions_of(asked))
     counts["unchanged"] = pulled.unchanged
     save_pull_state(state_dir, url, workspace, dataset, {**(since or {}), **pulled.seen})
     result = out.finish(ledger, counts, review_problems=problems)
     return PullResult(result.manifest, result.problems, pulled, problems)
 
 
-def review(candidates: Path, config: ReviewConfig, out: Outputs, say: Callable[[str], None] = lambda text: None
-           ) -> StepResult:
+def review(candidates: Path, config: ReviewConfig, out: Outputs, say: Callable[[str], None] = lambda text: None,
+           questions: tuple[Question, ...] | None = None, guidelines: str | None = None,
+           data_dir: Path | None = None) -> StepResult:
     """A recipe's review stage: the candidates pushed to a local Argilla server in out["argilla"], reviewed, pulled.
 
     auto: three clearly labelled demo reviewers answer through the REST API the UI uses, and the server stops.
     manual: the server keeps running for people; the stage ends pending (StagePending: the run stops, exit 0) until
     every pushed record has its `min_submitted` responses, and the next run pulls.
+    `questions` and `guidelines`: other than the review's (a drafted suite's, `eval_suites.draft`); `data_dir`: the
+    server's folder, when not the stage's own (a recipe's suite review shares the review's server).
     """
     from annotation import demo_reviewer, server
 
     ledger = out.start(config, [candidates])
     problems: list[Problem] = []
     records = load_records(candidates, problems)
-    data_dir = out["argilla"].resolve()
+    data_dir_given = data_dir is not None
+    data_dir = Path(data_dir or out["argilla"]).resolve()
     served = server.serve(data_dir, port=server.free_port())  # a running server of this data dir is reused
     keep_running = False
     try:
@@ -164,7 +173,7 @@ def review(candidates: Path, config: ReviewConfig, out: Outputs, say: Callable[[
         marker, digest = out["pushed.json"], path_sha256(candidates)
         if not marker.exists() or json.loads(marker.read_text()).get("sha256") != digest:
             pushed = push(records, config.dataset, client=client, min_submitted=config.min_submitted,
-                          compare=config.compare)
+                          compare=config.compare, questions=questions, guidelines=guidelines)
             atomic_write_json(marker, {"sha256": digest, "pushed": pushed.pushed})
         min_submitted = min_submitted_of(client, config.dataset)
         # Only this run's candidates: a rerun after an upstream change pushes to the same dataset, which still
@@ -186,18 +195,19 @@ def review(candidates: Path, config: ReviewConfig, out: Outputs, say: Callable[[
                     f"--data-dir {data_dir}`); run the same command again once they are done")
         else:
             say("three demo reviewers answer every record")
-            demo_reviewer.review_all(client, config.dataset, server.DEFAULT_WORKSPACE, data_dir)
+            demo_reviewer.review_all(client, config.dataset, server.DEFAULT_WORKSPACE, data_dir, questions=questions)
             raw = candidates_on_server()
         users = user_names(client)
     finally:
-        if not keep_running:
+        # A server this stage found running stays up: people may be reviewing on it (a recipe's other dataset).
+        if not keep_running and not (data_dir_given and served.already_running):
             server.stop(data_dir)
     _, review_problems, counts = _pull(raw, users, config.policy, config.dataset, min_submitted, ledger, out,
-                                       compare=config.compare)
+                                       compare=config.compare, questions=questions)
     counts = {"pushed": len(records), **counts, "problems": len(review_problems)}
     rows = list(export_rows(raw, users))
     _write_rows(out["export.jsonl"], rows)
-    atomic_write_json(out["agreement.json"], to_dict(agreement(rows)))
+    atomic_write_json(out["agreement.json"], to_dict(agreement(rows, questions)))
     return out.finish(ledger, counts, problems, review_problems=review_problems)
 
 

@@ -107,3 +107,44 @@ def check(train: list[Record], items: list[EvalItem], config: ContaminationConfi
             for train_id in index.get(gram, ()):
                 findings.setdefault(i, Finding(item)).shared_ngrams.setdefault(train_id, gram)
     return [findings[i] for i in sorted(findings)]
+
+
+
+class QuestionIndex:
+    """Eval questions, to find a question that is one of them or a near-duplicate: the same normalised words, or a
+    Jaccard of word n-grams at or above the threshold (exact, through an index of the n-grams: no false match)."""
+
+    def __init__(self, questions: list[str], config: ContaminationConfig):
+        self.config = config
+        self.keys = {self.key(q): i for i, q in reversed(list(enumerate(questions)))}
+        self.grams = [word_ngrams(q, config.ngram) for q in questions]
+        self.index: dict[str, list[int]] = {}
+        for i, grams in enumerate(self.grams):
+            for gram in grams:
+                self.index.setdefault(gram, []).append(i)
+
+    @staticmethod
+    def key(text: str) -> str:
+        return " ".join(re.findall(r"\w+", unicodedata.normalize("NFKC", text).lower()))
+
+    def match(self, question: str) -> tuple[int, float] | None:
+        """(the index of the eval question it repeats, the similarity), or None."""
+        if (same := self.keys.get(self.key(question))) is not None:
+            return same, 1.0
+        grams = word_ngrams(question, self.config.ngram)
+        shared: dict[int, int] = {}
+        for gram in grams:
+            for i in self.index.get(gram, ()):
+                shared[i] = shared.get(i, 0) + 1
+        best = max(((n / len(grams | self.grams[i]), -i) for i, n in shared.items()), default=None)
+        if best is None or best[0] < self.config.threshold:
+            return None
+        return -best[1], round(best[0], 6)
+
+
+def same_questions(train: list[Record], items: list[EvalItem], config: ContaminationConfig
+                   ) -> dict[int, tuple[int, float]]:
+    """Training records whose *question* (the instruction alone) is an eval item's question or a near-duplicate of it
+    (`QuestionIndex`): train index -> (item index, similarity)."""
+    index = QuestionIndex([item.question for item in items], config)
+    return {j: found for j, record in enumerate(train) if (found := index.match(record.instruction)) is not None}

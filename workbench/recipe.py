@@ -143,6 +143,9 @@ class Stages(BaseModel):
     report: ReportConfig = ReportConfig()
     judge: ModelRef | None = None  # pairwise LLM judge in the report
     preferences: PreferenceSettings | None = None  # rank candidates, DPO after SFT, the DPO model evaluated too
+    # A suite drafted from the pages (generate.documents), reviewed in Argilla as its own dataset on the review's
+    # server; the run evaluates on it first (before eval.suites) and trains on none of its questions.
+    suite_review: ReviewConfig | None = None
     training: TrainingProcesses = TrainingProcesses()  # one process, or several through accelerate launch
 
 
@@ -156,7 +159,8 @@ class Recipe(BaseModel):
     stages: Stages = Stages()
 
     def with_review(self, mode: str) -> Recipe:
-        """The same recipe with review `auto` or `manual` (the command line's --review), the rankings included."""
+        """The same recipe with review `auto` or `manual` (the command line's --review), the rankings and the drafted
+        suite included."""
         if mode not in ("auto", "manual"):
             raise InputError(f"--review: choose auto or manual, not {mode!r}")
         review = self.stages.review.model_copy(update={"mode": mode})
@@ -164,6 +168,8 @@ class Recipe(BaseModel):
         if self.stages.preferences is not None:  # the rankings are a review too: people rank when people review
             compare = self.stages.preferences.review.model_copy(update={"mode": mode})
             changes["preferences"] = self.stages.preferences.model_copy(update={"review": compare})
+        if self.stages.suite_review is not None:  # and the drafted suite's questions
+            changes["suite_review"] = self.stages.suite_review.model_copy(update={"mode": mode})
         return self.model_copy(update={"stages": self.stages.model_copy(update=changes)})
 
 
@@ -193,6 +199,13 @@ def load_recipe(path: str | Path) -> Recipe:
     if prefs is not None and prefs.review.dataset == recipe.stages.review.dataset:
         raise ConfigError(f"{path}: stages.preferences.review.dataset: the comparisons need their own dataset, not "
                           f"the review's ({prefs.review.dataset!r})")
+    suite_review = recipe.stages.suite_review
+    if suite_review is not None and suite_review.compare:
+        raise ConfigError(f"{path}: stages.suite_review.compare: a suite's questions are reviewed one by one, not ranked")
+    taken = {recipe.stages.review.dataset, *([prefs.review.dataset] if prefs is not None else [])}
+    if suite_review is not None and suite_review.dataset in taken:
+        raise ConfigError(f"{path}: stages.suite_review.dataset: the suite needs its own dataset, not "
+                          f"{suite_review.dataset!r}")
     if used & set(TINY_MODELS) and recipe.tiny is None:
         raise ConfigError(f"{path}: tiny: a model is \"tiny\" but the recipe has no tiny section")
     if "tiny-instruct" in used and recipe.tiny is not None and not recipe.tiny.instruct_steps:
@@ -351,16 +364,34 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
     if prefs is not None:
         evaluated.append(("eval-dpo", "finetuned+dpo", models.base.resolve(tiny_dir, run_dir / "dpo" / "adapter")))
     own_pages = None if g.documents == "bundled" else documents
+    suite_dir, drafted = run_dir / "suite", run_dir / "suite-draft" / "records.jsonl"
+    suite_review = settings.suite_review
+    suites = ((str(suite_dir),) if suite_review is not None else ()) + settings.eval.suites
+    eval_settings = settings.eval.model_copy(update={"suites": suites})
+    trained = run_dir / "holdout" / "records.jsonl"  # the curated set without the suites' questions
+    waiting: list[str] = []  # manual reviews waiting for people: both datasets are pushed before the run stops
+
+    def reviewed(label: str, make: Callable[[], steps.Step]) -> None:
+        try:
+            step("review", label, make)
+        except StagePending as pending:
+            waiting.append(pending.message)
+
     seeds_config = steps.SeedsConfig(leave_out_names=bundled_names_not_in(documents)
                                      if own_pages is not None and g.seeds == "bundled" else ())
     try:
         seeds = step("generate", "seeds", lambda: steps.seeds(run_dir, seeds_config, seeds_path))
         step("generate", "catalog", lambda: steps.catalog(run_dir, steps.CatalogConfig(), documents))
+        if suite_review is not None:
+            step("generate", "suite-draft (eval questions drafted from the pages)",
+                 lambda: steps.suite_draft(run_dir, documents))
         if recipe.tiny is not None:  # the pair reads the recipe's own pages when it has them
             step("generate", "tiny-model (training a tiny Falcon on "
                  + ("the bundled text)" if own_pages is None else f"the pages in {own_pages} and the seeds)"),
                  lambda: steps.tiny_models(run_dir, recipe.tiny, own_pages, say=say,
-                                           seed_file=seed_file if own_pages is not None else None))
+                                           seed_file=seed_file if own_pages is not None else None,
+                                           suites=((drafted,) if suite_review is not None else ())
+                                           + settings.eval.suites))
         step("generate", f"instructions{_served(generator)}", lambda: steps.generation(
             run_dir, "instructions", g.instructions, [seed_file], generator,
             lambda backend, out, again: bootstrap.run(backend, seed_file, g.instructions, out, again), force))
@@ -373,31 +404,42 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
         step("dedup", "dedup", lambda: steps.dedup(run_dir, settings.dedup, candidates, seed_file))
         step("screen", f"screen (scorer: {settings.screen.scorer})",
              lambda: steps.screen(run_dir, settings.screen, run_dir / "dedup" / "records.jsonl"))
-        step("review", f"review (a local Argilla server; {settings.review.mode} review)",
-             lambda: steps.review(run_dir, settings.review, run_dir / "screen" / "records.jsonl",
-                                  say=lambda text: say(f"review: {text}")))
+        reviewed(f"review (a local Argilla server; {settings.review.mode} review)",
+                 lambda: steps.review(run_dir, settings.review, run_dir / "screen" / "records.jsonl",
+                                      say=lambda text: say(f"review: {text}")))
+        if suite_review is not None:
+            reviewed(f"suite-review (the drafted questions, dataset {suite_review.dataset}; {suite_review.mode} "
+                     "review)", lambda: steps.suite_review(run_dir, suite_review, drafted, review_server_dir(run_dir),
+                                                           say=lambda text: say(f"suite-review: {text}")))
+        if waiting:
+            raise StagePending("; ".join(waiting))
+        if suite_review is not None:
+            step("review", "suite (the reviewed questions as an eval suite)",
+                 lambda: steps.suite(run_dir, recipe.name, run_dir / "suite-review" / "records.jsonl"))
+        step("review", "holdout (the curated set without the suites' questions)",
+             lambda: steps.holdout(run_dir, suites, curated))
         if prefs is not None:
             step("review", f"responses ({prefs.responses.n} candidates per curated instruction)",
                  lambda: steps.generation(
-                     run_dir, "responses", prefs.responses, [curated], generator,
-                     lambda backend, out, again: responses.run([backend], curated, prefs.responses, out, again), force))
+                     run_dir, "responses", prefs.responses, [trained], generator,
+                     lambda backend, out, again: responses.run([backend], trained, prefs.responses, out, again), force))
             step("review", f"compare (the candidates ranked; {prefs.review.mode} review)",
                  lambda: steps.review(run_dir, prefs.review, run_dir / "responses" / "records.jsonl",
                                       say=lambda text: say(f"compare: {text}"), name="compare"))
             step("review", f"pairs (preference pairs from the rankings, {prefs.pairs.pairs})",
                  lambda: steps.pairs(run_dir, prefs.pairs, ranked))
-        step("finetune", "contamination (the curated set against the eval suites)",
-             lambda: steps.contamination_gate(run_dir, settings.eval.suites, curated))
+        step("finetune", "contamination (what finetuning reads, against the eval suites)",
+             lambda: steps.contamination_gate(run_dir, suites, trained))
         step("finetune", f"finetune (a LoRA adapter on the curated set{_processes(settings.training)})",
-             lambda: steps.finetune(run_dir, settings.finetune, curated, base, **launch))
+             lambda: steps.finetune(run_dir, settings.finetune, trained, base, **launch))
         if prefs is not None:
             step("finetune", f"dpo (DPO on the pairs, on top of the SFT adapter{_processes(settings.training)})",
                  lambda: steps.finetune(run_dir, prefs.dpo, pairs, base, name="dpo", ref_adapter=sft_adapter,
                                         **launch))
         for stage_name, label, model in evaluated:
-            step("eval", f"{stage_name} ({label} on {', '.join(settings.eval.suites)})",
+            step("eval", f"{stage_name} ({label} on {', '.join(Path(s).name for s in suites)})",
                  lambda stage_name=stage_name, label=label, model=model: steps.evaluation(
-                     run_dir, stage_name, label, settings.eval, model))
+                     run_dir, stage_name, label, eval_settings, model))
         judge = settings.judge.resolve(tiny_dir) if settings.judge else None
         report = step("report", "report (bootstrap CIs, paired differences, answers side by side)",
                       lambda: steps.report(run_dir, settings.report,
@@ -475,7 +517,10 @@ class Started:
             "falcon-7b-instruct generates, falcon-7b is finetuned (8-bit, one GPU with 24 GB)"
         lines.append(f"Wrote {self.recipe_file}: {models}; evaluated on "
                      + (f"your suite {self.suite} and closed_qa" if self.suite else
-                        "closed_qa (pass --suite DIR to measure the advisor on questions about your pages)"))
+                        "questions drafted from these pages and reviewed in Argilla ("
+                        + ("by the demo reviewers: set stages.suite_review.mode to manual to review them yourself"
+                           if self.tiny else "by you and your annotators, before finetuning")
+                        + "), and closed_qa"))
         lines.append(f"Run it: workbench run {self.recipe_file}   (add --dry-run first to see the plan)")
         return lines
 
@@ -506,6 +551,9 @@ def start_recipe(directory: str | Path, pages: str | Path, *, suite: str | Path 
         "generate": base.stages.generate.model_copy(update={"documents": str(pages)}),
         "review": base.stages.review.model_copy(update={"mode": "auto" if tiny else "manual", "dataset": name}),
         "eval": base.stages.eval.model_copy(update={"suites": suites}),
+        # Without a suite of their own: one drafted from the pages, reviewed as its own dataset.
+        "suite_review": None if suite is not None else ReviewConfig(mode="auto" if tiny else "manual",
+                                                                    dataset=f"{name}-suite"),
         **({} if tiny else {"finetune": FinetuneConfig(quant="8bit", system_prompt=True),
                             "screen": ScreenConfig(scorer="detoxify")})})
     recipe = base.model_copy(update={

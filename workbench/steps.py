@@ -14,16 +14,22 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from annotation import review as review_stage
+from annotation.mapping import SUITE_GUIDELINES
+from annotation.questions import SUITE_QUESTIONS
+from eval_suites import draft as draft_stage
 from eval_suites import report as report_stage
 from eval_suites import runner as eval_stage
+from eval_suites.contamination import QuestionIndex
 from eval_suites.registry import find_suite
 from pipelines import contamination as contamination_stage
 from pipelines import dedup as dedup_stage
 from pipelines import finetune as finetune_stage
+from pipelines import holdout as holdout_stage
 from pipelines import preferences as pairs_stage
 from pipelines import screen as screen_stage
 from workbench.core import teaching
 from workbench.core.backends import BackendConfig, load_backend
+from workbench.core.errors import InputError
 from workbench.core.io import Problem, atomic_write_json, load_records, write_records
 from workbench.core.pages import read_pages
 from workbench.core.runs import Outputs, Stage, StepResult
@@ -70,6 +76,12 @@ class FinetuneStageConfig(BaseModel):
     base: str
     ref_adapter: str | None = None  # dpo: the SFT adapter it starts from (its files are an input)
     processes: int = 1  # several: the effective batch, and so what is learned, changes
+
+
+class SuiteDraftConfig(BaseModel):
+    """A suite drafted from the pages (`eval_suites.draft`): half of what each page answers, and what it does not."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class ContaminationGateConfig(BaseModel):
@@ -132,14 +144,24 @@ def catalog(run_dir: Path, config: CatalogConfig, folder: Path, say: Callable[[s
 
 
 def tiny_models(run_dir: Path, config: teaching.TinyModelConfig, pages: Path | None = None,
-                say: Callable[[str], None] | None = None, seed_file: Path | None = None) -> Step:
+                say: Callable[[str], None] | None = None, seed_file: Path | None = None,
+                suites: tuple[str | Path, ...] = ()) -> Step:
     """model/: the tiny base; instruct/: the base trained further on the prompt formats. `pages`: a recipe's own
-    pages, which the pair reads in place of the bundled catalog (they are the stage's input: new pages, new models)."""
-    if pages is None:
-        return Step(Stage(run_dir, "tiny-model", config, teaching.default_corpus()),
-                    lambda out: teaching.train_pair(config, out, say=say))
-    return Step(Stage(run_dir, "tiny-model", config, [pages, *([seed_file] if seed_file else [])]),
-                lambda out: teaching.train_pair(config, out, read_pages(pages)[0], say=say, seed_file=seed_file))
+    pages, which the pair reads in place of the bundled catalog (they are the stage's input: new pages, new models).
+    `suites`: what the recipe evaluates on (suite folders, or a drafted suite's records.jsonl): their questions, and
+    near-duplicates of them, are never taught."""
+    folders = [find_suite(str(s)) if Path(s).suffix != ".jsonl" else Path(s) for s in suites]
+    inputs = teaching.default_corpus() if pages is None else [pages, *([seed_file] if seed_file else [])]
+    return Step(Stage(run_dir, "tiny-model", config, [*inputs, *folders]),
+                lambda out: teaching.train_pair(config, out, None if pages is None else read_pages(pages)[0],
+                                                say=say, seed_file=seed_file, held_out=asks_one_of(folders)))
+
+
+def asks_one_of(suites: list[Path]) -> Callable[[str], bool]:
+    """question -> whether it is a question of these suites (folders or item files) or a near-duplicate of one."""
+    items = [item for folder in suites for item in contamination_stage.load_eval_items(folder, [])]
+    index = QuestionIndex([item.question for item in items], contamination_stage.ContaminationConfig())
+    return lambda question: index.match(question) is not None
 
 
 def generation(run_dir: Path, name: str, settings: BaseModel, inputs: list[Path], generator: BackendConfig,
@@ -172,6 +194,48 @@ def review(run_dir: Path, config: review_stage.ReviewConfig, candidates: Path,
 def pairs(run_dir: Path, config: pairs_stage.PairsConfig, ranked: Path) -> Step:
     """Preference pairs (prompt, chosen, rejected) from the ranked candidates, in pairs.jsonl."""
     return Step(Stage(run_dir, "pairs", config, [ranked]), lambda out: pairs_stage.run(ranked, config, out))
+
+
+def suite_draft(run_dir: Path, folder: Path) -> Step:
+    """records.jsonl: the questions drafted from the pages, as records for people to review (`suite_review`)."""
+    config = SuiteDraftConfig()
+
+    def call(out: Outputs) -> StepResult:
+        ledger = out.start(config, [folder], drops=False)
+        records = draft_stage.draft_records(read_pages(folder)[0])
+        if not records:
+            raise InputError(f"{folder}: no question could be drafted from its pages (no facts or sentences)")
+        write_records(out["records.jsonl"], records)
+        answerable = sum(r.meta["answerable"] for r in records)
+        return out.finish(ledger, {"drafted": len(records), "answerable": answerable,
+                                   "unanswerable": len(records) - answerable})
+
+    return Step(Stage(run_dir, "suite-draft", config, [folder]), call)
+
+
+def suite_review(run_dir: Path, config: review_stage.ReviewConfig, drafted: Path, data_dir: Path,
+                 say: Callable[[str], None] = lambda text: None) -> Step:
+    """The drafted questions reviewed as their own dataset on the review's Argilla server (DATA_DIR): kept or
+    discarded, answered by their page or not, corrected (`annotation.questions.SUITE_QUESTIONS`)."""
+    return Step(Stage(run_dir, "suite-review", config, [drafted]),
+                lambda out: review_stage.review(drafted, config, out, say, questions=SUITE_QUESTIONS,
+                                                guidelines=SUITE_GUIDELINES, data_dir=data_dir))
+
+
+def suite(run_dir: Path, name: str, reviewed: Path) -> Step:
+    """suite.yaml and items.jsonl: the reviewed questions as a suite that the eval stages run."""
+    config = draft_stage.SuiteFromReviewConfig(name=name)
+    return Step(Stage(run_dir, "suite", config, [reviewed]),
+                lambda out: draft_stage.reviewed_suite(reviewed, config, out))
+
+
+def holdout(run_dir: Path, suites: tuple[str, ...], curated: Path) -> Step:
+    """records.jsonl: the curated set without the records that ask a suite question or share text with a suite
+    item (dropped through the ledger), what finetuning reads."""
+    config = contamination_stage.ContaminationConfig()
+    folders = [find_suite(s) for s in suites]
+    return Step(Stage(run_dir, "holdout", ContaminationGateConfig(suites=suites, check=config), [curated, *folders]),
+                lambda out: holdout_stage.run(curated, folders, config, out))
 
 
 def contamination_gate(run_dir: Path, suites: tuple[str, ...], curated: Path) -> Step:

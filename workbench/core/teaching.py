@@ -262,6 +262,14 @@ def page_questions(page) -> list[tuple[str, str]]:
     return list(pairs.items())
 
 
+def without(questions, held_out=None):
+    """`questions(page)` without the questions `held_out(question)` is true of (an eval suite's): what the tiny pair
+    is taught of a page."""
+    if held_out is None:
+        return questions
+    return lambda page: [(q, a) for q, a in questions(page) if not held_out(q)]
+
+
 def build_and_train(out: Path, spec: TinySpec, corpus: list[Path] | None = None, train_steps: int = 0,
                     progress=None) -> dict:
     """`workbench models tiny`: a tiny model built in OUT and, with `train_steps`, trained from scratch on the
@@ -304,13 +312,14 @@ def _steps_said(model: str, say):
     return progress
 
 
-def train_pair(config: TinyModelConfig, out: Outputs, pages=None, say=None, seed_file: Path | None = None
-               ) -> StepResult:
+def train_pair(config: TinyModelConfig, out: Outputs, pages=None, say=None, seed_file: Path | None = None,
+               held_out=None) -> StepResult:
     """The tiny-model stage: the base in out["model"], the instruct model in out["instruct"], their losses. `pages`: a
     recipe's own pages (`workbench.core.pages.read_pages`), which both models then read in place of the bundled
     catalog, beside the seed tasks (`seed_file`: the recipe's, which name no programme of the bundled catalog);
     the tokenizer learns their words. `say` gets the step counts ("base:
-    step 120 of 400, loss 2.31"), a line every 10 steps."""
+    step 120 of 400, loss 2.31"), a line every 10 steps. `held_out(question)`: true for a question the pair must
+    not be taught (an eval suite's, or a near-duplicate of one): its reading passage and its listing are left out."""
     from workbench.core.catalog import SEED_TASKS
 
     if pages is None:
@@ -319,11 +328,12 @@ def train_pair(config: TinyModelConfig, out: Outputs, pages=None, say=None, seed
         out["pages.txt"].parent.mkdir(parents=True, exist_ok=True)
         out["pages.txt"].write_text("\n\n".join(p.text for p in pages) + "\n", encoding="utf-8")
         corpus, programmes, questions = [out["pages.txt"], seed_file or SEED_TASKS], pages, page_questions
+    questions = without(questions, held_out)
     ledger = out.start(config, corpus, drops=False)
     spec = TinySpec(**config.model_dump(include={"arch", "layers", "hidden", "heads", "vocab", "seed"}))
     base = build_tiny_model(out["model"], spec, corpus)
-    texts = base_texts() if pages is None else base_texts(programmes=programmes, questions=questions,
-                                                          seed_file=seed_file)
+    texts = base_texts(questions=questions) if pages is None else \
+        base_texts(programmes=programmes, questions=questions, seed_file=seed_file)
     losses = {"base": pretrain_tiny(base, texts, config.train_steps, seq_len=config.seq_len,
                                     batch_size=config.batch_size, seed=config.seed, aligned=True,
                                     progress=_steps_said("base", say), checkpoint=out["base.checkpoint"])}
