@@ -100,7 +100,8 @@ def check_question(style: str, fields: dict, metadata: dict) -> dict:
 
 def answers_of(style: str, fields: dict, metadata: dict, questions: tuple[Question, ...] | None = None) -> dict:
     """One reviewer's answers for one server record: by the rules above (`rank` for a comparison, `check_question`
-    for a drafted eval question, `judge` for a record), and to any question they leave unanswered, its kind's demo answer (`QuestionKind.demo`; the built-in
+    for a drafted eval question, `judge` for a record), and to any question they leave unanswered, its kind's demo
+    answer (`QuestionKind.demo`; the built-in
     kinds have none, so what the rules leave empty stays empty). `questions`: other than the dataset type's set."""
     compare = slot(1) in fields
     drafted = questions is not None and any(q.name == ON_THE_PAGE for q in questions)

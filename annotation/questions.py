@@ -9,9 +9,10 @@ question. Adding a kind is one `register_kind(QuestionKind(...))` here, plus its
 
 The questions are three sets: REVIEW_QUESTIONS (keep, discard or correct a record), COMPARE_QUESTIONS (rank a group
 of candidates), `questions_for(compare)` picks one of those; and SUITE_QUESTIONS (keep or discard a drafted eval
-question, say whether its page answers it, correct it or its reference), which `eval_suites.draft` passes. Everything else reads them from here: `annotation.client` (the
-dataset's Argilla settings, the check of an existing dataset), `annotation.votes` (what a pull does with each answer),
-`annotation.agreement` (which answers are compared, and how), `annotation.demo_reviewer` (what its accounts answer).
+question, say whether its page answers it, correct it or its reference), which `eval_suites.draft` passes.
+Everything else reads them from here: `annotation.client` (the dataset's Argilla settings, the check of an existing
+dataset), `annotation.votes` (what a pull does with each answer), `annotation.agreement` (which answers are compared,
+and how), `annotation.demo_reviewer` (what its accounts answer).
 The search engine (`annotation/argilla_engine.py`, inside argilla-server) needs nothing from a kind: it filters and
 sorts the stored answers of any Argilla question type by their values (a terms filter matches a value or any item of
 a list, a range filter and a sort read numbers), so a new kind whose Argilla question stores plain values or lists

@@ -26,9 +26,9 @@ from eval_suites.metrics import METRICS
 from eval_suites.registry import load_suite
 from workbench.core.errors import InputError
 from workbench.core.io import atomic_write_text, load_records
+from workbench.core.pages import read_pages
 from workbench.core.records import Record
 from workbench.core.runs import Outputs, StepResult
-from workbench.core.pages import read_pages
 from workbench.core.teaching import page_questions
 
 NOT_ON_THE_PAGE = "The page does not say."  # the reference of an unanswerable item (abstaining is right)
@@ -46,8 +46,8 @@ class DraftedSuite:
 
     def summary_lines(self) -> list[str]:
         return [f"Drafted {self.answerable + self.unanswerable} questions from {self.pages} page(s) in {self.folder}: "
-                f"{self.answerable} answered by their page (about half of what each page answers: the other half is left "
-                f"for training), {self.unanswerable} that their page cannot answer",
+                f"{self.answerable} answered by their page (about half of what each page answers: the other half "
+                f"is left for training), {self.unanswerable} that their page cannot answer",
                 *(f"Left out (cannot be read): {line}" for line in self.unreadable),
                 f"Check {self.folder / 'items.jsonl'} before trusting it (a draft: correct the references, drop the "
                 f"bad questions), then evaluate on it: workbench init DIR --pages PAGES --suite {self.folder}"]
@@ -155,8 +155,9 @@ def reviewed_suite(reviewed: Path, config: SuiteFromReviewConfig, out: Outputs) 
     if not items:
         raise InputError(f"{reviewed}: the reviewers kept no question, so there is no suite to evaluate on",
                          hint="review the suite dataset again, keeping the good questions")
-    suite_file, items_file = out["suite.yaml"], out["items.jsonl"]  # named, so that the manifest lists them
-    write_suite(suite_file.parent, config.name, f"Questions about the recipe's pages, drafted and reviewed in Argilla "
+    folder = out["suite.yaml"].parent
+    out["items.jsonl"]  # noqa: B018 -- named, so that the manifest lists it
+    write_suite(folder, config.name, f"Questions about the recipe's pages, drafted and reviewed in Argilla "
                                      f"({len(items)} kept of {len(records)} reviewed)", items)
     answerable = sum(item["answerable"] for item in items)
     return out.finish(ledger, {"in": len(records), "out": len(items), "answerable": answerable,

@@ -201,7 +201,8 @@ def load_recipe(path: str | Path) -> Recipe:
                           f"the review's ({prefs.review.dataset!r})")
     suite_review = recipe.stages.suite_review
     if suite_review is not None and suite_review.compare:
-        raise ConfigError(f"{path}: stages.suite_review.compare: a suite's questions are reviewed one by one, not ranked")
+        raise ConfigError(f"{path}: stages.suite_review.compare: a suite's questions are reviewed one by one, not "
+                          "ranked")
     taken = {recipe.stages.review.dataset, *([prefs.review.dataset] if prefs is not None else [])}
     if suite_review is not None and suite_review.dataset in taken:
         raise ConfigError(f"{path}: stages.suite_review.dataset: the suite needs its own dataset, not "

@@ -76,7 +76,8 @@ def test_holdout_drops_the_suites_questions_and_what_shares_text_with_them(tmp_p
     long_reference = next(i for i in items if len(i["references"][0].split()) >= 14)
     curated.append(Record("Tell me something about the programme.", "", long_reference["references"][0], "open_qa"))
     write_records(tmp_path / "curated.jsonl", curated)
-    result = holdout.run(tmp_path / "curated.jsonl", [suite], ContaminationConfig(), Outputs.folder(tmp_path / "h", "h"))
+    result = holdout.run(tmp_path / "curated.jsonl", [suite], ContaminationConfig(),
+                         Outputs.folder(tmp_path / "h", "h"))
     kept = load_records(tmp_path / "h" / "records.jsonl", [])
     assert [r.instruction for r in kept] == ["Name three habits of a good student."]
     assert result.manifest["ledger"] == {"drop: asks a suite question": 2, "drop: shares text with a suite item": 1}
