@@ -77,3 +77,15 @@ def test_a_folder_without_readable_pages_is_an_error(tmp_path):
     (tmp_path / "scan.pdf").write_bytes((PAGES / "scanned-brochure.pdf").read_bytes())
     with pytest.raises(InputError, match="none of its 1 page"):
         read_pages(tmp_path)
+
+
+def test_a_title_is_the_programme_as_a_person_names_it(tmp_path):
+    """A site's name after a separator is left out, a title in capitals (a text file's first line) is put in title
+    case, and the header's degree is added only to a title that names none."""
+    (tmp_path / "a.md").write_text("# Architecture (BA) – Harbourview University\n\nSix semesters.\n")
+    (tmp_path / "b.txt").write_text("MUSIC TECHNOLOGY AND SOUND (BA)\nHarbourview University\n\nThree years.\n")
+    (tmp_path / "c.md").write_text("---\ntitle: Marine Biology (BSc)\ndegree: BSc (Hons)\n---\nThree years.\n")
+    (tmp_path / "d.md").write_text("---\ntitle: Marine Biology\ndegree: BSc\n---\nThree years.\n")
+    pages, _ = read_pages(tmp_path)
+    assert [p.name for p in pages] == ["Architecture (BA)", "Music Technology and Sound (BA)", "Marine Biology (BSc)",
+                                       "Marine Biology (BSc)"]

@@ -26,6 +26,7 @@ from workbench.core.errors import InputError
 PAGE_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf")
 # "Public Health (MSc) | Study | Riverside University" -> "Public Health (MSc)": sites append their own name.
 _TITLE_SEPARATORS = re.compile(r"\s+[|–—·»]\s+|\s+-\s+")
+_SMALL_WORDS = {"a", "an", "and", "at", "for", "in", "of", "on", "or", "the", "to"}  # lower case inside a title
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,9 @@ class Page:
 
     @property
     def name(self) -> str:
-        """The title, with the header's degree when it has one and the title does not: 'Data Science (MSc)'."""
+        """The title, with the header's degree when it has one and the title names none: 'Data Science (MSc)'."""
         degree = self.header.get("degree")
-        return f"{self.title} ({degree})" if degree and f"({degree})" not in self.title else self.title
+        return f"{self.title} ({degree})" if degree and "(" not in self.title else self.title
 
     @property
     def slug(self) -> str:
@@ -71,10 +72,16 @@ def split_front_matter(raw: str) -> tuple[dict[str, Any] | None, str, int]:
 
 
 def _first_heading(text: str) -> str | None:
+    """The first line, without a Markdown heading's marks or a site name after a separator; a line in capitals (a
+    text file's or a PDF's title) in title case, abbreviations in brackets kept: "MUSIC TECHNOLOGY (BA)" -> "Music
+    Technology (BA)"."""
     for line in text.splitlines():
-        line = line.strip()
+        line = _TITLE_SEPARATORS.split(line.strip().lstrip("#").strip())[0].strip()
         if line:
-            return line.lstrip("#").strip() or None
+            if line.isupper() and len(line.split()) > 1:
+                line = " ".join(word if word.startswith("(") else word.lower() if i and word.lower() in _SMALL_WORDS
+                                else word.capitalize() for i, word in enumerate(line.split()))
+            return line
     return None
 
 
