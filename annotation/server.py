@@ -222,9 +222,29 @@ def _start_redis(data_dir: Path, python: Path, binary: str | None = None) -> tup
     raise ServerError(f"redis-server ({binary}) did not start: see {data_dir / 'logs' / 'redis.log'}")
 
 
+def signing_key(data_dir: Path) -> str:
+    """The key that signs the annotators' login tokens, kept in DATA_DIR/signing-key (0600): argilla-server makes a
+    new one at each start unless given one, and a restart would log the whole class out ("Invalid token")."""
+    path = Path(data_dir) / "signing-key"
+    if not path.exists():
+        # Written whole to a private file, then linked into place: a reader never sees half a key, and of two
+        # servers started at once the first link wins and both read the same key.
+        temp = path.with_name(f".signing-key.{os.getpid()}")
+        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(secrets.token_hex(32))
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            pass
+        finally:
+            temp.unlink()
+    return path.read_text().strip()
+
+
 def server_env(data_dir: Path, redis_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARGILLA_")}
     env.update({
+        "ARGILLA_AUTH_SECRET_KEY": signing_key(data_dir),  # through the environment: a command line is public
         "ARGILLA_HOME_PATH": str(data_dir),
         "ARGILLA_DATABASE_URL": f"sqlite+aiosqlite:///{data_dir / 'argilla.db'}?check_same_thread=False",
         "ARGILLA_SEARCH_ENGINE": "workbench-sql",

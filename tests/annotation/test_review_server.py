@@ -329,6 +329,29 @@ def test_a_server_killed_during_a_push_is_restarted_and_nothing_is_missing_or_du
 
 
 @pytest.mark.server
+def test_a_restart_after_a_kill_logs_nobody_out(tmp_path, own_redis_url):
+    """The login tokens' signing key is kept in the data dir (0600): an annotator's token from before a kill -9 still
+    works after the restart (argilla-server's own default is a new key at each start: 401 "Invalid token")."""
+    data_dir = tmp_path / "argilla"
+    port = server.free_port()
+    served = server.serve(data_dir, port=port, redis_url=own_redis_url(13))
+    try:
+        client = api.connect(data_dir=data_dir)
+        token = api.user_token(served.api_url, "student-1", api.add_user(client, "student-1"))
+        me = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{served.api_url}/api/v1/me", headers=me).status_code == 200
+        server.kill(data_dir)
+        server.serve(data_dir, port=port, redis_url=own_redis_url(13))
+        answer = httpx.get(f"{served.api_url}/api/v1/me", headers=me)
+        assert answer.status_code == 200 and answer.json()["username"] == "student-1"
+        assert stat.S_IMODE((data_dir / "signing-key").stat().st_mode) == 0o600
+        key = (data_dir / "signing-key").read_text()
+        assert len(key) == 64 and key not in (data_dir / "logs" / "server.log").read_text()
+    finally:
+        server.stop(data_dir)
+
+
+@pytest.mark.server
 def test_a_wrong_api_key_gives_one_line_without_the_key(argilla, tmp_path, invoke):
     served, _ = argilla
     path = tmp_path / "r.jsonl"
