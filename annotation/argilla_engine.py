@@ -8,16 +8,22 @@ its engine by name from a registry (`SearchEngine.register`), so we register one
 
 - index calls (create/delete index, index records, responses, suggestions) are no-ops: the records, responses and
   suggestions are already in the server's database, which is what we read;
-- search, filters, sorting, progress and metadata metrics load the dataset's records with their responses and
-  suggestions and evaluate the request in Python, with the same meaning as the Elasticsearch engine's queries.
+- search, filters, sorting, progress and metadata metrics are SQL queries over the records, responses and
+  suggestions tables, with the same meaning as the Elasticsearch engine's queries: an annotator's page of pending
+  records is one indexed query with a LIMIT, a metric one aggregate, so a request costs what it returns, not what
+  the dataset holds (`bench/review_class.py` measures a class of 30 on 50k records).
 
 It knows no workbench question (`annotation.questions`): responses are filtered and sorted by their stored values,
 whatever Argilla question type holds them (a terms filter matches a value or any item of a list; a range filter and a
 sort read numbers), so a new question kind needs nothing here.
 
-Limits (documented in the README): no vector similarity search; text search is case-insensitive matching of every
-query word as a substring of the field (no stemming, no relevance ranking beyond a match count); every search reads
-the whole dataset, which is fine for the tens of thousands of records a class reviews, not for millions.
+The engine draws on connections of its own (`_sessions`), apart from the request handlers' pool; SQLite runs in WAL
+mode with a busy timeout. An annotator's pending queue is in an order of their own (`_shuffled`) and leaves out the
+records that already have the dataset's `min_submitted` votes (a discard counts, as in the pull).
+
+Limits (documented in the README): no vector similarity search; text search matches every query word as a
+substring of the text as annotators see it (case-insensitive, no stemming; scored by the number of occurrences),
+by a scan in SQL rather than a full-text index.
 
 Run as a script: `python argilla_engine.py --host 127.0.0.1 --port 6900 [--owner NAME]` migrates the database,
 creates the first user if asked, registers the engine and serves the app with uvicorn in this process (the
@@ -27,17 +33,18 @@ registry is per process, so the server must start here).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import functools
 import hashlib
 import io
 import os
 import re
-from collections import Counter
+import time
 from datetime import datetime
 from typing import Any
 
-from argilla_server.enums import MetadataPropertyType, ResponseStatusFilter, SortOrder
+from argilla_server.enums import MetadataPropertyType, RecordStatus, ResponseStatus, ResponseStatusFilter, SortOrder
 from argilla_server.errors.future import UnprocessableEntityError
 from argilla_server.models import Dataset, MetadataProperty, Question, Record, Response, Suggestion, User
 from argilla_server.search_engine.base import (
@@ -45,7 +52,6 @@ from argilla_server.search_engine.base import (
     FloatMetadataMetrics,
     IntegerMetadataMetrics,
     MetadataFilterScope,
-    RangeFilter,
     RecordFilterScope,
     ResponseFilterScope,
     SearchEngine,
@@ -54,82 +60,65 @@ from argilla_server.search_engine.base import (
     SuggestionFilterScope,
     TermsFilter,
     TermsMetrics,
-    TextQuery,
 )
-from sqlalchemy import func, literal_column, select
+from sqlalchemy import (
+    Float,
+    String,
+    and_,
+    cast,
+    event,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    text,
+    true,
+)
+from sqlalchemy.engine import Engine
 
 ENGINE_NAME = "workbench-sql"
 
 
+@functools.lru_cache(maxsize=1)
+def _sessions():
+    """The engine's own connections, apart from the request handlers' pool: a handler holds one connection of that
+    pool while it calls the engine, so an engine drawing from the same pool waits on itself once ~15 requests are in
+    flight (`QueuePool limit of size 5 overflow 10 reached`, then 500s). SQLite: a connection per use (opening one
+    costs microseconds; WAL lets readers run beside the one writer); PostgreSQL: a pool of its own."""
+    from argilla_server.settings import settings
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    if settings.database_is_sqlite:
+        engine = create_async_engine(settings.database_url, poolclass=NullPool, **settings.database_engine_args)
+    else:
+        engine = create_async_engine(settings.database_url, pool_size=10, max_overflow=30, pool_pre_ping=True)
+    return async_sessionmaker(bind=engine, expire_on_commit=False)
+
+
 def _session():
-    # Imported late: argilla_server.database builds its engines from the settings at import time.
-    from argilla_server.database import AsyncSessionLocal
-
-    return AsyncSessionLocal()
+    # Made late: argilla_server's settings are read from the environment the server was started with.
+    return _sessions()()
 
 
-class _Answer:
-    """One response, as plain values."""
+def _is_sqlite() -> bool:
+    from argilla_server.settings import settings
 
-    __slots__ = ("user_id", "status", "values")
-
-    def __init__(self, user_id, status, values):
-        self.user_id, self.status, self.values = user_id, status, values
+    return settings.database_is_sqlite
 
 
-class _Suggestion:
-    __slots__ = ("value", "score", "agent", "type")
-
-    def __init__(self, value, score, agent, type_):
-        self.value, self.score, self.agent, self.type = value, score, agent, type_
-
-
-class _Doc:
-    """One record as the search engine sees it: plain values read with SQL (ORM objects cost ~10x more to build),
-    and only the parts the request looks at."""
-
-    __slots__ = ("id", "external_id", "status", "inserted_at", "updated_at", "fields", "metadata_", "answers",
-                 "suggestions")
-
-    def __init__(self, id, external_id, status, inserted_at, updated_at, fields=None, metadata_=None):
-        self.id, self.external_id, self.status = id, external_id, status
-        self.inserted_at, self.updated_at = inserted_at, updated_at
-        self.fields, self.metadata_ = fields, metadata_
-        self.answers: list[_Answer] = []
-        self.suggestions: dict[str, _Suggestion] = {}
-
-    def responses(self, user: User | None) -> list[_Answer]:
-        if user is None:
-            return self.answers
-        return [r for r in self.answers if r.user_id == user.id]
-
-
-def _needs(query, filter, sort) -> set[str]:
-    """Which parts of the records a request reads: fields, metadata, responses, suggestions."""
-    need = {"fields"} if query is not None else set()
-    parts = {MetadataFilterScope: "metadata", SuggestionFilterScope: "suggestions", ResponseFilterScope: "responses"}
-
-    def walk(f) -> None:
-        if isinstance(f, AndFilter):
-            for inner in f.filters:
-                walk(inner)
-        elif f is not None and type(f.scope) in parts:
-            need.add(parts[type(f.scope)])
-
-    walk(filter)
-    for order in sort or []:
-        if type(order.scope) in parts:
-            need.add(parts[type(order.scope)])
-    return need
-
-
-def _matches_values(value: Any, values: list[str]) -> bool:
-    # Terms filters compare as strings, like a keyword field; a list value (multi-label) matches if any item does.
-    if value is None:
-        return False
-    items = value if isinstance(value, list) else [value]
-    wanted = {str(v) for v in values}
-    return any(str(_plain(item)) in wanted for item in items)
+@event.listens_for(Engine, "connect")
+def _sqlite_wal(dbapi_connection, connection_record):
+    """SQLite in WAL mode with a busy timeout: readers never wait on the writer, and a writer waits its turn instead
+    of failing with "database is locked"."""
+    if _is_sqlite():
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
 
 
 def _plain(value: Any) -> Any:
@@ -140,118 +129,253 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _in_range(value: Any, ge: Any, le: Any) -> bool:
-    if value is None or isinstance(value, (list, dict)):
-        return False
-    if isinstance(value, datetime):
-        value = value.timestamp()
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return False
-    return (ge is None or value >= float(ge)) and (le is None or value <= float(le))
+
+# --- the requests answered in SQL ---------------------------------------------------------------------------------
+#
+# What the UI sends (the pending queue of an annotator, filters on metadata, responses and suggestions, sorts, the
+# metadata metrics) becomes one SQL query over indexed columns with a LIMIT, so it costs what the page costs, not
+# what the dataset holds. A request SQL cannot express here (a vector query) is refused as before; nothing falls
+# back to reading the dataset.
 
 
-def _scope_value(doc: _Doc, scope) -> Any:
-    """The value a filter or sort on `scope` looks at, for scopes other than responses."""
-    if isinstance(scope, MetadataFilterScope):
-        return (doc.metadata_ or {}).get(scope.metadata_property)
-    if isinstance(scope, SuggestionFilterScope):
-        suggestion = doc.suggestions.get(scope.question)
-        return None if suggestion is None else getattr(suggestion, scope.property, None)
-    if isinstance(scope, RecordFilterScope):
-        value = getattr(doc, scope.property, None)
-        return _plain(value) if value is not None else None
-    raise UnprocessableEntityError(f"The workbench's SQL search engine cannot filter on {scope}")
+class _Json:
+    """A JSON column's value at a path, in the database's own JSON functions (SQLite's json_*, PostgreSQL's #>>)."""
+
+    def __init__(self, column, *keys: str):
+        self.column, self.keys = column, keys
+        self.sqlite = _is_sqlite()
+
+    def _path(self) -> str:
+        return "$" + "".join('."' + k.replace('"', '""') + '"' for k in self.keys)
+
+    def text(self):
+        if self.sqlite:
+            return cast(func.json_extract(self.column, self._path()), String)
+        return self.column.op("#>>")(literal("{" + ",".join(self.keys) + "}"))
+
+    def number(self):
+        if self.sqlite:
+            return func.json_extract(self.column, self._path())
+        raw = self.column.op("#>>")(literal("{" + ",".join(self.keys) + "}"))
+        return cast(func.nullif(func.substring(raw, r"^-?[0-9.]+(?:[eE][-+]?[0-9]+)?$"), ""), Float)
+
+    def in_terms(self, values: list[str]):
+        """The value, or any item of a list value, is one of VALUES (compared as strings, like a keyword field;
+        a boolean as "true"/"false")."""
+        wanted = sorted({str(v) for v in values} | {"1" for v in values if str(v) == "true"}
+                        | {"0" for v in values if str(v) == "false"})
+        if self.sqlite:
+            items = func.json_each(self.column, self._path()).table_valued("value")
+            return exists(select(literal(1)).select_from(items).where(cast(items.c.value, String).in_(wanted)))
+        node = self.column.op("#>")(literal("{" + ",".join(self.keys) + "}"))
+        items = func.json_array_elements_text(node).table_valued("value")
+        return or_(self.text().in_(wanted),
+                   and_(func.json_typeof(node) == "array",
+                        exists(select(literal(1)).select_from(items).where(items.c.value.in_(wanted)))))
+
+    def in_range(self, ge, le):
+        value = self.number()
+        return and_(value.is_not(None), *([value >= float(ge)] if ge is not None else []),
+                    *([value <= float(le)] if le is not None else []))
 
 
-def _response_values(doc: _Doc, scope: ResponseFilterScope) -> list:
-    values = []
-    for response in doc.responses(scope.user):
-        answer = (response.values or {}).get(scope.question) if scope.question else None
-        if scope.question and answer is not None:
-            values.append(answer.get("value"))
-        elif scope.property:
-            values.append(_plain(getattr(response, scope.property, None)))
-    return values
+class _CannotSay(Exception):
+    """A filter or sort this engine cannot express."""
 
 
-def _response_filter(doc: _Doc, filter) -> bool:
-    scope: ResponseFilterScope = filter.scope
-    if scope.question:
-        values = _response_values(doc, scope)
-        if isinstance(filter, TermsFilter):
-            return any(_matches_values(v, filter.values) for v in values)
-        return any(_in_range(v, filter.ge, filter.le) for v in values)
-    if scope.property == "status" and isinstance(filter, TermsFilter):
-        wanted = {str(v) for v in filter.values}
-        responses = doc.responses(scope.user)
-        # "pending" means: no response from this user (or, without a user, no response at all).
-        if ResponseStatusFilter.pending in wanted and not responses:
-            return True
-        return any(str(_plain(r.status)) in wanted for r in responses)
-    raise UnprocessableEntityError(f"The workbench's SQL search engine cannot filter on {scope}")
+def _record_column(name: str):
+    column = getattr(Record, name, None)
+    if column is None or name not in ("id", "external_id", "status", "inserted_at", "updated_at"):
+        raise _CannotSay(f"record property {name!r}")
+    return column
 
 
-def _passes(doc: _Doc, filter) -> bool:
-    if filter is None:
-        return True
-    if isinstance(filter, AndFilter):
-        return all(_passes(doc, f) for f in filter.filters)
-    if isinstance(filter.scope, ResponseFilterScope):
-        return _response_filter(doc, filter)
-    value = _scope_value(doc, filter.scope)
-    if isinstance(filter, TermsFilter):
-        return _matches_values(value, filter.values)
-    if isinstance(filter, RangeFilter):
-        return _in_range(value, filter.ge, filter.le)
-    raise UnprocessableEntityError(f"The workbench's SQL search engine cannot apply the filter {filter}")
-
-
-def _text_score(doc: _Doc, query: TextQuery | str | None) -> int | None:
-    """Number of occurrences of the query words, or None when some word is missing."""
-    if query is None:
-        return 0
-    q = query if isinstance(query, str) else query.q
-    field = None if isinstance(query, str) else query.field
-    words = [w for w in re.findall(r"\w+", str(q).lower()) if w]
-    if not words:
-        return 0
-    fields = doc.fields or {}
-    texts = [fields.get(field)] if field else list(fields.values())
-    text = " ".join(str(t) for t in texts if t is not None).lower()
-    counts = [text.count(w) for w in words]
-    return sum(counts) if all(counts) else None
-
-
-def _sort_value(doc: _Doc, order) -> Any:
-    scope = order.scope
-    if isinstance(scope, ResponseFilterScope):
-        numbers = [v for v in _response_values(doc, scope) if isinstance(v, (int, float))]
-        return sum(numbers) / len(numbers) if numbers else None  # Elasticsearch's nested sort mode "avg"
-    value = _scope_value(doc, scope)
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
+def _record_value(name: str, value):
+    if name == "status":
+        return RecordStatus(str(value))
+    if name in ("inserted_at", "updated_at") and isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value)
     return value
 
 
-def _compare(a: _Doc, b: _Doc, sort: list) -> int:
-    for order in sort:
-        va, vb = _sort_value(a, order), _sort_value(b, order)
-        if va is None or vb is None:
-            if va is None and vb is None:
-                continue
-            return 1 if va is None else -1  # missing values last in both directions, as in Elasticsearch
-        if va == vb:
-            continue
-        try:
-            result = -1 if va < vb else 1
-        except TypeError:
-            result = -1 if str(va) < str(vb) else 1
-        return -result if order.order == SortOrder.desc else result
-    return 0
+def _responses_of(scope: ResponseFilterScope):
+    """The responses a response scope looks at: of the record, and of the scope's user when it names one."""
+    where = [Response.record_id == Record.id]
+    if scope.user is not None:
+        where.append(Response.user_id == scope.user.id)
+    return where
+
+
+def _suggestion_of(dataset_id, question: str):
+    return [Suggestion.record_id == Record.id, Suggestion.question_id == Question.id, Question.name == question,
+            Question.dataset_id == dataset_id]
+
+
+def _sql_filter(f, dataset):
+    """A search engine filter as a SQL condition on Record."""
+    if isinstance(f, AndFilter):
+        return and_(true(), *(_sql_filter(inner, dataset) for inner in f.filters))
+    scope = f.scope
+    if isinstance(scope, MetadataFilterScope):
+        value = _Json(Record.metadata_, scope.metadata_property)
+        return value.in_terms(f.values) if isinstance(f, TermsFilter) else value.in_range(f.ge, f.le)
+    if isinstance(scope, RecordFilterScope):
+        column = _record_column(scope.property)
+        if isinstance(f, TermsFilter):
+            return column.in_([_record_value(scope.property, v) for v in f.values])
+        return and_(true(), *([column >= _record_value(scope.property, f.ge)] if f.ge is not None else []),
+                    *([column <= _record_value(scope.property, f.le)] if f.le is not None else []))
+    if isinstance(scope, SuggestionFilterScope):
+        where = _suggestion_of(dataset.id, scope.question)
+        if scope.property in ("value", "score"):
+            value = _Json(getattr(Suggestion, scope.property))
+            where.append(value.in_terms(f.values) if isinstance(f, TermsFilter) else value.in_range(f.ge, f.le))
+        elif scope.property in ("agent", "type") and isinstance(f, TermsFilter):
+            where.append(cast(getattr(Suggestion, scope.property), String).in_([str(v) for v in f.values]))
+        else:
+            raise _CannotSay(f"suggestion property {scope.property!r}")
+        return exists(select(literal(1)).select_from(Suggestion).join(Question, Question.id == Suggestion.question_id)
+                      .where(*where))
+    if isinstance(scope, ResponseFilterScope):
+        where = _responses_of(scope)
+        if scope.question:
+            value = _Json(Response.values, scope.question, "value")
+            where.append(value.in_terms(f.values) if isinstance(f, TermsFilter) else value.in_range(f.ge, f.le))
+            return exists(select(literal(1)).select_from(Response).where(*where))
+        if scope.property == "status" and isinstance(f, TermsFilter):
+            wanted = {str(v) for v in f.values}
+            statuses = [ResponseStatus(v) for v in wanted if v != ResponseStatusFilter.pending]
+            conditions = []
+            if statuses:
+                conditions.append(exists(select(literal(1)).select_from(Response)
+                                         .where(*where, Response.status.in_(statuses))))
+            if ResponseStatusFilter.pending in wanted:
+                conditions.append(_pending(scope, dataset))
+            return or_(false(), *conditions)
+        raise _CannotSay(f"response property {scope.property!r}")
+    raise _CannotSay(f"filter {f}")
+
+
+def _pending(scope: ResponseFilterScope, dataset):
+    """Pending for a user: no response from them, and (an annotator's queue) the record still needs answers: fewer
+    than the dataset's min_submitted votes, counting a discard as the pull does. Without a user: no response."""
+    mine = not_(exists(select(literal(1)).select_from(Response).where(*_responses_of(scope))))
+    needed = _min_submitted(dataset)
+    if scope.user is None or needed is None:
+        return mine
+    votes = select(func.count()).select_from(Response).where(
+        Response.record_id == Record.id,
+        Response.status.in_([ResponseStatus.submitted, ResponseStatus.discarded])).scalar_subquery()
+    return and_(mine, votes < needed)
+
+
+def _min_submitted(dataset) -> int | None:
+    distribution = getattr(dataset, "distribution", None) or {}
+    value = distribution.get("min_submitted") if isinstance(distribution, dict) else None
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def _sql_sort_key(order, dataset):
+    """The value a sort orders by, as a SQL expression (missing values last either way, as in Elasticsearch)."""
+    scope = order.scope
+    if isinstance(scope, RecordFilterScope):
+        return _record_column(scope.property)
+    if isinstance(scope, MetadataFilterScope):
+        value = _Json(Record.metadata_, scope.metadata_property)
+        return value.number() if _is_sqlite() else func.coalesce(value.number(), None)
+    if isinstance(scope, SuggestionFilterScope):
+        if scope.property not in ("value", "score", "agent"):
+            raise _CannotSay(f"sort on suggestion property {scope.property!r}")
+        column = getattr(Suggestion, scope.property)
+        key = column if scope.property == "agent" else _Json(column).number() if scope.property == "score" \
+            else _Json(column).text()
+        return (select(key).select_from(Suggestion).join(Question, Question.id == Suggestion.question_id)
+                .where(*_suggestion_of(dataset.id, scope.question)).limit(1).scalar_subquery())
+    if isinstance(scope, ResponseFilterScope) and scope.question:
+        # the mean of the responses' numeric values (Elasticsearch's nested sort mode "avg")
+        return (select(func.avg(_Json(Response.values, scope.question, "value").number())).select_from(Response)
+                .where(*_responses_of(scope)).scalar_subquery())
+    raise _CannotSay(f"sort on {scope}")
+
+
+def _shuffled(user_id):
+    """An order of the records of the user's own (Elasticsearch shuffles by a seed per user): the first six hex
+    digits of the record id (random: uuid4), XOR a number drawn from the user id. Students starting together start
+    in different places."""
+    salt = int(hashlib.sha1(str(user_id).encode()).hexdigest()[:6], 16)
+    if _is_sqlite():
+        digits = [func.instr("0123456789abcdef", func.lower(func.substr(cast(Record.id, String), i, 1))) - 1
+                  for i in range(1, 7)]
+        number = digits[0]
+        for digit in digits[1:]:
+            number = number * 16 + digit
+    else:
+        number = text("('x' || substr(replace(records.id::text, '-', ''), 1, 6))::bit(24)::int")
+    return (number.op("|")(salt)) - (number.op("&")(salt))
+
+
+# The records an annotator's queue showed them are theirs for a while (a lease): no one else's queue shows them until
+# they answer (the engine hears of every response) or the lease ends, so that students working at once do not answer
+# the same record past its min_submitted. Kept in the server's one process; a restart forgets them, which costs a
+# little overlap and nothing else.
+LEASE_SECONDS = 120.0
+_LEASES: dict[Any, dict[Any, tuple[Any, float]]] = {}  # dataset id -> record id -> (user id, until)
+_QUEUE_LOCKS: dict[Any, asyncio.Lock] = {}  # a queue's query and its lease at once: two students, two pages
+
+
+def _leased_to_others(dataset_id, user_id) -> list:
+    now = time.monotonic()
+    leases = _LEASES.setdefault(dataset_id, {})
+    for record_id in [r for r, (_, until) in leases.items() if until < now]:
+        del leases[record_id]
+    return [r for r, (user, _) in leases.items() if user != user_id]
+
+
+def _lease(dataset_id, user_id, record_ids) -> None:
+    until = time.monotonic() + LEASE_SECONDS
+    leases = _LEASES.setdefault(dataset_id, {})
+    for record_id in record_ids:
+        leases[record_id] = (user_id, until)
+
+
+def _release(record_id, user_id) -> None:
+    """The user answered the record: its lease ends, and the record goes to whoever's queue it is pending in."""
+    for leases in _LEASES.values():
+        if leases.get(record_id, (None, 0))[0] == user_id:
+            del leases[record_id]
+
+
+def _asks_pending(f) -> bool:
+    """The filter holds "pending for this user": the request is an annotator's queue."""
+    if isinstance(f, AndFilter):
+        return any(_asks_pending(inner) for inner in f.filters)
+    return (f is not None and isinstance(f.scope, ResponseFilterScope) and f.scope.property == "status"
+            and f.scope.user is not None and ResponseStatusFilter.pending in {str(v) for v in f.values})
+
+
+def _text_hits(query):
+    """Records whose text holds every word of the query (as annotators see it: the fields are stored with & < >
+    as entities, undone here), scored by how often: what the search box asks."""
+    q = query if isinstance(query, str) else query.q
+    field = None if isinstance(query, str) else query.field
+    words = [w for w in re.findall(r"\w+", str(q).lower()) if w]
+    if _is_sqlite():
+        items = func.json_each(Record.fields).table_valued("key", "value")
+        shown = select(func.group_concat(cast(items.c.value, String), " ")).select_from(items)
+        if field:
+            shown = shown.where(items.c.key == field)
+    else:
+        source = Record.fields.op("->>")(literal(field)) if field else cast(Record.fields, String)
+        shown = select(source)
+    shown = shown.scalar_subquery()
+    for entity, character in (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#x27;", "'"), ("&amp;", "&")):
+        shown = func.replace(shown, entity, character)
+    shown = func.lower(shown)
+    conditions = [shown.contains(word, autoescape=True) for word in words]
+    score = literal(0)
+    for word in words:
+        score = score + (func.length(shown) - func.length(func.replace(shown, word, ""))) / max(len(word), 1)
+    return conditions, score
 
 
 @SearchEngine.register(engine_name=ENGINE_NAME)
@@ -292,7 +416,7 @@ class SQLSearchEngine(SearchEngine):
         pass
 
     async def update_record_response(self, response: Response):
-        pass
+        _release(response.record_id, response.user_id)
 
     async def delete_record_response(self, response: Response):
         pass
@@ -302,30 +426,6 @@ class SQLSearchEngine(SearchEngine):
 
     async def delete_record_suggestion(self, suggestion: Suggestion):
         pass
-
-    async def _docs(self, dataset_id, need: set[str]) -> list[_Doc]:
-        columns = [Record.id, Record.external_id, Record.status, Record.inserted_at, Record.updated_at]
-        columns += [Record.fields] if "fields" in need else [literal_column("NULL")]
-        columns += [Record.metadata_] if "metadata" in need else []
-        async with _session() as db:
-            rows = await db.execute(select(*columns).where(Record.dataset_id == dataset_id)
-                                    .order_by(Record.inserted_at, Record.id))
-            docs = {row[0]: _Doc(*row) for row in rows.all()}
-            if "responses" in need:
-                rows = await db.execute(
-                    select(Response.record_id, Response.user_id, Response.status, Response.values)
-                    .join(Record, Record.id == Response.record_id).where(Record.dataset_id == dataset_id)
-                    .order_by(Response.inserted_at))
-                for record_id, *answer in rows.all():
-                    docs[record_id].answers.append(_Answer(*answer))
-            if "suggestions" in need:
-                rows = await db.execute(
-                    select(Suggestion.record_id, Question.name, Suggestion.value, Suggestion.score, Suggestion.agent,
-                           Suggestion.type)
-                    .join(Question, Question.id == Suggestion.question_id).where(Question.dataset_id == dataset_id))
-                for record_id, name, *suggestion in rows.all():
-                    docs[record_id].suggestions[name] = _Suggestion(*suggestion)
-        return list(docs.values())
 
     async def get_dataset_progress(self, dataset: Dataset) -> dict:
         if dataset.is_draft:
@@ -356,24 +456,37 @@ class SQLSearchEngine(SearchEngine):
 
     async def search(self, dataset: Dataset, query=None, filter=None, sort=None, offset: int = 0, limit: int = 100,
                      user_id=None) -> SearchResponses:
-        hits = []
-        for doc in await self._docs(dataset.id, _needs(query, filter, sort)):
-            score = _text_score(doc, query)
-            if score is not None and _passes(doc, filter):
-                hits.append((doc, score))
-        if sort:
-            hits.sort(key=functools.cmp_to_key(lambda x, y: _compare(x[0], y[0], sort)))
-        elif query is not None:
-            hits.sort(key=lambda hit: -hit[1])
-        elif user_id is not None:
-            # Elasticsearch shuffles records per user (seeded by the user id) so that annotators sharing a dataset
-            # start in different places; a hash of (user, record) does the same deterministically.
-            hits.sort(key=lambda hit: hashlib.sha1(f"{user_id}:{hit[0].id}".encode()).digest())
-        page = hits[offset : offset + limit]
-        return SearchResponses(
-            items=[SearchResponseItem(record_id=doc.id, score=float(score)) for doc, score in page],
-            total=len(hits),
-        )
+        where = [Record.dataset_id == dataset.id]
+        try:
+            if filter is not None:
+                where.append(_sql_filter(filter, dataset))
+            order = []
+            for by in sort or []:
+                key = _sql_sort_key(by, dataset)
+                order.append((key.desc() if by.order == SortOrder.desc else key.asc()).nulls_last())
+        except _CannotSay as e:
+            raise UnprocessableEntityError(f"The workbench's SQL search engine cannot search by {e}") from None
+        score = literal(0)
+        if query is not None:
+            conditions, score = _text_hits(query)
+            where += conditions
+            if not sort:
+                order.append(score.desc())
+        if not order and user_id is not None:
+            order.append(_shuffled(user_id))
+        order += [Record.inserted_at, Record.id]  # a stable order: pages never overlap
+        queue = user_id is not None and _asks_pending(filter)
+        async with _QUEUE_LOCKS.setdefault(dataset.id, asyncio.Lock()) if queue else contextlib.nullcontext():
+            if queue and (others := _leased_to_others(dataset.id, user_id)):
+                where.append(Record.id.not_in(others))  # on another annotator's page now
+            async with _session() as db:
+                total = (await db.execute(select(func.count()).select_from(Record).where(*where))).scalar_one()
+                rows = (await db.execute(select(Record.id, score).where(*where).order_by(*order)
+                                         .offset(offset).limit(limit))).all()
+            if queue:
+                _lease(dataset.id, user_id, [record_id for record_id, _ in rows])
+        return SearchResponses(items=[SearchResponseItem(record_id=record_id, score=float(points or 0))
+                                      for record_id, points in rows], total=total)
 
     async def similarity_search(self, dataset: Dataset, vector_settings, value=None, record=None, query=None,
                                 filter=None, max_results: int = 100, order=None, threshold=None) -> SearchResponses:
@@ -383,21 +496,32 @@ class SQLSearchEngine(SearchEngine):
         )
 
     async def compute_metrics_for(self, metadata_property: MetadataProperty):
-        values = []
-        for doc in await self._docs(metadata_property.dataset_id, {"metadata"}):
-            value = (doc.metadata_ or {}).get(metadata_property.name)
-            if value is None:
-                continue
-            values.extend(value if isinstance(value, list) else [value])
-        if metadata_property.type == MetadataPropertyType.terms:
-            counts = Counter(str(_plain(v)) for v in values)
-            return TermsMetrics(
-                total=sum(counts.values()),
-                values=[TermsMetrics.TermCount(term=t, count=n) for t, n in counts.most_common()],
-            )
-        numbers = [v for v in values if isinstance(v, (int, float))]
-        cls = IntegerMetadataMetrics if metadata_property.type == MetadataPropertyType.integer else FloatMetadataMetrics
-        return cls(min=min(numbers) if numbers else None, max=max(numbers) if numbers else None)
+        """min/max or the terms' counts, by SQL aggregates over the dataset's records (the slider's range, the
+        filter's list), the UI asks for each metadata property when a dataset opens."""
+        value = _Json(Record.metadata_, metadata_property.name)
+        mine = Record.dataset_id == metadata_property.dataset_id
+        async with _session() as db:
+            if metadata_property.type == MetadataPropertyType.terms:  # a list value counts each of its items
+                if _is_sqlite():
+                    items = func.json_each(Record.metadata_, value._path()).table_valued("value")
+                    term = cast(items.c.value, String)
+                    statement = select(term, func.count()).select_from(Record).join(items, true()).where(mine)
+                else:
+                    node = Record.metadata_.op("#>")(literal("{" + metadata_property.name + "}"))
+                    listed = func.json_array_elements_text(node).table_valued("value").render_derived("items")
+                    term = func.coalesce(listed.c.value, value.text())
+                    statement = (select(term, func.count()).select_from(Record)
+                                 .outerjoin(listed, func.json_typeof(node) == "array").where(mine))
+                rows = (await db.execute(statement.where(term.is_not(None)).group_by(term)
+                                         .order_by(func.count().desc(), term))).all()
+                return TermsMetrics(total=sum(n for _, n in rows),
+                                    values=[TermsMetrics.TermCount(term=str(t), count=n) for t, n in rows])
+            low, high = (await db.execute(select(func.min(value.number()), func.max(value.number()))
+                                          .where(mine))).one()
+        if metadata_property.type == MetadataPropertyType.integer:
+            return IntegerMetadataMetrics(min=None if low is None else int(low),
+                                          max=None if high is None else int(high))
+        return FloatMetadataMetrics(min=low, max=high)
 
 
 def migrate() -> None:
