@@ -18,7 +18,7 @@ whatever Argilla question type holds them (a terms filter matches a value or any
 sort read numbers), so a new question kind needs nothing here.
 
 The engine draws on connections of its own (`_sessions`), apart from the request handlers' pool; SQLite runs in WAL
-mode with a busy timeout. An annotator's pending queue is in an order of their own (`_shuffled`) and leaves out the
+mode with a busy timeout. An annotator's pending queue is in an order of their own (`_rotated`) and leaves out the
 records that already have the dataset's `min_submitted` votes (a discard counts, as in the pull).
 
 Limits (documented in the README): no vector similarity search; text search matches every query word as a
@@ -65,17 +65,20 @@ from sqlalchemy import (
     Float,
     String,
     and_,
+    case,
     cast,
     event,
     exists,
     false,
     func,
     literal,
+    literal_column,
     not_,
     or_,
     select,
     text,
     true,
+    tuple_,
 )
 from sqlalchemy.engine import Engine
 
@@ -148,16 +151,24 @@ class _Json:
     def _path(self) -> str:
         return "$" + "".join('."' + k.replace('"', '""') + '"' for k in self.keys)
 
+    def node(self):
+        """PostgreSQL: the JSON value at the path (`->` / `#>`)."""
+        if not self.keys:
+            return self.column
+        return self.column[self.keys[0]] if len(self.keys) == 1 else self.column[tuple(self.keys)]
+
     def text(self):
         if self.sqlite:
             return cast(func.json_extract(self.column, self._path()), String)
-        return self.column.op("#>>")(literal("{" + ",".join(self.keys) + "}"))
+        if not self.keys:
+            return self.column.op("#>>")(literal_column("'{}'"))
+        return self.node().as_string()
 
     def number(self):
         if self.sqlite:
             return func.json_extract(self.column, self._path())
-        raw = self.column.op("#>>")(literal("{" + ",".join(self.keys) + "}"))
-        return cast(func.nullif(func.substring(raw, r"^-?[0-9.]+(?:[eE][-+]?[0-9]+)?$"), ""), Float)
+        # a number, or NULL for anything else (a string, a list): as a sort or a range reads it
+        return cast(func.substring(self.text(), r"^-?[0-9]+\.?[0-9]*(?:[eE][-+]?[0-9]+)?$"), Float)
 
     def in_terms(self, values: list[str]):
         """The value, or any item of a list value, is one of VALUES (compared as strings, like a keyword field;
@@ -167,11 +178,14 @@ class _Json:
         if self.sqlite:
             items = func.json_each(self.column, self._path()).table_valued("value")
             return exists(select(literal(1)).select_from(items).where(cast(items.c.value, String).in_(wanted)))
-        node = self.column.op("#>")(literal("{" + ",".join(self.keys) + "}"))
-        items = func.json_array_elements_text(node).table_valued("value")
-        return or_(self.text().in_(wanted),
-                   and_(func.json_typeof(node) == "array",
-                        exists(select(literal(1)).select_from(items).where(items.c.value.in_(wanted)))))
+        items = self.items()
+        return exists(select(literal(1)).select_from(items).where(items.c.value.in_(wanted)))
+
+    def items(self):
+        """PostgreSQL: the value's items as text rows (a list's items, or the one value; none when missing)."""
+        node = self.node()
+        listed = case((func.json_typeof(node) == "array", node), else_=func.json_build_array(node))
+        return func.json_array_elements_text(listed).table_valued("value")
 
     def in_range(self, ge, le):
         value = self.number()
@@ -298,20 +312,29 @@ def _sql_sort_key(order, dataset):
     raise _CannotSay(f"sort on {scope}")
 
 
-def _shuffled(user_id):
-    """An order of the records of the user's own (Elasticsearch shuffles by a seed per user): the first six hex
-    digits of the record id (random: uuid4), XOR a number drawn from the user id. Students starting together start
-    in different places."""
-    salt = int(hashlib.sha1(str(user_id).encode()).hexdigest()[:6], 16)
-    if _is_sqlite():
-        digits = [func.instr("0123456789abcdef", func.lower(func.substr(cast(Record.id, String), i, 1))) - 1
-                  for i in range(1, 7)]
-        number = digits[0]
-        for digit in digits[1:]:
-            number = number * 16 + digit
-    else:
-        number = text("('x' || substr(replace(records.id::text, '-', ''), 1, 6))::bit(24)::int")
-    return (number.op("|")(salt)) - (number.op("&")(salt))
+def _salt(user_id) -> int:
+    return int(hashlib.sha1(str(user_id).encode()).hexdigest()[:8], 16)
+
+
+async def _rotated(db, dataset_id, user_id, where: list, offset: int, limit: int) -> list:
+    """An annotator's queue in an order of their own (Elasticsearch shuffles by a seed per user): the records in the
+    order they were pushed, starting at a place drawn from the user id and going round. Students starting together
+    start in different places, and each query walks the (dataset, inserted_at, id) index from there and stops after
+    the page (`migrate` makes the index), instead of ordering every pending record."""
+    order = (Record.inserted_at, Record.id)
+    size = (await db.execute(select(func.count()).select_from(Record).where(Record.dataset_id == dataset_id)))\
+        .scalar_one()
+    if not size:
+        return []
+    start = (await db.execute(select(*order).where(Record.dataset_id == dataset_id).order_by(*order)
+                              .offset(_salt(user_id) % size).limit(1))).one()
+    wanted = offset + limit
+    rows = (await db.execute(select(Record.id, literal(0)).where(*where, tuple_(*order) >= tuple_(*start))
+                             .order_by(*order).limit(wanted))).all()
+    if len(rows) < wanted:  # round to the beginning
+        rows += (await db.execute(select(Record.id, literal(0)).where(*where, tuple_(*order) < tuple_(*start))
+                                  .order_by(*order).limit(wanted - len(rows)))).all()
+    return rows[offset:]
 
 
 # The records an annotator's queue showed them are theirs for a while (a lease): no one else's queue shows them until
@@ -428,16 +451,25 @@ class SQLSearchEngine(SearchEngine):
         pass
 
     async def get_dataset_progress(self, dataset: Dataset) -> dict:
+        """Records done and pending, as the pull counts them: a record is done once it has the dataset's
+        min_submitted votes, the Discard button's included (argilla-server's own record status counts submitted
+        responses only, so the owner's bar said 61% where the pull had every record decided)."""
         if dataset.is_draft:
             return {}
+        needed = _min_submitted(dataset)
+        mine = Record.dataset_id == dataset.id
         async with _session() as db:
-            rows = (
-                await db.execute(
-                    select(Record.status, func.count()).where(Record.dataset_id == dataset.id).group_by(Record.status)
-                )
-            ).all()
-        counts = {str(_plain(status)): n for status, n in rows}
-        return {"total": sum(counts.values()), **counts}
+            total = (await db.execute(select(func.count()).select_from(Record).where(mine))).scalar_one()
+            if needed is None:
+                done_statement = select(func.count()).select_from(Record).where(
+                    mine, Record.status == RecordStatus.completed)
+            else:
+                votes = (select(Response.record_id).join(Record, Record.id == Response.record_id)
+                         .where(mine, Response.status.in_([ResponseStatus.submitted, ResponseStatus.discarded]))
+                         .group_by(Response.record_id).having(func.count() >= needed).subquery())
+                done_statement = select(func.count()).select_from(votes)
+            done = (await db.execute(done_statement)).scalar_one()
+        return {"total": total, "completed": done, "pending": total - done}
 
     async def get_dataset_user_progress(self, dataset: Dataset, user: User) -> dict:
         if dataset.is_draft:
@@ -472,8 +504,7 @@ class SQLSearchEngine(SearchEngine):
             where += conditions
             if not sort:
                 order.append(score.desc())
-        if not order and user_id is not None:
-            order.append(_shuffled(user_id))
+        rotate = not order and user_id is not None
         order += [Record.inserted_at, Record.id]  # a stable order: pages never overlap
         queue = user_id is not None and _asks_pending(filter)
         async with _QUEUE_LOCKS.setdefault(dataset.id, asyncio.Lock()) if queue else contextlib.nullcontext():
@@ -481,8 +512,11 @@ class SQLSearchEngine(SearchEngine):
                 where.append(Record.id.not_in(others))  # on another annotator's page now
             async with _session() as db:
                 total = (await db.execute(select(func.count()).select_from(Record).where(*where))).scalar_one()
-                rows = (await db.execute(select(Record.id, score).where(*where).order_by(*order)
-                                         .offset(offset).limit(limit))).all()
+                if rotate:
+                    rows = await _rotated(db, dataset.id, user_id, where, offset, limit)
+                else:
+                    rows = (await db.execute(select(Record.id, score).where(*where).order_by(*order)
+                                             .offset(offset).limit(limit))).all()
             if queue:
                 _lease(dataset.id, user_id, [record_id for record_id, _ in rows])
         return SearchResponses(items=[SearchResponseItem(record_id=record_id, score=float(points or 0))
@@ -507,11 +541,9 @@ class SQLSearchEngine(SearchEngine):
                     term = cast(items.c.value, String)
                     statement = select(term, func.count()).select_from(Record).join(items, true()).where(mine)
                 else:
-                    node = Record.metadata_.op("#>")(literal("{" + metadata_property.name + "}"))
-                    listed = func.json_array_elements_text(node).table_valued("value").render_derived("items")
-                    term = func.coalesce(listed.c.value, value.text())
-                    statement = (select(term, func.count()).select_from(Record)
-                                 .outerjoin(listed, func.json_typeof(node) == "array").where(mine))
+                    items = value.items()
+                    term = items.c.value
+                    statement = select(term, func.count()).select_from(Record).join(items, true()).where(mine)
                 rows = (await db.execute(statement.where(term.is_not(None)).group_by(term)
                                          .order_by(func.count().desc(), term))).all()
                 return TermsMetrics(total=sum(n for _, n in rows),
@@ -525,23 +557,35 @@ class SQLSearchEngine(SearchEngine):
 
 
 def migrate() -> None:
+    """argilla-server's migrations, then the engine's own index: an annotator's queue walks a dataset's records in
+    the order they were pushed (`_rotated`)."""
     from argilla_server.cli.database.migrate import migrate_db
+    from argilla_server.database import sync_engine
 
     migrate_db(revision="head")
+    with sync_engine.begin() as connection:
+        connection.execute(text("CREATE INDEX IF NOT EXISTS workbench_records_queue "
+                                "ON records (dataset_id, inserted_at, id)"))
 
 
 def create_owner(username: str, workspace: str) -> None:
     """The first user, an owner, with the password and API key from the environment (never on a command line)."""
-    import asyncio
-
     from argilla_server.cli.database.users.create import _create
     from argilla_server.models import UserRole
 
     # argilla-server prints the new user's API key; this output goes to the server log, where keys must not be.
+    async def create() -> None:
+        from argilla_server.database import async_engine
+
+        await _create(first_name=username.title(), username=username, role=UserRole.owner,
+                      password=os.environ["WORKBENCH_NEW_USER_PASSWORD"],
+                      api_key=os.environ["WORKBENCH_NEW_USER_API_KEY"], workspace=[workspace])
+        # The app's engine is shared: its pooled connections belong to this loop, which ends here, and the app's
+        # loop could not use them ("Future attached to a different loop" on PostgreSQL).
+        await async_engine.dispose()
+
     with contextlib.redirect_stdout(io.StringIO()) as said:
-        asyncio.run(_create(first_name=username.title(), username=username, role=UserRole.owner,
-                            password=os.environ["WORKBENCH_NEW_USER_PASSWORD"],
-                            api_key=os.environ["WORKBENCH_NEW_USER_API_KEY"], workspace=[workspace]))
+        asyncio.run(create())
     outcome = "created" if "successfully created" in said.getvalue() else "already existed"
     print(f"owner user {username!r} {outcome} (workspace {workspace!r}); its key is in credentials.json", flush=True)
 

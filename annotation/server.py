@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from workbench.core.errors import WorkbenchError
-from workbench.core.io import atomic_write_json, workbench_home
+from workbench.core.io import atomic_write_json, atomic_write_text, workbench_home
 from workbench.core.urls import masked
 
 ENGINE_SCRIPT = Path(__file__).with_name("argilla_engine.py")
@@ -241,12 +241,34 @@ def signing_key(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def server_env(data_dir: Path, redis_url: str) -> dict[str, str]:
+def database_url(data_dir: Path, database: str | None = None) -> str:
+    """The server's database as argilla-server's URL: SQLite in the data dir (the default), or the PostgreSQL that
+    `database` names (postgresql://USER:PASSWORD@HOST/DB), which `serve` keeps in DATA_DIR/database-url (0600) once
+    the server answers, so that every later start of this data dir uses it too; a data dir never changes database
+    silently."""
+    saved = Path(data_dir) / "database-url"
+    known = saved.read_text().strip() if saved.exists() else None
+    if database:
+        if not database.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://")):
+            raise ServerError(f"--database {masked(database)}: not a PostgreSQL URL (postgresql://USER:PASSWORD@HOST/DB"
+                              "); without --database the server keeps SQLite in its data dir")
+        if known is not None and known != database:
+            raise ServerError(f"{data_dir} already keeps its records in {masked(known)}, not {masked(database)}",
+                              hint="use another --data-dir for another database")
+    elif known is not None:
+        database = known
+    else:
+        return f"sqlite+aiosqlite:///{Path(data_dir) / 'argilla.db'}?check_same_thread=False"
+    scheme, rest = database.split("://", 1)
+    return f"postgresql+asyncpg://{rest}"
+
+
+def server_env(data_dir: Path, redis_url: str, database: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARGILLA_")}
     env.update({
         "ARGILLA_AUTH_SECRET_KEY": signing_key(data_dir),  # through the environment: a command line is public
         "ARGILLA_HOME_PATH": str(data_dir),
-        "ARGILLA_DATABASE_URL": f"sqlite+aiosqlite:///{data_dir / 'argilla.db'}?check_same_thread=False",
+        "ARGILLA_DATABASE_URL": database_url(data_dir, database),
         "ARGILLA_SEARCH_ENGINE": "workbench-sql",
         "ARGILLA_REDIS_URL": redis_url,
         "HF_HUB_OFFLINE": "1",
@@ -257,10 +279,12 @@ def server_env(data_dir: Path, redis_url: str) -> dict[str, str]:
 
 
 def serve(data_dir: Path | None = None, host: str = "127.0.0.1", port: int = 6900, timeout: float = 90.0,
-          redis_url: str | None = None) -> Served:
-    """Start argilla-server in the background (or find it running) and return its address and owner login."""
+          redis_url: str | None = None, database: str | None = None) -> Served:
+    """Start argilla-server in the background (or find it running) and return its address and owner login.
+    `database`: a PostgreSQL URL for a class's server (`database_url`); SQLite in the data dir otherwise."""
     data_dir = Path(data_dir or default_data_dir()).resolve()
     make_private(data_dir)
+    database_url(data_dir, database)  # a bad URL, or another database than this data dir's, is refused first
     state = ServerState.load(data_dir)
     credentials = Credentials.load(data_dir)
     if state and credentials and _alive(state.pid, ENGINE_SCRIPT.name) and _api_answers(state.api_url):
@@ -283,7 +307,7 @@ def serve(data_dir: Path | None = None, host: str = "127.0.0.1", port: int = 690
         redis_url, redis_pid, binary = _start_redis(data_dir, python)
         source = f"{binary} on {redis_url}"
 
-    env = server_env(data_dir, redis_url)
+    env = server_env(data_dir, redis_url, database)
     command = [str(python), str(ENGINE_SCRIPT), "--host", host, "--port", str(port)]
     first_start = credentials is None
     if first_start:
@@ -306,6 +330,8 @@ def serve(data_dir: Path | None = None, host: str = "127.0.0.1", port: int = 690
     while time.monotonic() < deadline:
         if _api_answers(api_url, timeout=1.0):
             credentials.save(data_dir)  # only once the owner exists: a failed first start leaves no stale login
+            if database and not (data_dir / "database-url").exists():
+                atomic_write_text(data_dir / "database-url", database + "\n", permissions=0o600)
             return Served(api_url, credentials, already_running=False, redis=source)
         if process.poll() is not None:
             tail = (data_dir / "logs" / "server.log").read_text(errors="replace").strip().splitlines()[-5:]
