@@ -428,13 +428,13 @@ class ReportResult(StepResult):
 
 
 def run(results: list[Path], config: ReportConfig, out: Outputs, judge: BackendConfig | None = None,
-        api_key: str | None = None) -> ReportResult:
+        api_key: str | None = None, lead: tuple[str, ...] = ()) -> ReportResult:
     """The report stage: the results folders of `eval run` compared (the first is the baseline) into
     out["report.html"], out["summary.json"] and out["summary.md"]. A toxicity rate over `max_toxicity_rate` is
     listed in the comparison's violations; what that stops is the caller's decision."""
-    ledger = out.start(ReportStageConfig(settings=config, judge=judge), results, drops=False)
+    ledger = out.start(ReportStageConfig(settings=config, judge=judge, lead=lead), results, drops=False)
     comparison = compare(results, resamples=config.bootstrap, seed=config.seed,
-                         max_toxicity_rate=config.max_toxicity_rate)
+                         max_toxicity_rate=config.max_toxicity_rate, lead=lead)
     items = suite_items(comparison)
     if judge:
         from eval_suites.judge import judge_all
@@ -458,3 +458,4 @@ class ReportStageConfig(BaseModel):
 
     settings: ReportConfig
     judge: BackendConfig | None = None
+    lead: tuple[str, ...] = ()  # the suites shown first (a recipe's: its own suite, then the others it names)

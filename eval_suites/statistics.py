@@ -118,15 +118,18 @@ class Comparison:
 
 
 def compare(paths: list[str | Path], *, resamples: int = 1000, seed: int = 0,
-            max_toxicity_rate: float | None = None, judge: dict[str, Any] | None = None) -> Comparison:
-    """Every model's metrics with CIs, and each later model's paired differences against the first."""
+            max_toxicity_rate: float | None = None, judge: dict[str, Any] | None = None,
+            lead: tuple[str, ...] = ()) -> Comparison:
+    """Every model's metrics with CIs, and each later model's paired differences against the first. The suites in
+    `lead` come first, in that order (a recipe's own suite before the general ones); the others by name."""
     models = [load_results(p) for p in paths]
     seen: dict[str, int] = {}
     for m in models:  # two folders with the same label stay apart
         seen[m.label] = seen.get(m.label, 0) + 1
         if seen[m.label] > 1:
             m.label = f"{m.label} ({m.path.name})"
-    suites = sorted({s for m in models for s in m.suites})
+    suites = sorted({s for m in models for s in m.suites},
+                    key=lambda s: (lead.index(s) if s in lead else len(lead), s))
     summary: dict[str, Any] = {"models": {}, "differences": {}, "bootstrap": {"resamples": resamples, "seed": seed},
                                "created": datetime.now(UTC).isoformat(timespec="seconds"), "contamination": {},
                                "runs": {}}

@@ -444,7 +444,7 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
         judge = settings.judge.resolve(tiny_dir) if settings.judge else None
         report = step("report", "report (bootstrap CIs, paired differences, answers side by side)",
                       lambda: steps.report(run_dir, settings.report,
-                                           [run_dir / s / "results" for s, _, _ in evaluated], judge))
+                                           [run_dir / s / "results" for s, _, _ in evaluated], judge, suites))
     except StagePending as pending:
         result.pending = pending.message
         return result

@@ -20,7 +20,7 @@ from eval_suites import draft as draft_stage
 from eval_suites import report as report_stage
 from eval_suites import runner as eval_stage
 from eval_suites.contamination import QuestionIndex
-from eval_suites.registry import find_suite
+from eval_suites.registry import find_suite, load_suite
 from pipelines import contamination as contamination_stage
 from pipelines import dedup as dedup_stage
 from pipelines import finetune as finetune_stage
@@ -281,15 +281,18 @@ def evaluation(run_dir: Path, name: str, label: str, config: eval_stage.EvalConf
 
 
 def report(run_dir: Path, config: report_stage.ReportConfig, results: list[Path],
-           judge: BackendConfig | None = None) -> Step:
-    """The evaluated models compared (the first is the baseline); a toxicity gate, when set, stops the run."""
+           judge: BackendConfig | None = None, suites: tuple[str, ...] = ()) -> Step:
+    """The evaluated models compared (the first is the baseline), the SUITES in the recipe's order (its own first);
+    a toxicity gate, when set, stops the run."""
+    lead = tuple(load_suite(s).config.name for s in suites)
+
     def call(out: Outputs) -> StepResult:
-        result = report_stage.run(results, config, out, judge)
+        result = report_stage.run(results, config, out, judge, lead=lead)
         if error := result.gate_error():
             raise error
         return result
 
-    stage_config = report_stage.ReportStageConfig(settings=config, judge=judge)
+    stage_config = report_stage.ReportStageConfig(settings=config, judge=judge, lead=lead)
     return Step(Stage(run_dir, "report", stage_config, results), call)
 
 

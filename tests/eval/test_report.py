@@ -226,3 +226,22 @@ def test_the_report_in_a_browser_shows_its_answer_without_scrolling(base_and_tun
     page.select_option("select[data-list='items-course_advisor']", "order")
     assert page.locator(items).first.get_attribute("data-order") == "0"
     page.close()
+
+
+def test_the_suites_a_recipe_names_first_lead_the_comparison(tmp_path):
+    """A recipe's own suite leads the report (then the others it names); suites it does not name follow by name."""
+    from eval_suites.statistics import compare
+
+    folders = []
+    for label in ("base", "tuned"):
+        for suite in ("closed_qa", "harbourview", "alpha"):
+            folder = tmp_path / label / suite
+            folder.mkdir(parents=True)
+            (folder / "manifest.json").write_text(json.dumps({"name": label, "suite": suite, "model": label}))
+            (folder / "metrics.json").write_text(json.dumps({"f1": {"value": 0.5}}))
+            (folder / "scores.jsonl").write_text(json.dumps({"id": "a", "f1": 0.5}) + "\n")
+            (folder / "predictions.jsonl").write_text(json.dumps({"id": "a", "prediction": "x"}) + "\n")
+        folders.append(tmp_path / label)
+    assert compare(folders, resamples=10).suites == ["alpha", "closed_qa", "harbourview"]
+    assert compare(folders, resamples=10, lead=("harbourview", "closed_qa")).suites == ["harbourview", "closed_qa",
+                                                                                         "alpha"]
