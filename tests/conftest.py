@@ -403,3 +403,21 @@ class NearDuplicates:
 @pytest.fixture(scope="session")
 def near():
     return NearDuplicates
+
+
+@pytest.fixture
+def score_references(invoke, tmp_path):
+    """suite folder -> its metrics when every answer is the item's reference (an abstention where unanswerable),
+    scored by `workbench eval score` as `eval run` scores: a suite whose references are right scores 1."""
+    import json
+
+    def score(suite: Path) -> dict:
+        items = [json.loads(line) for line in (Path(suite) / "items.jsonl").read_text().splitlines()]
+        predictions = tmp_path / f"{Path(suite).name}-answers.jsonl"
+        predictions.write_text("".join(json.dumps({"id": i["id"], "prediction": i["references"][0] if i["answerable"]
+                                                   else "The page does not mention it."}) + "\n" for i in items))
+        scored = invoke("eval", "score", "--suite", suite, "--predictions", predictions, "--json")
+        assert scored.exit_code == 0, scored.output
+        return json.loads(scored.output)["metrics"]
+
+    return score

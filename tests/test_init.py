@@ -94,7 +94,7 @@ def test_a_one_page_catalog_trains_the_tiny_pair_on_its_own_text_and_generates_a
                                             for name in others)]
 
 
-def test_a_suite_drafted_from_the_pages_is_a_suite_eval_accepts(tmp_path, invoke):
+def test_a_suite_drafted_from_the_pages_is_a_suite_eval_accepts(tmp_path, invoke, score_references):
     result = invoke("eval", "suite", "draft", "--pages", PAGES, "-o", tmp_path / "riverside")
     assert result.exit_code == 0, result.output
     assert "Drafted 24 questions from 5 page(s)" in " ".join(result.output.split())
@@ -112,12 +112,7 @@ def test_a_suite_drafted_from_the_pages_is_a_suite_eval_accepts(tmp_path, invoke
         own = [q for q, _ in page_questions(page)]
         assert [(page.path.name, q) in asked for q in own] == [(index + n) % 2 == 0 for n in range(1, len(own) + 1)]
     # Answers that are the references score 1; the suite is scored as `eval run` scores it.
-    predictions = tmp_path / "answers.jsonl"
-    predictions.write_text("".join(json.dumps({"id": i["id"], "prediction": i["references"][0] if i["answerable"]
-                                               else "The page does not mention it."}) + "\n" for i in items))
-    scored = invoke("eval", "score", "--suite", tmp_path / "riverside", "--predictions", predictions, "--json")
-    assert scored.exit_code == 0, scored.output
-    metrics = json.loads(scored.output)["metrics"]
+    metrics = score_references(tmp_path / "riverside")
     assert metrics["f1"]["value"] == 1.0 and metrics["abstain_recall"]["value"] == 1.0
     again = invoke("eval", "suite", "draft", "--pages", PAGES, "-o", tmp_path / "riverside")
     assert again.exit_code == 1 and "a suite is already there" in again.output

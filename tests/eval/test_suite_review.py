@@ -102,7 +102,8 @@ def test_no_suite_question_reaches_the_tiny_pairs_lessons(tmp_path):
 
 
 @pytest.mark.server
-def test_a_drafted_suite_reviewed_by_the_demo_reviewers_becomes_a_suite_that_eval_accepts(tmp_path, invoke):
+def test_a_drafted_suite_reviewed_by_the_demo_reviewers_becomes_a_suite_that_eval_accepts(tmp_path, invoke,
+                                                                                         score_references):
     from annotation import client as api
     from annotation import server
     from annotation.mapping import SUITE_GUIDELINES
@@ -134,11 +135,5 @@ def test_a_drafted_suite_reviewed_by_the_demo_reviewers_becomes_a_suite_that_eva
     out = Outputs.folder(tmp_path / "suite", "suite")
     made = reviewed_suite(tmp_path / "suite-review" / "records.jsonl", SuiteFromReviewConfig(name="riverside"), out)
     assert made.counts["answerable"] >= 10 and made.counts["unanswerable"] >= 5
-    items = [json.loads(line) for line in (tmp_path / "suite" / "items.jsonl").read_text().splitlines()]
-    predictions = tmp_path / "answers.jsonl"
-    predictions.write_text("".join(json.dumps({"id": i["id"], "prediction": i["references"][0] if i["answerable"]
-                                               else "The page does not mention it."}) + "\n" for i in items))
-    scored = invoke("eval", "score", "--suite", tmp_path / "suite", "--predictions", predictions, "--json")
-    assert scored.exit_code == 0, scored.output
-    metrics = json.loads(scored.output)["metrics"]
+    metrics = score_references(tmp_path / "suite")
     assert metrics["f1"]["value"] == 1.0 and metrics["abstain_recall"]["value"] == 1.0
