@@ -9,7 +9,10 @@ annotators never see, so a pull rebuilds exactly what was pushed, plus what the 
 Argilla 2.8's UI puts a plain-text field into the page as HTML (`List<String>` shows as "List"; a field with paired
 tags goes into an iframe where its scripts run, with the annotator's token in reach). So the texts are pushed with
 `& < >` written as entities, which the UI shows as exactly the characters of the record and which no browser runs;
-a pull turns them back (`html.unescape` undoes `html.escape` exactly). Its copy button copies the escaped form.
+a pull turns them back (`html.unescape` undoes `html.escape` exactly). Its copy button copies the escaped form: a
+correction pasted from it comes back unescaped where the record's own text has the characters (`annotation.votes`).
+Characters that change what is shown without being seen (bidirectional controls, zero-width ones) are pushed as
+visible markers, ⟦U+202E⟧, and turned back at the pull (`workbench.core.text.show_hidden`).
 
 A comparison (`annotate push --compare`) is one server record per group of candidates that `generate responses`
 made for one instruction (`meta.compare_group`): the instruction, its context, the K responses as fields
@@ -27,6 +30,7 @@ from typing import Any
 from annotation.questions import CATEGORY, DECISION, EMPTY_SLOT, ON_THE_PAGE, PAGE_ANSWERS, slot
 from workbench.core.errors import InputError
 from workbench.core.records import CATEGORIES, Record
+from workbench.core.text import restore_hidden, show_hidden
 
 TEXT_NAMES = ("instruction", "context", "response")
 RECORD_KEY = "workbench_record"  # extra metadata (no property defined: not shown, not filterable) holding the Record
@@ -81,7 +85,10 @@ record, code and markup included.
   (when there is one). Give it a **quality** from 1 (poor) to 5 (excellent), judged after your corrections.
 - **Correct** when a small edit makes the record good: choose *keep* and write the whole corrected text in
   *corrected instruction* or *corrected response*. Leave them empty otherwise. (The copy button copies `<`, `>` and
-  `&` written as `&lt;`, `&gt;` and `&amp;`: type those characters back before you submit.)
+  `&` written as `&lt;`, `&gt;` and `&amp;`; pasted into a correction they are read back as the characters.)
+- **⟦U+202E⟧** and the like mark a character that changes what the text looks like without being seen (a
+  right-to-left override, a zero-width joiner): the record holds it there. Such records come to review with the
+  screen reason *hidden characters*; discard a record that hides something, or correct it without the marker.
 - **Discard** when the record is wrong, unsafe, off-topic, a near-duplicate of one you have seen, or not quickly
   fixable: choose *discard* and submit, or press the **Discard** button at the bottom. Both count as a discard vote.
 - **Category**: pre-filled from the record; change it if it is wrong. When annotators who keep a record disagree
@@ -119,14 +126,21 @@ is trained on.
 - **Corrected question**: the whole question, rewritten, when a small edit makes it clear.
 - **Corrected reference answer**: the shortest answer that is right, in the page's words (answers are scored by the
   words they share with it: "15 December", not "The deadline is 15 December for a March start."). Leave it empty
-  when the draft's is right. (The copy button copies `<`, `>` and `&` as `&lt;`, `&gt;` and `&amp;`: type those
-  characters back before you submit.)
+  when the draft's is right. (The copy button copies `<`, `>` and `&` as `&lt;`, `&gt;` and `&amp;`; pasted into a
+  correction they are read back as the characters.)
 """
 
 
 def shown(text: str) -> str:
-    """A text as pushed, so that the UI shows its exact characters and runs none of it (see the module's note)."""
-    return html.escape(text, quote=False)
+    """A text as pushed, so that the UI shows its exact characters and runs none of it (see the module's note),
+    a hidden character (a right-to-left override, a zero-width joiner) as a visible marker, ⟦U+202E⟧."""
+    return html.escape(show_hidden(text), quote=False)
+
+
+def read_back(text: str) -> str:
+    """A text as the server has it (a field, or an annotator's correction) as the record's text: the escaping and
+    the markers undone."""
+    return restore_hidden(html.unescape(text))
 
 
 def fields_of(record: Record) -> dict[str, str]:
@@ -135,7 +149,7 @@ def fields_of(record: Record) -> dict[str, str]:
 
 def texts_of(item: dict) -> dict[str, str]:
     """The texts an annotator sees on a server record (REST shape): its fields with the escaping undone."""
-    return {name: html.unescape(value) for name, value in (item.get("fields") or {}).items() if isinstance(value, str)}
+    return {name: read_back(value) for name, value in (item.get("fields") or {}).items() if isinstance(value, str)}
 
 
 def metadata_of(record: Record) -> dict[str, Any]:

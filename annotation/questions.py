@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from workbench.core.errors import ConfigError
 from workbench.core.records import CATEGORIES
+from workbench.core.text import restore_hidden
 
 DECISION, CATEGORY, RANKING = "decision", "category", "ranking"  # the questions a pull treats by name
 ON_THE_PAGE = "on_the_page"  # a suite question's: does its page answer it
@@ -151,7 +152,8 @@ def kinds() -> tuple[QuestionKind, ...]:
 
 
 def _text(value: Any) -> Any:
-    return value.strip() if isinstance(value, str) else value
+    # a marker copied from the shown text (⟦U+202E⟧) is the character it stands for
+    return restore_hidden(value.strip()) if isinstance(value, str) else value
 
 
 def _number(value: Any) -> Any:

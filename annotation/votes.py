@@ -6,6 +6,7 @@ server returns them and needs no server.
 
 from __future__ import annotations
 
+import html
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
@@ -142,9 +143,20 @@ def _settle(questions: tuple[Question, ...], record: Record, winners: list[dict[
             continue
         elif not question.corrects:
             answered[question.name] = value
-        elif value != getattr(record, question.corrects):
+        elif (value := as_typed(value, getattr(record, question.corrects))) != getattr(record, question.corrects):
             changes[question.corrects] = value
     return changes, conflicts, answered
+
+
+def as_typed(correction: Any, text: Any) -> Any:
+    """A correction pasted from the UI's copy button holds `&lt;`, `&gt;`, `&amp;` where the record's text has `<`,
+    `>`, `&` (the copy is of the escaped text): it is read as typed, with the characters, so that copying a text
+    unchanged is no correction and an edit of it keeps the record's characters."""
+    if not isinstance(correction, str) or not isinstance(text, str):
+        return correction
+    if any(e in correction for e in ("&lt;", "&gt;", "&amp;")) and any(c in text for c in "<>&"):
+        return html.unescape(correction)
+    return correction
 
 
 def _decide(record: Record, values: list[tuple[str, dict[str, Any]]], policy: str, ledger: Ledger, out: Pulled,

@@ -4,7 +4,8 @@ Scorers (`workbench.core.scorers`, by name): detoxify (its own loading code: a h
 allows, or a local checkpoint with `--checkpoint PATH --hf-config DIR`) and, offline, alt-profanity-check (a small
 trained classifier shipped on PyPI). Routing per label: every label below its pass threshold -> pass; any label at
 or above its reject threshold -> reject; otherwise -> review (a human looks, with the scores shown). Records with
-personal data (e-mail, phone, IBAN, student id) go to review whatever their scores.
+personal data (e-mail, phone, IBAN, student id) or hidden characters (a right-to-left override, a zero-width joiner:
+`workbench.core.text.hidden_characters`) go to review whatever their scores.
 
 Fail closed: if the scorer cannot load or fails on a batch, the stage stops with an error and writes nothing;
 a record is never passed without scores.
@@ -42,6 +43,7 @@ from workbench.core.scorers import (  # noqa: F401
     load_scorer,
     scorer_names,
 )
+from workbench.core.text import hidden_characters
 
 ROUTES = ("pass", "review", "reject")
 # Patterns for personal data. Deliberately simple and documented: they flag for human review, never delete.
@@ -208,13 +210,16 @@ def screen_records(records: list[Record], config: ScreenConfig, scorer: Scorer, 
         scores["toxicity_max"] = round(max(maxima.values(), default=0.0), 6)
         toxic_route = route(maxima, config)
         pii = find_pii(record) if config.pii else {}
-        verdict = "review" if pii and toxic_route == "pass" else toxic_route
-        reason = None if verdict == "pass" else ("personal data" if toxic_route == "pass" else f"toxicity: {verdict}")
+        hidden = hidden_characters(" ".join(getattr(record, name) for name in TEXT_FIELDS))
+        verdict = "review" if (pii or hidden) and toxic_route == "pass" else toxic_route
+        reason = None if verdict == "pass" else f"toxicity: {verdict}" if toxic_route != "pass" else \
+            "personal data" if pii else "hidden characters"
         meta = {**record.meta, "screen_route": verdict, "screen_scorer": scorer.name, **({"pii": pii} if pii else {})}
         if verdict != "pass":  # what a reviewer should look at (shown and filterable in the review UI)
             meta["screen_reasons"] = [f"toxicity: {label}" for label, value in maxima.items()
                                       if value >= config.label_thresholds.get(label, (config.pass_below,))[0]
-                                      ] + [f"personal data: {kind}" for kind in pii]
+                                      ] + [f"personal data: {kind}" for kind in pii] + \
+                [f"hidden characters: {name.lower()}" for name in hidden]
         else:
             meta.pop("screen_reasons", None)
         detail = {"route": verdict, "scorer": scorer.name, "toxicity_max": scores["toxicity_max"]}

@@ -12,6 +12,7 @@ from annotation.mapping import (
     export_rows,
     fields_of,
     metadata_of,
+    record_item,
     record_of,
     screen_reasons,
     shown,
@@ -111,3 +112,38 @@ def test_export_rows_keep_every_response_with_its_user_and_the_record():
     assert row["responses"] == [{"user_id": "u1", "username": "ann", "status": "draft",
                                  "values": {"decision": "discard"}, "inserted_at": None, "updated_at": "t1"}]
     assert row["suggestions"] == [{"question_name": "decision", "value": "keep", "score": 0.97, "agent": "screen"}]
+
+
+def test_hidden_characters_are_shown_as_markers_and_come_back():
+    from annotation.mapping import read_back, texts_of
+
+    record = Record("Is invoice\u202egpj.exe <safe> & sound?", response="No\u200d.")
+    item = record_item(record)
+    assert item["fields"]["instruction"] == "Is invoice⟦U+202E⟧gpj.exe &lt;safe&gt; &amp; sound?"
+    assert item["fields"]["response"] == "No⟦U+200D⟧."
+    assert texts_of(item) == {"instruction": record.instruction, "context": "", "response": record.response}
+    assert read_back("No⟦U+200D⟧.") == "No\u200d."
+
+
+def test_a_correction_copied_with_the_copy_button_is_no_correction():
+    """The UI's copy button copies the escaped text; pasted back unchanged it is the record's own text, and an edit of
+    it keeps the record's characters."""
+    from annotation.votes import resolve
+    from workbench.core.ledger import Ledger
+
+    record = Record("Which course covers <b>HTML</b> & CSS?", response="Web Design 1 covers it.")
+    item = {**record_item(record), "external_id": record.id}
+
+    def pulled(correction: str) -> Record:
+        answers = [{"user_id": u, "status": "submitted", "updated_at": "2026-12-07",
+                    "values": {"decision": {"value": "keep"}, "corrected_instruction": {"value": correction}}}
+                   for u in ("a", "b")]
+        out, problems = resolve([{**item, "responses": answers}], "majority", Ledger("review"), min_submitted=2)
+        assert not problems
+        return out.curated[0]
+
+    copied = item["fields"]["instruction"]  # what the copy button gives: &lt;b&gt;HTML&lt;/b&gt; &amp; CSS
+    same = pulled(copied)
+    assert same.instruction == record.instruction and same.lineage[-1]["action"] == "keep"
+    edited = pulled(copied.replace("covers", "teaches"))
+    assert edited.instruction == "Which course teaches <b>HTML</b> & CSS?" and edited.lineage[-1]["action"] == "edit"

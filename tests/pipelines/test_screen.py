@@ -158,3 +158,16 @@ def test_an_unknown_scorer_is_an_error_naming_the_scorers(tmp_path, invoke, fixt
     result = invoke("screen", fixtures / "good_records.jsonl", "--scorer", "detox", "-o", tmp_path / "s.jsonl")
     assert result.exit_code == 1 and "unknown scorer 'detox' (did you mean 'detoxify'?)" in result.output
     assert "scorers: detoxify, profanity-check" in result.output and not list(tmp_path.glob("*.jsonl"))
+
+
+def test_hidden_characters_go_to_review():
+    """A right-to-left override makes "invoice\u202egpj.exe" read as "invoiceexe.jpg"; a zero-width joiner vanishes:
+    a person should look at such a record, whatever its scores."""
+    record = Record("Open the attachment invoice\u202egpj.exe", response="Done\u200d.")
+    [kept] = screen_records([record], ScreenConfig(), Fixed(["toxicity"], {}), Ledger("screen")).kept
+    assert kept.meta["screen_route"] == "review" and kept.lineage[-1]["reason"] == "hidden characters"
+    assert kept.meta["screen_reasons"] == ["hidden characters: right-to-left override",
+                                           "hidden characters: zero width joiner"]
+    [plain] = screen_records([Record("Open the attachment invoice.pdf")], ScreenConfig(), Fixed(["toxicity"], {}),
+                             Ledger("screen")).kept
+    assert plain.meta["screen_route"] == "pass"

@@ -35,3 +35,26 @@ def grounding(answer: str, context: str) -> float:
         return 1.0
     available = set(words(context))
     return sum(w in available for w in needed) / len(needed)
+
+
+# Characters that change what a text looks like without being seen: bidirectional controls (a right-to-left override
+# makes "invoice\u202egpj.exe" read as "invoiceexe.jpg") and zero-width ones. The review shows each as a visible
+# marker, ⟦U+202E⟧, which a pull turns back into the character; the screen sends a record holding one to review.
+HIDDEN_CHARACTERS = frozenset(
+    [0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x2060, 0xFEFF, 0x061C, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+_MARKER = re.compile(r"⟦U\+(200[B-F]|2060|FEFF|061C|202[A-E]|206[6-9])⟧")
+
+
+def hidden_characters(text: str) -> list[str]:
+    """The names of the hidden characters in TEXT, each once, in order of appearance."""
+    return list(dict.fromkeys(unicodedata.name(ch, f"U+{ord(ch):04X}") for ch in text if ord(ch) in HIDDEN_CHARACTERS))
+
+
+def show_hidden(text: str) -> str:
+    """TEXT with each hidden character written as a visible marker: ⟦U+202E⟧."""
+    return "".join(f"⟦U+{ord(ch):04X}⟧" if ord(ch) in HIDDEN_CHARACTERS else ch for ch in text)
+
+
+def restore_hidden(text: str) -> str:
+    """`show_hidden` undone: each marker back to its character."""
+    return _MARKER.sub(lambda m: chr(int(m.group(1), 16)), text)
