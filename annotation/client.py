@@ -34,7 +34,8 @@ from annotation.mapping import (
 )
 from annotation.questions import ON_THE_PAGE, RANKING, SUITE_QUESTIONS, Question, questions_for
 from annotation.server import DEFAULT_WORKSPACE, Credentials, default_data_dir
-from workbench.core.errors import WorkbenchError
+from workbench.core.errors import InputError, WorkbenchError
+from workbench.core.io import Problem
 from workbench.core.records import Record
 
 
@@ -355,6 +356,126 @@ def add_user(client, username: str, role: str = "annotator", workspace: str = DE
                    client=client).create()
     space.add_user(user)
     return password
+
+
+def list_users(client) -> list[dict]:
+    """Every account this key may see: username, name, role, when it was made."""
+    return [{"username": u["username"], "name": " ".join(x for x in (u.get("first_name"), u.get("last_name")) if x),
+             "role": u["role"], "created": str(u.get("inserted_at", ""))[:19]}
+            for u in get_json(client, "/api/v1/users")["items"]]
+
+
+def _user_id(client, username: str) -> str:
+    found = {u["username"]: u["id"] for u in get_json(client, "/api/v1/users")["items"]}
+    if username not in found:
+        raise ReviewError(f"no user {username!r} on {api_url_of(client)}", hint="workbench annotate users list")
+    return found[username]
+
+
+def reset_password(client, username: str) -> str:
+    """A new generated password for USERNAME (their old one stops working); returned to be shown once."""
+    password = secrets.token_urlsafe(9)
+    response = _http(client).patch(f"/api/v1/users/{_user_id(client, username)}", json={"password": password})
+    if response.status_code != 200:
+        raise ReviewError(f"resetting the password of {username!r} failed: HTTP {response.status_code} "
+                          f"{response.text[:200]}")
+    return password
+
+
+def remove_user(client, username: str) -> None:
+    """Delete USERNAME's account (their submitted responses go with it: export the dataset first to keep them).
+    The account this key belongs to is refused."""
+    me = get_json(client, "/api/v1/me")
+    if me["username"] == username:
+        raise ReviewError(f"{username!r} is the account this command logs in as", hint="remove it as another owner")
+    response = _http(client).delete(f"/api/v1/users/{_user_id(client, username)}")
+    if response.status_code != 200:
+        raise ReviewError(f"removing {username!r} failed: HTTP {response.status_code} {response.text[:200]}")
+
+
+ROSTER_ROLES = ("annotator", "admin", "owner")
+
+
+def read_roster(path: Path) -> tuple[list[dict], list[Problem]]:
+    """A class roster: a CSV with a header naming `username` and optionally `name` and `role` (default annotator).
+    A bad line (no username, an unknown role, a username given twice) is a Problem naming its line and field; the
+    good ones are returned."""
+    import csv
+
+    problems: list[Problem] = []
+    rows: list[dict] = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip().lower() for h in reader.fieldnames or []]
+            if "username" not in header:
+                raise InputError(f"{path}:1: username: the roster's header must name a username column "
+                                 f"(found {', '.join(header) or 'nothing'})", hint="username,name,role")
+            seen: set[str] = set()
+            for number, raw in enumerate(reader, start=2):
+                row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
+                username, role = row.get("username", ""), row.get("role") or "annotator"
+                line = ",".join(v or "" for v in raw.values() if isinstance(v, str))
+                if not username:
+                    problems.append(Problem(str(path), number, "username", "empty", line))
+                elif role not in ROSTER_ROLES:
+                    problems.append(Problem(str(path), number, "role", f"{role!r} is not one of "
+                                                                      f"{', '.join(ROSTER_ROLES)}", line))
+                elif username in seen:
+                    problems.append(Problem(str(path), number, "username", f"{username!r} is given twice", line))
+                else:
+                    seen.add(username)
+                    rows.append({"username": username, "name": row.get("name") or username, "role": role})
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e.strerror}") from None
+    return rows, problems
+
+
+@dataclass
+class RosterResult:
+    created: list[str]
+    existing: list[str]  # already had an account: left as they are (no new password)
+    passwords: Path | None
+
+    def summary_lines(self) -> list[str]:
+        lines = [f"Created {len(self.created)} account(s)"
+                 + (f"; their passwords are in {self.passwords} (0600: hand each student theirs)"
+                    if self.passwords else "")]
+        if self.existing:
+            lines.append(f"Already there, left as they are: {', '.join(self.existing)} (new passwords: workbench "
+                         "annotate users reset-password NAME)")
+        return lines
+
+
+def add_roster(client, rows: list[dict], passwords: Path, workspace: str = DEFAULT_WORKSPACE) -> RosterResult:
+    """An account for every roster row that has none; the generated passwords go to PASSWORDS (a CSV, 0600, never
+    written over), which is written before any account is made, and each row as soon as its account exists."""
+    import csv
+
+    if passwords.exists():
+        raise InputError(f"{passwords}: already there (passwords of an earlier roster?)",
+                         hint="pass --passwords NEW-FILE; this file is never written over")
+    known = {u["username"] for u in get_json(client, "/api/v1/users")["items"]}
+    existing = [r["username"] for r in rows if r["username"] in known]
+    created = []
+    fd = os.open(passwords, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["username", "name", "role", "password"])
+        for row in rows:
+            if row["username"] in known:
+                continue
+            name_parts = row["name"].split(" ", 1)
+            password = add_user(client, row["username"], row["role"], workspace, first_name=name_parts[0])
+            if len(name_parts) > 1:
+                _http(client).patch(f"/api/v1/users/{_user_id(client, row['username'])}",
+                                    json={"last_name": name_parts[1]})
+            writer.writerow([row["username"], row["name"], row["role"], password])
+            f.flush()  # a roster stopped halfway still has the passwords of the accounts it made
+            created.append(row["username"])
+    return RosterResult(created, existing, passwords)
 
 
 def user_token(api_url: str, username: str, password: str) -> str:

@@ -105,7 +105,7 @@ def test_the_foundation_loads_without_the_stages_or_the_api():
 def test_every_command_calls_an_api_function_or_is_listed_as_a_direct_library_call():
     direct = {"data validate", "data stats", "models check", "finetune", "eval list", "runs list", "runs show",
               "inspect next-token", "ask", "chat", "serve", "doctor", "trace", "annotate stop", "annotate setup",
-              "annotate users add"}
+              "annotate users add", "annotate users list", "annotate users reset-password", "annotate users remove"}
     names = {name for name, _ in commands()}
     assert names == set(CALLS) | direct, "a new command: add it to CALLS (its API function) or to `direct`"
 

@@ -477,6 +477,49 @@ def test_a_class_server_on_postgresql_reviews_pulls_and_survives_a_restart(tmp_p
 
 
 @pytest.mark.server
+def test_a_class_roster_makes_the_accounts_and_the_lecturer_manages_them(argilla, tmp_path, invoke):
+    """`users add --from roster.csv`: an account per student, passwords in a 0600 file (never written over), bad lines
+    named and quarantined, existing accounts left alone; then list, reset-password and remove."""
+    import csv
+
+    served, data_dir = argilla
+    client = api.connect(data_dir=data_dir)
+    api.add_user(client, "r-existing")
+    roster = tmp_path / "roster.csv"
+    roster.write_text("username,name,role\nr-ada,Ada Lovelace,annotator\nr-alan,Alan Turing,\n,No Name,annotator\n"
+                      "r-grace,Grace Hopper,teacher\nr-existing,Someone,annotator\nr-kay,Kay,admin\n")
+    added = invoke("annotate", "users", "add", "--from", roster, "--data-dir", data_dir)
+    assert added.exit_code == 0, added.output
+    out = " ".join(added.output.split())
+    assert "Created 3 account(s)" in out and "Already there, left as they are: r-existing" in out
+    assert "roster.csv:4: username: empty" in out and "roster.csv:5: role: 'teacher' is not one of" in out
+    passwords_file = tmp_path / "roster.passwords.csv"
+    assert stat.S_IMODE(passwords_file.stat().st_mode) == 0o600
+    passwords = {row["username"]: row for row in csv.DictReader(passwords_file.open())}
+    assert set(passwords) == {"r-ada", "r-alan", "r-kay"} and passwords["r-kay"]["role"] == "admin"
+    assert api.user_token(served.api_url, "r-ada", passwords["r-ada"]["password"])
+    assert len((tmp_path / "roster.quarantine.jsonl").read_text().splitlines()) == 2
+    again = invoke("annotate", "users", "add", "--from", roster, "--data-dir", data_dir)
+    assert again.exit_code == 1 and "never written over" in again.output
+    listed = json.loads(invoke("annotate", "users", "list", "--json", "--data-dir", data_dir).output)
+    ada = next(u for u in listed if u["username"] == "r-ada")
+    assert ada["name"] == "Ada Lovelace" and ada["role"] == "annotator"
+
+    reset = invoke("annotate", "users", "reset-password", "r-ada", "--data-dir", data_dir)
+    assert reset.exit_code == 0, reset.output
+    new = reset.output.split("(shown once): ")[1].split()[0]
+    assert api.user_token(served.api_url, "r-ada", new)
+    with pytest.raises(api.ReviewError):
+        api.user_token(served.api_url, "r-ada", passwords["r-ada"]["password"])
+    assert invoke("annotate", "users", "remove", "r-alan", "--data-dir", data_dir).exit_code == 0
+    assert "r-alan" not in {u["username"] for u in api.list_users(client)}
+    myself = invoke("annotate", "users", "remove", server.OWNER, "--data-dir", data_dir)
+    assert myself.exit_code == 1 and "the account this command logs in as" in myself.output
+    unknown = invoke("annotate", "users", "reset-password", "nobody", "--data-dir", data_dir)
+    assert unknown.exit_code == 1 and "no user 'nobody'" in unknown.output
+
+
+@pytest.mark.server
 def test_a_wrong_api_key_gives_one_line_without_the_key(argilla, tmp_path, invoke):
     served, _ = argilla
     path = tmp_path / "r.jsonl"

@@ -63,16 +63,67 @@ def annotate_setup(venv: Annotated[Path | None, opt("Where to build it.")] = Non
 
 @users_app.command("add")
 @grouped
-def annotate_users_add(username: Annotated[str, typer.Argument(help="Login name.")],
+def annotate_users_add(username: Annotated[str | None, typer.Argument(help="Login name (or --from a roster).")] = None,
                        role: Annotated[str, opt("annotator, admin or owner.")] = "annotator",
-                       workspace: Workspace = WORKSPACE, argilla: ArgillaServer = ARGILLA):
-    """Create an account in a workspace and print its password once.
+                       roster: Annotated[Path | None, opt("A class roster: CSV with a header username,name,role.",
+                                                          "--from")] = None,
+                       passwords: Annotated[Path | None, opt("Where --from writes the passwords (0600; default "
+                                                             "ROSTER.passwords.csv).")] = None,
+                       workspace: Workspace = WORKSPACE, argilla: ArgillaServer = ARGILLA, strict: Strict = False):
+    """Create an account in a workspace and print its password once; or one per student of a roster.
 
-    Example: workbench annotate users add alice --role annotator"""
+    Example: workbench annotate users add alice --role annotator
+    (a class: workbench annotate users add --from roster.csv)"""
+    if (username is None) == (roster is None):
+        raise typer.BadParameter("give a USERNAME or --from ROSTER.csv, not both or neither")
     connected = api.connect_argilla(**vars(argilla))
-    password = client.add_user(connected, username, role, workspace)
-    console.print(f"Created {role} {username!r} in workspace {workspace!r} on {client.api_url_of(connected)}")
-    console.print(f"Password (shown once): {password}", markup=False)
+    if roster is None:
+        password = client.add_user(connected, username, role, workspace)
+        console.print(f"Created {role} {username!r} in workspace {workspace!r} on {client.api_url_of(connected)}")
+        console.print(f"Password (shown once): {password}", markup=False)
+        return
+    rows, problems = client.read_roster(roster)
+    result = client.add_roster(connected, rows, passwords or sibling(roster, ".passwords.csv"), workspace)
+    for line in result.summary_lines():
+        console.print(line, markup=False)
+    quarantined(problems, sibling(roster, ".quarantine.jsonl"), strict)
+
+
+@users_app.command("list")
+@grouped
+def annotate_users_list(argilla: ArgillaServer = ARGILLA, as_json: AsJson = False):
+    """The accounts on the server: username, name, role, when made.
+
+    Example: workbench annotate users list"""
+    users = client.list_users(api.connect_argilla(**vars(argilla)))
+    if as_json:
+        console.print_json(json.dumps(users))
+        return
+    for user in users:
+        console.print(f"{user['username']:<24} {user['role']:<10} {user['created']}  {user['name']}", markup=False)
+    console.print(f"{len(users)} account(s)")
+
+
+@users_app.command("reset-password")
+@grouped
+def annotate_users_reset_password(username: Annotated[str, typer.Argument(help="Login name.")],
+                                  argilla: ArgillaServer = ARGILLA):
+    """Give a student a new password (the old one stops working) and print it once.
+
+    Example: workbench annotate users reset-password alice"""
+    password = client.reset_password(api.connect_argilla(**vars(argilla)), username)
+    console.print(f"New password for {username!r} (shown once): {password}", markup=False)
+
+
+@users_app.command("remove")
+@grouped
+def annotate_users_remove(username: Annotated[str, typer.Argument(help="Login name.")],
+                          argilla: ArgillaServer = ARGILLA):
+    """Delete an account, and the responses it submitted (`annotate export` first keeps them).
+
+    Example: workbench annotate users remove alice"""
+    client.remove_user(api.connect_argilla(**vars(argilla)), username)
+    console.print(f"Removed {username!r}")
 
 
 @annotate_app.command("push")
