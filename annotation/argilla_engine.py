@@ -343,7 +343,6 @@ async def _rotated(db, dataset_id, user_id, where: list, offset: int, limit: int
 # little overlap and nothing else.
 LEASE_SECONDS = 120.0
 _LEASES: dict[Any, dict[Any, tuple[Any, float]]] = {}  # dataset id -> record id -> (user id, until)
-_QUEUE_LOCKS: dict[Any, asyncio.Lock] = {}  # a queue's query and its lease at once: two students, two pages
 
 
 def _leased_to_others(dataset_id, user_id) -> list:
@@ -507,18 +506,22 @@ class SQLSearchEngine(SearchEngine):
         rotate = not order and user_id is not None
         order += [Record.inserted_at, Record.id]  # a stable order: pages never overlap
         queue = user_id is not None and _asks_pending(filter)
-        async with _QUEUE_LOCKS.setdefault(dataset.id, asyncio.Lock()) if queue else contextlib.nullcontext():
-            if queue and (others := _leased_to_others(dataset.id, user_id)):
-                where.append(Record.id.not_in(others))  # on another annotator's page now
-            async with _session() as db:
-                total = (await db.execute(select(func.count()).select_from(Record).where(*where))).scalar_one()
-                if rotate:
-                    rows = await _rotated(db, dataset.id, user_id, where, offset, limit)
-                else:
-                    rows = (await db.execute(select(Record.id, score).where(*where).order_by(*order)
-                                             .offset(offset).limit(limit))).all()
-            if queue:
-                _lease(dataset.id, user_id, [record_id for record_id, _ in rows])
+        if queue and (others := _leased_to_others(dataset.id, user_id)):
+            where.append(Record.id.not_in(others))  # on another annotator's page now
+        async with _session() as db:
+            total = (await db.execute(select(func.count()).select_from(Record).where(*where))).scalar_one()
+            if rotate:
+                rows = await _rotated(db, dataset.id, user_id, where, offset, limit)
+            else:
+                rows = (await db.execute(select(Record.id, score).where(*where).order_by(*order)
+                                         .offset(offset).limit(limit))).all()
+        if queue:
+            # Another annotator's page may have taken some of these while this query ran: they are left out (a
+            # shorter page, never a shared one). No await from here to the lease: the check and the lease are one
+            # step of the event loop, so no two pages ever hold a record (no lock either: queries run side by side).
+            taken = set(_leased_to_others(dataset.id, user_id))
+            rows = [row for row in rows if row[0] not in taken]
+            _lease(dataset.id, user_id, [record_id for record_id, _ in rows])
         return SearchResponses(items=[SearchResponseItem(record_id=record_id, score=float(points or 0))
                                       for record_id, points in rows], total=total)
 
