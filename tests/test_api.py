@@ -38,6 +38,7 @@ CALLS = {
     "generate responses": api.generate_responses, "generate from-docs": api.generate_from_docs,
     "generate filter": api.filter_instructions, "dedup": api.dedup_config, "contamination": api.check_contamination,
     "screen": api.screen_config, "merge": api.merge, "annotate serve": api.serve_argilla, "annotate push": api.push,
+    "annotate progress": api.class_progress,
     "annotate pull": api.pull, "annotate export": api.export_review, "annotate agreement": api.agreement,
     "annotate review-as-demo": api.review_as_demo, "eval suite draft": api.draft_suite,
     "eval run": api.evaluate, "eval score": api.score, "eval compare": api.compare,

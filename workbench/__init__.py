@@ -25,6 +25,7 @@ __all__ = [
     "dedup", "dedup_config", "preview_dedup", "drop_dedup_index", "check_contamination",
     "screen", "screen_config", "preview_screen",
     "serve_argilla", "connect_argilla", "push", "pull", "review_as_demo", "export_review", "agreement",
+    "class_progress",
     "finetune", "finetune_config", "preview_finetune", "merge",
     "evaluate", "score", "compare", "judge_agreement", "draft_suite",
     "init", "run_recipe", "demo",

@@ -323,6 +323,23 @@ def agreement(dataset: str | None = None, *, export_file: str | Path | None = No
     return agreement_stage.agreement(rows), problems
 
 
+def class_progress(dataset: str | None = None, *, export_file: str | Path | None = None,
+                   workspace: str = review.DEFAULT_WORKSPACE, api_url: str | None = None, api_key: str | None = None,
+                   data_dir: str | Path | None = None):
+    """Per student: submitted, discarded, drafts, agreement (and kappa) with the others' majority, seconds per
+    record, flags where far below the class (`annotation.progress`); returns (students, bad lines)."""
+    from annotation.progress import class_progress as progress_of
+
+    if (dataset is None) == (export_file is None):
+        raise InputError("--dataset: give --dataset (a server) or --from (an export file)")
+    if export_file:
+        rows, problems = agreement_stage.read_export(Path(export_file))
+    else:
+        rows, problems = agreement_stage.server_rows(connect_argilla(api_url, api_key, data_dir), dataset,
+                                                     workspace), []
+    return progress_of(rows), problems
+
+
 # --- finetune ------------------------------------------------------------------------------------------------------
 
 def finetune_config(**settings) -> finetune_stage.FinetuneConfig:

@@ -260,6 +260,20 @@ def agreement_tables(result, title: str) -> list[Table]:
     return [questions, pairs, people]
 
 
+def progress_table(students, title: str) -> Table:
+    """`annotate progress`: a row per student (annotation.progress.StudentProgress); flags below the table."""
+    table = Table(title=f"Progress in {title} (agreement: with the majority of the others, on records they decided)")
+    for column in ("student", "submitted", "discarded", "drafts", "compared", "agreement", "kappa", "s / record",
+                   "flagged"):
+        table.add_column(column, justify="left" if column == "student" else "right")
+    for s in students:
+        agreement = "-" if s.agreement is None else f"{100 * s.agreement:.0f}%"
+        pace = "-" if s.seconds_per_record is None else f"{s.seconds_per_record:.1f}"
+        table.add_row(s.username, f"{s.submitted:,}", f"{s.discarded:,}", f"{s.drafts:,}", f"{s.compared:,}",
+                      agreement, _number(s.kappa), pace, "yes" if s.flags else "")
+    return table
+
+
 
 def dry_run_report(report, config) -> None:
     console.print(f"{report.examples:,} records: {report.train:,} to train, {report.eval:,} held out; "

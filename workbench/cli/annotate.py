@@ -211,6 +211,27 @@ def annotate_agreement(
         console.print(table)
 
 
+@annotate_app.command("progress")
+@grouped
+def annotate_progress(
+    dataset: Annotated[str | None, opt("Argilla dataset name.", "--dataset")] = None,
+    export_file: Annotated[Path | None, opt("An `annotate export` file instead of a server.", "--from")] = None,
+    workspace: Workspace = WORKSPACE, argilla: ArgillaServer = ARGILLA, as_json: AsJson = False,
+):
+    """Each student's work: submitted, discarded, drafts, agreement with the others, seconds per record; flags.
+
+    Example: workbench annotate progress --dataset advisor-round-1"""
+    students, problems = api.class_progress(dataset, export_file=export_file, workspace=workspace, **vars(argilla))
+    if export_file:
+        quarantined(problems, sibling(export_file, ".quarantine.jsonl"), False)
+    if as_json:
+        return console.print_json(json.dumps([s.to_dict() for s in students]))
+    console.print(display.progress_table(students, dataset or str(export_file)))
+    for student in students:
+        for flag in student.flags:
+            console.print(f"Look at {student.username}: {flag}", markup=False)
+
+
 def agreement_dict(result) -> dict:
     from annotation import agreement
 
