@@ -67,6 +67,7 @@ class PullConfig(BaseModel):
     dataset: str
     policy: str = "majority"  # annotation.votes.POLICIES; resolve says which when it is none of them
     since_last: bool = False
+    exclude: tuple[str, ...] = ()  # annotators whose answers are left out (a student's votes taken back)
 
 
 @dataclass
@@ -122,26 +123,37 @@ def _pull(raw, users: dict[str, str], policy: str, dataset: str, min_submitted: 
 
 
 def pull(client, dataset: str, out: Outputs, *, policy: str = "majority", workspace: str = DEFAULT_WORKSPACE,
-         since_last: bool = False, state_dir: Path | None = None) -> PullResult:
+         since_last: bool = False, state_dir: Path | None = None, exclude: tuple[str, ...] = ()) -> PullResult:
     """The reviewed records of a dataset: submitted responses resolved by `policy`, corrections applied; curated
     ones to out["records.jsonl"], disputed to out["disputed.jsonl"], discarded ones dropped with the votes.
-    `since_last`: only records completed (or answered again) since the previous pull into another file."""
+    `since_last`: only records completed (or answered again) since the previous pull into another file.
+    `exclude`: usernames whose answers are left out, as if they had never reviewed (a record they helped complete
+    may then be pending again); an unknown name is refused."""
     if since_last and out["records.jsonl"].exists():
         # A since-last pull holds only the new records: writing it over an earlier pull would lose that one.
         raise InputError(f"{out['records.jsonl']} exists; --since-last writes only the records completed since the "
                          "previous pull, so give it a new file")
     url = api_url_of(client)
+    users = user_names(client)
+    unknown = sorted(set(exclude) - set(users.values()))
+    if unknown:
+        raise InputError(f"--exclude-annotator: no user {', '.join(map(repr, unknown))} on {url}",
+                         hint="workbench annotate users list")
     ledger = out.start(PullConfig(api_url=url, workspace=workspace, dataset=dataset, policy=policy,
-                                  since_last=since_last), [])
+                                  since_last=since_last, exclude=tuple(exclude)), [])
     from annotation.server import default_data_dir
 
     state_dir = Path(state_dir or default_data_dir())
     since = load_pull_state(state_dir, url, workspace, dataset) if since_last else None
     asked = get_dataset(client, dataset, workspace)
     compare = is_comparison(asked)
-    pulled, problems, counts = _pull(fetch(client, dataset, workspace), user_names(client), policy, dataset,
-                                     min_submitted_of(client, dataset, workspace), ledger, out, since, compare,
-                                     questions_of(asked))
+    raw = fetch(client, dataset, workspace)
+    if exclude:
+        left_out = {user_id for user_id, name in users.items() if name in exclude}
+        raw = ({**item, "responses": [r for r in item.get("responses") or [] if str(r["user_id"]) not in left_out]}
+               for item in raw)
+    pulled, problems, counts = _pull(raw, users, policy, dataset, min_submitted_of(client, dataset, workspace),
+                                     ledger, out, since, compare, questions_of(asked))
     counts["unchanged"] = pulled.unchanged
     save_pull_state(state_dir, url, workspace, dataset, {**(since or {}), **pulled.seen})
     result = out.finish(ledger, counts, review_problems=problems)

@@ -283,11 +283,12 @@ def push(records: str | Path, dataset: str, *, workspace: str = review.DEFAULT_W
 
 def pull(dataset: str, output: str | Path, *, disputed: str | Path | None = None, policy: str = PULL.policy,
          since_last: bool = False, workspace: str = review.DEFAULT_WORKSPACE, api_url: str | None = None,
-         api_key: str | None = None, data_dir: str | Path | None = None):
-    """Pull the reviewed records: the answers resolved by the policy, corrections applied."""
+         api_key: str | None = None, data_dir: str | Path | None = None, exclude: Sequence[str] = ()):
+    """Pull the reviewed records: the answers resolved by the policy, corrections applied; `exclude`: usernames
+    whose answers are left out (the set rebuilt without one student's votes)."""
     out = Outputs.beside(Path(output), "review", dropped=".discarded.jsonl", files={"disputed.jsonl": disputed})
     return review.pull(connect_argilla(api_url, api_key, data_dir), dataset, out, policy=policy, workspace=workspace,
-                       since_last=since_last, state_dir=Path(data_dir) if data_dir else None)
+                       since_last=since_last, state_dir=Path(data_dir) if data_dir else None, exclude=tuple(exclude))
 
 
 def review_as_demo(dataset: str, *, workspace: str = review.DEFAULT_WORKSPACE, api_url: str | None = None,

@@ -405,6 +405,25 @@ def test_text_search_finds_the_text_as_annotators_see_it(argilla):
 
 
 @pytest.mark.server
+def test_a_pull_without_one_students_votes(argilla, voted, tmp_path, invoke):
+    """`annotate pull --exclude-annotator ann-c`: the set rebuilt as if ann-c had never reviewed: record 5, which
+    needed their vote, is pending again, record 0 is kept by ann-a and ann-b alone; an unknown name is refused."""
+    _, data_dir = argilla
+    records, _, _ = voted
+    out = tmp_path / "without-c.jsonl"
+    result = invoke("annotate", "pull", "--dataset", "votes", "-o", out, "--exclude-annotator", "ann-c",
+                    "--data-dir", data_dir)
+    assert result.exit_code == 0, result.output
+    curated = {r.id: r for r in load_records(out, [])}
+    ids = [r.id for r in records]
+    assert set(curated) == {ids[0], ids[3], ids[8]} and "2 not yet complete" in result.output
+    assert sorted(curated[ids[0]].lineage[-1]["detail"]["users"].values()) == ["ann-a", "ann-b"]
+    unknown = invoke("annotate", "pull", "--dataset", "votes", "-o", tmp_path / "x.jsonl", "--exclude-annotator",
+                     "ann-z", "--data-dir", data_dir)
+    assert unknown.exit_code == 1 and "no user 'ann-z'" in unknown.output and not (tmp_path / "x.jsonl").exists()
+
+
+@pytest.mark.server
 def test_a_restart_after_a_kill_logs_nobody_out(tmp_path, own_redis_url):
     """The login tokens' signing key is kept in the data dir (0600): an annotator's token from before a kill -9 still
     works after the restart (argilla-server's own default is a new key at each start: 401 "Invalid token")."""

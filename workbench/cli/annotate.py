@@ -156,13 +156,15 @@ def annotate_pull(
     disputed: Annotated[Path | None, opt("Records the policy cannot decide (default: beside -o).")] = None,
     policy: Annotated[str, opt("majority, unanimous or any-discard.")] = api.PULL.policy,
     since_last: Annotated[bool, opt("Only records completed since the previous pull.")] = False,
+    exclude: Annotated[list[str] | None, opt("Leave out this annotator's answers (the set rebuilt without their "
+                                             "votes); repeat for several.", "--exclude-annotator")] = None,
     workspace: Workspace = WORKSPACE, argilla: ArgillaServer = ARGILLA,
 ):
     """Pull the reviewed records: the answers resolved by the policy, corrections applied.
 
     Example: workbench annotate pull --dataset advisor-round-1 -o curated.jsonl --policy majority"""
     display.pull_summary(api.pull(dataset, output, disputed=disputed, policy=policy, since_last=since_last,
-                                  workspace=workspace, **vars(argilla)))
+                                  workspace=workspace, exclude=exclude or (), **vars(argilla)))
 
 
 @annotate_app.command("review-as-demo")
