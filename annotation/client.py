@@ -22,11 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from annotation.mapping import (
+    ADJUDICATION_FIELD,
+    ADJUDICATION_GUIDELINES,
     COMPARE_GUIDELINES,
     COMPARE_METADATA,
     GUIDELINES,
     METADATA,
     TEXT_FIELDS,
+    adjudication_item,
     compare_groups,
     compare_item,
     compare_text_fields,
@@ -103,7 +106,8 @@ def get_json(client, path: str, **params) -> Any:
 # --- dataset settings --------------------------------------------------------------------------------------------
 
 def dataset_settings(min_submitted: int = 1, compare_slots: int | None = None,
-                     questions: tuple[Question, ...] | None = None, guidelines: str | None = None):
+                     questions: tuple[Question, ...] | None = None, guidelines: str | None = None,
+                     extra_fields: tuple[tuple[str, str, bool], ...] = ()):
     """The review dataset's fields, questions (`annotation.questions`, each made by its kind) and metadata
     properties (`annotation.mapping`), as argilla Settings; with `compare_slots`, a comparison dataset of that many
     responses and a ranking question. `questions` (and their `guidelines`): other than the set of the dataset's
@@ -114,7 +118,7 @@ def dataset_settings(min_submitted: int = 1, compare_slots: int | None = None,
                       "terms": rg.TermsMetadataProperty}
     compare = compare_slots is not None
     questions = questions_for(compare) if questions is None else questions
-    fields = compare_text_fields(compare_slots) if compare else TEXT_FIELDS
+    fields = (compare_text_fields(compare_slots) if compare else TEXT_FIELDS) + tuple(extra_fields)
     metadata = COMPARE_METADATA if compare else [(name, kind) for name, kind, _ in METADATA]
     return rg.Settings(
         guidelines=guidelines or (COMPARE_GUIDELINES if compare else GUIDELINES),
@@ -164,7 +168,7 @@ def get_dataset(client, name: str, workspace: str = DEFAULT_WORKSPACE):
 
 def ensure_dataset(client, name: str, workspace: str = DEFAULT_WORKSPACE, min_submitted: int = 1,
                    compare_slots: int | None = None, questions: tuple[Question, ...] | None = None,
-                   guidelines: str | None = None):
+                   guidelines: str | None = None, extra_fields: tuple[tuple[str, str, bool], ...] = ()):
     """The dataset, created with our settings if missing; an existing one must be of the same kind, with our
     questions (and, for comparisons, at least `compare_slots` responses)."""
     import argilla as rg
@@ -182,6 +186,10 @@ def ensure_dataset(client, name: str, workspace: str = DEFAULT_WORKSPACE, min_su
         if missing:
             raise ReviewError(f"dataset {name!r} exists without the review questions {sorted(missing)}",
                               hint="push to a new dataset name")
+        lacking = {f[0] for f in extra_fields} - {f.name for f in dataset.settings.fields}
+        if lacking:
+            raise ReviewError(f"dataset {name!r} exists without the field(s) {sorted(lacking)}",
+                              hint="push to a new dataset name")
         if compare and compare_slots_of(dataset) < compare_slots:
             raise ReviewError(f"dataset {name!r} shows {compare_slots_of(dataset)} responses per record; this push "
                               f"has groups of {compare_slots}", hint="push to a new dataset name")
@@ -189,7 +197,7 @@ def ensure_dataset(client, name: str, workspace: str = DEFAULT_WORKSPACE, min_su
             raise ReviewError(f"dataset {name!r} does not allow extra metadata, where the workbench keeps each "
                               "record's lineage", hint="push to a new dataset name")
         return dataset, False
-    settings = dataset_settings(min_submitted, compare_slots, questions, guidelines)
+    settings = dataset_settings(min_submitted, compare_slots, questions, guidelines, extra_fields)
     dataset = rg.Dataset(name=name, workspace=workspace, settings=settings, client=client)
     dataset.create()
     return dataset, True
@@ -240,12 +248,14 @@ def push(records: list[Record], dataset_name: str, *, client, workspace: str = D
          min_submitted: int = 1, batch_size: int = 100, max_retries: int = 8, backoff: float = 0.5,
          compare: bool = False, progress: Callable[[int, int], None] | None = None,
          sleep: Callable[[float], None] = time.sleep, questions: tuple[Question, ...] | None = None,
-         guidelines: str | None = None) -> PushResult:
+         guidelines: str | None = None, adjudicate: bool = False) -> PushResult:
     """Upsert records batch by batch; a batch that fails on the connection or a 5xx is retried with exponential
     backoff (upserts are idempotent, so a retried batch never duplicates anything). `compare`: one comparison per
     group of candidates (`annotation.mapping.compare_groups`), ranked by the annotators. `questions` (and the
     `guidelines` a new dataset shows): other than the set of the dataset's type (`annotation.questions.questions_for`).
-    A record's suggestion for a question the dataset does not ask is left out."""
+    A record's suggestion for a question the dataset does not ask is left out. `adjudicate`: the records are a
+    pull's disputed ones, each shown with every annotator's answers side by side for one adjudicator
+    (`annotation.mapping.adjudication_item`)."""
     if not records:
         raise ReviewError("nothing to push: the input has no records")
     slots = None
@@ -256,8 +266,12 @@ def push(records: list[Record], dataset_name: str, *, client, workspace: str = D
         if existing is not None and is_comparison(existing) and compare_slots_of(existing) > slots:
             slots = compare_slots_of(existing)  # a dataset's fields are fixed once created: fill its slots
         items = [compare_item(g, slots) for g in groups]
+    elif adjudicate:
+        items = [adjudication_item(r) for r in records]
+        guidelines = guidelines or ADJUDICATION_GUIDELINES
     else:
         items = [record_item(r) for r in records]
+    extra = (ADJUDICATION_FIELD,) if adjudicate else ()
     retries_used = 0
 
     def attempt(what: str, call: Callable[[], Any]) -> Any:
@@ -277,7 +291,7 @@ def push(records: list[Record], dataset_name: str, *, client, workspace: str = D
 
     dataset, created = attempt("creating the dataset",
                                lambda: ensure_dataset(client, dataset_name, workspace, min_submitted, slots,
-                                                      questions, guidelines))
+                                                      questions, guidelines, extra))
     asked = {q.name for q in dataset.settings.questions}
     for start in range(0, len(items), batch_size):
         batch = []

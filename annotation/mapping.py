@@ -161,6 +161,34 @@ def metadata_of(record: Record) -> dict[str, Any]:
     return metadata
 
 
+ADJUDICATION_FIELD = ("annotators", "What the annotators answered", True)  # beside the three texts
+ADJUDICATION_GUIDELINES = """\
+Each record here is one the annotators could not agree on: its **instruction**, **context** and **response** as
+pushed, and under **What the annotators answered** every annotator's answers side by side (their decision, quality,
+category and corrections). You decide, alone: keep or discard, and, if a correction is right, write the corrected
+text (copy it from the annotator who had it right). Your answer is the record's final one.
+"""
+
+
+def adjudication_item(record: Record) -> dict[str, Any]:
+    """The server record of a disputed record for the adjudicator: the record's own item plus a field with every
+    annotator's answers (from its last dispute, `annotation.votes`)."""
+    dispute = next((e for e in reversed(record.lineage) if e.get("action") == "dispute"), None)
+    if dispute is None or not isinstance(dispute.get("detail"), dict):
+        raise InputError(f"record {record.id}: not disputed (no dispute in its lineage): only a pull's disputed "
+                         "records are adjudicated")
+    detail = dispute["detail"]
+    lines = [f"Why disputed: {dispute.get('reason')}"]
+    for annotator, answers in sorted((detail.get("answers_by_annotator") or {}).items()):
+        said = "; ".join(f"{name.replace('_', ' ')}: {value}" for name, value in answers.items())
+        lines.append(f"{annotator}: {said or '(Discard button)'}")
+    if len(lines) == 1:  # disputed before the answers were kept: the votes alone
+        lines += [f"{(detail.get('users') or {}).get(u) or u}: {v}" for u, v in (detail.get("votes") or {}).items()]
+    item = record_item(record)
+    item["fields"][ADJUDICATION_FIELD[0]] = shown("\n".join(lines))
+    return item
+
+
 def record_item(record: Record) -> dict[str, Any]:
     """The server record of one record (id, fields, metadata, suggestions) for the review dataset."""
     return {"id": record.id, "fields": fields_of(record), "metadata": metadata_of(record),

@@ -92,14 +92,18 @@ class PullResult(StepResult):
 
 
 def push_file(path: Path, dataset: str, client, *, workspace: str = DEFAULT_WORKSPACE, min_submitted: int = 1,
-              batch_size: int = 100, compare: bool = False, progress: Callable[[int, int], None] | None = None
-              ) -> tuple[PushResult, list[Problem]]:
+              batch_size: int = 100, compare: bool = False, progress: Callable[[int, int], None] | None = None,
+              adjudicate: bool = False) -> tuple[PushResult, list[Problem]]:
     """The records of PATH pushed to a dataset (created if needed); bad lines are returned, never pushed.
-    `compare`: candidates (`generate responses`), one comparison with a ranking question per group."""
+    `compare`: candidates (`generate responses`), one comparison with a ranking question per group. `adjudicate`:
+    a pull's disputed records, each with every annotator's answers side by side, for one adjudicator (the pull of
+    that dataset then applies the verdict)."""
     problems: list[Problem] = []
     records = load_records(path, problems)
+    if adjudicate and compare:
+        raise InputError("--adjudicate: a comparison's disputes are ranked again, not adjudicated (drop --compare)")
     return push(records, dataset, client=client, workspace=workspace, min_submitted=min_submitted,
-                batch_size=batch_size, compare=compare, progress=progress), problems
+                batch_size=batch_size, compare=compare, progress=progress, adjudicate=adjudicate), problems
 
 
 def _pull(raw, users: dict[str, str], policy: str, dataset: str, min_submitted: int, ledger: Ledger, out: Outputs,

@@ -159,6 +159,13 @@ def as_typed(correction: Any, text: Any) -> Any:
     return correction
 
 
+def _side_by_side(values: list[tuple[str, dict[str, Any]]], users: dict[str, str]) -> dict[str, Any]:
+    """A disputed record's answers, annotator by annotator: what an adjudicator reads (`annotate push
+    --adjudicate`)."""
+    return {"answers_by_annotator": {users.get(user) or user: {k: v for k, v in answers.items() if v not in (None, "")}
+                                     for user, answers in values}}
+
+
 def _decide(record: Record, values: list[tuple[str, dict[str, Any]]], policy: str, ledger: Ledger, out: Pulled,
             detail: dict[str, Any], users: dict[str, str], questions: tuple[Question, ...]) -> None:
     votes = {user: v.get(DECISION) for user, v in values}
@@ -167,7 +174,7 @@ def _decide(record: Record, values: list[tuple[str, dict[str, Any]]], policy: st
     decision = None if bad else vote(list(votes.values()), policy)
     if decision is None:
         reason = "no decision in a submitted response" if bad else f"annotators disagree ({policy})"
-        out.disputed.append(ledger.log(record, "dispute", reason, detail))
+        out.disputed.append(ledger.log(record, "dispute", reason, {**detail, **_side_by_side(values, users)}))
         return
     winners = [v for user, v in values if votes[user] == decision]
     means = {name: round(mean, 3) for name, mean in _means(questions, values).items() if mean is not None}
@@ -181,7 +188,7 @@ def _decide(record: Record, values: list[tuple[str, dict[str, Any]]], policy: st
         detail["answers"] = answered
     if conflicts:
         reason = f"conflicting {' and '.join(conflicts)}"
-        out.disputed.append(ledger.log(record, "dispute", reason, detail))
+        out.disputed.append(ledger.log(record, "dispute", reason, {**detail, **_side_by_side(values, users)}))
     elif changes:
         detail["original"] = {k: getattr(record, k) for k in changes}
         out.curated.append(ledger.edit(record, "corrected by review", detail, scores=scores, **changes))

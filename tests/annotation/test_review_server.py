@@ -424,6 +424,45 @@ def test_a_pull_without_one_students_votes(argilla, voted, tmp_path, invoke):
 
 
 @pytest.mark.server
+def test_the_disputes_go_to_an_adjudicator_who_sees_every_answer_and_whose_verdict_the_pull_applies(
+        argilla, voted, tmp_path, invoke):
+    served, data_dir = argilla
+    records, _, _ = voted
+    ids = [r.id for r in records]
+    assert invoke("annotate", "pull", "--dataset", "votes", "-o", tmp_path / "round.jsonl",
+                  "--data-dir", data_dir).exit_code == 0
+    disputed = tmp_path / "round.disputed.jsonl"
+    assert {r.id for r in load_records(disputed, [])} == {ids[2], ids[6]}
+    pushed = invoke("annotate", "push", disputed, "--dataset", "votes-adjudication", "--adjudicate",
+                    "--data-dir", data_dir)
+    assert pushed.exit_code == 0 and "Pushed 2 records" in pushed.output, pushed.output
+    client = api.connect(data_dir=data_dir)
+    items = {item["external_id"]: item for item in api.fetch(client, "votes-adjudication")}
+    shown = items[ids[6]]["fields"]["annotators"]  # every annotator's answers, side by side
+    assert "Why disputed: conflicting corrected_instruction" in shown
+    assert "ann-a: decision: keep; corrected instruction: Which course suits a statistician?" in shown
+    assert "ann-b: decision: keep; corrected instruction: Which course is for statisticians?" in shown
+    assert "ann-a: decision: keep" in items[ids[2]]["fields"]["annotators"]
+    assert "ann-b: decision: discard" in items[ids[2]]["fields"]["annotators"]
+    token = api.user_token(served.api_url, "adjudicator", api.add_user(client, "adjudicator"))
+    api.submit_response(served.api_url, token, items[ids[2]]["id"], {"decision": "discard"})
+    api.submit_response(served.api_url, token, items[ids[6]]["id"],
+                        {"decision": "keep", "corrected_instruction": "Which course is for statisticians?"})
+    verdict = invoke("annotate", "pull", "--dataset", "votes-adjudication", "-o", tmp_path / "adjudicated.jsonl",
+                     "--data-dir", data_dir)
+    assert verdict.exit_code == 0, verdict.output
+    [kept] = load_records(tmp_path / "adjudicated.jsonl", [])
+    assert kept.id == ids[6] and kept.instruction == "Which course is for statisticians?"
+    assert [e["action"] for e in kept.lineage[-2:]] == ["dispute", "edit"]
+    assert kept.lineage[-1]["detail"]["dataset"] == "votes-adjudication"
+    [dropped] = load_records(tmp_path / "adjudicated.discarded.jsonl", [])
+    assert dropped.id == ids[2]
+    not_disputed = invoke("annotate", "push", tmp_path / "round.jsonl", "--dataset", "votes-adjudication-2",
+                          "--adjudicate", "--data-dir", data_dir)
+    assert not_disputed.exit_code == 1 and "not disputed" in not_disputed.output
+
+
+@pytest.mark.server
 def test_a_restart_after_a_kill_logs_nobody_out(tmp_path, own_redis_url):
     """The login tokens' signing key is kept in the data dir (0600): an annotator's token from before a kill -9 still
     works after the restart (argilla-server's own default is a new key at each start: 401 "Invalid token")."""

@@ -136,15 +136,20 @@ def annotate_push(
     batch_size: int = api.PUSH.batch_size,
     compare: Annotated[bool, opt("The records are candidates (`generate responses`): one record per group with "
                                  "its K responses and a ranking question.")] = api.PUSH.compare,
+    adjudicate: Annotated[bool, opt("The records are a pull's disputed ones: each shown with every annotator's "
+                                    "answers side by side, for one adjudicator.")] = api.PUSH.adjudicate,
     argilla: ArgillaServer = ARGILLA, strict: Strict = False,
 ):
     """Push records to an Argilla dataset (created if needed; pushing again updates, never duplicates).
 
     Example: workbench annotate push screened.jsonl --dataset advisor-round-1
-    (candidates to rank: workbench annotate push candidates.jsonl --dataset advisor-ranking --compare)"""
+    (candidates to rank: workbench annotate push candidates.jsonl --dataset advisor-ranking --compare;
+    the disputes for one adjudicator: workbench annotate push curated.disputed.jsonl --dataset round-1-adjudication
+    --adjudicate)"""
     with progress_bar(f"Pushing to {dataset}") as update:
         result, problems = api.push(records, dataset, workspace=workspace, min_submitted=min_submitted,
-                                    batch_size=batch_size, compare=compare, progress=update, **vars(argilla))
+                                    batch_size=batch_size, compare=compare, adjudicate=adjudicate, progress=update,
+                                    **vars(argilla))
     display.push_summary(result)
     quarantined(problems, sibling(records, ".quarantine.jsonl"), strict)
 
