@@ -60,19 +60,25 @@ BASE: dict[str, list[str]] = {
     "annotate export": ["--dataset", "d", "-o", "{out}/backup.jsonl", "--api-url", NO_SERVER, "--api-key", "k"],
     "annotate agreement": ["--from", "{good}"],
     "annotate users add": ["ann", "--api-url", NO_SERVER, "--api-key", "k"],
+    "annotate users list": ["--api-url", NO_SERVER, "--api-key", "k"],
+    "annotate users reset-password": ["ann", "--api-url", NO_SERVER, "--api-key", "k"],
+    "annotate users remove": ["ann", "--api-url", NO_SERVER, "--api-key", "k"],
+    "annotate progress": ["--from", "{good}"],
     "annotate review-as-demo": ["--dataset", "d", "--api-url", NO_SERVER, "--api-key", "k"],
     "init": ["{out}/advisor", "--pages", "{inputs}/docs"],
     "eval suite draft": ["--pages", "{inputs}/docs", "-o", "{out}/suite"],
 }
 
 # Path parameters by what they name. Outputs may be missing (they are made), never an input; inputs must exist.
-OUTPUTS = {"output", "clusters", "rejected", "report", "quarantine", "disputed", "out"}
+OUTPUTS = {"output", "clusters", "rejected", "report", "quarantine", "disputed", "out", "passwords"}
 FOLDER_INPUTS = {"docs", "suites_dir", "adapter", "ref_adapter", "run", "catalog", "results", "runs_dir", "pages",
                  "suite"}
 MADE_HERE = {("demo", "runs_dir"), ("run", "runs_dir"), ("annotate serve", "data_dir"), ("annotate stop", "data_dir"),
              ("annotate setup", "venv"), ("annotate push", "data_dir"), ("annotate pull", "data_dir"),
              ("annotate export", "data_dir"), ("annotate agreement", "data_dir"), ("annotate users add", "data_dir"),
-             ("annotate review-as-demo", "data_dir"), ("init", "directory")}
+             ("annotate review-as-demo", "data_dir"), ("init", "directory"), ("annotate users list", "data_dir"),
+             ("annotate users reset-password", "data_dir"), ("annotate users remove", "data_dir"),
+             ("annotate progress", "data_dir")}
 # Where a folder input may also be a file, or the reverse, by design.
 EITHER = {("contamination", "eval"), ("eval compare", "results"), ("eval run", "suites_dir"),
           ("eval score", "suites_dir"), ("eval list", "suites_dir"), ("trace", "run")}

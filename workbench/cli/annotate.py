@@ -10,6 +10,7 @@ import typer
 
 from annotation import client, review, server
 from workbench import api, display
+from workbench.core.io import check_readable
 from workbench.cli.base import AsJson, Port, Strict, group, opt, quarantined, sibling
 from workbench.cli.options import ARGILLA, ArgillaServer, grouped
 from workbench.display import console, err_console, progress_bar
@@ -74,6 +75,8 @@ def annotate_users_add(username: Annotated[str | None, typer.Argument(help="Logi
 
     Example: workbench annotate users add alice --role annotator
     (a class: workbench annotate users add --from roster.csv)"""
+    if roster is not None:
+        check_readable(roster)  # a missing roster is named before anything else
     if (username is None) == (roster is None):
         raise typer.BadParameter("give a USERNAME or --from ROSTER.csv, not both or neither")
     connected = api.connect_argilla(**vars(argilla))
