@@ -497,11 +497,11 @@ def test_a_class_server_on_postgresql_reviews_pulls_and_survives_a_restart(tmp_p
     assert served.exit_code == 0, served.output
     try:
         client = api.connect(data_dir=data_dir)
-        records = candidates(30, prefix="Which elective")
+        records = candidates(12, prefix="Which elective")
         path = tmp_path / "candidates.jsonl"
         path.write_text("".join(r.to_json() + "\n" for r in records))
         pushed = invoke("annotate", "push", path, "--dataset", "pg", "--min-submitted", "2", "--data-dir", data_dir)
-        assert pushed.exit_code == 0 and "Pushed 30 records" in pushed.output, pushed.output
+        assert pushed.exit_code == 0 and "Pushed 12 records" in pushed.output, pushed.output
         url = api.api_url_of(client)
         token = api.user_token(url, "pg-student", api.add_user(client, "pg-student"))
         dataset = api.get_dataset(client, "pg")
@@ -510,7 +510,7 @@ def test_a_class_server_on_postgresql_reviews_pulls_and_survives_a_restart(tmp_p
                                                                                  "property": "status"},
                                                      "values": ["pending"]}]}},
                           headers={"Authorization": f"Bearer {token}"})
-        assert page.status_code == 200 and page.json()["total"] == 30 and len(page.json()["items"]) == 10
+        assert page.status_code == 200 and page.json()["total"] == 12 and len(page.json()["items"]) == 10
         owner = {"X-Argilla-Api-Key": api.resolve_credentials(data_dir=data_dir)[1]}
         for prop in dataset.settings.metadata:
             metrics = httpx.get(f"{url}/api/v1/metadata-properties/{prop.id}/metrics", headers=owner)
