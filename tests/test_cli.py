@@ -130,7 +130,7 @@ def test_demo_runs_then_skips_unchanged_stages(tmp_path, invoke):
     result = invoke("demo", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
     stages = ("seeds", "catalog", "tiny-model", "instructions", "instances", "from-docs", "dedup", "screen", "review",
-              "contamination", "finetune", "eval-base", "eval-instruct", "eval-finetuned", "report")
+              "holdout", "contamination", "finetune", "eval-base", "eval-instruct", "eval-finetuned", "report")
     for stage in stages:
         assert (tmp_path / "runs" / "demo" / stage / "DONE").exists()
     assert "Seed tasks: 64 records" in result.output
@@ -182,7 +182,8 @@ def test_demo_runs_then_skips_unchanged_stages(tmp_path, invoke):
     traced = invoke("trace", curated[0]["id"][:10], "--run", tmp_path / "runs" / "demo", "--json")
     assert traced.exit_code == 0, traced.output
     life = json.loads(traced.output)
-    assert life["id"] == curated[0]["id"] and life["status"] == "kept through review"
+    # the last stage that kept it: holdout, the curated set without the suites' questions, which finetuning read
+    assert life["id"] == curated[0]["id"] and life["status"] == "kept through holdout"
     events = [e["stage"] for e in life["record"]["lineage"]]
     assert events[0] in ("generate", "from-docs") and {"dedup", "screen", "review"} <= set(events)
     assert [a["used"] for a in life["adapters"]] == ["in the training file"] and life["contaminated"] == []

@@ -136,7 +136,7 @@ def test_run_reruns_only_what_changed(tmp_path, invoke):
     # The base and instruct models' evaluations depend on nothing that changed: they are skipped too.
     assert skipped == ["seeds", "catalog", "tiny-model", "instructions", "instances", "from-docs", "dedup",
                        "eval-base", "eval-instruct"]
-    assert done == ["screen", "review", "contamination", "finetune", "eval-finetuned", "report"]
+    assert done == ["screen", "review", "holdout", "contamination", "finetune", "eval-finetuned", "report"]
     # --from report --force redoes the report alone; --until stops early.
     report_only = invoke("run", "--allow-empty", changed, "--name", "r", "--runs-dir", runs, "--from", "report",
                          "--force")
@@ -159,15 +159,24 @@ def test_run_reruns_only_what_changed(tmp_path, invoke):
 @pytest.mark.slow
 @pytest.mark.server
 def test_contamination_stops_the_run_before_finetuning(tmp_path, monkeypatch, invoke):
-    """A curated record that is an eval item: the gate stops the run (exit 1) and writes its report."""
+    """A curated record that is an eval item is held out (dropped through the ledger, naming the item); one that
+    reaches what finetuning reads anyway: the gate stops the run (exit 1) and writes its report."""
     runs = tmp_path / "runs"
     recipe = micro(tmp_path)
     assert invoke("run", "--allow-empty", recipe, "--name", "c", "--runs-dir", runs, "--until", "review").exit_code == 0
-    curated = runs / "c" / "review" / "records.jsonl"
     leak = {"instruction": "Do I have to know programming to apply for the Business Information Systems course?",
             "response": "No, programming knowledge is not required."}
+    curated = runs / "c" / "review" / "records.jsonl"
     curated.write_text(curated.read_text() + json.dumps(leak) + "\n")
-    (runs / "c" / "review" / "DONE").write_text((runs / "c" / "review" / "DONE").read_text())  # keep it done
+    held = invoke("run", "--allow-empty", recipe, "--name", "c", "--runs-dir", runs, "--until", "review")
+    assert held.exit_code == 0, held.output
+    [dropped] = [json.loads(line) for line in (runs / "c" / "holdout" / "dropped.jsonl").read_text().splitlines()]
+    assert dropped["instruction"] == leak["instruction"]
+    assert dropped["lineage"][-1]["reason"] == "asks a suite question"
+    assert dropped["lineage"][-1]["detail"]["item"] == "business-information-systems-msc-1"
+    trained = runs / "c" / "holdout" / "records.jsonl"
+    trained.write_text(trained.read_text() + json.dumps(leak) + "\n")  # past the holdout, as a hand edit would
+    (runs / "c" / "holdout" / "DONE").write_text((runs / "c" / "holdout" / "DONE").read_text())  # keep it done
     result = invoke("run", "--allow-empty", recipe, "--name", "c", "--runs-dir", runs, "--from", "finetune")
     assert result.exit_code == 1 and "contamination: 1 eval item(s)" in result.output
     report = json.loads((runs / "c" / "contamination" / "report.json").read_text())
