@@ -316,14 +316,17 @@ def agreement(dataset: str | None = None, *, export_file: str | Path | None = No
               data_dir: str | Path | None = None):
     """Agreement per question and per annotator, from a server's dataset or an `export_review` file; returns
     (AgreementResult, bad lines)."""
+    rows, problems = _review_rows(dataset, export_file, workspace, api_url, api_key, data_dir)
+    return agreement_stage.agreement(rows), problems
+
+
+def _review_rows(dataset, export_file, workspace, api_url, api_key, data_dir):
+    """(export rows, bad lines) of a server's dataset or of an `export_review` file: one of the two."""
     if (dataset is None) == (export_file is None):
         raise InputError("--dataset: give --dataset (a server) or --from (an export file)")
     if export_file:
-        rows, problems = agreement_stage.read_export(Path(export_file))
-    else:
-        rows, problems = agreement_stage.server_rows(connect_argilla(api_url, api_key, data_dir), dataset,
-                                                     workspace), []
-    return agreement_stage.agreement(rows), problems
+        return agreement_stage.read_export(Path(export_file))
+    return agreement_stage.server_rows(connect_argilla(api_url, api_key, data_dir), dataset, workspace), []
 
 
 def class_progress(dataset: str | None = None, *, export_file: str | Path | None = None,
@@ -333,13 +336,7 @@ def class_progress(dataset: str | None = None, *, export_file: str | Path | None
     record, flags where far below the class (`annotation.progress`); returns (students, bad lines)."""
     from annotation.progress import class_progress as progress_of
 
-    if (dataset is None) == (export_file is None):
-        raise InputError("--dataset: give --dataset (a server) or --from (an export file)")
-    if export_file:
-        rows, problems = agreement_stage.read_export(Path(export_file))
-    else:
-        rows, problems = agreement_stage.server_rows(connect_argilla(api_url, api_key, data_dir), dataset,
-                                                     workspace), []
+    rows, problems = _review_rows(dataset, export_file, workspace, api_url, api_key, data_dir)
     return progress_of(rows), problems
 
 

@@ -12,7 +12,7 @@ def _rows():
     for i in range(10):
         decision = "keep" if i % 3 else "discard"
         responses = []
-        for k, (user, step) in enumerate((("a", 30), ("b", 40), ("c", 35), ("d", 2))):
+        for user, step in (("a", 30), ("b", 40), ("c", 35), ("d", 2)):
             vote = decision if user != "d" else ("discard" if decision == "keep" else "keep")
             status = "submitted"
             if user == "b" and i == 9:

@@ -10,9 +10,9 @@ import typer
 
 from annotation import client, review, server
 from workbench import api, display
-from workbench.core.io import check_readable
 from workbench.cli.base import AsJson, Port, Strict, group, opt, quarantined, sibling
 from workbench.cli.options import ARGILLA, ArgillaServer, grouped
+from workbench.core.io import check_readable
 from workbench.display import console, err_console, progress_bar
 
 annotate_app = group("Human review in Argilla: serve a local server, push, pull the curated set back.")
