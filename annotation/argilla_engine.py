@@ -295,8 +295,7 @@ def _sql_sort_key(order, dataset):
     if isinstance(scope, RecordFilterScope):
         return _record_column(scope.property)
     if isinstance(scope, MetadataFilterScope):
-        value = _Json(Record.metadata_, scope.metadata_property)
-        return value.number() if _is_sqlite() else func.coalesce(value.number(), None)
+        return _Json(Record.metadata_, scope.metadata_property).number()
     if isinstance(scope, SuggestionFilterScope):
         if scope.property not in ("value", "score", "agent"):
             raise _CannotSay(f"sort on suggestion property {scope.property!r}")
