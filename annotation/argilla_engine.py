@@ -62,11 +62,17 @@ from argilla_server.search_engine.base import (
     TermsMetrics,
 )
 from sqlalchemy import (
+    Column,
     Float,
+    Index,
+    MetaData,
+    Table,
+    Uuid,
     String,
     and_,
     case,
     cast,
+    delete,
     event,
     exists,
     false,
@@ -338,32 +344,55 @@ async def _rotated(db, dataset_id, user_id, where: list, offset: int, limit: int
 
 # The records an annotator's queue showed them are theirs for a while (a lease): no one else's queue shows them until
 # they answer (the engine hears of every response) or the lease ends, so that students working at once do not answer
-# the same record past its min_submitted. Kept in the server's one process; a restart forgets them, which costs a
-# little overlap and nothing else.
+# the same record past its min_submitted. Leases live in the server's database (a table of the engine's own, made in
+# `migrate`), not in a process: with `--workers N` every worker process sees every lease, and the claim is one
+# INSERT ... ON CONFLICT whose RETURNING says which records this page got, so no two pages hold a record even when
+# two workers answer two annotators at the same instant. Wall-clock seconds, as every worker reads the same clock.
 LEASE_SECONDS = 120.0
-_LEASES: dict[Any, dict[Any, tuple[Any, float]]] = {}  # dataset id -> record id -> (user id, until)
+_LEASES_METADATA = MetaData()
+LEASES = Table(
+    "workbench_leases", _LEASES_METADATA,
+    Column("record_id", Uuid, primary_key=True),
+    Column("dataset_id", Uuid, nullable=False),
+    Column("user_id", Uuid, nullable=False),
+    Column("until", Float, nullable=False),
+    Index("workbench_leases_dataset", "dataset_id", "until"),
+)
 
 
-def _leased_to_others(dataset_id, user_id) -> list:
-    now = time.monotonic()
-    leases = _LEASES.setdefault(dataset_id, {})
-    for record_id in [r for r, (_, until) in leases.items() if until < now]:
-        del leases[record_id]
-    return [r for r, (user, _) in leases.items() if user != user_id]
+def _leased_to_others(dataset_id, user_id, now: float):
+    """The ids of the dataset's records on another annotator's page now (a subquery)."""
+    return select(LEASES.c.record_id).where(LEASES.c.dataset_id == dataset_id, LEASES.c.user_id != user_id,
+                                            LEASES.c.until > now)
 
 
-def _lease(dataset_id, user_id, record_ids) -> None:
-    until = time.monotonic() + LEASE_SECONDS
-    leases = _LEASES.setdefault(dataset_id, {})
-    for record_id in record_ids:
-        leases[record_id] = (user_id, until)
+async def _claim(db, dataset_id, user_id, record_ids: list, now: float) -> set:
+    """Lease RECORD_IDS to the user where no one else holds them now; returns the ids this page got."""
+    if not record_ids:
+        return set()
+    if _is_sqlite():
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    until = now + LEASE_SECONDS
+    statement = insert(LEASES).values([{"record_id": r, "dataset_id": dataset_id, "user_id": user_id, "until": until}
+                                       for r in record_ids])
+    statement = statement.on_conflict_do_update(
+        index_elements=[LEASES.c.record_id],
+        set_={"user_id": statement.excluded.user_id, "until": statement.excluded.until},
+        where=or_(LEASES.c.until <= now, LEASES.c.user_id == statement.excluded.user_id),
+    ).returning(LEASES.c.record_id)
+    got = {row[0] for row in (await db.execute(statement)).all()}
+    await db.execute(delete(LEASES).where(LEASES.c.dataset_id == dataset_id, LEASES.c.until <= now))  # ended ones
+    await db.commit()
+    return got
 
 
-def _release(record_id, user_id) -> None:
+async def _release(record_id, user_id) -> None:
     """The user answered the record: its lease ends, and the record goes to whoever's queue it is pending in."""
-    for leases in _LEASES.values():
-        if leases.get(record_id, (None, 0))[0] == user_id:
-            del leases[record_id]
+    async with _session() as db:
+        await db.execute(delete(LEASES).where(LEASES.c.record_id == record_id, LEASES.c.user_id == user_id))
+        await db.commit()
 
 
 def _asks_pending(f) -> bool:
@@ -437,7 +466,7 @@ class SQLSearchEngine(SearchEngine):
         pass
 
     async def update_record_response(self, response: Response):
-        _release(response.record_id, response.user_id)
+        await _release(response.record_id, response.user_id)
 
     async def delete_record_response(self, response: Response):
         pass
@@ -505,8 +534,9 @@ class SQLSearchEngine(SearchEngine):
         rotate = not order and user_id is not None
         order += [Record.inserted_at, Record.id]  # a stable order: pages never overlap
         queue = user_id is not None and _asks_pending(filter)
-        if queue and (others := _leased_to_others(dataset.id, user_id)):
-            where.append(Record.id.not_in(others))  # on another annotator's page now
+        now = time.time()
+        if queue:
+            where.append(Record.id.not_in(_leased_to_others(dataset.id, user_id, now)))  # on another one's page now
         async with _session() as db:
             total = (await db.execute(select(func.count()).select_from(Record).where(*where))).scalar_one()
             if rotate:
@@ -514,13 +544,13 @@ class SQLSearchEngine(SearchEngine):
             else:
                 rows = (await db.execute(select(Record.id, score).where(*where).order_by(*order)
                                          .offset(offset).limit(limit))).all()
-        if queue:
-            # Another annotator's page may have taken some of these while this query ran: they are left out (a
-            # shorter page, never a shared one). No await from here to the lease: the check and the lease are one
-            # step of the event loop, so no two pages ever hold a record (no lock either: queries run side by side).
-            taken = set(_leased_to_others(dataset.id, user_id))
-            rows = [row for row in rows if row[0] not in taken]
-            _lease(dataset.id, user_id, [record_id for record_id, _ in rows])
+            if queue:
+                # Another annotator's page (in this worker or another) may have taken some of these while this query
+                # ran: they are left out, a shorter page, never a shared one. The read transaction ends first: SQLite
+                # cannot turn a read into a write once another writer has committed (it would fail, not wait).
+                await db.rollback()
+                got = await _claim(db, dataset.id, user_id, [record_id for record_id, _ in rows], now)
+                rows = [row for row in rows if row[0] in got]
         return SearchResponses(items=[SearchResponseItem(record_id=record_id, score=float(points or 0))
                                       for record_id, points in rows], total=total)
 
@@ -568,6 +598,7 @@ def migrate() -> None:
     with sync_engine.begin() as connection:
         connection.execute(text("CREATE INDEX IF NOT EXISTS workbench_records_queue "
                                 "ON records (dataset_id, inserted_at, id)"))
+    _LEASES_METADATA.create_all(sync_engine)  # the annotators' leases (`_claim`), shared by every worker
 
 
 def create_owner(username: str, workspace: str) -> None:
@@ -598,6 +629,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=6900)
     parser.add_argument("--owner", help="create this owner user first (password and key from the environment)")
     parser.add_argument("--workspace", default="workbench", help="the owner's workspace")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (uvicorn workers)")
     args = parser.parse_args(argv)
 
     # One process does it all (migrations, the first user, the app): each argilla_server import costs ~3 s.
@@ -607,7 +639,10 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     # The engine is registered above, in this process: the app looks it up by ARGILLA_SEARCH_ENGINE per request.
-    uvicorn.run("argilla_server:app", host=args.host, port=args.port, log_level="warning", access_log=False)
+    # Workers are spawned processes that import this file again (as __mp_main__), which registers it in each; they
+    # share the database (the leases included) and nothing else.
+    uvicorn.run("argilla_server:app", host=args.host, port=args.port, log_level="warning", access_log=False,
+                workers=args.workers)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ started, by PID. Everything lives in the data dir: the SQLite database, logs, `s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -279,9 +280,12 @@ def server_env(data_dir: Path, redis_url: str, database: str | None = None) -> d
 
 
 def serve(data_dir: Path | None = None, host: str = "127.0.0.1", port: int = 6900, timeout: float = 90.0,
-          redis_url: str | None = None, database: str | None = None) -> Served:
+          redis_url: str | None = None, database: str | None = None, workers: int = 1) -> Served:
     """Start argilla-server in the background (or find it running) and return its address and owner login.
-    `database`: a PostgreSQL URL for a class's server (`database_url`); SQLite in the data dir otherwise."""
+    `database`: a PostgreSQL URL for a class's server (`database_url`); SQLite in the data dir otherwise.
+    `workers`: server processes (uvicorn's), sharing the database and the annotators' leases in it."""
+    if workers < 1:
+        raise ServerError(f"workers must be at least 1, not {workers}")
     data_dir = Path(data_dir or default_data_dir()).resolve()
     make_private(data_dir)
     database_url(data_dir, database)  # a bad URL, or another database than this data dir's, is refused first
@@ -308,7 +312,7 @@ def serve(data_dir: Path | None = None, host: str = "127.0.0.1", port: int = 690
         source = f"{binary} on {redis_url}"
 
     env = server_env(data_dir, redis_url, database)
-    command = [str(python), str(ENGINE_SCRIPT), "--host", host, "--port", str(port)]
+    command = [str(python), str(ENGINE_SCRIPT), "--host", host, "--port", str(port), "--workers", str(workers)]
     first_start = credentials is None
     if first_start:
         credentials = Credentials(api_url=api_url, username=OWNER, password=secrets.token_urlsafe(12),
@@ -343,7 +347,24 @@ def serve(data_dir: Path | None = None, host: str = "127.0.0.1", port: int = 690
                       f"see {data_dir / 'logs' / 'server.log'}")
 
 
+def _group_alive(pid: int) -> bool:
+    """Some process of the session PID leads is still there (a server's workers outlive their parent briefly)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it when we are its parent (tests, the demo): a zombie counts as there
+    except ChildProcessError:
+        pass
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _terminate(pid: int, marker: str, grace: float = 10.0) -> bool:
+    """SIGTERM to the process and everything in its session (uvicorn's workers, anything it forked), SIGKILL to what
+    is left after GRACE seconds; returns once none of them is left (False: it was not running)."""
     if not _alive(pid, marker):
         return False
     try:
@@ -351,14 +372,14 @@ def _terminate(pid: int, marker: str, grace: float = 10.0) -> bool:
     except (ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _alive(pid, marker):
+    while time.monotonic() < deadline and (_alive(pid, marker) or _group_alive(pid)):
         time.sleep(0.1)
-    if _alive(pid, marker):
-        os.killpg(pid, signal.SIGKILL)
-    try:
-        os.waitpid(pid, os.WNOHANG)  # reap it when we are its parent (tests, the demo)
-    except ChildProcessError:
-        pass
+    if _alive(pid, marker) or _group_alive(pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and _group_alive(pid):
+            time.sleep(0.05)
     return True
 
 

@@ -367,6 +367,7 @@ def main() -> int:
                              "response-status filter alone")
     parser.add_argument("--batch-size", type=int, default=500, help="push batch (argilla-server takes at most 500)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before a request counts as timed out")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (annotate serve --workers)")
     parser.add_argument("--redis-url", default=None, help="a Redis for the server (default: serve starts one)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
@@ -374,7 +375,7 @@ def main() -> int:
     from annotation import client as review
     from annotation import server
 
-    serve_kwargs = {"redis_url": args.redis_url, **database_kwargs(args.database)}
+    serve_kwargs = {"redis_url": args.redis_url, "workers": args.workers, **database_kwargs(args.database)}
     from workbench.core.urls import masked
 
     results: dict = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}

@@ -257,10 +257,12 @@ def preview_screen(records: str | Path, **settings):
 # --- review --------------------------------------------------------------------------------------------------------
 
 def serve_argilla(data_dir: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 6900,
-                  database: str | None = None):
+                  database: str | None = None, workers: int = 1):
     """Start (or find running) a local Argilla server; returns where it answers and its owner's credentials.
-    `database`: a PostgreSQL URL for a class's server (kept by the data dir); SQLite in the data dir otherwise."""
-    return server.serve(Path(data_dir) if data_dir else None, host=host, port=port, database=database)
+    `database`: a PostgreSQL URL for a class's server (kept by the data dir); SQLite in the data dir otherwise.
+    `workers`: server processes, which share the database (a class's server: about one per core)."""
+    return server.serve(Path(data_dir) if data_dir else None, host=host, port=port, database=database,
+                        workers=workers)
 
 
 def connect_argilla(api_url: str | None = None, api_key: str | None = None, data_dir: str | Path | None = None):

@@ -7,6 +7,7 @@ import os
 import stat
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -337,11 +338,33 @@ def test_a_class_starting_together_is_spread_over_the_records(argilla):
     as the UI does: their queues come in orders of their own, a record with its two votes leaves every queue, and
     at most 2% of the records get more answers than they need."""
     served, data_dir = argilla
+    a_class_reviews(served, data_dir, "spread", "student")
+
+
+@pytest.mark.server
+def test_two_server_processes_share_the_leases(tmp_path, own_redis_url):
+    """`serve --workers 2`: two processes answer (the OS hands each connection to one of them), and the leases that
+    keep two annotators off one record are in the database both read, so the class spreads as with one."""
+    data_dir = tmp_path / "argilla"
+    served = server.serve(data_dir, port=server.free_port(), redis_url=own_redis_url(12), workers=2)
+    try:
+        state = server.ServerState.load(data_dir)
+        children = Path(f"/proc/{state.pid}/task/{state.pid}/children").read_text().split()
+        workers = [pid for pid in children if "argilla" in Path(f"/proc/{pid}/cmdline").read_text() or
+                   "multiprocessing" in Path(f"/proc/{pid}/cmdline").read_text()]
+        assert len(workers) >= 2, children
+        a_class_reviews(served, data_dir, "two-workers", "worker-student")
+    finally:
+        assert server.stop(data_dir)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in children)  # the workers went with the server
+
+
+def a_class_reviews(served, data_dir, name: str, prefix: str) -> None:
     client = api.connect(data_dir=data_dir)
-    api.push(candidates(200, prefix="Which seminar"), "spread", client=client, min_submitted=2)
-    dataset = api.get_dataset(client, "spread")
-    tokens = [api.user_token(served.api_url, name, api.add_user(client, name)) for name in
-              (f"student-{i}" for i in range(10))]
+    api.push(candidates(200, prefix="Which seminar"), name, client=client, min_submitted=2)
+    dataset = api.get_dataset(client, name)
+    tokens = [api.user_token(served.api_url, user, api.add_user(client, user)) for user in
+              (f"{prefix}-{i}" for i in range(10))]
     url = f"{served.api_url}/api/v1/me/datasets/{dataset.id}/records/search?limit=10"
     pending = {"filters": {"and": [{"type": "terms", "scope": {"entity": "response", "property": "status"},
                                     "values": ["pending"]}]}}
@@ -377,7 +400,7 @@ def test_a_class_starting_together_is_spread_over_the_records(argilla):
     for thread in threads:
         thread.join(300)
     assert not errors
-    answers = [len(item.get("responses") or []) for item in api.fetch(client, "spread")]
+    answers = [len(item.get("responses") or []) for item in api.fetch(client, name)]
     assert min(answers) >= 2  # every record got its two votes
     assert sum(n > 2 for n in answers) <= 4  # over-assigned: at most 2% of 200
 
@@ -493,7 +516,7 @@ def test_a_class_server_on_postgresql_reviews_pulls_and_survives_a_restart(tmp_p
     refuses another one; the password never reaches the logs or server.json."""
     data_dir = tmp_path / "argilla"
     served = invoke("annotate", "serve", "--data-dir", data_dir, "--port", str(server.free_port()), "--database",
-                    postgres_database)
+                    postgres_database, "--workers", "2")  # two processes: the leases are PostgreSQL's
     assert served.exit_code == 0, served.output
     try:
         client = api.connect(data_dir=data_dir)

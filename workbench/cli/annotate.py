@@ -31,15 +31,17 @@ def annotate_serve(port: Port = 6900, data_dir: DataDir = None,
                    host: Annotated[str, opt("0.0.0.0 lets others on the network reach it.")] = "127.0.0.1",
                    database: Annotated[str | None, opt("A PostgreSQL URL (postgresql://USER:PASSWORD@HOST/DB) for a "
                                                        "class's server; the data dir keeps it (default: SQLite in "
-                                                       "the data dir).")] = None):
+                                                       "the data dir).")] = None,
+                   workers: Annotated[int, typer.Option(help="Server processes: about one per core for a class "
+                                                        "(they share the database).", min=1, max=64)] = 1):
     """Start a local Argilla server (SQLite or PostgreSQL, a Redis, no Elasticsearch) in the background.
 
-    Example: workbench annotate serve --port 6900 --database postgresql://argilla:PASSWORD@127.0.0.1/argilla"""
+    Example: workbench annotate serve --port 6900 --workers 4 --database postgresql://argilla:PASSWORD@127.0.0.1/argilla"""
     if host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(f"Warning: listening on {host}: anyone who can reach this machine can reach the server "
                           "(annotators log in with their own passwords).", markup=False)
     with console.status("Starting argilla-server..."):
-        served = api.serve_argilla(data_dir, host=host, port=port, database=database)
+        served = api.serve_argilla(data_dir, host=host, port=port, database=database, workers=workers)
     display.served_summary(served, data_dir or server.default_data_dir())
 
 
