@@ -877,3 +877,29 @@ def test_the_demo_reviewers_answer_any_dataset_for_a_dry_run_of_a_class(argilla,
     curated = (tmp_path / "curated.jsonl").read_text().splitlines()
     discarded = (tmp_path / "curated.discarded.jsonl").read_text().splitlines()
     assert len(curated) + len(discarded) == 12
+
+
+@pytest.mark.server
+def test_an_annotators_page_shows_the_metadata_their_role_may_see_and_the_stored_record_keeps_all(argilla):
+    """argilla-server's page filter (replaced by the engine's `_metadata_for_user`, which asks membership once):
+    annotators see the metadata properties and not the extra entry holding the workbench's Record, and the search
+    leaves that entry in the database (the filtered dict is assigned to the ORM record; nothing may write it back)."""
+    from annotation.mapping import RECORD_KEY
+
+    served, data_dir = argilla
+    client = api.connect(data_dir=data_dir)
+    api.push(candidates(12, prefix="Which lab"), "shown-metadata", client=client)
+    dataset = api.get_dataset(client, "shown-metadata")
+    token = api.user_token(served.api_url, "meta-student", api.add_user(client, "meta-student"))
+    url = f"{served.api_url}/api/v1/me/datasets/{dataset.id}/records/search?limit=10"
+    for _ in range(3):
+        page = httpx.post(url, json={"query": {}}, headers={"Authorization": f"Bearer {token}"})
+        assert page.status_code == 200 and len(page.json()["items"]) == 10
+        for item in page.json()["items"]:
+            shown = item["record"]["metadata"]
+            assert RECORD_KEY not in shown and shown.get("record_id"), shown
+    owner_page = httpx.post(url.replace("/me/", "/"), json={"query": {}},
+                            headers={"X-Argilla-Api-Key": api.resolve_credentials(data_dir=data_dir)[1]})
+    assert all(RECORD_KEY in item["record"]["metadata"] for item in owner_page.json()["items"])
+    stored = list(api.fetch(client, "shown-metadata"))
+    assert len(stored) == 12 and all(RECORD_KEY in (item.get("metadata") or {}) for item in stored)
