@@ -248,9 +248,10 @@ def push(records: list[Record], dataset_name: str, *, client, workspace: str = D
          min_submitted: int = 1, batch_size: int = 100, max_retries: int = 8, backoff: float = 0.5,
          compare: bool = False, progress: Callable[[int, int], None] | None = None,
          sleep: Callable[[float], None] = time.sleep, questions: tuple[Question, ...] | None = None,
-         guidelines: str | None = None, adjudicate: bool = False) -> PushResult:
-    """Upsert records batch by batch; a batch that fails on the connection or a 5xx is retried with exponential
-    backoff (upserts are idempotent, so a retried batch never duplicates anything). `compare`: one comparison per
+         guidelines: str | None = None, adjudicate: bool = False, in_flight: int = 1) -> PushResult:
+    """Upsert records batch by batch (`in_flight` batches at once: for a server with several workers); a batch that
+    fails on the connection or a 5xx is retried with exponential backoff (upserts are idempotent, so a retried batch
+    never duplicates anything). `compare`: one comparison per
     group of candidates (`annotation.mapping.compare_groups`), ranked by the annotators. `questions` (and the
     `guidelines` a new dataset shows): other than the set of the dataset's type (`annotation.questions.questions_for`).
     A record's suggestion for a question the dataset does not ask is left out. `adjudicate`: the records are a
@@ -293,7 +294,8 @@ def push(records: list[Record], dataset_name: str, *, client, workspace: str = D
                                lambda: ensure_dataset(client, dataset_name, workspace, min_submitted, slots,
                                                       questions, guidelines, extra))
     asked = {q.name for q in dataset.settings.questions}
-    for start in range(0, len(items), batch_size):
+
+    def send(start: int) -> int:
         batch = []
         for item in items[start:start + batch_size]:
             record = to_argilla({**item, "suggestions": [x for x in item["suggestions"] if x["question"] in asked]})
@@ -302,8 +304,30 @@ def push(records: list[Record], dataset_name: str, *, client, workspace: str = D
         # The bulk upsert `dataset.records.log` sends, without its tqdm bar (ours covers the whole push).
         attempt(f"pushing records {start + 1}-{start + len(batch)}",
                 lambda b=batch: client.api.records.bulk_upsert(dataset_id=dataset.id, records=b))
-        if progress:
-            progress(start + len(batch), len(items))
+        return len(batch)
+
+    starts = range(0, len(items), batch_size)
+    if in_flight <= 1:
+        for start in starts:
+            sent = send(start)
+            if progress:
+                progress(start + sent, len(items))
+    else:
+        # Several batches at once, each whole or retried as a whole; the first failure (after its retries) stops the
+        # push with the batches not yet sent left unsent (a rerun updates what is there and sends the rest).
+        from concurrent.futures import ThreadPoolExecutor
+
+        done = 0
+        with ThreadPoolExecutor(max_workers=in_flight) as pool:
+            futures = [pool.submit(send, start) for start in starts]
+            for future in futures:
+                if future.exception() is not None:
+                    for later in futures:
+                        later.cancel()  # the ones not started; the pool waits for those under way
+                    raise future.exception()
+                done += future.result()
+                if progress:
+                    progress(done, len(items))
     total = attempt("counting records", lambda: dataset_progress(client, dataset)["total"])
     return PushResult(dataset_name, workspace, len(items), created, total, retries_used)
 

@@ -93,7 +93,7 @@ class PullResult(StepResult):
 
 def push_file(path: Path, dataset: str, client, *, workspace: str = DEFAULT_WORKSPACE, min_submitted: int = 1,
               batch_size: int = 100, compare: bool = False, progress: Callable[[int, int], None] | None = None,
-              adjudicate: bool = False) -> tuple[PushResult, list[Problem]]:
+              adjudicate: bool = False, in_flight: int = 1) -> tuple[PushResult, list[Problem]]:
     """The records of PATH pushed to a dataset (created if needed); bad lines are returned, never pushed.
     `compare`: candidates (`generate responses`), one comparison with a ranking question per group. `adjudicate`:
     a pull's disputed records, each with every annotator's answers side by side, for one adjudicator (the pull of
@@ -103,7 +103,8 @@ def push_file(path: Path, dataset: str, client, *, workspace: str = DEFAULT_WORK
     if adjudicate and compare:
         raise InputError("--adjudicate: a comparison's disputes are ranked again, not adjudicated (drop --compare)")
     return push(records, dataset, client=client, workspace=workspace, min_submitted=min_submitted,
-                batch_size=batch_size, compare=compare, progress=progress, adjudicate=adjudicate), problems
+                batch_size=batch_size, compare=compare, progress=progress, adjudicate=adjudicate,
+                in_flight=in_flight), problems
 
 
 def _pull(raw, users: dict[str, str], policy: str, dataset: str, min_submitted: int, ledger: Ledger, out: Outputs,

@@ -368,6 +368,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=500, help="push batch (argilla-server takes at most 500)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before a request counts as timed out")
     parser.add_argument("--workers", type=int, default=1, help="server processes (annotate serve --workers)")
+    parser.add_argument("--in-flight", type=int, default=1, help="push batches at once (annotate push --in-flight)")
     parser.add_argument("--redis-url", default=None, help="a Redis for the server (default: serve starts one)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
@@ -411,10 +412,11 @@ def bench(args, review, served, data_dir: Path, port: int, serve_kwargs: dict) -
             print(f"  pushed {done:,}/{total:,} in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
 
     pushed = review.push(records, name, client=client, min_submitted=args.min_submitted, batch_size=args.batch_size,
-                         progress=progress if args.records >= 5000 else None)
+                         progress=progress if args.records >= 5000 else None, in_flight=args.in_flight)
     push_s = time.perf_counter() - start
     push = {"records": args.records, "seconds": round(push_s, 2), "records_per_s": round(args.records / push_s, 1),
-            "batch_size": args.batch_size, "on_server": pushed.on_server, "retries": pushed.retries,
+            "batch_size": args.batch_size, "in_flight": args.in_flight, "on_server": pushed.on_server,
+            "retries": pushed.retries,
             "dataset_create_s": round(create_s, 2)}
     print(f"push: {args.records:,} records in {push_s:.1f} s = {args.records / push_s:,.0f} records/s "
           f"(batches of {args.batch_size}, {pushed.on_server:,} on the server; dataset created before, in "

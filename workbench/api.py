@@ -272,17 +272,18 @@ def connect_argilla(api_url: str | None = None, api_key: str | None = None, data
 
 def push(records: str | Path, dataset: str, *, workspace: str = review.DEFAULT_WORKSPACE,
          min_submitted: int = PUSH.min_submitted, batch_size: int = PUSH.batch_size, compare: bool = PUSH.compare,
-         adjudicate: bool = PUSH.adjudicate, api_url: str | None = None,
+         adjudicate: bool = PUSH.adjudicate, in_flight: int = PUSH.in_flight, api_url: str | None = None,
          api_key: str | None = None, data_dir: str | Path | None = None, progress: Progress = None):
     """Push records to an Argilla dataset for review (created if needed; pushing again updates, never duplicates);
     `compare`: the records are candidates to rank; `adjudicate`: a pull's disputed records, with every annotator's
-    answers side by side, for one adjudicator. Returns (PushResult, bad lines)."""
+    answers side by side, for one adjudicator; `in_flight`: batches sent at once (a server with several workers).
+    Returns (PushResult, bad lines)."""
     from workbench.core.io import check_readable
 
     check_readable(Path(records))  # a missing file is named before the server is asked
     return review.push_file(Path(records), dataset, connect_argilla(api_url, api_key, data_dir), workspace=workspace,
                             min_submitted=min_submitted, batch_size=batch_size, compare=compare, progress=progress,
-                            adjudicate=adjudicate)
+                            adjudicate=adjudicate, in_flight=in_flight)
 
 
 def pull(dataset: str, output: str | Path, *, disputed: str | Path | None = None, policy: str = PULL.policy,

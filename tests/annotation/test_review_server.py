@@ -354,6 +354,8 @@ def test_two_server_processes_share_the_leases(tmp_path, own_redis_url):
                    "multiprocessing" in Path(f"/proc/{pid}/cmdline").read_text()]
         assert len(workers) >= 2, children
         a_class_reviews(served, data_dir, "two-workers", "worker-student")
+        # the same processes throughout: none was taken for hung (uvicorn's 5 s ping) and restarted under the load
+        assert Path(f"/proc/{state.pid}/task/{state.pid}/children").read_text().split() == children
     finally:
         assert server.stop(data_dir)
     assert not any(Path(f"/proc/{pid}").exists() for pid in children)  # the workers went with the server
@@ -903,3 +905,44 @@ def test_an_annotators_page_shows_the_metadata_their_role_may_see_and_the_stored
     assert all(RECORD_KEY in item["record"]["metadata"] for item in owner_page.json()["items"])
     stored = list(api.fetch(client, "shown-metadata"))
     assert len(stored) == 12 and all(RECORD_KEY in (item.get("metadata") or {}) for item in stored)
+
+
+@pytest.mark.server
+def test_a_webhook_still_hears_the_events_it_listens_for(argilla):
+    """The engine builds a webhook event only when an enabled webhook listens for it (`_only_when_listened`): with one
+    for record.created, a push enqueues a job per record; a response, which it does not listen for, enqueues none."""
+    served, data_dir = argilla
+    client = api.connect(data_dir=data_dir)
+    owner = {"X-Argilla-Api-Key": api.resolve_credentials(data_dir=data_dir)[1]}
+    queue = redis.Redis.from_url(server.ServerState.load(data_dir).redis_url)
+    hook = httpx.post(f"{served.api_url}/api/v1/webhooks", headers=owner,
+                      json={"url": "http://127.0.0.1:9/hook", "events": ["record.created"]})
+    assert hook.status_code == 201, hook.text
+    try:
+        before = queue.llen("rq:queue:high")
+        api.push(candidates(3, prefix="Which webhook"), "hooked", client=client)
+        assert queue.llen("rq:queue:high") - before == 3
+        record = next(iter(api.fetch(client, "hooked")))
+        before = queue.llen("rq:queue:high")
+        answer = httpx.post(f"{served.api_url}/api/v1/records/{record['id']}/responses", headers=owner,
+                            json={"values": {"decision": {"value": "keep"}}, "status": "submitted"})
+        assert answer.status_code == 201, answer.text
+        assert queue.llen("rq:queue:high") == before
+    finally:
+        assert httpx.delete(f"{served.api_url}/api/v1/webhooks/{hook.json()['id']}", headers=owner).status_code == 200
+
+
+@pytest.mark.server
+def test_a_push_with_batches_in_flight_sends_every_record_once(argilla):
+    """`annotate push --in-flight 3`: three batches at once (for a server with several workers); every record is on the
+    server once and the progress counts up to the whole."""
+    served, data_dir = argilla
+    client = api.connect(data_dir=data_dir)
+    records = candidates(65, prefix="Which workshop")
+    seen = []
+    result = api.push(records, "in-flight", client=client, batch_size=10, in_flight=3,
+                      progress=lambda done, total: seen.append((done, total)))
+    assert result.on_server == 65 and result.created
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen) and seen[-1] == (65, 65) and len(seen) == 7
+    ids = [item["external_id"] for item in api.fetch(client, "in-flight")]
+    assert sorted(ids) == sorted(r.id for r in records)

@@ -136,9 +136,12 @@ def annotate_users_remove(username: Annotated[str, typer.Argument(help="Login na
 def annotate_push(
     records: Annotated[Path, typer.Argument(help="Records to review (JSONL).")], dataset: Dataset,
     workspace: Workspace = WORKSPACE,
-    min_submitted: Annotated[int, opt("Answers a record needs (submitted, or the Discard button).")] = \
-        api.PUSH.min_submitted,
-    batch_size: int = api.PUSH.batch_size,
+    min_submitted: Annotated[int, typer.Option(help="Answers a record needs (submitted, or the Discard button).",
+                                               min=1)] = api.PUSH.min_submitted,
+    batch_size: Annotated[int, typer.Option(help="Records per request (argilla-server takes at most 500).", min=1,
+                                            max=500)] = api.PUSH.batch_size,
+    in_flight: Annotated[int, typer.Option(help="Batches sent at once: up to the server's --workers.", min=1,
+                                           max=16)] = api.PUSH.in_flight,
     compare: Annotated[bool, opt("The records are candidates (`generate responses`): one record per group with "
                                  "its K responses and a ranking question.")] = api.PUSH.compare,
     adjudicate: Annotated[bool, opt("The records are a pull's disputed ones: each shown with every annotator's "
@@ -154,7 +157,7 @@ def annotate_push(
     with progress_bar(f"Pushing to {dataset}") as update:
         result, problems = api.push(records, dataset, workspace=workspace, min_submitted=min_submitted,
                                     batch_size=batch_size, compare=compare, adjudicate=adjudicate, progress=update,
-                                    **vars(argilla))
+                                    in_flight=in_flight, **vars(argilla))
     display.push_summary(result)
     quarantined(problems, sibling(records, ".quarantine.jsonl"), strict)
 
