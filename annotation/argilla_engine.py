@@ -397,6 +397,7 @@ async def _release(record_id, user_id) -> None:
 
 METRICS_SECONDS = 60.0
 _METRICS: dict[Any, tuple[tuple, float, Any]] = {}  # metadata property id -> (records' version, until, metrics)
+_METRICS_LOCKS: dict[Any, asyncio.Lock] = {}
 
 
 def _asks_pending(f) -> bool:
@@ -574,11 +575,14 @@ class SQLSearchEngine(SearchEngine):
         mine = Record.dataset_id == metadata_property.dataset_id
         async with _session() as db:
             version = tuple((await db.execute(select(func.count(), func.max(Record.inserted_at)).where(mine))).one())
-        kept = _METRICS.get(metadata_property.id)
-        if kept and kept[0] == version and kept[1] > time.monotonic():
-            return kept[2]
-        metrics = await self._metrics(metadata_property)
-        _METRICS[metadata_property.id] = (version, time.monotonic() + METRICS_SECONDS, metrics)
+        # One computation at a time per property: a class opening the page at once waits for the first one's answer
+        # instead of computing it 30 times side by side (36 s p95 to open a 50k dataset before).
+        async with _METRICS_LOCKS.setdefault(metadata_property.id, asyncio.Lock()):
+            kept = _METRICS.get(metadata_property.id)
+            if kept and kept[0] == version and kept[1] > time.monotonic():
+                return kept[2]
+            metrics = await self._metrics(metadata_property)
+            _METRICS[metadata_property.id] = (version, time.monotonic() + METRICS_SECONDS, metrics)
         return metrics
 
     async def _metrics(self, metadata_property: MetadataProperty):
