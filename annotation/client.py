@@ -306,28 +306,21 @@ def push(records: list[Record], dataset_name: str, *, client, workspace: str = D
                 lambda b=batch: client.api.records.bulk_upsert(dataset_id=dataset.id, records=b))
         return len(batch)
 
-    starts = range(0, len(items), batch_size)
-    if in_flight <= 1:
-        for start in starts:
-            sent = send(start)
-            if progress:
-                progress(start + sent, len(items))
-    else:
-        # Several batches at once, each whole or retried as a whole; the first failure (after its retries) stops the
-        # push with the batches not yet sent left unsent (a rerun updates what is there and sends the rest).
-        from concurrent.futures import ThreadPoolExecutor
+    # `in_flight` batches at once, each whole or retried as a whole; the first failure (after its retries) stops the
+    # push with the batches not yet sent left unsent (a rerun updates what is there and sends the rest).
+    from concurrent.futures import ThreadPoolExecutor
 
-        done = 0
-        with ThreadPoolExecutor(max_workers=in_flight) as pool:
-            futures = [pool.submit(send, start) for start in starts]
-            for future in futures:
-                if future.exception() is not None:
-                    for later in futures:
-                        later.cancel()  # the ones not started; the pool waits for those under way
-                    raise future.exception()
-                done += future.result()
-                if progress:
-                    progress(done, len(items))
+    done = 0
+    with ThreadPoolExecutor(max_workers=max(1, in_flight)) as pool:
+        futures = [pool.submit(send, start) for start in range(0, len(items), batch_size)]
+        for future in futures:
+            if future.exception() is not None:
+                for later in futures:
+                    later.cancel()  # the ones not started; the pool waits for those under way
+                raise future.exception()
+            done += future.result()
+            if progress:
+                progress(done, len(items))
     total = attempt("counting records", lambda: dataset_progress(client, dataset)["total"])
     return PushResult(dataset_name, workspace, len(items), created, total, retries_used)
 
