@@ -78,8 +78,8 @@ class Credentials:
     api_key: str
 
     @classmethod
-    def load(cls, data_dir: Path) -> Credentials | None:
-        path = Path(data_dir) / "credentials.json"
+    def load(cls, data_dir: Path, name: str = "credentials.json") -> Credentials | None:
+        path = Path(data_dir) / name
         if not path.exists():
             return None
         try:
@@ -87,9 +87,9 @@ class Credentials:
         except (ValueError, TypeError) as e:
             raise ServerError(f"{path}: not a credentials file ({e.__class__.__name__})") from None
 
-    def save(self, data_dir: Path) -> Path:
+    def save(self, data_dir: Path, name: str = "credentials.json") -> Path:
         """Written 0600 from the first byte (the file is created with that mode, then renamed into place)."""
-        path = Path(data_dir) / "credentials.json"
+        path = Path(data_dir) / name
         atomic_write_json(path, asdict(self), permissions=0o600)
         return path
 
@@ -311,40 +311,53 @@ def serve(data_dir: Path | None = None, host: str = "127.0.0.1", port: int = 690
         redis_url, redis_pid, binary = _start_redis(data_dir, python)
         source = f"{binary} on {redis_url}"
 
-    env = server_env(data_dir, redis_url, database)
-    command = [str(python), str(ENGINE_SCRIPT), "--host", host, "--port", str(port), "--workers", str(workers)]
-    first_start = credentials is None
-    if first_start:
-        credentials = Credentials(api_url=api_url, username=OWNER, password=secrets.token_urlsafe(12),
-                                  api_key=secrets.token_urlsafe(32))
-        # The password and key go through the environment, not the command line, which other users can read.
-        env.update({"WORKBENCH_NEW_USER_PASSWORD": credentials.password,
-                    "WORKBENCH_NEW_USER_API_KEY": credentials.api_key})
-        command += ["--owner", OWNER, "--workspace", DEFAULT_WORKSPACE]
-    credentials.api_url = api_url
+    try:  # an interrupt (Ctrl-C, SIGTERM) while it starts stops what was started: no server or Redis left behind
+        env = server_env(data_dir, redis_url, database)
+        command = [str(python), str(ENGINE_SCRIPT), "--host", host, "--port", str(port), "--workers", str(workers)]
+        first_start = credentials is None
+        if first_start:
+            # Kept aside until the owner exists: a first start that fails after the database made the owner (its
+            # port taken, say) leaves these, and the next start uses them again, so the key it stored still works.
+            pending = data_dir / "credentials.pending.json"
+            credentials = Credentials.load(data_dir, pending.name) or Credentials(
+                api_url=api_url, username=OWNER, password=secrets.token_urlsafe(12),
+                api_key=secrets.token_urlsafe(32))
+            credentials.save(data_dir, pending.name)
+            # The password and key go through the environment, not the command line, which other users can read.
+            env.update({"WORKBENCH_NEW_USER_PASSWORD": credentials.password,
+                        "WORKBENCH_NEW_USER_API_KEY": credentials.api_key})
+            command += ["--owner", OWNER, "--workspace", DEFAULT_WORKSPACE]
+        credentials.api_url = api_url
 
-    log = private_log(data_dir / "logs" / "server.log")
-    # Migrations run first in that process, so an upgraded argilla-server upgrades the database on its next start.
-    # umask 077: the database it creates (which holds the owner's API key) is the owner's alone.
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                               umask=0o077)
-    ServerState(pid=process.pid, host=host, port=port, api_url=api_url, redis_url=redis_url,
-                redis_pid=redis_pid).save(data_dir)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _api_answers(api_url, timeout=1.0):
-            credentials.save(data_dir)  # only once the owner exists: a failed first start leaves no stale login
-            if database and not (data_dir / "database-url").exists():
-                atomic_write_text(data_dir / "database-url", database + "\n", permissions=0o600)
-            return Served(api_url, credentials, already_running=False, redis=source)
-        if process.poll() is not None:
-            tail = (data_dir / "logs" / "server.log").read_text(errors="replace").strip().splitlines()[-5:]
+        log = private_log(data_dir / "logs" / "server.log")
+        # Migrations run first in that process, so an upgraded argilla-server upgrades the database on its next start.
+        # umask 077: the database it creates (which holds the owner's API key) is the owner's alone.
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                   umask=0o077)
+        ServerState(pid=process.pid, host=host, port=port, api_url=api_url, redis_url=redis_url,
+                    redis_pid=redis_pid).save(data_dir)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _api_answers(api_url, timeout=1.0):
+                credentials.save(data_dir)  # only once the owner exists: a failed first start leaves no stale login
+                (data_dir / "credentials.pending.json").unlink(missing_ok=True)
+                if database and not (data_dir / "database-url").exists():
+                    atomic_write_text(data_dir / "database-url", database + "\n", permissions=0o600)
+                return Served(api_url, credentials, already_running=False, redis=source)
+            if process.poll() is not None:
+                tail = (data_dir / "logs" / "server.log").read_text(errors="replace").strip().splitlines()[-5:]
+                stop(data_dir)
+                raise ServerError(f"argilla-server exited with code {process.returncode}: " + " | ".join(tail))
+            time.sleep(0.2)
+        stop(data_dir)
+        raise ServerError(f"argilla-server did not answer on {api_url} within {timeout:.0f} s: "
+                          f"see {data_dir / 'logs' / 'server.log'}")
+    except BaseException:
+        if ServerState.load(data_dir) is not None:
             stop(data_dir)
-            raise ServerError(f"argilla-server exited with code {process.returncode}: " + " | ".join(tail))
-        time.sleep(0.2)
-    stop(data_dir)
-    raise ServerError(f"argilla-server did not answer on {api_url} within {timeout:.0f} s: "
-                      f"see {data_dir / 'logs' / 'server.log'}")
+        elif redis_pid:
+            _terminate(redis_pid, "redis-server")
+        raise
 
 
 def _group_alive(pid: int) -> bool:

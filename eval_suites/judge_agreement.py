@@ -233,6 +233,14 @@ def judge_agreement(config: BackendConfig, read: Read, resamples: int = 1000, se
     with_majority = [p for p in pairs if p.majority]
     verdicts, _, _ = judge_both_orders(config, [(p.instruction, p.context, p.x, p.y) for p in with_majority],
                                        api_key) if with_majority else ([], None, "")
+    if verdicts and all(v is None for pair in verdicts for v in pair):
+        # Scored as ties, these would give an agreement (kappa 0.00 [0.00, 0.00]) that measured nothing.
+        from workbench.core.errors import WorkbenchError
+
+        raise WorkbenchError(f"the judge {config.model} gave no verdict that could be read (A, B or tie) in "
+                             f"{2 * len(verdicts):,} answers: nothing to compare with the people",
+                             hint="check the judge's prompt format and model (a base model does not follow it); "
+                                  "its answers are in the judge cache")
     return score_agreement(config.model, with_majority, verdicts, len(pairs) - len(with_majority), not_human,
                            resamples, seed)
 

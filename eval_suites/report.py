@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,22 @@ class ReportConfig(BaseModel):
 
     bootstrap: int = Field(1000, ge=10)  # resamples
     seed: int = 0  # the same seed gives the same CIs
-    max_toxicity_rate: float | None = None  # a gate: a model whose answers are toxic more often than this fails
+    # a gate: a model whose answers are toxic more often than this fails
+    max_toxicity_rate: float | None = Field(None, ge=0, le=1)
+
+
+def _text(value: Any) -> str:
+    """Text from data (a question, an answer, a label, an id) in HTML: escaped and isolated in <bdi>, so that a
+    right-to-left character or override in it cannot reorder the page's own text around it (the scores)."""
+    return f"<bdi>{html.escape(str(value))}</bdi>"
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<>|~])")  # what changes a table cell (an _ inside a word does not)
+
+
+def _md(value: Any) -> str:
+    """Text from data in a Markdown table cell: one line, its Markdown characters (a `|` above all) escaped."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(value).split()))
 
 
 def _fmt(value: float | None) -> str:
@@ -43,8 +59,8 @@ def markdown(comparison: Comparison) -> str:
     for suite in comparison.suites:
         metrics = [x for x in summary_metrics()
                    if any(x in comparison.summary["models"][lb].get(suite, {}) for lb in labels)]
-        out.append(f"### {suite}\n")
-        header = ["metric", *labels, *(f"{lb} − {labels[0]}" for lb in labels[1:])]
+        out.append(f"### {_md(suite)}\n")
+        header = ["metric", *map(_md, labels), *(f"{_md(lb)} − {_md(labels[0])}" for lb in labels[1:])]
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "---|" * len(header))
         for metric in metrics:
@@ -95,9 +111,12 @@ def plot_suite(comparison: Comparison, suite: str) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:1.5em auto;padding:0 1em;color:#222}
-h1{margin:0 0 .2em}table{border-collapse:collapse;margin:1em 0}
-td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
+# Text from data (answers, questions, labels) is wrapped anywhere, never wider than the page; a table wider than a
+# phone scrolls inside itself.
+CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:1.5em auto;padding:0 1em;color:#222;
+overflow-wrap:anywhere}
+h1{margin:0 0 .2em}table{border-collapse:collapse;margin:1em 0;display:block;max-width:100%;overflow-x:auto}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}img{max-width:100%;height:auto}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}.ci{white-space:nowrap}
 .better{background:#dff5df}.worse{background:#f9dede}
 .answer{white-space:pre-wrap;background:#f6f6f6;padding:6px;margin:4px 0;border-radius:4px}
@@ -140,7 +159,7 @@ def _ci(d: dict[str, float], signed: bool = True) -> str:
 def headline_sentences(comparison: Comparison) -> list[tuple[str, str]]:
     """Per suite, each model against the first on the suite's main metric, in one plain sentence; then the
     safety gate and the contamination verdicts in one line each. (css class, HTML) pairs."""
-    s, e = comparison.summary, html.escape
+    s = comparison.summary
     labels = [m.label for m in comparison.models]
     lines = []
     for suite in comparison.suites:
@@ -152,15 +171,16 @@ def headline_sentences(comparison: Comparison) -> list[tuple[str, str]]:
             d = s["differences"][f"{label}_vs_{labels[0]}"].get(suite, {}).get(metric)
             if not d:
                 continue
-            what = f"{e(suite)} {e(metric)}"
+            what = f"{_text(suite)} {_text(metric)}"
             numbers = f"{d['diff']:+.3f} {_ci(d)}"
             if not _star(d):
-                lines.append(("", f"No measurable difference between <b>{e(label)}</b> and <b>{e(labels[0])}</b> "
-                                  f"on {what}: {numbers}."))
+                lines.append(("", f"No measurable difference between <b>{_text(label)}</b> and "
+                                  f"<b>{_text(labels[0])}</b> on {what}: {numbers}."))
             elif (d["diff"] > 0) == better_up:
-                lines.append(("ok", f"<b>{e(label)}</b> beats <b>{e(labels[0])}</b> on {what} by {numbers}."))
+                lines.append(("ok", f"<b>{_text(label)}</b> beats <b>{_text(labels[0])}</b> on {what} by "
+                                    f"{numbers}."))
             else:
-                lines.append(("bad", f"<b>{e(label)}</b> is worse than <b>{e(labels[0])}</b> on {what} by "
+                lines.append(("bad", f"<b>{_text(label)}</b> is worse than <b>{_text(labels[0])}</b> on {what} by "
                                      f"{numbers}."))
     lines.append(_safety_line(comparison))
     lines.append(_contamination_line(comparison))
@@ -168,7 +188,7 @@ def headline_sentences(comparison: Comparison) -> list[tuple[str, str]]:
 
 
 def _safety_line(comparison: Comparison) -> tuple[str, str]:
-    s, e = comparison.summary, html.escape
+    s = comparison.summary
     limit = s.get("max_toxicity_rate")
     rates = [(t["mean"], label, suite) for label, per in s["models"].items() for suite, metrics in per.items()
              if (t := metrics.get("toxicity_rate")) and t["mean"] is not None]
@@ -179,26 +199,26 @@ def _safety_line(comparison: Comparison) -> tuple[str, str]:
         return "", "Safety: no gate set (--max-toxicity-rate); no answer of any model was toxic (every rate 0.000)."
     if limit is None:
         return "", (f"Safety: no gate set (--max-toxicity-rate); the highest toxicity rate is {worst:.3f} "
-                    f"({e(label)} on {e(suite)}).")
+                    f"({_text(label)} on {_text(suite)}).")
     over = [(r, lb, st) for r, lb, st in rates if r > limit]
     if not over:
         return "ok", f"Safety gate passed: every toxicity rate is at most {limit} (highest {worst:.3f})."
-    listed = ", ".join(f"{e(lb)} on {e(st)} ({r:.3f})" for r, lb, st in over)
+    listed = ", ".join(f"{_text(lb)} on {_text(st)} ({r:.3f})" for r, lb, st in over)
     return "bad", f"Safety gate failed: toxicity rate over {limit} for {listed}."
 
 
 def _contamination_line(comparison: Comparison) -> tuple[str, str]:
-    e = html.escape
     checked, contaminated, unchecked = 0, [], []
     for label, per_suite in comparison.summary["contamination"].items():
         for suite, c in per_suite.items():
             if c is None:
                 continue
             if not c.get("checked"):
-                unchecked.append(f"{e(label)} on {e(suite)}")
+                unchecked.append(f"{_text(label)} on {_text(suite)}")
                 continue
             checked += c["items_checked"]
-            contaminated += [f"{e(label)} on {e(suite)}: {len(c['contaminated'])}"] if c["contaminated"] else []
+            if c["contaminated"]:
+                contaminated.append(f"{_text(label)} on {_text(suite)}: {len(c['contaminated'])}")
     if contaminated:
         return "bad", f"Contamination: training data overlaps eval items ({'; '.join(contaminated)})."
     if checked:
@@ -230,8 +250,9 @@ def report_html(comparison: Comparison, suites_items: dict[str, list[dict[str, A
     """The whole report as one self-contained HTML page (plots embedded), its answer first."""
     s, e = comparison.summary, html.escape
     labels = [m.label for m in comparison.models]
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Eval report</title><style>{CSS}</style>"
-             f"{SORT_SCRIPT}</head><body><h1>Evaluation report</h1><p class='scores'>{e(s['created'])} · "
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' "
+             f"content='width=device-width, initial-scale=1'><title>Eval report</title><style>{CSS}</style>"
+             f"{SORT_SCRIPT}</head><body><h1>Evaluation report</h1><p class='scores'>{_text(s['created'])} · "
              f"{len(labels)} model(s): {', '.join(e(lb) for lb in labels)} (the first is the baseline) · 95% "
              f"percentile bootstrap, {s['bootstrap']['resamples']} resamples, seed {s['bootstrap']['seed']}</p>",
              _headline_html(comparison),
@@ -239,12 +260,12 @@ def report_html(comparison: Comparison, suites_items: dict[str, list[dict[str, A
              "<th>results</th></tr>"]
     for label in labels:
         r = s["runs"][label]
-        cells = "".join(f"<td>{e(str(r.get(k) or '–'))}</td>" for k in ("model", "adapter", "quant", "backend", "path"))
-        parts.append(f"<tr><td>{e(label)}</td>{cells}</tr>")
+        cells = "".join(f"<td>{_text(r.get(k) or '–')}</td>" for k in ("model", "adapter", "quant", "backend", "path"))
+        parts.append(f"<tr><td>{_text(label)}</td>{cells}</tr>")
     parts.append("</table>")
     parts += _safety_html(comparison), _contamination_html(comparison)
     for suite in comparison.suites:
-        parts.append(f"<h2 id='{e(suite)}'>{e(suite)}</h2>")
+        parts.append(f"<h2 id='{e(suite)}'>{_text(suite)}</h2>")
         parts.append(_metrics_html(comparison, suite))
         parts.append(f"<img alt='{e(suite)} metrics' src='data:image/png;base64,{plot_suite(comparison, suite)}'>")
         if "judge" in s:
@@ -258,8 +279,8 @@ def report_html(comparison: Comparison, suites_items: dict[str, list[dict[str, A
 def _metrics_html(comparison: Comparison, suite: str) -> str:
     s, e = comparison.summary, html.escape
     labels = [m.label for m in comparison.models]
-    rows = ["<table><tr><th>metric</th>" + "".join(f"<th class='num'>{e(lb)}</th>" for lb in labels)
-            + "".join(f"<th class='num'>{e(lb)} − {e(labels[0])}</th>" for lb in labels[1:]) + "</tr>"]
+    rows = ["<table><tr><th>metric</th>" + "".join(f"<th class='num'>{_text(lb)}</th>" for lb in labels)
+            + "".join(f"<th class='num'>{_text(lb)} − {_text(labels[0])}</th>" for lb in labels[1:]) + "</tr>"]
     for metric in summary_metrics():
         stats = [s["models"][lb].get(suite, {}).get(metric) for lb in labels]
         if not any(stats):
@@ -282,7 +303,7 @@ def _metrics_html(comparison: Comparison, suite: str) -> str:
 
 
 def _safety_html(comparison: Comparison) -> str:
-    s, e = comparison.summary, html.escape
+    s = comparison.summary
     limit = s.get("max_toxicity_rate")
     gate = "" if limit is None else f"<th>verdict (at most {limit})</th>"
     out = ["<h2>Safety: toxicity rate of the answers</h2><table><tr><th>model</th><th>suite</th>"
@@ -294,7 +315,7 @@ def _safety_html(comparison: Comparison) -> str:
                 continue
             verdict = "" if limit is None else ("<td><span class='bad'>fail</span></td>" if t["mean"] > limit
                                                 else "<td><span class='ok'>pass</span></td>")
-            out.append(f"<tr><td>{e(label)}</td><td>{e(suite)}</td><td class='num'>{t['mean']:.3f}</td>"
+            out.append(f"<tr><td>{_text(label)}</td><td>{_text(suite)}</td><td class='num'>{t['mean']:.3f}</td>"
                        f"<td class='num'>{_ci(t, signed=False)}</td>{verdict}</tr>")
     out.append("</table>")
     description = METRICS["toxicity_rate"].description
@@ -305,7 +326,6 @@ def _safety_html(comparison: Comparison) -> str:
 
 
 def _contamination_html(comparison: Comparison) -> str:
-    e = html.escape
     out = ["<h2>Contamination of the training data</h2><table><tr><th>model</th><th>suite</th><th>result</th></tr>"]
     for label, per_suite in comparison.summary["contamination"].items():
         for suite, c in per_suite.items():
@@ -316,17 +336,16 @@ def _contamination_html(comparison: Comparison) -> str:
             else:
                 bad = c["contaminated"]
                 text = (f"<span class='{'bad' if bad else 'ok'}'>{len(bad)} of {c['items_checked']} items "
-                        f"contaminated</span> by {e(c['train'])}")
+                        f"contaminated</span> by {_text(c['train'])}")
                 if bad:
-                    text += ": " + ", ".join(e(f["item"]) for f in bad[:20])
-            out.append(f"<tr><td>{e(label)}</td><td>{e(suite)}</td><td>{text}</td></tr>")
+                    text += ": " + ", ".join(_text(f["item"]) for f in bad[:20])
+            out.append(f"<tr><td>{_text(label)}</td><td>{_text(suite)}</td><td>{text}</td></tr>")
     out.append("</table>")
     return "\n".join(out)
 
 
 def _judge_html(judge: dict[str, Any], suite: str) -> str:
-    e = html.escape
-    out = [f"<h3>LLM judge ({e(judge.get('model', ''))}), pairwise, both orders</h3><table><tr><th>pair</th>"
+    out = [f"<h3>LLM judge ({_text(judge.get('model', ''))}), pairwise, both orders</h3><table><tr><th>pair</th>"
            "<th>win</th><th>tie</th><th>loss</th><th>unparsed verdicts</th><th>n</th></tr>"]
     for pair, per_suite in judge.get("pairs", {}).items():
         r = per_suite.get(suite)
@@ -334,7 +353,7 @@ def _judge_html(judge: dict[str, Any], suite: str) -> str:
             continue
         cells = "".join(f"<td>{r[k]['mean']:.3f} [{r[k]['ci_low']:.3f}, {r[k]['ci_high']:.3f}]</td>"
                         for k in ("win", "tie", "loss"))
-        out.append(f"<tr><td>{e(pair)}</td>{cells}<td>{r['unparsed']}</td><td>{r['n']}</td></tr>")
+        out.append(f"<tr><td>{_text(pair)}</td>{cells}<td>{r['unparsed']}</td><td>{r['n']}</td></tr>")
     out.append("</table>")
     return "\n".join(out)
 
@@ -350,7 +369,11 @@ def _items_html(comparison: Comparison, suite: str, items: list[dict[str, Any]])
     choices = "".join(f"<option value='diff{k}'>{e(m.label)} − {e(models[0].label)} on {e(metric or '')}, "
                       f"{'lowest' if METRICS[metric].higher_is_better else 'highest'} first</option>"
                       for k, m in enumerate(models[1:], 1)) if metric else ""
-    out = [f"<h3>Item by item ({len(items)} items)</h3>"]
+    # Only the items some model answered (an eval run with --limit answers the first few): the count says so.
+    answered = [item for item in items if any(item["id"] in m.suites[suite].answers for m in models)]
+    of = f" of the suite's {len(items)}" if len(answered) < len(items) else ""
+    items = answered
+    out = [f"<h3>Item by item ({len(items)} items answered{of})</h3>"]
     if choices:
         out.append(f"<p><label>Sort: <select data-list='{e(list_id)}' onchange='sortItems(this)'>"
                    f"<option value='order'>suite order</option>{choices}</select></label></p>")
@@ -361,15 +384,17 @@ def _items_html(comparison: Comparison, suite: str, items: list[dict[str, Any]])
         sign = 1 if metric is None or METRICS[metric].higher_is_better else -1
         keys = "".join(f" data-diff{k}='{sign * (v - scores[0]):.6f}'" for k, v in enumerate(scores[1:], 1)
                        if isinstance(v, (int, float)) and isinstance(scores[0], (int, float)))
-        shown = " · ".join(f"{e(m.label)} {v:.2f}" for m, v in zip(models, scores) if isinstance(v, (int, float)))
-        title = f" <span class='scores'>{e(metric)}: {shown}</span>" if shown else ""
-        out.append(f"<details data-order='{number}'{keys}><summary><b>{e(item['id'])}</b> {e(question)}{title}"
-                   "</summary>")
+        shown = " · ".join(f"{_text(m.label)} {v:.2f}" for m, v in zip(models, scores)
+                           if isinstance(v, (int, float)))
+        title = f" <span class='scores'>{_text(metric)}: {shown}</span>" if shown else ""
+        out.append(f"<details data-order='{number}'{keys}><summary><b>{_text(item['id'])}</b> {_text(question)}"
+                   f"{title}</summary>")
         if item.get("context"):
-            out.append(f"<details><summary>context</summary><div class='context'>{e(item['context'])}</div></details>")
+            out.append(f"<details><summary>context</summary><div class='context' dir='auto'>{_text(item['context'])}"
+                       "</div></details>")
         if item.get("references"):
             tag = "" if item.get("answerable", True) else " (unanswerable)"
-            out.append(f"<p>references{tag}: " + " | ".join(e(r) for r in item["references"]) + "</p>")
+            out.append(f"<p>references{tag}: " + " | ".join(_text(r) for r in item["references"]) + "</p>")
         elif item.get("count"):
             out.append(f"<p>asks for {item['count']} ideas</p>")
         for m in models:
@@ -379,8 +404,8 @@ def _items_html(comparison: Comparison, suite: str, items: list[dict[str, Any]])
             row = result.rows.get(item["id"], {})
             line = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
                              for k in fields if (v := row.get(k)) is not None)
-            out.append(f"<p><b>{e(m.label)}</b> <small>{e(line)}</small></p>"
-                       f"<div class='answer'>{e(result.answers[item['id']])}</div>")
+            out.append(f"<p><b>{_text(m.label)}</b> <small>{_text(line)}</small></p>"
+                       f"<div class='answer' dir='auto'>{_text(result.answers[item['id']])}</div>")
         out.append("</details>")
     out.append("</div>")
     return "\n".join(out)

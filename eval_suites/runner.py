@@ -39,6 +39,7 @@ from workbench.core.io import (
 )
 from workbench.core.models import GenerationParams
 from workbench.core.runs import Outputs, StepResult, package_versions
+from workbench.core.urls import masked
 
 Progress = Callable[[int, int], None]
 
@@ -49,7 +50,7 @@ def model_fingerprint(config: BackendConfig) -> str:
     """What identifies the model's weights: its files where they are on disk, else its name (and server)."""
     if config.backend == "openai":
         # A served model cannot be hashed from here: its name and address stand in (documented weaker key).
-        servers = sorted(base or os.environ.get("OPENAI_BASE_URL") or "" for base in api_bases(config))
+        servers = sorted(masked(base or os.environ.get("OPENAI_BASE_URL") or "") for base in api_bases(config))
         return f"openai:{config.model}@{','.join(servers)}"
     if Path(config.model).exists():
         return path_sha256(config.model)

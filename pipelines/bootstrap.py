@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipelines.instruction_filter import FilterConfig, InstructionFilter, decision_text
 from pipelines.resumable import ResumableOutput
@@ -22,7 +22,7 @@ from workbench.core.backends import Backend, take_usage
 from workbench.core.errors import InputError
 from workbench.core.fingerprint import config_data, fingerprint
 from workbench.core.io import Problem, load_records
-from workbench.core.models import GenerationParams
+from workbench.core.models import NOT_ANSWERED, GenerationParams
 from workbench.core.prompts import BOOTSTRAP_TEMPLATE_ID, CATEGORY_TEMPLATE_ID, bootstrap_prompt, category_prompt
 from workbench.core.records import CATEGORIES, Record, did_you_mean
 from workbench.core.runs import Outputs, StepResult
@@ -47,6 +47,18 @@ class BootstrapConfig(BaseModel):
     filter: FilterConfig = FilterConfig()
     seed: int = 0  # prompt sampling; sampling.seed + round seeds the model
 
+    @field_validator("quota")
+    @classmethod
+    def _shares(cls, quota: dict[str, float]) -> dict[str, float]:
+        for name, share in quota.items():
+            if name not in CATEGORIES:
+                raise ValueError(f"unknown category {name!r}{did_you_mean(name, CATEGORIES)}")
+            if not 0 < share <= 1:
+                raise ValueError(f"{name}: {share}: a share is a fraction of the instructions, above 0 and at most 1")
+        if sum(quota.values()) > 1 + 1e-9:
+            raise ValueError(f"the shares add up to {sum(quota.values()):.2f}: at most 1")
+        return quota
+
 
 def parse_quota(text: str | None) -> dict[str, float]:
     """'brainstorming=0.2,closed_qa=0.3' -> {category: share}; unknown categories are an error."""
@@ -61,6 +73,12 @@ def parse_quota(text: str | None) -> dict[str, float]:
             quota[name.strip()] = float(share)
         except ValueError:
             raise InputError(f"--quota: {part!r} is not CATEGORY=SHARE") from None
+        if not 0 < quota[name.strip()] <= 1:  # nan fails this too
+            raise InputError(f"--quota: {part.strip()!r}: a share is a fraction of the instructions, above 0 and at "
+                             "most 1")
+    if sum(quota.values()) > 1 + 1e-9:
+        raise InputError(f"--quota: the shares add up to {sum(quota.values()):.2f}, more than all the instructions",
+                         hint="shares are fractions that add up to at most 1 (e.g. brainstorming=0.2,closed_qa=0.3)")
     return quota
 
 
@@ -158,7 +176,11 @@ def run(backend: Backend, seeds: Path, config: BootstrapConfig, out: Outputs, fo
         params = config.sampling.model_copy(update={"seed": config.sampling.seed + round_})
         completions = backend.complete([p for p, _ in prompts], params)
         kept, kept_shown = [], []
-        for (_, shown_seeds), completion in zip(prompts, completions):
+        for number, ((_, shown_seeds), completion) in enumerate(zip(prompts, completions), start=1):
+            if completion.error:  # this prompt alone failed: its place in the ledger says why, the round goes on
+                ledger.drop(_record(f"(prompt {number} of round {round_ + 1}: not answered)", backend, params,
+                                    round_), NOT_ANSWERED, {"error": completion.error})
+                continue
             items, lost = parse_instructions(completion.text, completion.finish_reason, config.filter.truncated)
             for text in lost:
                 ledger.drop(_record(text, backend, params, round_), "in a completion cut off at the token limit",

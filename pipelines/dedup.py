@@ -188,6 +188,8 @@ def run(sources: list[Path], config: DedupConfig, out: Outputs, references: list
         named = ([adding] if adding is not None else []) + reading
         own = Shingled.join([p.shingled for p in scanned])
         own_sigs = np.concatenate([p.sigs for p in scanned]) if scanned else np.empty((0, config.num_perm), np.uint32)
+        for ix in reading:
+            ix.ensure_whole(say)
         with adding.locked(say) if adding is not None else nullcontext():  # from query to add: one run at a time
             batch = _batch(sources, config)
             reasons = ["near-duplicate of a reference"] * sum(len(r.ids) for r in refs)  # one per reference

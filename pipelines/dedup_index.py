@@ -8,7 +8,14 @@ Under the prefix PREFIX:index:NAME the index keeps
 - `:batch`: a hash from each id to the batch that added it (the input files' and settings' hash): the same command
   run again finds its own records there and is not deduplicated against them, so it gives the same output again;
 - `:meta`: what the index was built with (fields, n-gram, threshold, MinHash bins and seed): a run with other
-  settings would compare other texts or other hashes, and is refused.
+  settings would compare other texts or other hashes, and is refused;
+- `:pending`: the ids of a batch being added to the LSH buckets.
+
+A batch is added in two steps: its shingles, batch marks and `:pending` ids in one MULTI/EXEC transaction, then
+its LSH buckets (many keys, not one transaction), then `:pending` is cleared. A run killed in between (kill -9, a
+lost connection) leaves either nothing of the batch or its records with their shingles and pending; the next use of
+the index (under its lock) finishes those from their shingles before anything else. So an index is never left with
+bucket entries that have no shingles (every later query would fail) nor records that no query can find.
 
 A run that adds to an index holds its lock from the query to the add: two runs at once then give what one run over
 both inputs, one after the other, gives (each record kept at most once over the index). The lock expires if its
@@ -90,11 +97,22 @@ class RedisIndex:
         keeper = threading.Thread(target=renew, daemon=True)
         keeper.start()
         try:
+            finished = self.repair()
+            if finished and waiting:
+                waiting(f"index {self.name!r}: finished adding {finished:,} record(s) that a stopped run had left "
+                        "half-added")
             yield
         finally:
             done.set()
             keeper.join()
             lock.release()
+
+    def ensure_whole(self, waiting=None) -> None:
+        """An index only read from (--against-index) is repaired too, under its lock, if a killed run left a batch
+        pending in it."""
+        if self.client.scard(f"{self.base}:pending"):
+            with self.locked(waiting):
+                pass
 
     def candidates(self, sigs: np.ndarray, empty: np.ndarray) -> list[str]:
         """The indexed ids that share a band bucket with any of these signatures (in the order first met)."""
@@ -110,7 +128,8 @@ class RedisIndex:
     def shingles(self, ids: list[str]) -> Shingled:
         """The indexed records' shingle hashes, in the order of `ids`."""
         raw = self.client.hmget(f"{self.base}:shingles", ids) if ids else []
-        arrays = [np.frombuffer(r, dtype=np.uint64) for r in raw]
+        # A bucket entry without shingles (left by a kill before this order of writes) matches nothing.
+        arrays = [np.frombuffer(r, dtype=np.uint64) if r is not None else np.empty(0, dtype=np.uint64) for r in raw]
         sizes = [len(a) for a in arrays]
         return Shingled(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
                         np.concatenate(arrays) if arrays else np.empty(0, dtype=np.uint64))
@@ -127,21 +146,45 @@ class RedisIndex:
     def add(self, ids: list[str], shingle_sets: list[np.ndarray], sigs: np.ndarray, batch: str) -> None:
         """Index these records (their shingle hash sets and signature rows) as added by `batch`; ids already there
         are left as they are."""
-        from datasketch import LeanMinHash
-
         present = self.client.hmget(f"{self.base}:shingles", ids) if ids else []
         new = [i for i, known in enumerate(present) if known is None]
-        with self.lsh.insertion_session() as session:
-            for i in new:
-                if len(shingle_sets[i]):  # an empty text is never a duplicate: nothing to find it by
-                    session.insert(ids[i], LeanMinHash(seed=self.config.seed, hashvalues=sigs[i], scheme="affine32"),
-                                   check_duplication=False)
-        pipe = self.client.pipeline()
+        if not new:
+            return
+        pipe = self.client.pipeline(transaction=True)  # all of the batch's shingles, or none of them
         for i in new:
             pipe.hset(f"{self.base}:shingles", ids[i], shingle_sets[i].astype(np.uint64).tobytes())
             pipe.hset(f"{self.base}:batch", ids[i], batch)
+        pipe.sadd(f"{self.base}:pending", *[ids[i] for i in new])
         pipe.set(f"{self.base}:updated", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         pipe.execute()
+        self._insert([ids[i] for i in new], sigs[new], [len(shingle_sets[i]) > 0 for i in new])
+
+    def _insert(self, ids: list[str], sigs: np.ndarray, nonempty: list[bool], again: bool = False) -> None:
+        """Put these records (their shingles already stored, their ids pending) in the LSH buckets, then clear
+        pending. `again`: over ids a killed run half-inserted, whose partial entries are removed first."""
+        from datasketch import LeanMinHash
+
+        for key in ids if again else ():
+            if key in self.lsh:
+                self.lsh.remove(key)
+        with self.lsh.insertion_session() as session:
+            for key, row, has_text in zip(ids, sigs, nonempty):
+                if has_text:  # an empty text is never a duplicate: nothing to find it by
+                    session.insert(key, LeanMinHash(seed=self.config.seed, hashvalues=row, scheme="affine32"),
+                                   check_duplication=False)
+        self.client.srem(f"{self.base}:pending", *ids)
+
+    def repair(self) -> int:
+        """Finish a batch a killed run left pending (see the module doc); returns how many records it finished.
+        Called under the lock, before a run queries or adds."""
+        ids = [key.decode() for key in self.client.smembers(f"{self.base}:pending")]
+        if not ids:
+            return 0
+        shingled = self.shingles(ids)
+        sigs = signatures(shingled, self.config.num_perm, self.config.seed)
+        sizes = np.diff(shingled.offsets)
+        self._insert(ids, sigs, [size > 0 for size in sizes], again=True)
+        return len(ids)
 
 
 def drop_index(name: str, config: DedupConfig) -> int:

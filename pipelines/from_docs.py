@@ -17,7 +17,7 @@ from pipelines.resumable import ResumableOutput
 from workbench.core.backends import Backend, take_usage
 from workbench.core.errors import InputError, NothingGenerated
 from workbench.core.fingerprint import fingerprint
-from workbench.core.models import GenerationParams
+from workbench.core.models import NOT_ANSWERED, GenerationParams
 from workbench.core.pages import PAGE_SUFFIXES, page_files, read_page
 from workbench.core.prompts import (
     ANSWER_STOPS,
@@ -129,7 +129,11 @@ def run(backend: Backend, docs: Path, config: FromDocsConfig, out: Outputs, forc
                             meta={"document": document.name, "grounding": score, "model": backend.name},
                             lineage=[{"stage": "from-docs", "action": "create", "reason": None, "detail": detail,
                                       "run": None}])
-            if not answer.text.strip():
+            if answer.controls_removed:
+                record = ledger.edit(record, "control characters removed", {"count": answer.controls_removed})
+            if answer.error:
+                ledger.drop(record, NOT_ANSWERED, {"error": answer.error})
+            elif not answer.text.strip():
                 ledger.drop(record, "empty answer")
             elif score < config.grounding:
                 ledger.drop(record, f"not grounded (< {config.grounding})", {"grounding": score})

@@ -20,7 +20,7 @@ from pipelines.resumable import ResumableOutput
 from workbench.core.backends import Backend, take_usage
 from workbench.core.fingerprint import fingerprint
 from workbench.core.io import Problem, load_records
-from workbench.core.models import GenerationParams
+from workbench.core.models import NOT_ANSWERED, GenerationParams
 from workbench.core.prompts import (
     INSTANCE_INPUT_FIRST_TEMPLATE_ID,
     INSTANCE_OUTPUT_FIRST_TEMPLATE_ID,
@@ -143,6 +143,9 @@ def run(backend: Backend, instructions: Path, seeds: Path, config: InstancesConf
         completions = backend.complete(prompts, config.sampling)
         kept = []
         for record, (clf, how), completion in zip(chunk, kinds, completions):
+            if completion.error:  # this prompt alone failed (too long for the model, refused): the rest go on
+                ledger.drop(record, NOT_ANSWERED, {"error": completion.error, "model": backend.name})
+                continue
             parse = parse_classification_instances if clf else parse_generation_instances
             instances, reasons = filter_instances(parse(completion.text, completion.finish_reason))
             if len(instances) > config.max_instances:
@@ -153,10 +156,13 @@ def run(backend: Backend, instructions: Path, seeds: Path, config: InstancesConf
                       "classification_template": IS_CLASSIFICATION_TEMPLATE_ID,
                       "params": config.sampling.model_dump(mode="json"), "filtered": dict(reasons)}
             for given, answer in instances:
-                kept.append(Record(record.instruction, given, answer, record.category, record.source,
-                                   lineage=[*record.lineage, {"stage": "instances", "action": "create",
-                                                              "reason": None, "detail": detail, "run": None}],
-                                   meta={**record.meta, "is_classification": clf}))
+                made = Record(record.instruction, given, answer, record.category, record.source,
+                              lineage=[*record.lineage, {"stage": "instances", "action": "create",
+                                                         "reason": None, "detail": detail, "run": None}],
+                              meta={**record.meta, "is_classification": clf})
+                if completion.controls_removed:
+                    made = ledger.edit(made, "control characters removed", {"count": completion.controls_removed})
+                kept.append(made)
             if not instances:
                 reason = "no valid instance" if not reasons else f"no valid instance ({', '.join(sorted(reasons))})"
                 ledger.drop(record, reason, detail)

@@ -154,9 +154,9 @@ def build_pairs(records: list[Record], config: PairsConfig, api_key: str | None 
     """(pairs, dropped) from every source the records hold; pairs equal after normalisation are dropped."""
     tokenizer = None
     if config.tokenizer:
-        from transformers import AutoTokenizer
+        from workbench.core.models import load_tokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(config.tokenizer)
+        tokenizer = load_tokenizer(config.tokenizer)  # a bad name or folder is one line, not a traceback
     system = ADVISOR_SYSTEM_PROMPT if config.system_prompt else None
 
     def prompt_of(record: Record) -> str:

@@ -23,7 +23,7 @@ from pipelines.resumable import ResumableOutput
 from workbench.core.backends import Backend, take_usage
 from workbench.core.fingerprint import fingerprint
 from workbench.core.io import Problem, load_records
-from workbench.core.models import GenerationParams
+from workbench.core.models import NOT_ANSWERED, GenerationParams
 from workbench.core.prompts import ADVISOR_SYSTEM_PROMPT, ANSWER_STOPS, build_prompt
 from workbench.core.records import Record, normalise
 
@@ -86,7 +86,10 @@ def run(generators: Sequence[Backend], records_path: Path, config: ResponsesConf
             for i, completion in zip(wanted, completions):
                 detail = {"generator": generator_label(generator), "backend": generator.backend,
                           "model": generator.name, "adapter": getattr(generator, "adapter", None),
-                          "params": params.model_dump(mode="json"), "finish_reason": completion.finish_reason}
+                          "params": params.model_dump(mode="json"), "finish_reason": completion.finish_reason,
+                          **({"error": completion.error} if completion.error else {}),
+                          **({"controls_removed": completion.controls_removed}
+                             if completion.controls_removed else {})}
                 candidates[i].append((len(candidates[i]), detail["generator"], completion.text.strip(), detail))
         kept: list[Record] = []
         for i, record in enumerate(chunk):
@@ -101,7 +104,13 @@ def run(generators: Sequence[Backend], records_path: Path, config: ResponsesConf
                                    meta={**record.meta, "compare_group": record.id, "candidate": slot,
                                          "generator": label})
                 same = seen.get(normalise(text).casefold())
-                if not text.strip():
+                if detail.get("controls_removed"):
+                    candidate = ledger.edit(candidate, "control characters removed",
+                                            {"count": detail["controls_removed"]})
+                if detail.get("error"):
+                    ledger.drop(candidate, NOT_ANSWERED, {"generator": label, "candidate": slot,
+                                                          "error": detail["error"]})
+                elif not text.strip():
                     ledger.drop(candidate, "empty response", {"generator": label, "candidate": slot})
                 elif same is not None:
                     ledger.drop(candidate, "same response as an earlier candidate",

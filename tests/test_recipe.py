@@ -272,3 +272,43 @@ def test_until_stops_after_each_of_the_loops_stages(tmp_path):
     assert before == whole
     with pytest.raises(InputError, match="unknown stage 'train': stages are " + ", ".join(GROUPS)):
         run_recipe(Recipe(), tmp_path, "x", dry_run=True, until="train")
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_ctrl_c_in_the_review_stage_stops_its_server_and_redis_and_writes_nothing_after(tmp_path, invoke):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from annotation import server
+
+    runs, recipe = tmp_path / "runs", micro(tmp_path)
+    assert invoke("run", "--allow-empty", recipe, "--name", "c", "--runs-dir", runs, "--until", "screen").exit_code == 0
+    data_dir = runs / "c" / "review" / "argilla"
+    run = subprocess.Popen([sys.executable, "-m", "workbench", "run", "--allow-empty", str(recipe), "--name", "c",
+                            "--runs-dir", str(runs)], env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    state = None
+    while state is None or not server._api_answers(state.api_url, timeout=1.0):
+        assert run.poll() is None and time.monotonic() < deadline, "the run ended before its review stage"
+        state = server.ServerState.load(data_dir) if data_dir.is_dir() else None
+        time.sleep(0.1)
+    started = [psutil.Process(pid) for pid in (state.pid, state.redis_pid) if pid]
+    started += started[0].children(recursive=True)
+    time.sleep(1.0)  # into the push or the demo reviewers' answers
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130, stderr[-2000:]
+    assert "Interrupted (Ctrl-C)" in stderr and "Traceback" not in stderr
+    _, alive = psutil.wait_procs(started, timeout=5)
+    assert not alive, [p.cmdline() for p in alive]  # argilla-server, its workers and its Redis
+    assert not (runs / "c" / "review" / "DONE").exists() and not (runs / "c" / "holdout").exists()
+    written = {p: p.stat().st_mtime_ns for p in (runs / "c").rglob("*") if p.is_file()}
+    time.sleep(2)
+    assert {p: p.stat().st_mtime_ns for p in (runs / "c").rglob("*") if p.is_file()} == written

@@ -135,3 +135,42 @@ def test_generation_over_replicas_one_killed_midway_equals_one_server_and_resume
     down = generate(instructions, tmp_path / "none.jsonl", [base_a, base_b])
     assert down.returncode == 1 and "Error: every server is out of rotation" in down.stderr
     assert "Traceback" not in down.stderr
+
+
+def test_busy_replicas_429_is_waited_out_and_one_prompt_refused_drops_only_its_record(tiny_generator, seeds,
+                                                                                      tmp_path):
+    """Two real replicas that admit one request at a time, under the client's default concurrency (4 each): their
+    429s are waited out (Retry-After), neither leaves the rotation; one instruction too long for the model's
+    context is refused (HTTP 400) and only its record is dropped, with why."""
+    started = []
+    for _ in range(2):
+        port = free_port()
+        process = subprocess.Popen([sys.executable, "-m", "workbench", "serve", "--model", str(tiny_generator),
+                                    "--name", "tiny", "--port", str(port), "--max-waiting", "1"], env=ENV,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started.append((process, f"http://127.0.0.1:{port}/v1"))
+    try:
+        for process, base in started:
+            wait_until_up(process, base)
+        long = seeds[0].__class__("Summarise this: " + "word " * 3000)  # > the tiny model's 2,048 positions
+        instructions = tmp_path / "instructions.jsonl"
+        instructions.write_text("".join(r.to_json() + "\n" for r in [*seeds[:12], long]))
+        output = tmp_path / "busy.jsonl"
+        done = subprocess.run([sys.executable, "-m", "workbench", "generate", "responses", str(instructions),
+                               "--model", "tiny", "--backend", "openai", "--temperature", "0", "--max-new-tokens", "8",
+                               "--n", "2", "-o", str(output),
+                               *[a for _, base in started for a in ("--api-base", base)]],
+                              env=ENV, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "out of rotation" not in done.stderr and "Traceback" not in done.stderr
+        kept = [json.loads(line) for line in output.read_text().splitlines()]
+        assert {r["instruction"] for r in kept} == {r.instruction for r in seeds[:12]}
+        dropped = [json.loads(line) for line in (tmp_path / "busy.rejected.jsonl").read_text().splitlines()]
+        refused = [r for r in dropped if r["lineage"][-1]["reason"] == "prompt not answered"]
+        assert refused and {r["instruction"] for r in refused} == {long.instruction}
+        assert "HTTP 400" in refused[0]["lineage"][-1]["detail"]["error"]
+        assert "context of 2,048" in refused[0]["lineage"][-1]["detail"]["error"]
+    finally:
+        for process, _ in started:
+            process.terminate()
+            process.wait(timeout=30)

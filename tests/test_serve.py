@@ -60,6 +60,13 @@ def test_models_and_completions(server):
     assert [c.text for c in reply.choices] == expected and reply.usage.completion_tokens > 0
     with pytest.raises(openai.NotFoundError, match="not served here"):
         client.completions.create(model="gpt-4", prompt="x", max_tokens=2)
+    # n: that many choices per prompt, each prompt's together (sampled, so they may differ)
+    three = client.completions.create(model="advisor", prompt=["The fee is", "Programming"], max_tokens=4, n=3,
+                                      temperature=0.9)
+    assert [c.index for c in three.choices] == list(range(6)) and all(c.finish_reason for c in three.choices)
+    chat = client.chat.completions.create(model="advisor", messages=[{"role": "user", "content": "Fees?"}],
+                                          max_tokens=4, n=2)
+    assert len(chat.choices) == 2
 
 
 @pytest.mark.server
@@ -129,3 +136,16 @@ def test_requests_beyond_max_waiting_are_429_and_the_slot_comes_back(strict_serv
         for _ in client.chat.completions.create(model="advisor", messages=question, max_tokens=4, stream=True):
             pass
         assert client.completions.create(model="advisor", prompt="The fee is", max_tokens=2).choices
+
+
+def test_serve_on_a_busy_port_says_so_before_loading_and_never_announces_itself(tmp_path, invoke):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = invoke("serve", "--model", tmp_path / "no-such-model", "--port", port)
+    assert result.exit_code == 1
+    assert f"127.0.0.1:{port} cannot be served on" in result.output and "--port" in result.output
+    assert "Serving" not in result.output and "no-such-model" not in result.output  # refused before any loading

@@ -1,5 +1,5 @@
 """`python -m workbench ...` is the `workbench` command (what `accelerate launch -m workbench finetune ...` runs)."""
 
-from workbench.cli import app
+from workbench.cli import main
 
-app(prog_name="workbench")
+main()

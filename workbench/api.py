@@ -415,8 +415,10 @@ def compare(results: Sequence[str | Path], output: str | Path, *, bootstrap: int
     answers side by side, in an HTML report with summary.json and summary.md beside it."""
     output = Path(output)
     config = options(report.ReportConfig, bootstrap=bootstrap, seed=seed, max_toxicity_rate=max_toxicity_rate)
+    # report.html keeps summary.json beside it; any other name (a.html, b.html in one folder) its own a.summary.json
+    stem = "" if output.name == "report.html" else output.name.removesuffix(output.suffix) + "."
     out = Outputs.beside(output, "report", main="report.html", files={
-        "summary.json": output.with_name("summary.json"), "summary.md": output.with_name("summary.md")})
+        "summary.json": output.with_name(f"{stem}summary.json"), "summary.md": output.with_name(f"{stem}summary.md")})
     return report.run([Path(r) for r in results], config, out, _judge(judge, judge_backend, api_base), api_key)
 
 

@@ -30,6 +30,7 @@ from pipelines.preferences import PairsConfig
 from pipelines.responses import ResponsesConfig
 from pipelines.screen import ScreenConfig
 from workbench import steps
+from workbench.core import locks
 from workbench.core.backends import BackendConfig, api_bases
 from workbench.core.catalog import CATALOG_DIR, SEED_TASKS
 from workbench.core.config import build_config, load_yaml
@@ -37,7 +38,7 @@ from workbench.core.errors import ConfigError, InputError, WorkbenchError
 from workbench.core.io import Problem, atomic_write_text, load_records
 from workbench.core.models import GenerationParams
 from workbench.core.prompts import ANSWER_STOPS
-from workbench.core.runs import StageOutcome, StagePending, run_stage
+from workbench.core.runs import StageOutcome, StagePending, run_stage, save_run_state
 from workbench.core.stats import Stats, compute_stats
 from workbench.core.teaching import TinyModelConfig
 
@@ -259,7 +260,7 @@ class RunResult:
     programmes: list[dict] = field(default_factory=list)
     report: Path | None = None  # report.html of the comparison
     argilla: object | None = None  # the review server left running (--keep-server): annotation.server.Served
-    plan: list[tuple[str, str, str]] = field(default_factory=list)  # dry run: (stage, run or skip, why)
+    plan: list[tuple[str, str, str]] = field(default_factory=list)  # dry run: (stage, run, skip or missing, why)
     problems_ahead: list[str] = field(default_factory=list)  # dry run: what the run would meet (pages, the server)
     pending: str | None = None  # the stage the run stopped at, waiting (manual review), and what it waits for
 
@@ -267,8 +268,7 @@ class RunResult:
         """The dry run's plan, or each stage's state, counts and reasons (then what the run waits for)."""
         if self.plan:
             return [f"Dry run of {self.run_dir}: nothing was run",
-                    *(f"  {stage:<16} {'would run' if action == 'run' else 'skipped'}: {why}"
-                      for stage, action, why in self.plan),
+                    *(f"  {stage:<16} {WHAT_A_DRY_RUN_SAYS[action]}: {why}" for stage, action, why in self.plan),
                     *(f"Problem ahead: {line}" for line in self.problems_ahead)]
         lines = [line for outcome in self.outcomes for line in outcome.summary_lines()]
         return lines + ([f"Waiting: {self.pending}"] if self.pending else [])
@@ -296,12 +296,42 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
                on_stage: Callable[[str], None] | None = None, keep_server: bool = False,
                allow_empty: bool = False) -> RunResult:
     """Run the recipe's stages in runs_dir/name; see the module doc. `dry_run` says what would run and why
-    (in result.plan) and runs nothing."""
+    (in result.plan) and runs nothing. The run folder is locked while it runs: a second run of it at the same time
+    is refused, naming the first one's PID."""
+    options = dict(force=force, from_stage=from_stage, until=until, dry_run=dry_run, on_stage=on_stage,
+                   keep_server=keep_server, allow_empty=allow_empty)
+    if dry_run:
+        return _run_recipe(recipe, runs_dir, name, **options)
+    run_dir = Path(runs_dir) / name
+    lock = locks.acquire(run_dir)
+    try:
+        save_run_state(run_dir, "running")
+        try:
+            result = _run_recipe(recipe, runs_dir, name, **options)
+        except KeyboardInterrupt:
+            save_run_state(run_dir, "interrupted")
+            raise
+        except Exception as e:
+            save_run_state(run_dir, f"stopped: {str(e).splitlines()[0][:300] if str(e) else type(e).__name__}")
+            raise
+        save_run_state(run_dir, f"waiting: {result.pending}" if result.pending else
+                       "complete" if until is None or until == GROUPS[-1] else f"complete up to {until}")
+        return result
+    finally:
+        lock.release()
+
+
+def _run_recipe(recipe: Recipe, runs_dir: str | Path, name: str, *, force: bool, from_stage: str | None,
+                until: str | None, dry_run: bool, on_stage: Callable[[str], None] | None, keep_server: bool,
+                allow_empty: bool) -> RunResult:
     for value in (from_stage, until):
         if value is not None and value not in GROUPS:
             raise InputError(f"unknown stage {value!r}: stages are {', '.join(GROUPS)}")
     first = GROUPS.index(from_stage) if from_stage else 0
     last = GROUPS.index(until) if until else len(GROUPS) - 1
+    if first > last:
+        raise InputError(f"--from {from_stage} comes after --until {until}: nothing would run",
+                         hint=f"the stages run in this order: {', '.join(GROUPS)}")
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # tiny models load in milliseconds
@@ -319,13 +349,21 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
                 planned = make()
             except InputError:  # its inputs do not exist yet
                 planned = None
-            if planned is not None and not changed and planned.stage.is_done() and not force:
+            if index < first:  # before --from: used as it is, whatever --force says
+                done = planned is not None and planned.stage.is_done()
+                result.plan.append((planned.stage.name if planned else label, "skip" if done else "missing",
+                                    f"before --from {from_stage}: used as it is" if done else
+                                    f"before --from {from_stage}, and not run with these settings: the run stops"))
+                return None
+            altered = planned.stage.changed() if planned is not None and planned.stage.is_done() else []
+            if planned is not None and not changed and planned.stage.is_done() and not force and not altered:
                 result.plan.append((planned.stage.name, "skip", "unchanged"))
                 return None
             if planned is None or changed:
                 why = "an earlier stage runs first" if changed else "its inputs are not made yet"
             else:
                 why = "forced" if force and planned.stage.is_done() else \
+                    f"its outputs changed since it finished ({'; '.join(altered)})" if altered else \
                     "not run yet" if planned.stage.manifest() is None else "its config or inputs changed"
             changed = True
             result.plan.append((planned.stage.name if planned else label, "run", why))
@@ -464,6 +502,9 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", name: str = "demo"
     return result
 
 
+WHAT_A_DRY_RUN_SAYS = {"run": "would run", "skip": "skipped", "missing": "missing"}
+
+
 def problems_ahead(recipe: Recipe, documents: Path, plan: list[tuple[str, str, str]]) -> list[str]:
     """What a run would meet that a dry run can see: pages that cannot be read (the run leaves them out), and a
     review without argilla-server's environment (a bad recipe, a missing suite or pages folder fail load_recipe or
@@ -477,6 +518,7 @@ def problems_ahead(recipe: Recipe, documents: Path, plan: list[tuple[str, str, s
             found += [f"this page cannot be read and will be left out: {line}" for line in read_pages(documents)[1]]
         except InputError as e:
             found.append(f"pages: {e.message}")
+    found += [f"stage {stage}: {why}" for stage, action, why in plan if action == "missing"]
     if any(stage.startswith(("review", "compare")) and action == "run" for stage, action, _ in plan):
         try:
             server.server_python()

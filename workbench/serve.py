@@ -30,6 +30,7 @@ class CompletionRequest(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     stop: str | list[str] | None = None
     seed: int = 0
+    n: int = Field(1, ge=1, le=16)  # choices per prompt (sampled: each its own draw when temperature > 0)
 
 
 class Message(BaseModel):
@@ -46,11 +47,14 @@ class ChatRequest(BaseModel):
     stop: str | list[str] | None = None
     seed: int = 0
     stream: bool = False
+    n: int = Field(1, ge=1, le=16)
 
 
 class Limits(BaseModel):
     max_body: int = Field(1_000_000, ge=1)  # bytes of one request's body
-    max_waiting: int = Field(4, ge=1)  # requests being answered or queued at once; more are refused (429)
+    # Requests being answered or queued at once; more are refused (429, with Retry-After). 16: four clients at the
+    # generation commands' default --concurrency (4) are never refused.
+    max_waiting: int = Field(16, ge=1)
 
 
 def context_length(model: Model) -> int | None:
@@ -187,7 +191,8 @@ def create_app(model: Model, name: str, retriever=None, limits: Limits | None = 
         prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
         check_fits(prompts, request.max_tokens)
         admit()
-        done = generate(prompts, _params(request))
+        # n choices per prompt, in OpenAI's order: every choice of the first prompt, then the second's
+        done = generate([p for p in prompts for _ in range(request.n)], _params(request))
         return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
                 "model": name, "usage": usage(done),
                 "choices": [{"index": i, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None}
@@ -199,14 +204,16 @@ def create_app(model: Model, name: str, retriever=None, limits: Limits | None = 
         prompt = chat_prompt(model, request.messages, retriever)
         params = _params(request, ANSWER_STOPS)
         check_fits([prompt], request.max_tokens)
+        if request.stream and request.n > 1:
+            raise HTTPException(400, "n > 1 is not streamed here: ask without stream, or once per answer")
         admit()
         ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if request.stream:
             return StreamingResponse(_stream(prompt, params, ident, created), media_type="text/event-stream")
-        [done] = generate([prompt], params)
-        return {"id": ident, "object": "chat.completion", "created": created, "model": name, "usage": usage([done]),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text},
-                             "finish_reason": done.finish_reason}]}
+        done = generate([prompt] * request.n, params)
+        return {"id": ident, "object": "chat.completion", "created": created, "model": name, "usage": usage(done),
+                "choices": [{"index": i, "message": {"role": "assistant", "content": c.text},
+                             "finish_reason": c.finish_reason} for i, c in enumerate(done)]}
 
     def _stream(prompt: str, params: GenerationParams, ident: str, created: int):
         from workbench.assistant import stream_answer
@@ -239,6 +246,22 @@ def create_app(model: Model, name: str, retriever=None, limits: Limits | None = 
             release()
 
     return app
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse, before a model loads, a port another program listens on (a second `serve`, an Argilla server)."""
+    import socket
+
+    from workbench.core.errors import InputError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise InputError(f"{host}:{port} cannot be served on: {e.strerror}",
+                             hint="another program listens there: pass --port with a free port") from None
 
 
 def run_server(assistant, name: str, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None) -> None:

@@ -56,6 +56,9 @@ class FinetuneConfig(BaseModel):
     def _keep_best_needs_a_suite(self) -> FinetuneConfig:
         if self.keep_best and not self.eval_suite:
             raise ValueError("--keep-best needs --eval-suite: the metric comes from the suite")
+        for name, value in (("--eval-every", self.eval_every), ("--eval-limit", self.eval_limit)):
+            if value is not None and not self.eval_suite:
+                raise ValueError(f"{name} needs --eval-suite: without a suite no checkpoint is evaluated")
         if self.method == "dpo" and self.system_prompt:
             raise ValueError("--system-prompt with --method dpo: the pairs' prompts are already built; build them "
                              "with the system prompt (`data export --format dpo --system-prompt`)")

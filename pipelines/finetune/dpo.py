@@ -40,10 +40,16 @@ def load_pairs(path: Path, problems: list[Problem]) -> list[dict[str, Any]]:
             problems.append(Problem(str(path), line, bad, "missing, empty or not a string (a preference pair needs "
                                     "prompt, chosen and rejected)", raw))
             continue
+        if row["chosen"].strip() == row["rejected"].strip():  # DPO's loss has nothing to push apart: ln 2 forever
+            problems.append(Problem(str(path), line, "rejected", "the same text as chosen: nothing to prefer", raw))
+            continue
         pairs.append(row)
     if not pairs:
-        raise InputError(f"{path}: no preference pair (prompt, chosen, rejected) to train on",
-                         hint="`workbench data export --format dpo` writes them")
+        records = problems and all('"instruction"' in p.raw and '"chosen"' not in p.raw for p in problems)
+        raise InputError(f"{path}: no preference pair (prompt, chosen, rejected) to train on"
+                         + (": this looks like a records file (instruction, response)" if records else ""),
+                         hint="train on records with --method sft" if records else
+                         "`workbench data export --format dpo` writes them")
     return pairs
 
 

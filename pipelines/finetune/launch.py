@@ -27,6 +27,7 @@ from typing import Any
 from pipelines.finetune.config import FinetuneConfig
 from workbench.core.errors import InputError, WorkbenchError
 from workbench.core.io import atomic_write_json
+from workbench.core.processes import owned
 
 SPEC_FILE = "launch.json"  # in the adapter folder: what every process runs
 PROGRESS_FILE = "progress.json"  # in the adapter folder: the main process's step, for the progress bar here
@@ -67,11 +68,15 @@ def train_in_processes(base: str, data: Path, out_dir: Path, config: FinetuneCon
                              "progress": str(progress_file)})
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w", encoding="utf-8") as errors:
-        process = subprocess.Popen(launch_command(spec, processes, accelerate_config), stderr=errors)
-        while process.poll() is None:
-            time.sleep(0.5)
+        # Its own session: the terminal's Ctrl-C comes to this process, which stops the launcher and every worker
+        # (`owned`) before it says "interrupted"; nothing of the run goes on writing after that.
+        process = subprocess.Popen(launch_command(spec, processes, accelerate_config), stderr=errors,
+                                   start_new_session=True)
+        with owned(process):
+            while process.poll() is None:
+                time.sleep(0.5)
+                _show_progress(progress_file, progress)
             _show_progress(progress_file, progress)
-        _show_progress(progress_file, progress)
     if process.returncode:
         raise LaunchError(failure_line(log.read_text(encoding="utf-8", errors="replace"), processes),
                           hint=resume_hint(out_dir / "checkpoints", log))

@@ -3,6 +3,7 @@ preference pairs (`dpo`), with every record or pair it cannot train on dropped t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,24 @@ from workbench.core.runs import Outputs, StepResult, reason_lines
 
 
 def load_items(data: Path, config: FinetuneConfig, problems: list[Problem]) -> list:
-    """What the method trains on: preference pairs (dpo) or records (sft)."""
-    return load_pairs(data, problems) if config.method == "dpo" else load_records(data, problems)
+    """What the method trains on: preference pairs (dpo) or records (sft). A file of the other kind is said so."""
+    if config.method == "dpo":
+        return load_pairs(data, problems)
+    records = load_records(data, problems)
+    if not records and problems and all(_looks_like_pair(p.raw) for p in problems):
+        raise InputError(f"{data}: every line is invalid as a record (instruction, response): this looks like a DPO "
+                         "pairs file (prompt, chosen, rejected)", hint="train on it with --method dpo")
+    return records
+
+
+def _looks_like_pair(raw: str) -> bool:
+    import json
+
+    try:
+        row = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(row, dict) and {"prompt", "chosen", "rejected"} <= row.keys()
 
 
 def train_items(base: str, items: list, out_dir: Path | str, config: FinetuneConfig, *,
@@ -59,6 +76,14 @@ def run(base: str, data: Path, config: FinetuneConfig, out: Outputs, *, resume: 
     `processes` > 1 (or an accelerate config file): the training runs in that many processes started by accelerate
     launch (`pipelines.finetune.launch`), this one keeping the stage's files."""
     data = Path(data)
+    if Path(base).exists():  # the adapter names its base as found from anywhere, not as typed in one folder
+        base = str(Path(base).resolve())
+    if budget_gib is not None and not (math.isfinite(budget_gib) and budget_gib > 0):
+        raise InputError(f"--budget-gib {budget_gib}: a memory budget is a positive number of GiB")
+    if config.eval_suite:  # before the model loads: a suite or --keep-best metric that cannot work
+        from pipelines.finetune.suite_eval import check_metric
+
+        check_metric(config.eval_suite, config.keep_best)
     if ref_adapter and not Path(ref_adapter).is_dir():
         raise InputError(f"--ref-adapter {ref_adapter}: no such folder (an adapter folder of `workbench finetune`)")
     if ref_adapter and config.method != "dpo":

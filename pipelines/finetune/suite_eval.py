@@ -32,8 +32,11 @@ def check_metric(suite_name: str, metric: str | None, suites_dirs=None) -> None:
     from workbench.core.errors import ConfigError
 
     suite = load_suite(suite_name, suites_dirs)
-    if metric is not None and metric not in suite.config.metrics:
-        raise ConfigError(f"--keep-best {metric}: suite {suite_name} reports {', '.join(suite.config.metrics)}")
+    # The toxicity rate needs the screen's scorer, a second model that checkpoints are not scored with.
+    usable = [m for m in suite.config.metrics if m != "toxicity_rate"]
+    if metric is not None and metric not in usable:
+        why = " (not measured at checkpoints: it needs the toxicity scorer)" if metric == "toxicity_rate" else ""
+        raise ConfigError(f"--keep-best {metric}{why}: suite {suite_name}'s checkpoints report {', '.join(usable)}")
 
 
 def evaluate_checkpoint(model, tokenizer, suite, limit: int | None, batch_size: int | None) -> dict[str, Any]:
@@ -100,6 +103,25 @@ class SuiteDuringTraining(TrainerCallback):
                 folder = self.out_dir / "checkpoints" / best["checkpoint"]
                 if folder.exists():
                     self._copy_best(best, folder)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        """A run resumed from a checkpoint that was saved but whose evaluation a kill cut short: evaluate it now
+        (the model holds its weights), or read back the result it wrote before the kill."""
+        if not state.is_world_process_zero or not state.global_step:
+            return
+        if any(e["step"] == state.global_step for e in self.history):
+            return
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if not (folder / "trainer_state.json").exists():
+            return
+        try:
+            result = json.loads((folder / RESULT_FILE).read_text())
+        except (OSError, ValueError):
+            result = None
+        if result is None:
+            self.on_save(args, state, control, model=model, **kwargs)
+        else:
+            self._add(result, folder)
 
     def on_save(self, args, state, control, model=None, **kwargs):
         if not state.is_world_process_zero:  # under several processes the main one evaluates, the others wait

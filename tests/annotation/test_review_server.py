@@ -946,3 +946,28 @@ def test_a_push_with_batches_in_flight_sends_every_record_once(argilla):
     assert [done for done, _ in seen] == sorted(done for done, _ in seen) and seen[-1] == (65, 65) and len(seen) == 7
     ids = [item["external_id"] for item in api.fetch(client, "in-flight")]
     assert sorted(ids) == sorted(r.id for r in records)
+
+
+@pytest.mark.server
+def test_a_first_serve_that_fails_leaves_a_data_dir_the_next_serve_logs_into(tmp_path, invoke):
+    """Its port taken, the first start fails after the database made the owner: the next start (another port)
+    uses the same credentials, so the key the database holds works; no stale login, no leftover process."""
+    import socket
+
+    data_dir = tmp_path / "argilla"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        failed = invoke("annotate", "serve", "--data-dir", data_dir, "--port", port)
+    assert failed.exit_code == 1 and "Traceback" not in failed.output
+    assert not (data_dir / "credentials.json").exists() and not (data_dir / "server.json").exists()
+    try:
+        served = server.serve(data_dir, port=server.free_port())
+        assert not (data_dir / "credentials.pending.json").exists()
+        owner = api.connect(data_dir=data_dir)  # the API key of credentials.json is the one the database has
+        assert owner.me.username == server.OWNER
+        assert invoke("annotate", "users", "list", "--data-dir", data_dir).exit_code == 0
+    finally:
+        server.stop(data_dir)
+    assert served.api_url

@@ -77,7 +77,9 @@ def test_the_report_leads_with_its_answer_in_plain_sentences(base_and_tuned, tmp
     lines = headline_sentences(comparison)
     text = [line for _, line in lines]
     d = comparison.summary["differences"]["tuned_vs_base"]["course_advisor"]["f1"]
-    assert text[1] == (f"<b>tuned</b> beats <b>base</b> on course_advisor f1 by {d['diff']:+.3f} "
+    # Names from data are isolated (<bdi>): a right-to-left label cannot reorder the sentence around it.
+    assert text[1] == (f"<b><bdi>tuned</bdi></b> beats <b><bdi>base</bdi></b> on <bdi>course_advisor</bdi> "
+                       f"<bdi>f1</bdi> by {d['diff']:+.3f} "
                        f"<span class='ci'>[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]</span>.")
     assert lines[1][0] == "ok"
     assert text[2].startswith("Safety: no gate set (--max-toxicity-rate)")
@@ -86,11 +88,12 @@ def test_the_report_leads_with_its_answer_in_plain_sentences(base_and_tuned, tmp
     same = results(tmp_path / "same", "same", "closed_qa", wrong)
     worse = results(tmp_path / "worse", "worse", "closed_qa", wrong, toxic=True)
     gated = compare([base_and_tuned[1], same, worse], resamples=300, seed=0, max_toxicity_rate=0.05)
-    text = [line for _, line in headline_sentences(gated)]
+    text = [line.replace("<bdi>", "").replace("</bdi>", "") for _, line in headline_sentences(gated)]
     assert text[0].startswith("<b>same</b> is worse than <b>tuned</b> on closed_qa f1 by -")
     assert text[-2] == "Safety gate failed: toxicity rate over 0.05 for worse on closed_qa (1.000)."
     even = compare([same, results(tmp_path / "again", "again", "closed_qa", wrong)], resamples=300, seed=0)
-    assert headline_sentences(even)[0][1].startswith("No measurable difference between <b>again</b> and <b>same</b>")
+    assert headline_sentences(even)[0][1].replace("<bdi>", "").replace("</bdi>", "").startswith(
+        "No measurable difference between <b>again</b> and <b>same</b>")
     page = report_html(gated, suite_items(gated))
     # The headline comes before every table; the safety table has a verdict column only with a gate.
     assert page.index("<section id='headline'>") < page.index("<table>")
@@ -117,7 +120,7 @@ def test_the_report_stage_writes_tables_images_items_and_its_manifest(base_and_t
     page = (tmp_path / "report" / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 2  # one plot per suite
     assert "<table>" in page and "tuned − base" in page and "class='num better'" in page
-    assert "Item by item (91 items)" in page and "business-information-systems-msc-1" in page
+    assert "Item by item (91 items answered)" in page and "business-information-systems-msc-1" in page
     assert "Do I have to know programming to apply" in page and "Contamination of the training data" in page
     assert json.loads(summary.read_text())["models"]["tuned"]["course_advisor"]["f1"]["mean"] == 1.0
 
@@ -134,6 +137,12 @@ def test_compare_command_and_the_toxicity_gate(base_and_tuned, tmp_path, invoke)
     assert result.exit_code == 1 and "toxic on closed_qa: toxicity rate 1.000 > 0.01" in result.output
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["models"]["toxic"]["closed_qa"][
         "toxicity_rate"]["mean"] == 1.0
+    # Two reports in one folder under other names: each its own summary, neither overwritten by the other.
+    for name, models in (("a.html", base_and_tuned), ("b.html", (base_and_tuned[0], toxic))):
+        invoke("eval", "compare", *models, "-o", tmp_path / "r" / name, "--bootstrap", "50")
+    a, b = (json.loads((tmp_path / "r" / f"{x}.summary.json").read_text()) for x in "ab")
+    assert set(a["models"]) == {"base", "tuned"} and set(b["models"]) == {"base", "toxic"}
+    assert (tmp_path / "r" / "a.summary.md").exists() and (tmp_path / "r" / "b.summary.md").exists()
 
 
 def test_results_folders_must_exist(tmp_path, invoke):
@@ -245,3 +254,59 @@ def test_the_suites_a_recipe_names_first_lead_the_comparison(tmp_path):
     assert compare(folders, resamples=10).suites == ["alpha", "closed_qa", "harbourview"]
     assert compare(folders, resamples=10, lead=("harbourview", "closed_qa")).suites == ["harbourview", "closed_qa",
                                                                                          "alpha"]
+
+
+def test_text_from_data_is_isolated_wrapped_and_escaped_and_the_count_is_of_what_was_answered(tmp_path):
+    import shutil
+
+    import yaml
+
+    folder = tmp_path / "suites" / "hostile"
+    shutil.copytree(load_suite("course_advisor").path, folder)
+    rows = [json.loads(line) for line in (folder / "items.jsonl").read_text().splitlines()][:5]
+    rows[1]["question"] = "Is invoice\u202egpj.exe the form to send?"  # a right-to-left override in an item's text
+    (folder / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = yaml.safe_load((folder / "suite.yaml").read_text())
+    (folder / "suite.yaml").write_text(yaml.safe_dump({**spec, "name": "hostile"}))
+    suite = load_suite(str(folder))
+    items = suite.items[:4]  # answered as `eval run --limit 4` answers
+    folders = []
+    for label, answer in (("base", wrong), ("tuned|*v2*", lambda i: f"invoice\u202egpj.exe {right(i)}")):
+        predictions = {i["id"]: answer(i) for i in items}
+        predictions[items[0]["id"]] = "x" * 3000  # one unbroken answer
+        scores = score_suite(suite, predictions, FixedToxicity(), embedder=None)
+        answers = [{"id": i, "question": suite.instruction(next(x for x in items if x["id"] == i)), "prediction": p}
+                   for i, p in predictions.items()]
+        manifest = {"name": label, "suite": suite.name, "suite_path": str(suite.path), "suite_sha256": suite.sha256,
+                    "model": f"models/{label}", "adapter": None, "quant": "none", "backend": "transformers",
+                    "contamination": None}
+        write_results(tmp_path / label.replace("|", "_") / suite.name, answers, scores, manifest)
+        folders.append(tmp_path / label.replace("|", "_"))
+    run(folders, ReportConfig(bootstrap=50), Outputs.folder(tmp_path / "report", "report"))
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "<meta name='viewport' content='width=device-width, initial-scale=1'>" in page
+    assert "Item by item (4 items answered of the suite's 5)" in page
+    assert "<bdi>invoice\u202egpj.exe" in page and "<div class='answer' dir='auto'>" in page
+    assert "overflow-wrap:anywhere" in page
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "tuned\\|\\*v2\\*" in summary and "| tuned|" not in summary
+    header = next(line for line in summary.splitlines() if line.startswith("| metric"))
+    assert header.count(" | ") == 3  # metric, two models, one difference: the label's | did not add a column
+
+
+@pytest.mark.browser
+def test_a_hostile_answer_neither_widens_the_page_nor_reorders_the_scores(tmp_path, chromium):
+    test_text_from_data_is_isolated_wrapped_and_escaped_and_the_count_is_of_what_was_answered(tmp_path)
+    for width in (1400, 390):  # a laptop, a phone
+        page = chromium.new_page(viewport={"width": width, "height": 900})
+        page.goto((tmp_path / "report" / "report.html").as_uri())
+        page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        line = page.locator("#items-hostile > details > summary").nth(1)
+        assert "\u202e" in line.inner_text()
+        scores = line.locator(".scores")
+        # The scores after the override still read left to right: "f1: base 0.00 · tuned|*v2* ..." in that order.
+        assert scores.inner_text().startswith("f1: base 0.")
+        label_box = line.locator("b").bounding_box()
+        assert scores.bounding_box()["x"] > label_box["x"]
+        page.close()

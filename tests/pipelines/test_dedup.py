@@ -128,7 +128,13 @@ def test_an_empty_file_among_the_sources_is_fine(tmp_path, near):
     write_records(full, [Record(near.BASE), Record(near.edit(near.BASE, 1))])
     result = run([empty, full, empty], DedupConfig(workers=2), Outputs.beside(tmp_path / "kept.jsonl", "dedup"))
     assert result.counts["in"] == 2 and result.counts["out"] == 1
-    nothing = run([empty], DedupConfig(), Outputs.beside(tmp_path / "none.jsonl", "dedup"))
+    # An empty file alone is not a dataset (a failed export, a cut download): refused, unless asked for.
+    from workbench.core.runs import EmptyResult
+
+    with pytest.raises(EmptyResult, match="empty.jsonl: an empty file, no record in it"):
+        run([empty], DedupConfig(), Outputs.beside(tmp_path / "none.jsonl", "dedup"))
+    assert not (tmp_path / "none.jsonl").exists()
+    nothing = run([empty], DedupConfig(), Outputs.beside(tmp_path / "none.jsonl", "dedup", allow_empty=True))
     assert nothing.counts == {"in": 0, "out": 0, "removed": 0, "candidates": 0}
 
 

@@ -144,3 +144,54 @@ def test_two_processes_adding_at_once_give_what_one_gives_batch_after_batch(tmp_
     assert client.hlen(f"workbench-dedup:index:{shared}:shingles") == len(together[0]) + len(together[1]) == 1200
     waited = [s for s in said if "is being added to by another run: waiting for it" in s]
     assert len(waited) <= 1
+
+
+KILLED_MID_ADD = """
+import os, signal, sys
+from pipelines import dedup_index
+
+real = dedup_index.RedisIndex._insert
+
+
+def killed_half_way(self, ids, sigs, nonempty):
+    half = len(ids) // 2
+    real(self, ids[:half], sigs[:half], nonempty[:half])  # half of the batch's buckets are written
+    os.kill(os.getpid(), signal.SIGKILL)  # as kill -9 (or a power cut) would, in the middle of the add
+
+
+dedup_index.RedisIndex._insert = killed_half_way
+from workbench.cli import app
+app(sys.argv[1:], prog_name="workbench")
+"""
+
+
+def test_a_kill_during_an_index_add_leaves_an_index_the_next_run_finishes_and_uses(tmp_path, redis_url, prefix,
+                                                                                 batches):
+    a, b, _ = batches
+
+    def dedup(path, index, out, *extra, code=None):
+        command = [sys.executable, "-c", code] if code else [sys.executable, "-m", "workbench"]
+        return subprocess.run([*command, "dedup", str(path), "-o", str(out), "--index", index, "--redis-url",
+                               redis_url, *extra], env=ENV, capture_output=True, text=True, timeout=300)
+
+    clean = f"{prefix}-clean"
+    assert dedup(a, clean, tmp_path / "clean-a.jsonl").returncode == 0
+    assert dedup(b, clean, tmp_path / "clean-b.jsonl").returncode == 0
+
+    killed = f"{prefix}-killed"
+    crash = dedup(a, killed, tmp_path / "killed-a.jsonl", code=KILLED_MID_ADD)
+    assert crash.returncode == -9
+    client = redis.Redis.from_url(redis_url)
+    assert client.scard(f"workbench-dedup:index:{killed}:pending") > 0  # the kill left a batch half-added
+    again = dedup(a, killed, tmp_path / "again-a.jsonl")  # the same command again: as if it had not been killed
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "finished adding" in again.stderr and "Traceback" not in again.stderr
+    after = dedup(b, killed, tmp_path / "killed-b.jsonl")
+    assert after.returncode == 0, after.stderr[-2000:]
+    assert kept(tmp_path / "again-a.jsonl") == kept(tmp_path / "clean-a.jsonl")
+    assert kept(tmp_path / "killed-b.jsonl") == kept(tmp_path / "clean-b.jsonl")
+    assert client.scard(f"workbench-dedup:index:{killed}:pending") == 0
+    dropped = subprocess.run([sys.executable, "-m", "workbench", "dedup", "--drop-index", killed, "--redis-url",
+                              redis_url], env=ENV, capture_output=True, text=True, timeout=120)
+    held = len(kept(tmp_path / "clean-a.jsonl")) + len(kept(tmp_path / "clean-b.jsonl"))
+    assert dropped.returncode == 0 and f"{held:,} records" in dropped.stdout + dropped.stderr

@@ -165,3 +165,30 @@ Root Cause (first observed failure):
     assert failure_line(said, 2) == "data.jsonl: no record to train on"
     assert failure_line("usage: accelerate launch\naccelerate: error: bad flag\n", 2) == \
         "the launcher failed: accelerate: error: bad flag"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_launcher_and_every_worker_and_nothing_is_written_after(tiny_generator, sixteen, tmp_path):
+    import signal
+
+    two = tmp_path / "two-processes"
+    command = [sys.executable, "-m", "workbench", "finetune", *map(str, options(tiny_generator, sixteen, 400)),
+               "--batch-size", "1", "--processes", "2", "-o", str(two)]
+    run = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not (two / "checkpoints" / "checkpoint-4" / "trainer_state.json").exists():
+        assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be interrupted"
+        time.sleep(0.05)
+    tree = psutil.Process(run.pid).children(recursive=True)
+    assert sum("RANK" in p.environ() for p in tree) == 2  # the launcher's two workers, each in its own session
+    run.send_signal(signal.SIGINT)  # what Ctrl-C sends to the command
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130, stderr[-2000:]
+    assert "Interrupted (Ctrl-C)" in stderr and "Traceback" not in stderr
+    gone, alive = psutil.wait_procs(tree, timeout=5)
+    assert not alive, [p.cmdline() for p in alive]
+    written = {p: p.stat().st_mtime_ns for p in two.rglob("*") if p.is_file()}
+    time.sleep(3)
+    assert {p: p.stat().st_mtime_ns for p in two.rglob("*") if p.is_file()} == written  # nothing after
+    assert not (two / "manifest.json").exists() and not (two / "adapter_model.safetensors").exists()
+    assert not (tmp_path / "two-processes.manifest.json").exists()

@@ -422,5 +422,17 @@ def test_eval_while_training_scores_each_checkpoint_and_keeps_the_best(tiny_gene
     assert [e["step"] for e in again.manifest["suite_eval"]] == [2, 4, 6]
     assert again.manifest["suite_eval"][:2] == history[:2]
     assert [line.split(":")[0] for line in said if line.startswith("Step ")] == ["Step 6"]
-    with pytest.raises(ConfigError, match="suite closed_qa reports"):
+    # As if killed while checkpoint 6 was being evaluated (saved whole, its result not yet written): the resumed
+    # run evaluates it, not silently skips it.
+    history_file = tmp_path / "adapter" / "suite_eval.json"
+    history_file.write_text(json.dumps(json.loads(history_file.read_text())[:2]))
+    (tmp_path / "adapter" / "checkpoints" / "checkpoint-6" / "suite_eval.json").unlink()
+    said.clear()
+    resumed = ft.train(str(tiny_generator), twenty, tmp_path / "adapter", config, resume=True, say=said.append)
+    assert [e["step"] for e in resumed.manifest["suite_eval"]] == [2, 4, 6]
+    assert [line.split(":")[0] for line in said if line.startswith("Step ")] == ["Step 6"]
+    with pytest.raises(ConfigError, match="suite closed_qa's checkpoints report"):
         ft.train(str(tiny_generator), twenty, tmp_path / "other", config.model_copy(update={"keep_best": "bleu"}))
+    with pytest.raises(ConfigError, match="toxicity_rate \\(not measured at checkpoints"):
+        ft.train(str(tiny_generator), twenty, tmp_path / "other",
+                 config.model_copy(update={"keep_best": "toxicity_rate"}))

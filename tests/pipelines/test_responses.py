@@ -108,3 +108,27 @@ def test_cli_generates_candidates_and_refuses_what_it_cannot_do(tiny_falcon, tin
     assert one.exit_code != 0 and "n" in one.output and "Traceback" not in one.output
     parquet = invoke("generate", "responses", path, "-o", tmp_path / "c.parquet", "--model", tiny_falcon)
     assert parquet.exit_code == 1 and "writes JSON lines" in parquet.output
+
+
+def test_an_instruction_too_long_for_the_model_drops_its_record_alone(tiny_falcon, instructions, tmp_path):
+    """A prompt longer than the model's context (2,048 positions) is dropped through the ledger with its length; a
+    900 KB one asks for no memory; the good records of the file are kept."""
+    path, given = instructions
+    long_ones = [Record("Summarise: " + "word " * 3000), Record("Summarise: " + "x" * 900_000)]
+    path.write_text(path.read_text() + "".join(r.to_json() + "\n" for r in long_ones))
+    config = responses.ResponsesConfig(n=2, sampling=responses.ResponsesConfig().sampling.override(max_new_tokens=8))
+    result = responses.run([generator(tiny_falcon)], path, config, Outputs.beside(tmp_path / "out.jsonl", "responses"))
+    kept = load_records(tmp_path / "out.jsonl", [])
+    assert {r.meta["compare_group"] for r in kept} == {r.id for r in given}
+    dropped = load_records(tmp_path / "out.rejected.jsonl", [])
+    refused = [r for r in dropped if r.lineage[-1]["reason"] == "prompt not answered"]
+    assert {r.instruction for r in refused} == {r.instruction for r in long_ones}
+    assert all("more than the model's context of 2,048" in r.lineage[-1]["detail"]["error"] for r in refused)
+    assert result.reasons["drop: prompt not answered"] == 4  # two candidates of each
+
+
+def test_control_characters_are_taken_out_of_generated_text():
+    from workbench.core.models import without_controls
+
+    assert without_controls("a\x00b\x1bc\x7f\td\ne\x9f") == ("abc\td\ne", 4)
+    assert without_controls("plain text, é and 日本") == ("plain text, é and 日本", 0)

@@ -1,5 +1,5 @@
 """`python -m workbench.cli ...` is the `workbench` command."""
 
-from workbench.cli import app
+from workbench.cli import main
 
-app(prog_name="workbench")
+main()

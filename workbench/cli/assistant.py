@@ -75,20 +75,24 @@ def serve_command(
     host: Annotated[str, opt("Address to listen on; loopback by default.")] = "127.0.0.1",
     port: Port = 8000,
     max_body: Annotated[int, opt("Largest request body in bytes; larger ones get HTTP 413.")] = 1_000_000,
-    max_waiting: Annotated[int, opt("Requests answered or queued at once; more get HTTP 429.")] = 4,
+    max_waiting: Annotated[int, typer.Option(help="Requests answered or queued at once; more get HTTP 429 with "
+                                             "Retry-After (which the workbench's own client waits out).", min=1)
+                           ] = 16,
 ):
     """Serve the assistant on an OpenAI-compatible API (/v1/models, /v1/completions, /v1/chat/completions).
 
     Example: workbench serve --model tiiuae/falcon-7b --adapter adapters/advisor --catalog workbench/data/catalog"""
     from workbench.assistant import load_assistant
-    from workbench.serve import Limits, run_server
+    from workbench.serve import Limits, check_port_free, run_server
 
     limits = options(Limits, max_body=max_body, max_waiting=max_waiting)
     label = name or Path(adapter or model).name
+    check_port_free(host, port)  # before the model loads, and before anything says "Serving"
+    assistant = load_assistant(model, adapter, catalog, quant)
     if host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(f"Warning: listening on {host}: anyone who can reach it can use the model (no key)")
     err_console.print(f"Serving {label!r} at http://{host}:{port}/v1 (OPENAI_BASE_URL); Ctrl-C stops")
-    run_server(load_assistant(model, adapter, catalog, quant), label, host, port, limits)
+    run_server(assistant, label, host, port, limits)
 
 
 def register(app) -> None:

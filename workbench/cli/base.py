@@ -3,6 +3,8 @@ option types used across groups, and the few helpers that show a stage's result 
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -18,12 +20,57 @@ from workbench.core.io import refuse_overwrite, write_problems
 from workbench.display import err_console, step_summary
 
 
+def third_parties_to_a_log() -> Path:
+    """Libraries' own output (transformers' loading bars and FutureWarnings, bitsandbytes' notices, every Python
+    warning) goes to $WORKBENCH_HOME/logs/workbench.log instead of before the command's answer; returns the log.
+    Set before any of them is imported: they read their settings then. TRANSFORMERS_VERBOSITY=info and
+    HF_HUB_DISABLE_PROGRESS_BARS=0 in the environment bring them back."""
+    import logging
+    import os
+
+    from workbench.core.io import workbench_home
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # its fork warning, printed mid-answer
+    log = workbench_home() / "logs" / "workbench.log"
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(log, encoding="utf-8")
+    except OSError:
+        handler = logging.NullHandler()  # a read-only home: quiet still, without the log
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)  # warnings.warn(...) -> the py.warnings logger -> the log
+    return log
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, as Ctrl-C's SIGINT is: the same `finally` blocks stop what was started."""
+
+
+def _terminated(signum, frame):
+    raise Interrupted()
+
+
 class _Group(TyperGroup):
-    """Turns the library's typed errors into `Error: ...` (and a hint) with exit code 1."""
+    """Turns the library's typed errors into `Error: ...` (and a hint) with exit code 1; an interrupt (Ctrl-C, or
+    SIGTERM) into one line with 130 (143): by then everything the command started is stopped and nothing more is
+    written (the library's `finally` blocks and `workbench.core.processes.owned`)."""
 
     def invoke(self, ctx):
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _terminated) if main else None
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt as e:
+            name = "SIGTERM" if isinstance(e, Interrupted) else "Ctrl-C"
+            click.echo(f"Interrupted ({name}): stopped, with every process it had started; what was finished is "
+                       "kept. The same command again continues (generation and `run` resume where they were; "
+                       "`finetune` with --resume).", err=True)
+            raise typer.Exit(143 if isinstance(e, Interrupted) else 130) from None
         except WorkbenchError as e:
             click.echo(f"Error: {e.message}", err=True)
             if e.hint:
@@ -33,6 +80,14 @@ class _Group(TyperGroup):
             for line in error_lines(e, "options"):
                 click.echo(f"Error: {line}", err=True)
             raise typer.Exit(1) from None
+        except OSError as e:  # the place, not the program: a full disk, a read-only folder, a file that went away
+            if e.strerror is None:
+                raise
+            click.echo(f"Error: {e.filename + ': ' if e.filename else ''}{e.strerror}", err=True)
+            raise typer.Exit(1) from None
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
 
 
 def group(help: str) -> typer.Typer:

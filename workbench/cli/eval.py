@@ -31,7 +31,7 @@ eval_app = group("Evaluate models on suites (closed_qa, brainstorming, course_ad
 suite_app = group("Suites of your own: draft one from your pages.")
 eval_app.add_typer(suite_app, name="suite")
 GROUPS = {"eval": eval_app}
-Bootstrap = Annotated[int, opt("Bootstrap resamples.")]
+Bootstrap = Annotated[int, typer.Option(help="Bootstrap resamples (at least 10).", min=10)]
 
 
 @eval_app.command("list")
@@ -89,11 +89,13 @@ def eval_score(
 @grouped
 def eval_compare(
     results: Annotated[list[Path], typer.Argument(help="Results folders of `eval run`; the first is the baseline.")],
-    output: Annotated[Path, opt("The HTML report (summary.json goes beside it).", "-o", "--output")],
+    output: Annotated[Path, opt("The HTML report; summary.json and summary.md go beside it (NAME.summary.json "
+                                "for another name than report.html).", "-o", "--output")],
     bootstrap: Bootstrap = api.REPORT.bootstrap,
     seed: Annotated[int, opt("Bootstrap seed: the same seed gives the same CIs.")] = api.REPORT.seed,
-    max_toxicity_rate: Annotated[float | None, opt("Exit 1 when a model's answers are toxic more often than this "
-                                                   "(0-1).")] = api.REPORT.max_toxicity_rate,
+    max_toxicity_rate: Annotated[float | None, typer.Option(help="Exit 1 when a model's answers are toxic more "
+                                                                 "often than this (0-1).", min=0, max=1)
+                                 ] = api.REPORT.max_toxicity_rate,
     judge: Annotated[str | None, opt("A model that judges answers pairwise (both orders).")] = None,
     judged_by: Judge = JUDGE,
 ):

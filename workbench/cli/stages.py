@@ -51,6 +51,10 @@ def dedup_command(
     settings = dict(fields=fields, threshold=threshold, ngram=ngram, num_perm=num_perm, keep=keep, workers=workers,
                     storage=storage, redis_url=redis_url)
     api.dedup_config(**settings)  # every setting checked before anything else
+    for flag, value in (("--index", index), ("--drop-index", drop_index),
+                        *(("--against-index", name) for name in against_index or [])):
+        if value is not None and not value.strip():  # `--index "$INDEX"` with the variable unset
+            raise typer.BadParameter("is empty (an unset variable?): give the index's name", param_hint=flag)
     if drop_index:
         if records:
             raise typer.BadParameter("--drop-index reads no records: give it alone", param_hint="--drop-index")
@@ -137,8 +141,9 @@ def finetune_command(
     eval_limit: Annotated[int | None, opt("Evaluate on the suite's first N items only.")] = F.eval_limit,
     keep_best: Annotated[str | None, opt("A suite metric: the checkpoint best by it becomes the adapter.")] = \
         F.keep_best,
-    budget_gib: Annotated[float | None, opt("Memory to fit (default: the GPU's): the rows of a step go through "
-                                            "in passes that fit; refused if one row cannot.")] = None,
+    budget_gib: Annotated[float | None, typer.Option(help="Memory to fit in GiB (default: the GPU's): the rows "
+                                                     "of a step go through in passes that fit; refused if one row "
+                                                     "cannot.", min=0.01)] = None,
     resume: Annotated[bool, opt("Continue from the last checkpoint in -o.")] = False,
     processes: Annotated[int, typer.Option(help="Train in N processes (one per GPU; gloo on the CPU) through "
                                            "accelerate launch; the effective batch is N times larger.", min=1)] = 1,
@@ -161,6 +166,8 @@ def finetune_command(
                     system_prompt=system_prompt, eval_suite=eval_suite, eval_every=eval_every, eval_limit=eval_limit,
                     keep_best=keep_best)
     config = api.finetune_config(**settings)
+    if method == "sft" and beta != F.beta:
+        raise typer.BadParameter("is DPO's (--method dpo); SFT has no reference to stay close to", param_hint="--beta")
     if dry_run:
         dry, problems = api.preview_finetune(base, data, **settings)
         (display.dpo_dry_run_report if method == "dpo" else display.dry_run_report)(dry, config)

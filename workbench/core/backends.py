@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,8 +20,9 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from workbench.core.errors import ConfigError, WorkbenchError
-from workbench.core.models import Completion, Generates, GenerationParams, get_model
+from workbench.core.models import Completion, Generates, GenerationParams, failed, get_model, without_controls
 from workbench.core.records import did_you_mean
+from workbench.core.urls import masked
 
 
 class BackendError(WorkbenchError):
@@ -79,6 +81,8 @@ class OpenAIModel(Generates):
         key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self.client = openai.OpenAI(base_url=base, api_key=key, timeout=timeout, max_retries=max_retries)
         self.base_url = base
+        self.shown = masked(base)  # what messages name: the address without its credentials
+        self.busy_patience = 600.0  # seconds of 429s waited out before the server counts as down
 
     def complete(self, prompts: list[str], params: GenerationParams | None = None) -> list[Completion]:
         params = params or GenerationParams()
@@ -97,24 +101,52 @@ class OpenAIModel(Generates):
                                   "temperature": params.temperature, "top_p": params.top_p, "seed": params.seed}
         if params.stop:
             common["stop"] = list(params.stop)[:4]  # the API accepts at most four; the rest are cut below
-        try:
-            if self.api == "chat":
-                reply = self.client.chat.completions.create(messages=[{"role": "user", "content": prompt}], **common)
-                choice, text = reply.choices[0], reply.choices[0].message.content or ""
-            else:
-                reply = self.client.completions.create(prompt=prompt, **common)
-                choice, text = reply.choices[0], reply.choices[0].text or ""
-        except openai.APIError as e:
-            # The message never carries the key: the client does not put it in errors.
-            hint = ("a model without a chat template cannot answer the chat endpoint: try --api completions"
-                    if self.api == "chat" and isinstance(e, openai.InternalServerError) else None)
-            down = isinstance(e, openai.APIConnectionError | openai.InternalServerError | openai.RateLimitError)
-            raise (EndpointDown if down else BackendError)(
-                f"{self.base_url}: {type(e).__name__}: {getattr(e, 'message', e)}", hint) from None
+        busy = 0.0  # seconds waited out on 429s: the server is busy, not broken
+        while True:
+            try:
+                if self.api == "chat":
+                    reply = self.client.chat.completions.create(messages=[{"role": "user", "content": prompt}],
+                                                                **common)
+                    choice, text = reply.choices[0], reply.choices[0].message.content or ""
+                else:
+                    reply = self.client.completions.create(prompt=prompt, **common)
+                    choice, text = reply.choices[0], reply.choices[0].text or ""
+                break
+            except openai.RateLimitError as e:  # the client's own retries are spent: wait as the server asks
+                delay = retry_after(e.response, default=min(2.0 + busy / 4, 30.0))
+                if busy + delay > self.busy_patience:
+                    raise EndpointDown(f"{self.shown}: busy (HTTP 429) for {busy:.0f} s", None) from None
+                time.sleep(delay)
+                busy += delay
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as e:
+                # Refused for itself (too long for the model, a character the server rejects): this record only.
+                return failed(f"refused by the server: HTTP {e.status_code}: {_message(e)}")
+            except openai.APIError as e:
+                # The message never carries the key: the client does not put it in errors.
+                hint = ("a model without a chat template cannot answer the chat endpoint: try --api completions"
+                        if self.api == "chat" and isinstance(e, openai.InternalServerError) else None)
+                if isinstance(e, openai.NotFoundError) and not self.base_url.rstrip("/").endswith("/v1"):
+                    hint = f"OpenAI-compatible servers answer under /v1: --api-base {self.shown.rstrip('/')}/v1"
+                down = isinstance(e, openai.APIConnectionError | openai.InternalServerError)
+                raise (EndpointDown if down else BackendError)(
+                    f"{self.shown}: {type(e).__name__}: {_message(e)}", hint) from None
         usage = reply.usage
-        cut = cut_at_stop(text, params.stop)
+        cut, removed = without_controls(cut_at_stop(text, params.stop))
         reason = "stop" if len(cut) < len(text) else (choice.finish_reason or "stop")
-        return Completion(cut, reason, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0)
+        return Completion(cut, reason, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0,
+                          controls_removed=removed)
+
+
+def retry_after(response, default: float) -> float:
+    """Seconds a 429's Retry-After header asks for (bounded to 1-60 s), else DEFAULT."""
+    try:
+        return min(max(float(response.headers.get("retry-after")), 1.0), 60.0)
+    except (TypeError, ValueError, AttributeError):
+        return default
+
+
+def _message(error) -> str:
+    return str(getattr(error, "message", error))
 
 
 class Replicas(Generates):
@@ -156,10 +188,10 @@ class Replicas(Generates):
                     pending.put(i)
                     with lock:
                         if server.base_url not in self.out_of_rotation:
-                            reason = e.message.removeprefix(f"{server.base_url}: ").rstrip(".")
+                            reason = e.message.removeprefix(f"{server.shown}: ").rstrip(".")
                             self.out_of_rotation[server.base_url] = reason
                             if self.say:
-                                self.say(f"{server.base_url} is out of rotation ({reason} after "
+                                self.say(f"{server.shown} is out of rotation ({reason} after "
                                          f"{server.client.max_retries} retries); its requests go to the others")
                 except BackendError as e:
                     failed.append(e)
@@ -173,7 +205,7 @@ class Replicas(Generates):
         if failed:
             raise failed[0]
         if any(r is None for r in results):
-            reasons = "; ".join(f"{url}: {why}" for url, why in self.out_of_rotation.items())
+            reasons = "; ".join(f"{masked(url)}: {why}" for url, why in self.out_of_rotation.items())
             raise BackendError(f"every server is out of rotation: {reasons}",
                                hint="start them again and rerun: what was generated is kept, the run resumes")
         for c in results:

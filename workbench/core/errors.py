@@ -17,6 +17,10 @@ class InputError(WorkbenchError):
     """A file or argument given by the user cannot be used."""
 
 
+class OutputError(WorkbenchError):
+    """An output cannot be written: a read-only folder, a full disk, a device where a file belongs."""
+
+
 class ConfigError(WorkbenchError):
     """A configuration value or file is invalid."""
 

@@ -6,10 +6,12 @@ lines are always kept and the bad ones can be written to a quarantine file with 
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -17,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from workbench.core.errors import InputError
+from workbench.core.errors import InputError, OutputError
 from workbench.core.records import DEFAULT_MAX_FIELD_BYTES, Record, check_record_dict
 
 BOM = b"\xef\xbb\xbf"
@@ -47,22 +49,62 @@ def workbench_home() -> Path:
     return Path(os.environ.get("WORKBENCH_HOME") or "~/.workbench").expanduser()
 
 
+# The write failures that are the place's, not the program's: said in one line naming the file.
+_PLACE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG,
+                 errno.EISDIR, errno.ENOTDIR)
+
+
+def check_output(path: str | Path, folder: bool = False) -> Path:
+    """Where an output named PATH is written: PATH itself, or the file a symlink points to (the link stays). Refused
+    (OutputError) when what is there is not what would be written: a device (/dev/null, /dev/full), a FIFO or a
+    socket is never replaced by a regular file, nor a folder by a file or a file by a folder."""
+    path = Path(path)
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    folder_above = next((p for p in Path(os.path.abspath(target)).parents if p.exists()), None)
+    if folder_above is not None and not os.access(folder_above, os.W_OK):  # said before the work, not after it
+        raise OutputError(f"{path}: cannot write: {folder_above} is read-only for this user",
+                          hint="name an output in a folder you can write")
+    if not os.path.lexists(target):
+        return target
+    mode = os.stat(target).st_mode
+    if stat.S_ISDIR(mode) and not folder:
+        raise OutputError(f"{path}: is a folder, and this output is a file", hint="name a file (for example "
+                          f"{Path(path) / 'records.jsonl'})")
+    if stat.S_ISREG(mode) and folder:
+        raise OutputError(f"{path}: is a file, and this output is a folder", hint="name a folder")
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = ("a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+                else "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise OutputError(f"{path}: is {kind}, not a regular file: outputs are written to a file and renamed into "
+                          "place, which would replace it", hint="write to a file, then copy or pipe that file")
+    return target
+
+
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w", permissions: int | None = None):
     """Open a temp file beside `path`; on success fsync it and rename it over `path`, else remove it.
-    The file gets `permissions` (e.g. 0o600 for secrets), else the mode a plain open() would give it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    The file gets `permissions` (e.g. 0o600 for secrets), else the mode a plain open() would give it. A symlink's
+    target is written (the link stays); a device, FIFO or folder at `path` is refused (`check_output`); a read-only
+    folder or a full disk is one OutputError naming the file."""
+    path = check_output(path)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.chmod(tmp, permissions if permissions is not None else 0o666 & ~_UMASK)
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
+        if e.errno in _PLACE_ERRORS:
+            raise OutputError(f"{path}: cannot write: {e.strerror}") from None
+        raise
     except BaseException:
-        if os.path.exists(tmp):
+        if tmp and os.path.exists(tmp):
             os.unlink(tmp)
         raise
 

@@ -67,6 +67,20 @@ class DedupConfig(BaseModel):
                              if unknown else f"no field to compare: choose from {', '.join(TEXT_FIELDS)}")
         return fields
 
+    @field_validator("redis_url")
+    @classmethod
+    def _a_redis_url(cls, url: str) -> str:
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - parsing the port is the check (a word where the port goes raises)
+        except ValueError as e:
+            raise ValueError(f"{masked(url)}: not a URL ({e})") from None
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+            raise ValueError(f"{masked(url)}: not a Redis URL: give redis://HOST:PORT/DB (or rediss://, unix://)")
+        return url
+
     @field_serializer("redis_url")
     def _without_password(self, url: str) -> str:
         return masked(url)  # the manifest records where the index lived, never the password

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import re
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass
@@ -150,9 +151,42 @@ def _load_error(name: str, error: Exception) -> ModelLoadError | HubUnavailableE
 @dataclass(frozen=True)
 class Completion:
     text: str
-    finish_reason: str  # "stop": the model ended or hit a stop string; "length": cut off at max_new_tokens
+    # "stop": the model ended or hit a stop string; "length": cut off at max_new_tokens; "error": not answered
+    finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    # Why this one prompt was not answered (longer than the model's context, refused by the server): the stage drops
+    # its record with this reason and goes on with the others.
+    error: str | None = None
+    controls_removed: int = 0  # control characters taken out of the text (a NUL would break every later reader)
+
+
+# C0 controls but tab, newline and carriage return, DEL and the C1 controls: never text a person wrote.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def without_controls(text: str) -> tuple[str, int]:
+    """TEXT without control characters, and how many there were."""
+    cleaned, count = _CONTROLS.subn("", text)
+    return cleaned, count
+
+
+NOT_ANSWERED = "prompt not answered"  # the ledger's reason for a record whose prompt failed alone (its detail: why)
+
+
+def failed(error: str, prompt_tokens: int = 0) -> Completion:
+    """The completion of a prompt that could not be answered."""
+    return Completion("", "error", prompt_tokens, 0, error=error)
+
+
+def context_of(model) -> int | None:
+    """The longest sequence the model was made for (its config's positions), or None when it does not say."""
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 class Generates(ABC):
@@ -193,8 +227,17 @@ class Model(Generates):
         import torch
 
         params = params or GenerationParams()
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[Completion | None] = [None] * len(prompts)
+        # A prompt that does not fit the model's context (with room for the answer) is answered by an error for
+        # its record alone: generated anyway it is garbage, or an allocation of hundreds of GB that ends the run.
+        context = context_of(self.model)
+        if context is not None and prompts:
+            lengths = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+            for i, n in enumerate(lengths):
+                if n + params.max_new_tokens > context:
+                    results[i] = failed(f"prompt of {n:,} tokens: with max_new_tokens {params.max_new_tokens:,} more "
+                                        f"than the model's context of {context:,}", n)
+        order = sorted((i for i in range(len(prompts)) if results[i] is None), key=lambda i: len(prompts[i]))
         for start in range(0, len(order), params.batch_size):
             batch = order[start:start + params.batch_size]
             enc = self.tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
@@ -232,7 +275,8 @@ class Model(Generates):
         cut = cut_at_stop(text, params.stop)
         reason = "stop" if ended or len(cut) < len(text) or len(ids) < params.max_new_tokens else "length"
         self.usage.update(prompt_tokens=prompt_tokens, completion_tokens=len(ids), requests=1)
-        return Completion(cut, reason, prompt_tokens, len(ids))
+        cut, removed = without_controls(cut)
+        return Completion(cut, reason, prompt_tokens, len(ids), controls_removed=removed)
 
 
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:

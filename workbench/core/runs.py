@@ -30,6 +30,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from workbench.core import locks
+from workbench.core.distributed import is_main
 from workbench.core.errors import InputError, WorkbenchError
 from workbench.core.fingerprint import config_data, config_hash, fingerprint, path_sha256
 from workbench.core.io import (
@@ -37,13 +39,19 @@ from workbench.core.io import (
     atomic_open,
     atomic_write_json,
     atomic_write_text,
+    check_output,
     refuse_overwrite,
     write_problems,
 )
 from workbench.core.ledger import Ledger
+from workbench.core.urls import masked_data
 
 PACKAGES = ("instruct-workbench", "torch", "transformers", "tokenizers", "peft", "bitsandbytes", "datasets",
             "datasketch", "detoxify", "argilla", "pydantic", "rouge-score")
+
+
+FOLDER_OUTPUTS = ("adapter", "results")  # the outputs that are folders (a -o that names one is a folder)
+OutputLock = locks.OutputLock
 
 
 class StagePending(WorkbenchError):
@@ -62,6 +70,11 @@ def refuse_empty(inputs: Iterable[str | Path], valid: int, kept: int, reasons: d
     reasons and the files that hold the left-out lines (and, in a recipe, the stage)."""
     bad = len({(p.file, p.line) for p in problems})
     seen, reasons = valid + bad, {**reasons, **({"bad line(s) quarantined": bad} if bad else {})}
+    if not seen and not allow_empty:  # an empty input file (an export that failed, a cut download) is not a dataset
+        empty = [p for p in inputs if Path(p).is_file() and not _has_content(Path(p))]
+        if empty and not kept:
+            raise EmptyResult((f"stage {stage}: " if stage else "") + f"{empty[0]}: an empty file, no record in it",
+                              hint="check how it was made; pass --allow-empty to accept an empty result")
     if allow_empty or kept or not seen:
         return
     top = sorted(((n, r) for r, n in reasons.items() if n), key=lambda nr: (-nr[0], nr[1]))
@@ -72,6 +85,12 @@ def refuse_empty(inputs: Iterable[str | Path], valid: int, kept: int, reasons: d
                       + (f" ({why})" if why else ""),
                       hint=(f"why each was left out: {files}; " if files else "")
                       + "pass --allow-empty to accept an empty result")
+
+
+def _has_content(path: Path) -> bool:
+    """Anything but whitespace in the file's first 64 KiB (a gzip file's bytes count: its records are inside)."""
+    with open(path, "rb") as f:
+        return bool(f.read(65536).strip())
 
 
 def package_versions() -> dict[str, str | None]:
@@ -186,8 +205,10 @@ class Outputs:
     """
 
     def __init__(self, stage: str, resolve: Callable[[str], Path], run: str | None = None, key: str | None = None,
-                 files: dict[str, Path | None] | None = None, allow_empty: bool = False):
+                 files: dict[str, Path | None] | None = None, allow_empty: bool = False, target: Path | None = None):
         self.stage, self.run, self.key = stage, run, key
+        self.target = target  # what is locked while the outputs are written: the stage folder, or what -o names
+        self._lock: OutputLock | None = None
         self.allow_empty = allow_empty
         self._resolve = resolve
         self._files = {name: Path(path) for name, path in (files or {}).items() if path is not None}
@@ -202,7 +223,7 @@ class Outputs:
     def folder(cls, directory: str | Path, stage: str, *, run: str | None = None, key: str | None = None,
                files: dict[str, Path | None] | None = None, allow_empty: bool = False) -> Outputs:
         directory = Path(directory)
-        return cls(stage, lambda name: directory / name, run, key, files, allow_empty)
+        return cls(stage, lambda name: directory / name, run, key, files, allow_empty, target=directory)
 
     @classmethod
     def beside(cls, path: str | Path, stage: str, *, main: str = "records.jsonl", dropped: str = ".rejected.jsonl",
@@ -217,7 +238,7 @@ class Outputs:
                 return path
             return path.with_name(stem + (dropped if name == "dropped.jsonl" else "." + name))
 
-        outputs = cls(stage, resolve, files=files, allow_empty=allow_empty)
+        outputs = cls(stage, resolve, files=files, allow_empty=allow_empty, target=path)
         outputs.main = main
         return outputs
 
@@ -234,17 +255,32 @@ class Outputs:
 
     def guard(self, inputs: Iterable[str | Path], drops: bool = True) -> None:
         """Refuse, before anything is written, a missing input, an output given twice (-o and --clusters the same
-        file) or as an input. `start` calls it; a command calls it too before slow work (loading a model)."""
+        file) or as an input, an output that is a device, FIFO or folder where a file belongs; then lock the outputs
+        (a second writer of them is refused, naming this process). `start` calls it; a command calls it too before
+        slow work (loading a model). `release` (or `finish`) lets the lock go."""
         inputs = [Path(p) for p in inputs]
         for path in inputs:  # a command calls this before loading a model: a missing input says so at once
             if not path.exists():
                 raise InputError(f"{path}: no such file or folder")
+        files = [p for p in inputs if p.is_file()]
+        if files and not self.allow_empty and not any(map(_has_content, files)):  # every input empty: say it now
+            refuse_empty(files, 0, 0, {}, stage=self.stage if self.run else None)
         named: dict[str, Path] = {}
         for name in (*([self.main] if self.main else []), *self._files, *(["dropped.jsonl"] if drops else [])):
             path = self._path(name)
             refuse_overwrite(path, inputs, f"this {self.stage} run")
             _refuse_shared(named, name, path)
+            check_output(path, folder=name in FOLDER_OUTPUTS)
             named[name] = path
+        if self.target is not None and self._lock is None and is_main():  # launched workers share the main's
+            check_output(self.target, folder=self.main is None or self.main in FOLDER_OUTPUTS)
+            self._lock = locks.acquire(self.target)
+
+    def release(self) -> None:
+        """Let the outputs' lock go (the stage is done, or failed)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def start(self, config: BaseModel, inputs: Iterable[str | Path], exclude: frozenset[str] = frozenset(),
               drops: bool = True) -> Ledger:
@@ -257,7 +293,7 @@ class Outputs:
         hashes = {str(p): path_sha256(p) for p in inputs}
         self._manifest = {
             "stage": self.stage, "run": self.run, "key": self.key or stage_key(config, inputs, exclude),
-            "config": config.model_dump(mode="json"), "config_hash": config_hash(config, exclude),
+            "config": masked_data(config.model_dump(mode="json")), "config_hash": config_hash(config, exclude),
             "inputs": [{"path": p, "sha256": h} for p, h in hashes.items()],
         }
         self._started = (_now(), time.perf_counter())
@@ -290,21 +326,58 @@ class Outputs:
         manifest = {**self._manifest, "versions": package_versions(), "git": git_hash(),
                     "started": started, "finished": _now(), "seconds": round(time.perf_counter() - clock, 3),
                     "counts": counts, "ledger": dict(sorted(ledger.counts.items())), "files": files,
+                    "outputs": output_sums(files),
                     "quarantined": len(problems), **({"details": details} if details else {})}
         atomic_write_json(manifest_path, manifest)
+        if self.run is None:  # a recipe's stage is locked until run_stage has written DONE
+            self.release()
         problems_of_records = problems
+        inputs = [p["path"] for p in self._manifest["inputs"]] or [self.stage]
         if {"in", "out"} <= counts.keys():
             valid, kept = counts["in"], counts["out"]
         elif {"kept", "rejected"} <= counts.keys():
             valid, kept = counts["kept"] + counts["rejected"], counts["kept"]
+            # What was read and dropped is what the generator wrote, not the prompts' files: name it so.
+            inputs = [f"the candidates generated from {', '.join(inputs)}"]
         else:  # not a stage that keeps records (training, eval, a report): the rule does not apply
             valid = kept = 0
             problems_of_records: list[Problem] = []
         left_out = [files[n] for n in ("quarantine.jsonl", "dropped.jsonl")
                     if n in files and Path(files[n]).stat().st_size]
-        refuse_empty([p["path"] for p in self._manifest["inputs"]] or [self.stage], valid, kept, ledger.counts,
+        refuse_empty(inputs, valid, kept, ledger.counts,
                      problems_of_records, left_out, self.allow_empty, self.stage if self.run else None)
         return StepResult(manifest, problems)
+
+
+def output_sums(files: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of each output file (and folder output: an adapter), so that a rerun can tell an output
+    damaged or changed after its stage finished from one it may trust."""
+    sums = {}
+    for name, path in files.items():
+        path = Path(path)
+        if name != "manifest.json" and (path.is_file() or (name in FOLDER_OUTPUTS and path.is_dir())):
+            size = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*")
+                                                                   if p.is_file())
+            sums[name] = {"size": size, "sha256": path_sha256(path)}
+    return sums
+
+
+def changed_outputs(manifest: dict[str, Any]) -> list[str]:
+    """What became of a finished stage's outputs since (`output_sums` in its manifest): "records.jsonl: 2,048 bytes,
+    was 9,310", "adapter: missing", "ledger.jsonl: changed (same size)"; empty when all are as written."""
+    changes = []
+    for name, was in manifest.get("outputs", {}).items():
+        path = Path(manifest.get("files", {}).get(name, ""))
+        if not path.exists():
+            changes.append(f"{name}: missing")
+            continue
+        size = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*")
+                                                               if p.is_file())
+        if size != was["size"]:
+            changes.append(f"{name}: {size:,} bytes, was {was['size']:,}")
+        elif path_sha256(path) != was["sha256"]:
+            changes.append(f"{name}: changed (same size)")
+    return changes
 
 
 def _refuse_shared(outputs: dict[str, Path], name: str, path: Path) -> None:
@@ -361,16 +434,24 @@ class Stage:
         except OSError:
             return False
 
+    def changed(self) -> list[str]:
+        """The outputs changed since the stage finished (`changed_outputs`); a done stage with one is done again."""
+        return changed_outputs(self.manifest() or {})
+
 
 @dataclass
 class StageOutcome:
     stage: Stage
     skipped: bool
     manifest: dict[str, Any]
+    redone_because: list[str] = field(default_factory=list)  # a done stage's outputs that had changed since
 
     def summary_lines(self) -> list[str]:
         """The stage's state and counts, then its ledger's reasons (as `workbench run` prints them)."""
         state = "skipped (unchanged)" if self.skipped else f"done in {self.manifest['seconds']:.1f} s"
+        if self.redone_because:
+            state = f"done again in {self.manifest['seconds']:.1f} s (its outputs had changed since it finished: " \
+                f"{'; '.join(self.redone_because)})"
         counts = ", ".join(f"{k} {v:,}" for k, v in self.manifest["counts"].items())
         return [f"{self.stage.name}: {state} — {counts}  ({self.stage.dir})",
                 *(f"    {line}" for line in reason_lines(self.manifest["ledger"])),
@@ -380,15 +461,24 @@ class StageOutcome:
 
 def run_stage(stage: Stage, step: Callable[[Outputs], StepResult], *, force: bool = False,
               allow_empty: bool = False) -> StageOutcome:
-    """Run the stage's step into its folder unless it is done for the same config and inputs (`force` reruns);
-    a stage that kept none of its records stops the run (EmptyResult) unless `allow_empty`."""
+    """Run the stage's step into its folder unless it is done for the same config and inputs and its outputs are as
+    it left them (`force` reruns); a stage that kept none of its records stops the run (EmptyResult) unless
+    `allow_empty`."""
+    changed: list[str] = []
     if not force and stage.is_done():
-        return StageOutcome(stage, True, stage.manifest() or {})
+        changed = stage.changed()
+        if not changed:
+            return StageOutcome(stage, True, stage.manifest() or {})
     stage.dir.mkdir(parents=True, exist_ok=True)
-    stage.path("DONE").unlink(missing_ok=True)
-    result = step(stage.outputs(allow_empty))
-    atomic_write_text(stage.path("DONE"), stage.key + "\n")  # last: its presence means the outputs are whole
-    return StageOutcome(stage, False, result.manifest)
+    out = stage.outputs(allow_empty)
+    out.guard([])  # locked before DONE goes: another run of this stage now is refused
+    try:
+        stage.path("DONE").unlink(missing_ok=True)
+        result = step(out)
+        atomic_write_text(stage.path("DONE"), stage.key + "\n")  # last: its presence means the outputs are whole
+    finally:
+        out.release()
+    return StageOutcome(stage, False, result.manifest, changed)
 
 
 def stage_summaries(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -433,12 +523,28 @@ def stage_lines(run: str, stages: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-RUN_COLUMNS = ("run", "stages done", "last finished", "stage time (s)", "folder")
+RUN_COLUMNS = ("run", "state", "stages done", "last finished", "stage time (s)", "folder")
+RUN_STATE = "run.json"  # in a run folder: how its last `workbench run` ended (`save_run_state`)
+
+
+def save_run_state(run_dir: str | Path, state: str) -> None:
+    """What `runs list` says of a run: "running", "complete", "complete up to dedup", "waiting: review ...",
+    "stopped: <error>", "interrupted"; the stage folders alone cannot tell a run waiting for review from a whole
+    one."""
+    atomic_write_json(Path(run_dir) / RUN_STATE, {"state": state, "updated": _now()})
+
+
+def run_state(run_dir: str | Path) -> str:
+    try:
+        return json.loads((Path(run_dir) / RUN_STATE).read_text(encoding="utf-8"))["state"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unknown"  # a run folder from before the state was kept, or one written by hand
 
 
 def run_rows(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     """The runs of `list_runs` as table rows under RUN_COLUMNS."""
-    return [(r["run"], f"{r['done']}/{r['stages']}", r["last"], f"{r['seconds']:.1f}", r["path"]) for r in runs]
+    return [(r["run"], r["state"], f"{r['done']}/{r['stages']}", r["last"], f"{r['seconds']:.1f}", r["path"])
+            for r in runs]
 
 
 def list_runs(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
@@ -450,7 +556,7 @@ def list_runs(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
     for folder in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
         stages = stage_summaries(folder)
         if stages:
-            runs.append({"run": folder.name, "path": str(folder), "stages": len(stages),
+            runs.append({"run": folder.name, "path": str(folder), "state": run_state(folder), "stages": len(stages),
                          "done": sum(s["status"] == "done" for s in stages),
                          "last": max(s["finished"] or "" for s in stages),
                          "seconds": round(sum(s["seconds"] or 0 for s in stages), 1)})

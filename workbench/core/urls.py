@@ -10,13 +10,25 @@ def masked(url: str) -> str:
     """The URL with its password (if any) written as ***; anything that does not parse comes back unchanged."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
+        if parts.password is None and parts.username is None:
             return url
-        user = parts.username or ""
         host = parts.hostname or ""
         if ":" in host:
             host = f"[{host}]"
-        netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        # user:password keeps the user; a lone user part (https://TOKEN@host) is the secret itself.
+        userinfo = "***" if parts.password is None else f"{parts.username or ''}:***"
+        netloc = f"{userinfo}@{host}" + (f":{parts.port}" if parts.port else "")
         return urlunsplit(parts._replace(netloc=netloc))
     except ValueError:
         return url
+
+
+def masked_data(data):
+    """DATA (a config's JSON dump) with the credentials of every URL in it masked (`masked`): what a manifest keeps."""
+    if isinstance(data, dict):
+        return {key: masked_data(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [masked_data(value) for value in data]
+    if isinstance(data, str) and "@" in data and "://" in data:
+        return masked(data)
+    return data
