@@ -361,9 +361,9 @@ def test_no_command_writes_over_its_input_or_reads_a_compressed_file_as_lines(tm
 
 
 def test_options_out_of_range_are_one_line_not_a_traceback(tmp_path, invoke, tiny_falcon):
-    for args, said in ((("--max-new-tokens", "0"), "Error: options: max_new_tokens: Input should be greater than or "
+    for args, said in ((("--max-new-tokens", "0"), "Error: --max-new-tokens: Input should be greater than or "
                                                     "equal to 1"),
-                       (("--limit", "0"), "Error: options: limit: Input should be greater than or equal to 1")):
+                       (("--limit", "0"), "Error: --limit: Input should be greater than or equal to 1")):
         result = invoke("eval", "run", "--model", tiny_falcon, "--suite", "closed_qa", "-o", tmp_path / "e", *args)
         assert result.exit_code == 1 and said in result.output and "Traceback" not in result.output, result.output
         assert not (tmp_path / "e").exists()

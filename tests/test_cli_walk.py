@@ -129,6 +129,9 @@ def bad_values(name: str, command) -> list[tuple[str, str, list[str], str]]:
                 cases.append((f"{param.name}=below", param.name, with_value(str(low - 1)), culprit))
             if high is not None:
                 cases.append((f"{param.name}=above", param.name, with_value(str(high + 1)), culprit))
+            if low is None and high is None:  # the range is the config's: derived from its field's constraints
+                for case, value in config_bounds(name, param.name, kind):
+                    cases.append((f"{param.name}={case}", param.name, with_value(value), culprit))
         elif kind is Path and (name, param.name) not in MADE_HERE:
             if param.name in OUTPUTS:
                 inputs = [a for a in base if a.startswith(("{good}", "{inputs}"))]
@@ -141,6 +144,53 @@ def bad_values(name: str, command) -> list[tuple[str, str, list[str], str]]:
                 wrong = "{good}" if param.name in FOLDER_INPUTS else "{inputs}/a-folder"
                 cases.append((f"{param.name}=wrong-kind", param.name, with_value(wrong), wrong))
     return cases
+
+
+def config_models(name: str) -> list:
+    """The config models whose fields a command's numeric options set (their constraints are the options' ranges)."""
+    from eval_suites.contamination import ContaminationConfig
+    from eval_suites.runner import EvalConfig
+    from pipelines.bootstrap import BootstrapConfig
+    from pipelines.finetune.config import FinetuneConfig
+    from pipelines.from_docs import FromDocsConfig
+    from pipelines.instances import InstancesConfig
+    from pipelines.responses import ResponsesConfig
+    from pipelines.screen import ScreenConfig
+    from workbench.core.backends import BackendConfig
+    from workbench.core.minhash import DedupConfig
+    from workbench.core.models import GenerationParams
+    from workbench.core.teaching import TinyModelConfig
+    from workbench.serve import Limits
+
+    generation = [GenerationParams, BackendConfig]
+    return {"dedup": [DedupConfig], "contamination": [ContaminationConfig], "screen": [ScreenConfig],
+            "finetune": [FinetuneConfig], "ask": [GenerationParams], "chat": [GenerationParams], "serve": [Limits],
+            "models tiny": [TinyModelConfig], "generate instructions": [BootstrapConfig, *generation],
+            "generate instances": [InstancesConfig, *generation], "generate responses": [ResponsesConfig, *generation],
+            "generate from-docs": [FromDocsConfig, *generation], "eval run": [EvalConfig, *generation]}.get(name, [])
+
+
+def config_bounds(name: str, option: str, kind: type) -> list[tuple[str, str]]:
+    """(case, value) just outside the range the config's field of that name allows (ge/gt/le/lt)."""
+    import annotated_types
+
+    step = 1 if kind is int else 0.5
+    for model in config_models(name):
+        field = model.model_fields.get(option)
+        if field is None:
+            continue
+        cases = []
+        for bound in field.metadata:
+            if isinstance(bound, annotated_types.Ge):
+                cases.append(("below-config", str(bound.ge - step)))
+            elif isinstance(bound, annotated_types.Gt):
+                cases.append(("at-config-floor", str(bound.gt)))
+            elif isinstance(bound, annotated_types.Le):
+                cases.append(("above-config", str(bound.le + step)))
+            elif isinstance(bound, annotated_types.Lt):
+                cases.append(("at-config-ceiling", str(bound.lt)))
+        return cases
+    return []
 
 
 def replaced(base: list[str], option: str | None, opts: list[str], value: str) -> list[str]:

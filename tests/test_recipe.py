@@ -113,6 +113,8 @@ def test_run_reruns_only_what_changed(tmp_path, invoke):
     # The micro recipe's briefly trained generator writes no valid instance: the run stops there, saying so...
     stopped = invoke("run", micro(tmp_path), "--name", "r", "--runs-dir", runs)
     assert stopped.exit_code == 1 and "Error: stage instances: " in stopped.output, stopped.output
+    listed = invoke("runs", "list", "--runs-dir", runs, "--json")
+    assert json.loads(listed.stdout)[0]["state"].startswith("stopped: stage instances: ")
     assert "none kept (" in stopped.output and "no valid instance" in stopped.output
     assert "--allow-empty" in stopped.output
     # ... and goes on with --allow-empty (as the rest of these tests do), from where it stopped.
@@ -137,6 +139,14 @@ def test_run_reruns_only_what_changed(tmp_path, invoke):
     assert skipped == ["seeds", "catalog", "tiny-model", "instructions", "instances", "from-docs", "dedup",
                        "eval-base", "eval-instruct"]
     assert done == ["screen", "review", "holdout", "contamination", "finetune", "eval-finetuned", "report"]
+    assert json.loads(invoke("runs", "list", "--runs-dir", runs, "--json").stdout)[0]["state"] == "complete"
+    # A dry run from a later stage says the earlier ones are used as they are, even with --force.
+    plan = invoke("run", "--allow-empty", changed, "--name", "r", "--runs-dir", runs, "--dry-run", "--from",
+                  "finetune", "--force")
+    assert "dedup            skipped: before --from finetune: used as it is" in plan.output, plan.output
+    assert "contamination    would run: forced" in plan.output
+    backwards = invoke("run", changed, "--name", "r", "--runs-dir", runs, "--from", "report", "--until", "generate")
+    assert backwards.exit_code == 1 and "--from report comes after --until generate" in backwards.output
     # --from report --force redoes the report alone; --until stops early.
     report_only = invoke("run", "--allow-empty", changed, "--name", "r", "--runs-dir", runs, "--from", "report",
                          "--force")
@@ -194,6 +204,8 @@ def test_manual_review_stops_the_run_and_the_next_run_resumes(tmp_path, invoke):
     first = invoke("run", "--allow-empty", recipe, "--name", "m", "--runs-dir", runs, "--review", "manual")
     assert first.exit_code == 0, first.output
     assert "Waiting: review: 0 of" in first.output and "run the same command again" in first.output
+    [listed] = json.loads(invoke("runs", "list", "--runs-dir", runs, "--json").stdout)
+    assert listed["state"].startswith("waiting: review: 0 of")  # not counted as a complete run
     data_dir = runs / "m" / "review" / "argilla"
     assert not (runs / "m" / "review" / "DONE").exists() and (data_dir / "server.json").exists()
     try:

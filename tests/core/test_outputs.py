@@ -134,3 +134,15 @@ def test_two_generate_responses_into_one_file_at_once_the_second_is_refused(tmp_
     records = load_records(output, [])
     kept = int(re.search(r"Kept (\d+)", out + err).group(1))
     assert len(records) == len({r.id for r in records}) == kept > 0  # each once: none written by the second
+
+
+def test_a_second_finetune_into_the_same_adapter_is_refused_before_its_model_loads(tmp_path, invoke):
+    source, adapter = make_input(tmp_path), tmp_path / "adapter"
+    holder = hold_lock(adapter)  # the first finetune, training
+    try:
+        result = invoke("finetune", "--base", tmp_path / "no-such-model", "--data", source, "-o", adapter)
+        assert result.exit_code == 1 and f"being written by another run (PID {holder.pid}" in result.output
+        assert "no-such-model" not in result.output and not adapter.exists()
+    finally:
+        holder.kill()
+        holder.wait()

@@ -19,7 +19,7 @@ GROUPS = {"inspect": inspect_app}
 Catalog = Annotated[Path | None, opt("A folder of pages (Markdown, text, HTML, PDF): the best-matching page is given "
                                      "as context (BM25), so answers are grounded.")]
 SystemPrompt = Annotated[bool, opt("The course-advisor system prompt.")]
-AnswerTokens = Annotated[int, opt("Tokens generated at most per answer.")]
+AnswerTokens = Annotated[int, typer.Option(help="Tokens generated at most per answer.", min=1, max=4096)]
 
 
 @inspect_app.command("next-token")

@@ -23,12 +23,16 @@ TINY = TinySpec()
 def models_tiny(
     out: Annotated[Path, typer.Argument(help="Folder to save the model and tokenizer in.")],
     arch: Annotated[str, opt("falcon (like falcon-7b) or llama.")] = TINY.arch,
-    layers: int = TINY.layers, hidden: int = TINY.hidden, heads: int = TINY.heads, seed: int = TINY.seed,
-    vocab: Annotated[int, opt("BPE vocabulary size (smaller if the corpus runs out).")] = TINY.vocab,
+    layers: Annotated[int, typer.Option(min=1)] = TINY.layers,
+    hidden: Annotated[int, typer.Option(help="Width (a multiple of --heads).", min=8)] = TINY.hidden,
+    heads: Annotated[int, typer.Option(min=1)] = TINY.heads, seed: int = TINY.seed,
+    vocab: Annotated[int, typer.Option(help="BPE vocabulary size (smaller if the corpus runs out).", min=300)
+                     ] = TINY.vocab,
     corpus: Annotated[list[Path] | None, opt("Text for the tokenizer (repeat the flag); default: the bundled "
                                              "catalog and seeds.")] = None,
-    train_steps: Annotated[int, opt("Then train it from scratch for this many steps on the corpus (default corpus: "
-                                    "the bundled data in the shapes the loop asks for).")] = 0,
+    train_steps: Annotated[int, typer.Option(help="Then train it from scratch for this many steps on the corpus "
+                                             "(default corpus: the bundled data in the shapes the loop asks for).",
+                                             min=0)] = 0,
 ):
     """Build a tiny model of a real architecture with a BPE tokenizer trained on the corpus.
 

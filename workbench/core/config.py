@@ -30,9 +30,18 @@ def build_config(cls: type[C], values: dict[str, Any], where: str = "config") ->
 
 
 def error_lines(error: ValidationError, where: str) -> list[str]:
-    """`WHERE: a.b: reason` for each of pydantic's errors (no path where the whole config was refused)."""
-    return [f"{where}: " + "".join(f"{p}." for p in err["loc"]).rstrip(".") + (": " if err["loc"] else "")
-            + err["msg"].removeprefix("Value error, ") for err in error.errors()]
+    """`WHERE: a.b: reason` for each of pydantic's errors (no path where the whole config was refused); from
+    command-line options (WHERE "options") the option as it was typed: `--max-new-tokens: reason`."""
+    lines = []
+    for err in error.errors():
+        reason = err["msg"].removeprefix("Value error, ")
+        named = [part for part in err["loc"] if isinstance(part, str)]
+        if where == "options" and named:
+            lines.append(f"--{named[-1].replace('_', '-')}: {reason}")
+        else:
+            lines.append(f"{where}: " + "".join(f"{p}." for p in err["loc"]).rstrip(".")
+                         + (": " if err["loc"] else "") + reason)
+    return lines
 
 
 def load_yaml(path: str | Path) -> Any:
