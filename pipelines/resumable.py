@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.errors import InputError
-from workbench.core.io import atomic_write_json, load_records
+from workbench.core.io import atomic_write_json, load_records, sha256_file
 from workbench.core.ledger import Ledger
 from workbench.core.records import Record
 from workbench.core.runs import Outputs, StepResult
@@ -66,9 +66,18 @@ class ResumableOutput:
                              hint="rerun with the same settings to continue, --force to start again, "
                                   "or choose another output")
         for name, path in self.paths.items():
-            # Cut back to the last whole batch; whatever follows was written by a run that was killed.
+            # Cut back to the last whole batch; whatever follows was written by a run that was killed. Shorter than
+            # the last batch's end, or (a finished run) not the bytes it wrote, the file was changed since: resuming
+            # would build on what is not there (truncate would even pad it with NUL bytes).
+            size, offset = path.stat().st_size, self.state["offsets"].get(name, 0)
+            written = self.state.get("sha256", {}).get(name)
+            changed = size < offset or (written is not None and size == offset and sha256_file(path) != written)
+            if changed:
+                raise InputError(f"{path}: changed since this command wrote it ({size:,} bytes; it had written "
+                                 f"{offset:,}{'' if size != offset else ', other bytes'}): it cannot be resumed",
+                                 hint="--force starts again; or restore the file")
             with open(path, "ab") as f:
-                f.truncate(self.state["offsets"].get(name, 0))
+                f.truncate(offset)
         self.ledger.resume(self.paths["ledger.jsonl"])
         self.resumed = any(self.state["offsets"].values())
 
@@ -99,7 +108,12 @@ class ResumableOutput:
         atomic_write_json(self.state_file, self.state)
         counts = {"kept": _lines(self.paths["records.jsonl"]), "rejected": _lines(self.paths["dropped.jsonl"]),
                   **dict(usage)}
-        return self.out.finish(self.ledger, counts, problems, **details)
+        result = self.out.finish(self.ledger, counts, problems, **details)
+        # What the finished run wrote, byte for byte: a rerun that finds other bytes says so (`_start`).
+        self.state = {**self.state, "offsets": {name: path.stat().st_size for name, path in self.paths.items()},
+                      "sha256": {name: sha256_file(path) for name, path in self.paths.items()}}
+        atomic_write_json(self.state_file, self.state)
+        return result
 
 
 def _lines(path: Path) -> int:

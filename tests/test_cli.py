@@ -168,6 +168,7 @@ def test_demo_runs_then_skips_unchanged_stages(tmp_path, invoke):
     assert f1["diff"] > 0, f1
     page = (report / "report.html").read_text()
     headline = page[page.index("<section id='headline'>"):page.index("</section>")]
+    headline = headline.replace("<bdi>", "").replace("</bdi>", "")  # names from data are isolated in the page
     said = (f"<b>finetuned</b> beats <b>base</b> on course_advisor f1 by {f1['diff']:+.3f}" if f1["ci_low"] > 0 else
             f"No measurable difference between <b>finetuned</b> and <b>base</b> on course_advisor f1: "
             f"{f1['diff']:+.3f}")

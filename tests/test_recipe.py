@@ -166,6 +166,18 @@ def test_run_reruns_only_what_changed(tmp_path, invoke):
     assert invoke("run", "--allow-empty", changed, "--until", "deploy").exit_code == 1
 
 
+def edited_behind_the_manifest(path, text: str) -> None:
+    """A stage output edited, and its manifest's checksum with it: what a rerun cannot tell from the stage's own
+    output (a plain edit is found, and the stage done again)."""
+    from workbench.core.runs import output_sums
+
+    path.write_text(text)
+    manifest_path = path.parent / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["outputs"].update(output_sums({path.name: str(path)}))
+    manifest_path.write_text(json.dumps(manifest))
+
+
 @pytest.mark.slow
 @pytest.mark.server
 def test_contamination_stops_the_run_before_finetuning(tmp_path, monkeypatch, invoke):
@@ -177,7 +189,7 @@ def test_contamination_stops_the_run_before_finetuning(tmp_path, monkeypatch, in
     leak = {"instruction": "Do I have to know programming to apply for the Business Information Systems course?",
             "response": "No, programming knowledge is not required."}
     curated = runs / "c" / "review" / "records.jsonl"
-    curated.write_text(curated.read_text() + json.dumps(leak) + "\n")
+    edited_behind_the_manifest(curated, curated.read_text() + json.dumps(leak) + "\n")
     held = invoke("run", "--allow-empty", recipe, "--name", "c", "--runs-dir", runs, "--until", "review")
     assert held.exit_code == 0, held.output
     [dropped] = [json.loads(line) for line in (runs / "c" / "holdout" / "dropped.jsonl").read_text().splitlines()]
@@ -185,8 +197,7 @@ def test_contamination_stops_the_run_before_finetuning(tmp_path, monkeypatch, in
     assert dropped["lineage"][-1]["reason"] == "asks a suite question"
     assert dropped["lineage"][-1]["detail"]["item"] == "business-information-systems-msc-1"
     trained = runs / "c" / "holdout" / "records.jsonl"
-    trained.write_text(trained.read_text() + json.dumps(leak) + "\n")  # past the holdout, as a hand edit would
-    (runs / "c" / "holdout" / "DONE").write_text((runs / "c" / "holdout" / "DONE").read_text())  # keep it done
+    edited_behind_the_manifest(trained, trained.read_text() + json.dumps(leak) + "\n")  # past the holdout
     result = invoke("run", "--allow-empty", recipe, "--name", "c", "--runs-dir", runs, "--from", "finetune")
     assert result.exit_code == 1 and "contamination: 1 eval item(s)" in result.output
     report = json.loads((runs / "c" / "contamination" / "report.json").read_text())

@@ -373,6 +373,11 @@ def _run_recipe(recipe: Recipe, runs_dir: str | Path, name: str, *, force: bool,
             if not planned.stage.is_done():
                 raise InputError(f"stage {planned.stage.name} ({group}) has not run with these settings",
                                  hint=f"run without --from first, or --from {group}")
+            altered = planned.stage.changed()
+            if altered:
+                raise InputError(f"stage {planned.stage.name} ({group}): its outputs changed since it finished "
+                                 f"({'; '.join(altered)})", hint=f"run without --from (it is done again), or "
+                                                                 f"--from {group}")
             outcome = StageOutcome(planned.stage, True, planned.stage.manifest() or {})
         else:
             say(label)

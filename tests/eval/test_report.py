@@ -305,8 +305,10 @@ def test_a_hostile_answer_neither_widens_the_page_nor_reorders_the_scores(tmp_pa
         line = page.locator("#items-hostile > details > summary").nth(1)
         assert "\u202e" in line.inner_text()
         scores = line.locator(".scores")
-        # The scores after the override still read left to right: "f1: base 0.00 · tuned|*v2* ..." in that order.
+        # The scores after the override still read left to right: "f1: base 0.00 · tuned|*v2* ..." in that order,
+        # on screen too (an override that leaked would draw them right to left).
         assert scores.inner_text().startswith("f1: base 0.")
-        label_box = line.locator("b").bounding_box()
-        assert scores.bounding_box()["x"] > label_box["x"]
+        names = [scores.locator("bdi").nth(k).bounding_box() for k in range(3)]  # f1, base, tuned|*v2*
+        same_line = [box for box in names if abs(box["y"] - names[1]["y"]) < 2]
+        assert [box["x"] for box in same_line] == sorted(box["x"] for box in same_line) and len(same_line) >= 2
         page.close()

@@ -166,32 +166,32 @@ app(sys.argv[1:], prog_name="workbench")
 
 
 def test_a_kill_during_an_index_add_leaves_an_index_the_next_run_finishes_and_uses(tmp_path, redis_url, prefix,
-                                                                                 batches):
+                                                                                 batches, invoke):
     a, b, _ = batches
 
-    def dedup(path, index, out, *extra, code=None):
-        command = [sys.executable, "-c", code] if code else [sys.executable, "-m", "workbench"]
-        return subprocess.run([*command, "dedup", str(path), "-o", str(out), "--index", index, "--redis-url",
-                               redis_url, *extra], env=ENV, capture_output=True, text=True, timeout=300)
+    def dedup(path, index, out):
+        result = invoke("dedup", path, "-o", out, "--index", index, "--redis-url", redis_url)
+        assert result.exit_code == 0, result.output
+        return result.output
 
     clean = f"{prefix}-clean"
-    assert dedup(a, clean, tmp_path / "clean-a.jsonl").returncode == 0
-    assert dedup(b, clean, tmp_path / "clean-b.jsonl").returncode == 0
+    dedup(a, clean, tmp_path / "clean-a.jsonl")
+    dedup(b, clean, tmp_path / "clean-b.jsonl")
 
     killed = f"{prefix}-killed"
-    crash = dedup(a, killed, tmp_path / "killed-a.jsonl", code=KILLED_MID_ADD)
-    assert crash.returncode == -9
+    crash = subprocess.run([sys.executable, "-c", KILLED_MID_ADD, "dedup", str(a), "-o", str(tmp_path / "k.jsonl"),
+                            "--index", killed, "--redis-url", redis_url], env=ENV, capture_output=True, text=True,
+                           timeout=300)
+    assert crash.returncode == -9, crash.stderr[-2000:]
     client = redis.Redis.from_url(redis_url)
     assert client.scard(f"workbench-dedup:index:{killed}:pending") > 0  # the kill left a batch half-added
-    again = dedup(a, killed, tmp_path / "again-a.jsonl")  # the same command again: as if it had not been killed
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert "finished adding" in again.stderr and "Traceback" not in again.stderr
-    after = dedup(b, killed, tmp_path / "killed-b.jsonl")
-    assert after.returncode == 0, after.stderr[-2000:]
+    said = dedup(a, killed, tmp_path / "again-a.jsonl")  # the same command again: as if it had not been killed
+    assert "finished adding" in said and "Traceback" not in said
+    assert "waiting for it" not in said  # the dead run's lock was taken over at once, not waited out (60 s)
+    dedup(b, killed, tmp_path / "killed-b.jsonl")
     assert kept(tmp_path / "again-a.jsonl") == kept(tmp_path / "clean-a.jsonl")
     assert kept(tmp_path / "killed-b.jsonl") == kept(tmp_path / "clean-b.jsonl")
     assert client.scard(f"workbench-dedup:index:{killed}:pending") == 0
-    dropped = subprocess.run([sys.executable, "-m", "workbench", "dedup", "--drop-index", killed, "--redis-url",
-                              redis_url], env=ENV, capture_output=True, text=True, timeout=120)
+    dropped = invoke("dedup", "--drop-index", killed, "--redis-url", redis_url)
     held = len(kept(tmp_path / "clean-a.jsonl")) + len(kept(tmp_path / "clean-b.jsonl"))
-    assert dropped.returncode == 0 and f"{held:,} records" in dropped.stdout + dropped.stderr
+    assert dropped.exit_code == 0 and f"({held:,} records)" in dropped.output

@@ -7,6 +7,7 @@ import pytest
 
 from pipelines import responses
 from workbench.core.backends import BackendConfig, load_backend
+from workbench.core.errors import InputError
 from workbench.core.io import load_records
 from workbench.core.records import Record
 from workbench.core.runs import Outputs
@@ -92,6 +93,16 @@ def test_a_run_stopped_midway_continues_to_the_same_output(tiny_falcon, instruct
     again = responses.run([generator(tiny_falcon)], path, config, Outputs.beside(out, "responses"))
     assert again.details["resumed"]
     assert out.read_bytes() == (tmp_path / "straight.jsonl").read_bytes()
+    # Finished, then cut (a disk that filled, an editor) or changed: the same command refuses to build on it.
+    whole = out.read_bytes()
+    for damaged in (whole[: len(whole) // 2], whole.replace(b'"', b"'", 1)):
+        out.write_bytes(damaged)
+        with pytest.raises(InputError, match="changed since this command wrote it"):
+            responses.run([generator(tiny_falcon)], path, config, Outputs.beside(out, "responses"))
+        assert out.read_bytes() == damaged  # left as it is for the person to look at
+    out.write_bytes(whole)
+    assert responses.run([generator(tiny_falcon)], path, config, Outputs.beside(out, "responses")).details["resumed"]
+    assert out.read_bytes() == whole
 
 
 def test_cli_generates_candidates_and_refuses_what_it_cannot_do(tiny_falcon, tiny_llama, instructions, tmp_path,

@@ -141,9 +141,8 @@ def finetune_command(
     eval_limit: Annotated[int | None, opt("Evaluate on the suite's first N items only.")] = F.eval_limit,
     keep_best: Annotated[str | None, opt("A suite metric: the checkpoint best by it becomes the adapter.")] = \
         F.keep_best,
-    budget_gib: Annotated[float | None, typer.Option(help="Memory to fit in GiB (default: the GPU's): the rows "
-                                                     "of a step go through in passes that fit; refused if one row "
-                                                     "cannot.", min=0.01)] = None,
+    budget_gib: Annotated[float | None, opt("Memory to fit in GiB, above 0 (default: the GPU's): the rows of a "
+                                            "step go through in passes that fit; refused if one row cannot.")] = None,
     resume: Annotated[bool, opt("Continue from the last checkpoint in -o.")] = False,
     processes: Annotated[int, typer.Option(help="Train in N processes (one per GPU; gloo on the CPU) through "
                                            "accelerate launch; the effective batch is N times larger.", min=1)] = 1,

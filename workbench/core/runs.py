@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -51,6 +52,8 @@ PACKAGES = ("instruct-workbench", "torch", "transformers", "tokenizers", "peft",
 
 
 FOLDER_OUTPUTS = ("adapter", "results")  # the outputs that are folders (a -o that names one is a folder)
+# A stage's own bookkeeping, rewritten after its manifest (generation's state.json records the bytes it wrote).
+NOT_OUTPUTS = ("manifest.json", "state.json")
 OutputLock = locks.OutputLock
 
 
@@ -355,7 +358,9 @@ def output_sums(files: dict[str, str]) -> dict[str, dict[str, Any]]:
     sums = {}
     for name, path in files.items():
         path = Path(path)
-        if name != "manifest.json" and (path.is_file() or (name in FOLDER_OUTPUTS and path.is_dir())):
+        if name in NOT_OUTPUTS:
+            continue
+        if path.is_file() or (name in FOLDER_OUTPUTS and path.is_dir()):
             size = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*")
                                                                    if p.is_file())
             sums[name] = {"size": size, "sha256": path_sha256(path)}
@@ -474,6 +479,10 @@ def run_stage(stage: Stage, step: Callable[[Outputs], StepResult], *, force: boo
     out.guard([])  # locked before DONE goes: another run of this stage now is refused
     try:
         stage.path("DONE").unlink(missing_ok=True)
+        if changed:  # done again from the start: nothing of the damaged outputs is resumed or built on
+            for name in [*(stage.manifest() or {}).get("outputs", {}), "state.json"]:
+                path = stage.path(name)
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         result = step(out)
         atomic_write_text(stage.path("DONE"), stage.key + "\n")  # last: its presence means the outputs are whole
     finally:
