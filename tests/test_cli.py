@@ -79,11 +79,13 @@ def test_validate_prints_file_line_field_reason_and_exits_1(tmp_path, fixtures, 
     assert len((tmp_path / "q.jsonl").read_text().splitlines()) == 2
 
 
-def test_validate_good_and_empty_files_exit_0(fixtures, invoke):
-    result = invoke("data", "validate", fixtures / "good_records.jsonl", fixtures / "bad" / "empty.jsonl",
-                    fixtures / "bad" / "bom.jsonl")
-    assert result.exit_code == 0, result.output
-    assert "3 valid record(s), 0 problem(s)" in result.output
+def test_validate_good_files_exit_0_and_an_empty_one_1_unless_allowed(fixtures, invoke):
+    files = (fixtures / "good_records.jsonl", fixtures / "bad" / "empty.jsonl", fixtures / "bad" / "bom.jsonl")
+    result = invoke("data", "validate", *files)
+    assert result.exit_code == 1 and "3 valid record(s), 0 problem(s)" in result.output
+    assert f"{files[1]}: an empty file, no record in it" in result.output
+    allowed = invoke("data", "validate", *files, "--allow-empty")
+    assert allowed.exit_code == 0, allowed.output
 
 
 def test_validate_size_limit_flag(fixtures, invoke):

@@ -146,3 +146,14 @@ def test_a_second_finetune_into_the_same_adapter_is_refused_before_its_model_loa
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_an_empty_file_is_not_a_valid_dataset_and_dev_stdout_on_a_pipe_is_refused(tmp_path, invoke):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    result = invoke("data", "validate", empty)
+    assert result.exit_code == 1 and f"{empty}: an empty file, no record in it" in result.output
+    source = make_input(tmp_path)
+    piped = subprocess.run([sys.executable, "-m", "workbench", "data", "export", str(source), "--format", "alpaca",
+                            "-o", "/dev/stdout"], capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 1 and "/dev/stdout: is a FIFO" in piped.stderr and "Traceback" not in piped.stderr

@@ -62,9 +62,9 @@ def data_validate(
     files: Annotated[list[Path], typer.Argument(help="Record files (JSONL or Parquet).")],
     quarantine: Annotated[Path | None, opt("Write every bad line here as JSONL.")] = None,
     max_field_bytes: Annotated[int, opt("Longest text field allowed, in bytes.")] = 1_000_000,
-    allow_unknown_categories: bool = False,
+    allow_unknown_categories: bool = False, allow_empty: AllowEmpty = False,
 ):
-    """Check record files line by line; exit 1 when any line is bad.
+    """Check record files line by line; exit 1 when any line is bad or a file is empty (unless --allow-empty).
 
     Example: workbench data validate seeds.jsonl --quarantine bad.jsonl"""
     if quarantine is not None:
@@ -76,7 +76,10 @@ def data_validate(
     if quarantine is not None:
         write_problems(quarantine, problems)
     console.print(f"{valid:,} valid record(s), {len(problems):,} problem(s) in {len(files)} file(s)")
-    raise typer.Exit(1 if problems else 0)
+    empty = [] if allow_empty else [f for f in files if f.is_file() and f.stat().st_size == 0]
+    for path in empty:  # nothing in it is not a valid dataset: an export that failed, a cut download
+        click.echo(f"{path}: an empty file, no record in it", err=True)
+    raise typer.Exit(1 if problems or empty else 0)
 
 
 @data_app.command("export")

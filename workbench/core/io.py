@@ -60,13 +60,18 @@ def check_output(path: str | Path, folder: bool = False) -> Path:
     socket is never replaced by a regular file, nor a folder by a file or a file by a folder."""
     path = Path(path)
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if path.is_symlink() and os.path.exists(path) and not os.path.lexists(target):
+        target = path  # a link to what has no path (/dev/stdout on a pipe: "pipe:[123]"): judged by what it is
     folder_above = next((p for p in Path(os.path.abspath(target)).parents if p.exists()), None)
     if folder_above is not None and not os.access(folder_above, os.W_OK):  # said before the work, not after it
         raise OutputError(f"{path}: cannot write: {folder_above} is read-only for this user",
                           hint="name an output in a folder you can write")
     if not os.path.lexists(target):
         return target
-    mode = os.stat(target).st_mode
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return target  # a dangling link: the file it names is made
     if stat.S_ISDIR(mode) and not folder:
         raise OutputError(f"{path}: is a folder, and this output is a file", hint="name a file (for example "
                           f"{Path(path) / 'records.jsonl'})")
