@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from workbench.core.models import GenerationParams, Model, release_memory
+from workbench.core.models import GenerationParams, Model, context_length, release_memory
 from workbench.core.prompts import ADVISOR_SYSTEM_PROMPT, ANSWER_STOPS, build_prompt
 
 
@@ -55,17 +55,6 @@ class Limits(BaseModel):
     # Requests being answered or queued at once; more are refused (429, with Retry-After). 16: four clients at the
     # generation commands' default --concurrency (4) are never refused.
     max_waiting: int = Field(16, ge=1)
-
-
-def context_length(model: Model) -> int | None:
-    """Tokens the model can attend to (prompt + completion): its config's positions, else the tokenizer's limit."""
-    config = model.model.config
-    for key in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
-        value = getattr(config, key, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    limit = getattr(model.tokenizer, "model_max_length", None)
-    return limit if isinstance(limit, int) and limit < 10**9 else None  # tokenizers say 1e30 for "unknown"
 
 
 class BodyLimit:

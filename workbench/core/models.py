@@ -179,14 +179,17 @@ def failed(error: str, prompt_tokens: int = 0) -> Completion:
     return Completion("", "error", prompt_tokens, 0, error=error)
 
 
-def context_of(model) -> int | None:
-    """The longest sequence the model was made for (its config's positions), or None when it does not say."""
-    config = getattr(model, "config", None)
-    for name in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length"):
-        value = getattr(config, name, None)
+def context_length(model: Model) -> int | None:
+    """Tokens the model can attend to (prompt + completion): its config's positions, else the tokenizer's limit."""
+    config = model.model.config
+    for key in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        value = getattr(config, key, None)
         if isinstance(value, int) and value > 0:
             return value
-    return None
+    limit = getattr(model.tokenizer, "model_max_length", None)
+    return limit if isinstance(limit, int) and limit < 10**9 else None  # tokenizers say 1e30 for "unknown"
+
+
 
 
 class Generates(ABC):
@@ -230,7 +233,7 @@ class Model(Generates):
         results: list[Completion | None] = [None] * len(prompts)
         # A prompt that does not fit the model's context (with room for the answer) is answered by an error for
         # its record alone: generated anyway it is garbage, or an allocation of hundreds of GB that ends the run.
-        context = context_of(self.model)
+        context = context_length(self)
         if context is not None and prompts:
             lengths = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
             for i, n in enumerate(lengths):

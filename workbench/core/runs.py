@@ -54,7 +54,6 @@ PACKAGES = ("instruct-workbench", "torch", "transformers", "tokenizers", "peft",
 FOLDER_OUTPUTS = ("adapter", "results")  # the outputs that are folders (a -o that names one is a folder)
 # A stage's own bookkeeping, rewritten after its manifest (generation's state.json records the bytes it wrote).
 NOT_OUTPUTS = ("manifest.json", "state.json")
-OutputLock = locks.OutputLock
 
 
 class StagePending(WorkbenchError):
@@ -211,7 +210,7 @@ class Outputs:
                  files: dict[str, Path | None] | None = None, allow_empty: bool = False, target: Path | None = None):
         self.stage, self.run, self.key = stage, run, key
         self.target = target  # what is locked while the outputs are written: the stage folder, or what -o names
-        self._lock: OutputLock | None = None
+        self._lock: locks.OutputLock | None = None
         self.allow_empty = allow_empty
         self._resolve = resolve
         self._files = {name: Path(path) for name, path in (files or {}).items() if path is not None}
@@ -361,10 +360,13 @@ def output_sums(files: dict[str, str]) -> dict[str, dict[str, Any]]:
         if name in NOT_OUTPUTS:
             continue
         if path.is_file() or (name in FOLDER_OUTPUTS and path.is_dir()):
-            size = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*")
-                                                                   if p.is_file())
-            sums[name] = {"size": size, "sha256": path_sha256(path)}
+            sums[name] = {"size": _size(path), "sha256": path_sha256(path)}
     return sums
+
+
+def _size(path: Path) -> int:
+    """A file's bytes, or a folder's files' bytes together."""
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def changed_outputs(manifest: dict[str, Any]) -> list[str]:
@@ -376,8 +378,7 @@ def changed_outputs(manifest: dict[str, Any]) -> list[str]:
         if not path.exists():
             changes.append(f"{name}: missing")
             continue
-        size = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*")
-                                                               if p.is_file())
+        size = _size(path)
         if size != was["size"]:
             changes.append(f"{name}: {size:,} bytes, was {was['size']:,}")
         elif path_sha256(path) != was["sha256"]:
